@@ -1,0 +1,41 @@
+# Shared by scripts/demo and scripts/test (sourced, not run).
+#
+# - moto, the local AWS API, lives in a Python venv in .venv (git-ignored),
+#   installed from PyPI on first use.
+# - Builds go to one target folder shared by the demo and the tests, outside
+#   the clone, so a fresh clone (CI's, a second checkout) reuses compiled
+#   dependencies instead of spending minutes on the AWS SDK again. Set
+#   CARGO_TARGET_DIR to choose another place.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MOTO_VERSION=5.2.5
+
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+ensure_tools() {
+    command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs (gameday needs Rust 1.94 or newer)"
+    command -v python3 >/dev/null || die "python3 not found: it is needed for moto, the local AWS API the demo and tests use"
+}
+
+ensure_moto() {
+    if [ -x "$ROOT/.venv/bin/moto_server" ] &&
+        "$ROOT/.venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('moto') != '$MOTO_VERSION')" 2>/dev/null; then
+        return
+    fi
+    echo "installing moto[server]==$MOTO_VERSION into .venv (first time only)..." >&2
+    python3 -m venv "$ROOT/.venv" || die "python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)"
+    "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" ||
+        die "pip could not install moto[server]==$MOTO_VERSION"
+}
+
+use_shared_target_dir() {
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gameday/target}"
+}
+
+# Prints a free TCP port on 127.0.0.1.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}

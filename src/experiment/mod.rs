@@ -1,0 +1,256 @@
+//! The experiment model: what a team wrote in a YAML file under `experiments/`,
+//! decoded and checked. Parsing and validation live in [`parse`]; this file
+//! holds the types the rest of the runner works with.
+//!
+//! The keys follow the draft schema in DESIGN.md; they are the public interface
+//! and are documented in the README ("Experiment format").
+
+mod parse;
+pub mod tolerance;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use parse::{load, load_str, LoadError};
+pub use tolerance::Tolerance;
+
+use crate::faults::Fault;
+use crate::yaml::{Loc, Spanned};
+
+/// The only format version this runner reads.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// A decoded, validated experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// The file it came from, as the user named it.
+    pub file: PathBuf,
+    /// The file's exact text, kept so the journal records the experiment as run.
+    pub source: String,
+    /// Short, tag-safe name; it appears in resource tags and the journal.
+    pub name: String,
+    /// What the experiment does, in a sentence.
+    pub description: Option<String>,
+    /// Who owns the response to this experiment (a team).
+    pub owner: Option<String>,
+    /// The claim the run tests.
+    pub hypothesis: String,
+    /// Where the faults go.
+    pub environment: Environment,
+    /// Conditions that must hold before, during and after the faults.
+    pub steady_state: Vec<Probe>,
+    /// Conditions whose breach aborts the run at once.
+    pub guardrails: Vec<Probe>,
+    /// The faults, in file order.
+    pub faults: Vec<FaultSpec>,
+    /// Phase lengths and the watch interval.
+    pub timing: Timing,
+}
+
+impl Experiment {
+    /// The experiment's file name for messages.
+    pub fn display_file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The index of a fault by name.
+    pub fn fault_index(&self, name: &str) -> Option<usize> {
+        self.faults.iter().position(|f| f.name.value == name)
+    }
+}
+
+/// Whether faults go into a temporary copy or the real resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// A temporary clone of the Auto Scaling group; the default.
+    Parallel,
+    /// The real resources (needs approval under the safety policy).
+    InPlace,
+}
+
+impl Mode {
+    /// The spelling used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Parallel => "parallel",
+            Mode::InPlace => "in-place",
+        }
+    }
+}
+
+/// The `environment` section.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// parallel (default) or in-place.
+    pub mode: Mode,
+    /// The workload's Auto Scaling group: the source of the clone in parallel
+    /// mode, the default target set in both modes.
+    pub autoscaling_group: Option<String>,
+    /// Capacity of the clone; default: the source's desired capacity.
+    pub capacity: Option<u32>,
+    /// How long the clone may take to become healthy.
+    pub ready_timeout: Duration,
+}
+
+/// The `timing` section.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// How long the steady state must hold before anything is injected.
+    pub baseline: Duration,
+    /// How long the steady state may take to return after rollback.
+    pub recovery: Duration,
+    /// How often guardrails and the steady state are checked.
+    pub interval: Duration,
+    /// The whole run may not take longer; reaching it aborts and rolls back.
+    pub max_duration: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            baseline: Duration::from_secs(60),
+            recovery: Duration::from_secs(300),
+            interval: Duration::from_secs(5),
+            max_duration: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// A steady-state condition or a guardrail.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// A label for output; defaults to a description of the check.
+    pub name: String,
+    /// What is checked.
+    pub kind: ProbeKind,
+    /// Where the entry starts, for messages.
+    pub loc: Loc,
+}
+
+/// The kinds of check a probe can make.
+#[derive(Debug, Clone)]
+pub enum ProbeKind {
+    /// A CloudWatch metric compared with a tolerance. In `steady_state` the
+    /// tolerance is what must hold (`expect`); in `guardrails` it is the breach
+    /// condition (`threshold`).
+    Metric {
+        /// Which metric and statistic.
+        query: MetricQuery,
+        /// The comparison.
+        tolerance: Tolerance,
+        /// How many consecutive datapoints must be out of tolerance to count.
+        datapoints: u32,
+    },
+    /// A CloudWatch alarm (metric or composite): a breach while it is in ALARM.
+    Alarm {
+        /// The alarm's name (may contain variables such as `${asg}`).
+        alarm: String,
+        /// Whether INSUFFICIENT_DATA counts as a breach too.
+        insufficient_data_breaches: bool,
+    },
+    /// Auto Scaling healthy capacity: InService and Healthy instances.
+    AsgHealthy {
+        /// The group; defaults to `${asg}`.
+        group: String,
+        /// The bound.
+        bound: CapacityBound,
+    },
+}
+
+/// A bound on healthy capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CapacityBound {
+    /// At least this many healthy instances.
+    AtLeast(u32),
+    /// At least this percent of the desired capacity.
+    Percent(u32),
+}
+
+/// One CloudWatch metric with a statistic over a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQuery {
+    /// e.g. `AWS/EC2` or `App`.
+    pub namespace: String,
+    /// e.g. `Latency`.
+    pub name: String,
+    /// Dimension name/value pairs; values may use variables.
+    pub dimensions: Vec<(String, String)>,
+    /// `Average`, `Sum`, `Minimum`, `Maximum`, `SampleCount` or a percentile `p99`, `p99.9`.
+    pub stat: String,
+    /// The aggregation period in seconds.
+    pub period: u32,
+}
+
+/// One fault in the `faults` list.
+#[derive(Debug, Clone)]
+pub struct FaultSpec {
+    /// Unique within the experiment; used by `start_after`.
+    pub name: Spanned<String>,
+    /// The action name, e.g. `ec2:stop-instances`.
+    pub action: Spanned<String>,
+    /// The action with its parameters, ready to plan and inject.
+    pub fault: Arc<dyn Fault>,
+    /// Which resources it hits.
+    pub target: TargetSpec,
+    /// How long it is held before its rollback; `None`: until the fault phase ends.
+    pub duration: Option<Duration>,
+    /// Faults that must be injected before this one starts.
+    pub start_after: Vec<Spanned<String>>,
+    /// Where the entry starts.
+    pub loc: Loc,
+}
+
+/// How a fault chooses its targets. Criteria combine: an instance must match all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetSpec {
+    /// Tag key/value pairs the instance must carry.
+    pub tags: Vec<(String, String)>,
+    /// EC2 DescribeInstances filters: name -> accepted values.
+    pub filters: Vec<(String, Vec<String>)>,
+    /// Explicit instance ids.
+    pub ids: Vec<String>,
+    /// Only instances in this Availability Zone.
+    pub az: Option<String>,
+    /// Only instances of this Auto Scaling group (variables allowed).
+    pub autoscaling_group: Option<String>,
+    /// How many of the matching instances to hit.
+    pub select: Selection,
+    /// Whether an empty target set is acceptable (else the run is refused).
+    pub allow_empty: bool,
+}
+
+impl TargetSpec {
+    /// True when no criterion narrows the set, so the environment's group is used.
+    pub fn uses_environment(&self) -> bool {
+        self.tags.is_empty() && self.filters.is_empty() && self.ids.is_empty() && self.autoscaling_group.is_none()
+    }
+}
+
+/// How many of the matching targets a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Every matching target.
+    #[default]
+    All,
+    /// Exactly this many (or all, if fewer match), chosen at random with the run's seed.
+    Count(u32),
+    /// This percent of the matching targets, rounded up, chosen at random.
+    Percent(u32),
+}
+
+impl Selection {
+    /// How many of `n` matching targets are selected.
+    pub fn how_many(self, n: usize) -> usize {
+        match self {
+            Selection::All => n,
+            Selection::Count(c) => (c as usize).min(n),
+            Selection::Percent(p) => (n * p as usize).div_ceil(100).min(n),
+        }
+    }
+}
+
+/// Variables that may appear as `${name}` in probes and targets.
+pub const VARIABLES: &[&str] = &["asg", "run_id"];

@@ -1,0 +1,661 @@
+//! Decoding and validating an experiment file. Every problem in a file is
+//! reported with its line and column; nothing is injected from a file that has one.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use marked_yaml::Node;
+
+use super::*;
+use crate::faults;
+use crate::yaml::{self, Decoder, FileErrors};
+
+/// Why an experiment file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read at all.
+    #[error("cannot read experiment {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read and has problems, each with its position.
+    #[error("{0}")]
+    Invalid(#[from] FileErrors),
+}
+
+const TOP_KEYS: &[&str] =
+    &["version", "name", "description", "owner", "hypothesis", "environment", "steady_state", "guardrails", "faults", "timing"];
+const ENV_KEYS: &[&str] = &["mode", "autoscaling_group", "capacity", "ready_timeout"];
+const TIMING_KEYS: &[&str] = &["baseline", "recovery", "interval", "max_duration"];
+const FAULT_KEYS: &[&str] = &["name", "action", "target", "params", "duration", "start_after"];
+const TARGET_KEYS: &[&str] = &["tags", "filters", "ids", "az", "autoscaling_group", "select", "allow_empty"];
+const STEADY_KEYS: &[&str] = &["name", "metric", "expect", "datapoints", "alarm", "insufficient_data", "asg_healthy"];
+const GUARD_KEYS: &[&str] = &["name", "metric", "threshold", "datapoints", "alarm", "insufficient_data", "asg_healthy"];
+const METRIC_KEYS: &[&str] = &["namespace", "name", "dimensions", "stat", "period"];
+
+/// Reads and validates an experiment file.
+pub fn load(path: &Path) -> Result<Experiment, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    Ok(load_str(path, &text)?)
+}
+
+/// Validates experiment text as if read from `path`.
+pub fn load_str(path: &Path, text: &str) -> Result<Experiment, FileErrors> {
+    let root = yaml::parse(path, text)?;
+    let mut d = Decoder::new();
+    let exp = decode(&mut d, &root, path, text);
+    d.finish(path)?;
+    // `decode` returns None only after recording a diagnostic.
+    Ok(exp.expect("an experiment that decoded without diagnostics"))
+}
+
+fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Experiment> {
+    let top = d.map(root, "the experiment", TOP_KEYS)?.at(Loc { line: 1, column: 1 });
+
+    let version = d.required(&top, "version", "the experiment").and_then(|n| d.integer(n, "version", 0, u64::MAX));
+    if let Some(v) = &version
+        && v.value != FORMAT_VERSION
+    {
+        d.error_help(
+            v.loc,
+            format!("unsupported experiment format version {}", v.value),
+            format!("this gameday reads `version: {FORMAT_VERSION}`"),
+        );
+    }
+
+    let name = d.required(&top, "name", "the experiment").and_then(|n| d.string(n, "name"));
+    if let Some(n) = &name {
+        check_name(d, n, "name");
+    }
+    let description = top.get("description").and_then(|n| d.string(n, "description")).map(|s| s.value);
+    let owner = top.get("owner").and_then(|n| d.string(n, "owner")).map(|s| s.value);
+    let hypothesis = d.required(&top, "hypothesis", "the experiment").and_then(|n| d.string(n, "hypothesis"));
+
+    let environment = match top.get("environment") {
+        Some(n) => decode_environment(d, n),
+        None => Some(Environment { mode: Mode::Parallel, autoscaling_group: None, capacity: None, ready_timeout: Duration::from_secs(600) }),
+    };
+    let timing = match top.get("timing") {
+        Some(n) => decode_timing(d, n),
+        None => Some(Timing::default()),
+    };
+
+    let steady_state = match top.get("steady_state") {
+        Some(n) => decode_probes(d, n, ProbeSection::SteadyState),
+        None => Some(Vec::new()),
+    };
+    let guardrails = match top.get("guardrails") {
+        Some(n) => decode_probes(d, n, ProbeSection::Guardrails),
+        None => {
+            d.error_help(
+                top.loc(),
+                "the experiment has no `guardrails`: nothing could stop it if it hurts the service",
+                "add at least one, e.g. `guardrails: [{ alarm: my-5xx-alarm }]`",
+            );
+            None
+        }
+    };
+    if let Some(g) = &guardrails
+        && g.is_empty()
+        && let Some(n) = top.get("guardrails")
+    {
+        d.error(yaml::loc(n), "`guardrails` is empty: an experiment needs at least one guardrail that can stop it");
+    }
+
+    let faults = match d.required(&top, "faults", "the experiment") {
+        Some(n) => decode_faults(d, n),
+        None => None,
+    };
+
+    if let (Some(env), Some(faults)) = (&environment, &faults) {
+        check_environment_use(d, env, faults, top.get("environment").map(yaml::loc).unwrap_or(top.loc()));
+    }
+    if let (Some(env), Some(probes)) = (&environment, &steady_state) {
+        check_asg_probes(d, env, probes);
+    }
+    if let (Some(env), Some(probes)) = (&environment, &guardrails) {
+        check_asg_probes(d, env, probes);
+    }
+
+    Some(Experiment {
+        file: path.to_path_buf(),
+        source: text.to_string(),
+        name: name?.value,
+        description,
+        owner,
+        hypothesis: hypothesis?.value,
+        environment: environment?,
+        steady_state: steady_state?,
+        guardrails: guardrails?,
+        faults: faults?,
+        timing: timing?,
+    })
+}
+
+/// Names end up in tags and file names: keep them to a safe alphabet.
+fn check_name(d: &mut Decoder, n: &Spanned<String>, what: &str) {
+    let ok = n.value.len() <= 64 && n.value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        d.error(n.loc, format!("{what} `{}`: expected at most 64 letters, digits, `-`, `_` or `.`", n.value));
+    }
+}
+
+fn decode_environment(d: &mut Decoder, node: &Node) -> Option<Environment> {
+    let m = d.map(node, "environment", ENV_KEYS)?;
+    let mode = match m.get("mode") {
+        None => Some(Mode::Parallel),
+        Some(n) => match d.string(n, "environment.mode")?.value.as_str() {
+            "parallel" => Some(Mode::Parallel),
+            "in-place" => Some(Mode::InPlace),
+            other => {
+                let help = match yaml::did_you_mean(other, ["parallel", "in-place"]) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "expected `parallel` (a temporary copy, the default) or `in-place` (the real resources)".into(),
+                };
+                d.error_help(yaml::loc(n), format!("environment.mode: unknown mode `{other}`"), help);
+                None
+            }
+        },
+    };
+    let autoscaling_group = m.get("autoscaling_group").and_then(|n| d.string(n, "environment.autoscaling_group"));
+    let capacity = m.get("capacity").and_then(|n| d.integer(n, "environment.capacity", 1, 10_000)).map(|c| c.value as u32);
+    let ready_timeout = match m.get("ready_timeout") {
+        Some(n) => d.duration(n, "environment.ready_timeout").map(|s| s.value),
+        None => Some(Duration::from_secs(600)),
+    };
+    Some(Environment { mode: mode?, autoscaling_group: autoscaling_group.map(|s| s.value), capacity, ready_timeout: ready_timeout? })
+}
+
+fn decode_timing(d: &mut Decoder, node: &Node) -> Option<Timing> {
+    let m = d.map(node, "timing", TIMING_KEYS)?;
+    let def = Timing::default();
+    let get = |d: &mut Decoder, key: &str, default: Duration| -> Option<Spanned<Duration>> {
+        match m.get(key) {
+            Some(n) => d.duration(n, &format!("timing.{key}")),
+            None => Some(Spanned { value: default, loc: m.loc() }),
+        }
+    };
+    let baseline = get(d, "baseline", def.baseline);
+    let recovery = get(d, "recovery", def.recovery);
+    let interval = get(d, "interval", def.interval);
+    let max_duration = get(d, "max_duration", def.max_duration);
+    if let Some(i) = &interval
+        && i.value < Duration::from_millis(200)
+    {
+        d.error(i.loc, "timing.interval: must be at least 200ms (each check makes AWS API calls)");
+    }
+    Some(Timing { baseline: baseline?.value, recovery: recovery?.value, interval: interval?.value, max_duration: max_duration?.value })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum ProbeSection {
+    SteadyState,
+    Guardrails,
+}
+
+fn decode_probes(d: &mut Decoder, node: &Node, section: ProbeSection) -> Option<Vec<Probe>> {
+    let (what, keys) = match section {
+        ProbeSection::SteadyState => ("steady_state", STEADY_KEYS),
+        ProbeSection::Guardrails => ("guardrails", GUARD_KEYS),
+    };
+    let items = d.list(node, what)?;
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        match decode_probe(d, item, section, &format!("{what}[{}]", i + 1), keys) {
+            Some(p) => out.push(p),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str, keys: &[&str]) -> Option<Probe> {
+    // A misplaced `expect`/`threshold` is common enough to deserve its own message.
+    if let Node::Mapping(m) = node {
+        let (wrong, right, why) = match section {
+            ProbeSection::SteadyState => ("threshold", "expect", "in steady_state, `expect` is what must hold"),
+            ProbeSection::Guardrails => ("expect", "threshold", "in guardrails, `threshold` is the breach condition"),
+        };
+        if let Some(k) = m.keys().find(|k| k.as_str() == wrong) {
+            let at = k.span().start().map(|s| yaml::Loc { line: s.line(), column: s.column() }).unwrap_or_default();
+            d.error_help(at, format!("{what}: use `{right}`, not `{wrong}`"), why);
+            return None;
+        }
+    }
+    let m = d.map(node, what, keys)?;
+    let kinds: Vec<&str> = ["metric", "alarm", "asg_healthy"].into_iter().filter(|k| m.get(k).is_some()).collect();
+    if kinds.len() != 1 {
+        let message = if kinds.is_empty() {
+            format!("{what}: expected one of `metric`, `alarm` or `asg_healthy`")
+        } else {
+            format!("{what}: `{}` cannot be combined in one entry; write one entry for each", kinds.join("` and `"))
+        };
+        d.error(m.loc(), message);
+        return None;
+    }
+    let label = m.get("name").and_then(|n| d.string(n, &format!("{what}.name"))).map(|s| s.value);
+    let (kind, default_name) = match kinds[0] {
+        "metric" => {
+            let query = decode_metric(d, m.get("metric")?, &format!("{what}.metric"));
+            let tol_key = if section == ProbeSection::SteadyState { "expect" } else { "threshold" };
+            let tolerance = match d.required(&m, tol_key, what) {
+                Some(n) => {
+                    let text = d.string(n, &format!("{what}.{tol_key}"));
+                    text.and_then(|t| match Tolerance::parse(&t.value) {
+                        Ok(tol) => Some(tol),
+                        Err(e) => {
+                            let message = format!("{what}.{tol_key}: `{}`: {e}", t.value);
+                            if t.value.trim_start().starts_with(['<', '>', '=', 'b']) {
+                                d.error(t.loc, message);
+                            } else {
+                                // `threshold: > 50` unquoted is a folded block whose text is "50".
+                                d.error_help(t.loc, message, "quote it, e.g. \"> 50\": a bare `>` starts a folded YAML block");
+                            }
+                            None
+                        }
+                    })
+                }
+                None => None,
+            };
+            let datapoints = match m.get("datapoints") {
+                Some(n) => d.integer(n, &format!("{what}.datapoints"), 1, 100).map(|v| v.value as u32),
+                None => Some(1),
+            };
+            let query = query?;
+            let name = format!("{} {}", query.name, query.stat);
+            (ProbeKind::Metric { query, tolerance: tolerance?, datapoints: datapoints? }, name)
+        }
+        "alarm" => {
+            for k in ["expect", "threshold", "datapoints"] {
+                if m.get(k).is_some() {
+                    d.error(m.loc(), format!("{what}: `{k}` does not apply to an alarm (its own threshold decides)"));
+                }
+            }
+            let alarm = d.string(m.get("alarm")?, &format!("{what}.alarm"))?;
+            check_variables(d, &alarm);
+            let insufficient = match m.get("insufficient_data") {
+                None => Some(false),
+                Some(n) => match d.string(n, &format!("{what}.insufficient_data"))?.value.as_str() {
+                    "breach" => Some(true),
+                    "ok" => Some(false),
+                    other => {
+                        d.error(yaml::loc(n), format!("{what}.insufficient_data: `{other}`: expected `breach` or `ok`"));
+                        None
+                    }
+                },
+            };
+            let name = format!("alarm {}", alarm.value);
+            (ProbeKind::Alarm { alarm: alarm.value, insufficient_data_breaches: insufficient? }, name)
+        }
+        _ => {
+            let node = m.get("asg_healthy")?;
+            let hm = d.map(node, &format!("{what}.asg_healthy"), &["at_least", "percent", "group"])?;
+            let bound = match (hm.get("at_least"), hm.get("percent")) {
+                (Some(n), None) => d.integer(n, &format!("{what}.asg_healthy.at_least"), 0, 100_000).map(|v| CapacityBound::AtLeast(v.value as u32)),
+                (None, Some(n)) => d.integer(n, &format!("{what}.asg_healthy.percent"), 1, 100).map(|v| CapacityBound::Percent(v.value as u32)),
+                _ => {
+                    d.error(hm.loc(), format!("{what}.asg_healthy: expected exactly one of `at_least: N` or `percent: P`"));
+                    None
+                }
+            };
+            let group = match hm.get("group") {
+                Some(n) => {
+                    let g = d.string(n, &format!("{what}.asg_healthy.group"))?;
+                    check_variables(d, &g);
+                    g.value
+                }
+                None => "${asg}".to_string(),
+            };
+            let name = match bound? {
+                CapacityBound::AtLeast(n) => format!("healthy capacity >= {n}"),
+                CapacityBound::Percent(p) => format!("healthy capacity >= {p}%"),
+            };
+            (ProbeKind::AsgHealthy { group, bound: bound? }, name)
+        }
+    };
+    Some(Probe { name: label.unwrap_or(default_name), kind, loc: m.loc() })
+}
+
+fn decode_metric(d: &mut Decoder, node: &Node, what: &str) -> Option<MetricQuery> {
+    let m = d.map(node, what, METRIC_KEYS)?;
+    let namespace = d.required(&m, "namespace", what).and_then(|n| d.string(n, &format!("{what}.namespace")));
+    let name = d.required(&m, "name", what).and_then(|n| d.string(n, &format!("{what}.name")));
+    let dimensions = match m.get("dimensions") {
+        Some(n) => d.string_map(n, &format!("{what}.dimensions")),
+        None => Some(Vec::new()),
+    };
+    if let (Some(dims), Some(n)) = (&dimensions, m.get("dimensions")) {
+        for (_, v) in dims {
+            check_variables(d, &Spanned { value: v.clone(), loc: yaml::loc(n) });
+        }
+    }
+    let stat = match m.get("stat") {
+        Some(n) => d.string(n, &format!("{what}.stat")).and_then(|s| {
+            if valid_stat(&s.value) {
+                Some(s.value)
+            } else {
+                let help = yaml::did_you_mean(&s.value, STATS.iter().copied())
+                    .map(|x| format!("did you mean `{x}`? "))
+                    .unwrap_or_default();
+                d.error_help(
+                    s.loc,
+                    format!("{what}.stat: unknown statistic `{}`", s.value),
+                    format!("{help}expected one of {} or a percentile such as `p99` or `p99.9`", STATS.join(", ")),
+                );
+                None
+            }
+        }),
+        None => Some("Average".to_string()),
+    };
+    let period = match m.get("period") {
+        Some(n) => decode_period(d, n, &format!("{what}.period")),
+        None => Some(60),
+    };
+    Some(MetricQuery { namespace: namespace?.value, name: name?.value, dimensions: dimensions?, stat: stat?, period: period? })
+}
+
+const STATS: &[&str] = &["Average", "Sum", "Minimum", "Maximum", "SampleCount"];
+
+fn valid_stat(s: &str) -> bool {
+    STATS.contains(&s)
+        || s.strip_prefix('p').and_then(|p| p.parse::<f64>().ok()).is_some_and(|p| (0.0..=100.0).contains(&p))
+}
+
+/// A CloudWatch period: seconds as a number (`60`) or a duration (`1m`). The API
+/// accepts 1, 5, 10, 20, 30 or a multiple of 60 seconds.
+fn decode_period(d: &mut Decoder, node: &Node, what: &str) -> Option<u32> {
+    let secs = match node {
+        Node::Scalar(s) if s.as_str().chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => s.as_str().parse::<u64>().ok(),
+        _ => d.duration(node, what).map(|s| s.value.as_secs()),
+    }?;
+    if matches!(secs, 1 | 5 | 10 | 20 | 30) || (secs >= 60 && secs % 60 == 0) {
+        Some(secs as u32)
+    } else {
+        d.error(yaml::loc(node), format!("{what}: {secs} seconds is not a CloudWatch period: expected 1, 5, 10, 20, 30 or a multiple of 60"));
+        None
+    }
+}
+
+/// Reports `${name}` references that are not known variables.
+fn check_variables(d: &mut Decoder, text: &Spanned<String>) {
+    let mut rest = text.value.as_str();
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            d.error(text.loc, format!("`{}`: `${{` without a closing `}}`", text.value));
+            return;
+        };
+        let var = &after[..end];
+        if !VARIABLES.contains(&var) {
+            let help = yaml::did_you_mean(var, VARIABLES.iter().copied()).map(|s| format!("did you mean `${{{s}}}`? ")).unwrap_or_default();
+            d.error_help(text.loc, format!("unknown variable `${{{var}}}`"), format!("{help}known variables: {}", VARIABLES.iter().map(|v| format!("${{{v}}}")).collect::<Vec<_>>().join(", ")));
+        }
+        rest = &after[end + 1..];
+    }
+}
+
+fn decode_faults(d: &mut Decoder, node: &Node) -> Option<Vec<FaultSpec>> {
+    let items = d.list(node, "faults")?;
+    if items.is_empty() {
+        d.error(yaml::loc(node), "`faults` is empty: an experiment needs at least one fault");
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        match decode_fault(d, item, &format!("faults[{}]", i + 1)) {
+            Some(f) => out.push(f),
+            None => ok = false,
+        }
+    }
+    // Names must be unique before references can be checked.
+    let mut seen: HashMap<&str, Loc> = HashMap::new();
+    for f in &out {
+        if let Some(first) = seen.insert(&f.name.value, f.name.loc) {
+            d.error(f.name.loc, format!("duplicate fault name `{}` (first used on line {})", f.name.value, first.line));
+            ok = false;
+        }
+    }
+    for f in &out {
+        for dep in &f.start_after {
+            if dep.value == f.name.value {
+                d.error(dep.loc, format!("fault `{}` cannot start after itself", f.name.value));
+                ok = false;
+            } else if !seen.contains_key(dep.value.as_str()) {
+                let names = out.iter().map(|f| f.name.value.as_str());
+                let help = match yaml::did_you_mean(&dep.value, names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("faults in this file: {}", out.iter().map(|f| format!("`{}`", f.name.value)).collect::<Vec<_>>().join(", ")),
+                };
+                d.error_help(dep.loc, format!("start_after: no fault named `{}`", dep.value), help);
+                ok = false;
+            }
+        }
+    }
+    if ok && let Some(cycle) = find_cycle(&out) {
+        let first = &out[cycle[0]];
+        let path: Vec<&str> = cycle.iter().chain(std::iter::once(&cycle[0])).map(|&i| out[i].name.value.as_str()).collect();
+        d.error_help(
+            first.start_after.first().map(|s| s.loc).unwrap_or(first.loc),
+            format!("start_after forms a cycle: {}", path.join(" -> ")),
+            "a fault can only start after faults that do not (directly or indirectly) wait for it",
+        );
+        ok = false;
+    }
+    ok.then_some(out)
+}
+
+/// A cycle in the start_after graph, as fault indexes, if there is one.
+fn find_cycle(faults: &[FaultSpec]) -> Option<Vec<usize>> {
+    let index: HashMap<&str, usize> = faults.iter().enumerate().map(|(i, f)| (f.name.value.as_str(), i)).collect();
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut state = vec![0u8; faults.len()];
+    let mut path = Vec::new();
+    fn visit(i: usize, faults: &[FaultSpec], index: &HashMap<&str, usize>, state: &mut [u8], path: &mut Vec<usize>) -> Option<Vec<usize>> {
+        state[i] = 1;
+        path.push(i);
+        for dep in &faults[i].start_after {
+            let j = index[dep.value.as_str()];
+            if state[j] == 1 {
+                let from = path.iter().position(|&p| p == j).unwrap_or(0);
+                return Some(path[from..].to_vec());
+            }
+            if state[j] == 0
+                && let Some(c) = visit(j, faults, index, state, path)
+            {
+                return Some(c);
+            }
+        }
+        path.pop();
+        state[i] = 2;
+        None
+    }
+    (0..faults.len()).find_map(|i| if state[i] == 0 { visit(i, faults, &index, &mut state, &mut path) } else { None })
+}
+
+fn decode_fault(d: &mut Decoder, node: &Node, what: &str) -> Option<FaultSpec> {
+    let m = d.map(node, what, FAULT_KEYS)?;
+    let name = d.required(&m, "name", what).and_then(|n| d.string(n, &format!("{what}.name")));
+    if let Some(n) = &name {
+        check_name(d, n, &format!("{what}.name"));
+    }
+    let action = d.required(&m, "action", what).and_then(|n| d.string(n, &format!("{what}.action")));
+    let fault = action.as_ref().and_then(|a| {
+        let Some(def) = faults::find(&a.value) else {
+            let message = format!("{what}.action: unknown action `{}`", a.value);
+            if faults::PLANNED.contains(&a.value.as_str()) {
+                d.error_help(a.loc, format!("{what}.action: `{}` is not implemented in this version of gameday", a.value), format!("implemented actions: {}", faults::names().join(", ")));
+            } else {
+                match yaml::did_you_mean(&a.value, faults::names()) {
+                    Some(s) => d.error_help(a.loc, message, format!("did you mean `{s}`?")),
+                    None => d.error_help(a.loc, message, format!("expected one of: {}", faults::names().join(", "))),
+                }
+            }
+            return None;
+        };
+        (def.build)(d, m.get("params"), &format!("{what}.params"))
+    });
+    let target = match m.get("target") {
+        Some(n) => decode_target(d, n, &format!("{what}.target")),
+        None => Some(TargetSpec::default()),
+    };
+    let duration = match m.get("duration") {
+        Some(n) => d.duration(n, &format!("{what}.duration")).map(|s| Some(s.value)),
+        None => Some(None),
+    };
+    let start_after = match m.get("start_after") {
+        Some(n) => d.string_list(n, &format!("{what}.start_after")),
+        None => Some(Vec::new()),
+    };
+    Some(FaultSpec {
+        name: name?,
+        action: action?,
+        fault: fault?,
+        target: target?,
+        duration: duration?,
+        start_after: start_after?,
+        loc: m.loc(),
+    })
+}
+
+fn decode_target(d: &mut Decoder, node: &Node, what: &str) -> Option<TargetSpec> {
+    let m = d.map(node, what, TARGET_KEYS)?;
+    let mut t = TargetSpec::default();
+    let mut ok = true;
+    if let Some(n) = m.get("tags") {
+        match d.string_map(n, &format!("{what}.tags")) {
+            Some(tags) => t.tags = tags,
+            None => ok = false,
+        }
+    }
+    if let Some(n) = m.get("filters") {
+        // Filter names are EC2's own and free-form, so there is no list of allowed keys.
+        if !matches!(n, Node::Mapping(_)) {
+            d.error(yaml::loc(n), format!("{what}.filters: expected a mapping of EC2 filter names to values, e.g. `instance-type: [t3.micro]`"));
+            ok = false;
+        }
+        if let Node::Mapping(fm) = n {
+            for (k, v) in fm.iter() {
+                let values = match v {
+                    Node::Scalar(s) => Some(vec![s.as_str().to_string()]),
+                    _ => d.string_list(v, &format!("{what}.filters.{}", k.as_str())).map(|l| l.into_iter().map(|s| s.value).collect()),
+                };
+                match values {
+                    Some(values) => t.filters.push((k.as_str().to_string(), values)),
+                    None => ok = false,
+                }
+            }
+        }
+    }
+    if let Some(n) = m.get("ids") {
+        match d.string_list(n, &format!("{what}.ids")) {
+            Some(ids) => {
+                for id in &ids {
+                    if !id.value.starts_with("i-") {
+                        d.error(id.loc, format!("{what}.ids: `{}` is not an EC2 instance id (expected `i-...`)", id.value));
+                        ok = false;
+                    }
+                }
+                t.ids = ids.into_iter().map(|s| s.value).collect();
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = m.get("az") {
+        match d.string(n, &format!("{what}.az")) {
+            Some(az) => t.az = Some(az.value),
+            None => ok = false,
+        }
+    }
+    if let Some(n) = m.get("autoscaling_group") {
+        match d.string(n, &format!("{what}.autoscaling_group")) {
+            Some(g) => {
+                check_variables(d, &g);
+                t.autoscaling_group = Some(g.value);
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = m.get("select") {
+        match decode_selection(d, n, &format!("{what}.select")) {
+            Some(s) => t.select = s,
+            None => ok = false,
+        }
+    }
+    if let Some(n) = m.get("allow_empty") {
+        match d.boolean(n, &format!("{what}.allow_empty")) {
+            Some(b) => t.allow_empty = b,
+            None => ok = false,
+        }
+    }
+    ok.then_some(t)
+}
+
+fn decode_selection(d: &mut Decoder, node: &Node, what: &str) -> Option<Selection> {
+    if let Node::Scalar(s) = node
+        && s.as_str() == "all"
+    {
+        return Some(Selection::All);
+    }
+    if !matches!(node, Node::Mapping(_)) {
+        d.error(yaml::loc(node), format!("{what}: expected `all`, `{{ count: N }}` or `{{ percent: P }}`"));
+        return None;
+    }
+    let m = d.map(node, what, &["count", "percent"])?;
+    match (m.get("count"), m.get("percent")) {
+        (Some(n), None) => d.integer(n, &format!("{what}.count"), 1, 100_000).map(|v| Selection::Count(v.value as u32)),
+        (None, Some(n)) => d.integer(n, &format!("{what}.percent"), 1, 100).map(|v| Selection::Percent(v.value as u32)),
+        _ => {
+            d.error(m.loc(), format!("{what}: expected exactly one of `count: N` or `percent: P`"));
+            None
+        }
+    }
+}
+
+/// Faults that take their targets from the environment, and parallel mode,
+/// both need the environment's Auto Scaling group.
+fn check_environment_use(d: &mut Decoder, env: &Environment, faults: &[FaultSpec], env_loc: Loc) {
+    if env.autoscaling_group.is_some() {
+        return;
+    }
+    if env.mode == Mode::Parallel {
+        d.error_help(
+            env_loc,
+            "environment: parallel mode (the default) needs `autoscaling_group`, the group to copy",
+            "name the workload's group, or set `mode: in-place` and give each fault its own target",
+        );
+        return;
+    }
+    let mut reported = HashSet::new();
+    for f in faults {
+        if f.fault.needs_instances() && f.target.uses_environment() && reported.insert(f.name.value.clone()) {
+            d.error_help(
+                f.loc,
+                format!("fault `{}` has no target and the environment names no `autoscaling_group`", f.name.value),
+                "add `target: { tags: {...} }` (or ids, filters, autoscaling_group), or set environment.autoscaling_group",
+            );
+        }
+    }
+}
+
+/// `asg_healthy` without a group uses `${asg}`, which needs the environment's group.
+fn check_asg_probes(d: &mut Decoder, env: &Environment, probes: &[Probe]) {
+    if env.autoscaling_group.is_some() {
+        return;
+    }
+    for p in probes {
+        let uses_asg = match &p.kind {
+            ProbeKind::AsgHealthy { group, .. } => group.contains("${asg}"),
+            ProbeKind::Alarm { alarm, .. } => alarm.contains("${asg}"),
+            ProbeKind::Metric { query, .. } => query.dimensions.iter().any(|(_, v)| v.contains("${asg}")),
+        };
+        if uses_asg {
+            d.error(p.loc, format!("`{}` uses `${{asg}}`, but the environment names no `autoscaling_group`", p.name));
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `ec2:stop-instances`: stop the target instances (optionally forced);
+//! rollback starts them again and waits until they are running.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use marked_yaml::Node;
+use tokio_util::sync::CancellationToken;
+
+use super::{batches, ActionDef, BoxFuture, Fault, Step, Undo, UndoReport};
+use crate::aws::{api, Aws, AwsError};
+use crate::targets::Instance;
+use crate::yaml::Decoder;
+
+/// StopInstances and StartInstances accept many ids; we keep calls small so a
+/// failure names a small set and throttling costs little.
+const BATCH: usize = 100;
+
+/// How long a rollback waits for stopped instances to run again.
+const START_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+pub(super) const DEF: ActionDef = ActionDef { name: "ec2:stop-instances", build };
+
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str) -> Option<Arc<dyn Fault>> {
+    let mut force = false;
+    if let Some(p) = params {
+        let m = d.map(p, what, &["force"])?;
+        if let Some(n) = m.get("force") {
+            force = d.boolean(n, &format!("{what}.force"))?;
+        }
+    }
+    Some(Arc::new(StopInstances { force }))
+}
+
+/// Stops instances.
+#[derive(Debug)]
+pub struct StopInstances {
+    /// Force the stop (no clean OS shutdown), as after a hardware failure.
+    pub force: bool,
+}
+
+impl Fault for StopInstances {
+    fn action(&self) -> &'static str {
+        DEF.name
+    }
+
+    fn eligible_state(&self, state: &str) -> bool {
+        state == "running"
+    }
+
+    fn plan(&self, targets: &[Instance]) -> Vec<Step> {
+        let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
+        batches(&ids, BATCH)
+            .map(|ids| Step { operation: "ec2:StopInstances".into(), resources: ids.clone(), undo: Undo::StartInstances { instance_ids: ids } })
+            .collect()
+    }
+
+    fn apply<'a>(&'a self, aws: &'a Aws, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            aws.ec2
+                .stop_instances()
+                .set_instance_ids(Some(step.resources.clone()))
+                .force(self.force)
+                .send()
+                .await
+                .map_err(api("ec2", "StopInstances"))?;
+            Ok(())
+        })
+    }
+}
+
+/// Current EC2 state of each instance; ids EC2 no longer knows are absent.
+pub(crate) async fn instance_states(aws: &Aws, ids: &[String]) -> Result<BTreeMap<String, String>, AwsError> {
+    let mut out = BTreeMap::new();
+    for chunk in batches(ids, 200) {
+        // A filter (not InstanceIds) so that ids that vanished are simply absent
+        // instead of failing the whole call with InvalidInstanceID.NotFound.
+        let filter = aws_sdk_ec2::types::Filter::builder().name("instance-id").set_values(Some(chunk)).build();
+        let mut pages = aws.ec2.describe_instances().filters(filter).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(api("ec2", "DescribeInstances"))?;
+            for r in page.reservations() {
+                for i in r.instances() {
+                    if let (Some(id), Some(state)) = (i.instance_id(), i.state().and_then(|s| s.name())) {
+                        out.insert(id.to_string(), state.as_str().to_string());
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Starts every stopped instance of `ids` and waits until all run. Instances
+/// still stopping are waited for and then started. Terminated ones are reported
+/// as gone. When `hurry` is cancelled, returns once every start was requested.
+pub(crate) async fn start_and_wait(aws: &Aws, ids: &[String], hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let states = instance_states(aws, ids).await?;
+        let mut to_start = Vec::new();
+        let mut waiting = Vec::new();
+        let mut report = UndoReport::default();
+        for id in ids {
+            match states.get(id).map(String::as_str) {
+                Some("running") => report.restored.push(id.clone()),
+                Some("stopped") => to_start.push(id.clone()),
+                Some("pending") => waiting.push(id.clone()),
+                Some("stopping") => waiting.push(id.clone()),
+                Some("terminated" | "shutting-down") | None => report.gone.push(id.clone()),
+                Some(_) => waiting.push(id.clone()),
+            }
+        }
+        for chunk in batches(&to_start, BATCH) {
+            aws.ec2.start_instances().set_instance_ids(Some(chunk)).send().await.map_err(api("ec2", "StartInstances"))?;
+        }
+        if to_start.is_empty() && waiting.is_empty() {
+            return Ok(report);
+        }
+        // Once every start has been requested, an operator in a hurry may stop
+        // waiting for "running"; instances still stopping must be waited for,
+        // or they would never be started.
+        let stopping = waiting.iter().any(|id| states.get(id).is_some_and(|s| s == "stopping"));
+        if hurry.is_cancelled() && !stopping {
+            report.not_waited = to_start.into_iter().chain(waiting).collect();
+            return Ok(report);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AwsError {
+                service: "ec2".into(),
+                operation: "StartInstances".into(),
+                code: "WaitTimeout".into(),
+                message: format!("instances not running after {}s: {}", START_TIMEOUT.as_secs(), to_start.into_iter().chain(waiting).collect::<Vec<_>>().join(", ")),
+            });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = hurry.cancelled(), if !stopping => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,495 @@
+//! The run journal: a write-ahead log of everything a run does.
+//!
+//! `runs/<run-id>/events.jsonl` is append-only, one JSON event per line, each
+//! flushed to disk (fsync) before the runner takes its next step. Before every
+//! mutating AWS call an `intent` is written (what, on which resources, and how
+//! to undo it), after it an `outcome`. A crash therefore never leaves an
+//! unknown state: `gameday recover` can read the file and finish the job.
+//! `journal.json` is derived from the events at the end of the run.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::AwsError;
+use crate::faults::{Undo, UndoReport};
+use crate::targets::Resolved;
+
+/// Version of the events file and of `journal.json`.
+pub const JOURNAL_VERSION: u32 = 1;
+/// File name of the write-ahead events log inside a run folder.
+pub const EVENTS_FILE: &str = "events.jsonl";
+/// File name of the derived journal inside a run folder.
+pub const JOURNAL_FILE: &str = "journal.json";
+
+/// One line of the events file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the file, from 1.
+    pub seq: u64,
+    /// When the event was recorded.
+    pub at: Timestamp,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// The run's phases, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Checking that guardrails can fire and resolving targets.
+    Preflight,
+    /// Faults are being injected and held; guardrails are watched.
+    Inject,
+    /// Faults are being rolled back.
+    Rollback,
+    /// The run is over.
+    Done,
+}
+
+/// Whether an action injects or rolls back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// A fault's mutating call.
+    Inject,
+    /// The undo of an inject.
+    Rollback,
+}
+
+/// How a run ended, each with its own exit code (see `cli::exit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The hypothesis held and everything was rolled back.
+    Passed,
+    /// The steady state deviated or did not recover.
+    Failed,
+    /// A guardrail tripped (or max_duration was reached); everything was rolled back.
+    Aborted,
+    /// Nothing was injected: a precondition did not hold.
+    NotRun,
+    /// The runner could not do its job (an API error); see the reason for what is left.
+    Error,
+    /// An operator stopped the run (SIGINT/SIGTERM); everything was rolled back.
+    Interrupted,
+}
+
+impl Verdict {
+    /// The spelling used in output and files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+            Verdict::Aborted => "aborted",
+            Verdict::NotRun => "not-run",
+            Verdict::Error => "error",
+            Verdict::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Everything a run records. The variants are the run's event stream: the
+/// journal stores them and the progress display shows them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The first event of every run.
+    RunStarted {
+        /// The run's id.
+        run_id: String,
+        /// The runner's version.
+        gameday_version: String,
+        /// The journal format version.
+        journal_version: u32,
+        /// The experiment's name.
+        experiment: String,
+        /// The experiment file as given.
+        file: PathBuf,
+        /// SHA-256 of the file's text.
+        file_sha256: String,
+        /// The file's exact text: the experiment as run.
+        source: String,
+        /// The hypothesis under test.
+        hypothesis: String,
+        /// parallel or in-place.
+        mode: crate::experiment::Mode,
+        /// The seed of every random choice; `--seed` replays it.
+        seed: u64,
+        /// AWS region.
+        region: String,
+        /// Endpoint override, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+    },
+    /// A new phase began.
+    Phase {
+        /// Which.
+        phase: Phase,
+    },
+    /// A fault's targets were resolved.
+    TargetsResolved {
+        /// The fault's name.
+        fault: String,
+        /// Its action.
+        action: String,
+        /// What resolution found and chose.
+        #[serde(flatten)]
+        resolved: Resolved,
+    },
+    /// About to make a mutating call (written before the call).
+    Intent {
+        /// Unique within the run; outcomes refer to it.
+        action_id: u64,
+        /// The fault this call belongs to.
+        fault: String,
+        /// Inject or rollback.
+        kind: ActionKind,
+        /// `service:Operation`, e.g. `ec2:StopInstances`.
+        operation: String,
+        /// The resources the call acts on.
+        resources: Vec<String>,
+        /// For an inject: how to undo it (what `gameday recover` will do).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        undo: Option<Undo>,
+        /// For a rollback: the inject it undoes.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rollback_of: Option<u64>,
+    },
+    /// A mutating call finished (written after the call).
+    Outcome {
+        /// The intent this answers.
+        action_id: u64,
+        /// Whether it succeeded.
+        ok: bool,
+        /// The API error, when it failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<AwsError>,
+        /// For rollbacks: what was found restored or gone.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        report: Option<UndoReport>,
+    },
+    /// A fault is in effect.
+    FaultActive {
+        /// The fault.
+        fault: String,
+        /// When it is due to be rolled back, if it has a duration.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<Timestamp>,
+    },
+    /// A fault was fully rolled back.
+    FaultRolledBack {
+        /// The fault.
+        fault: String,
+    },
+    /// A guardrail check found a breach.
+    GuardrailBreached {
+        /// The guardrail's name.
+        guardrail: String,
+        /// What was seen, e.g. the alarm's state reason.
+        detail: String,
+        /// When the breach was first seen in the API's answer.
+        seen_at: Timestamp,
+    },
+    /// The run stopped injecting and began rolling back early.
+    Abort {
+        /// Why, in words.
+        reason: String,
+        /// When the cause was seen (a breach's `seen_at`, a signal's arrival).
+        seen_at: Timestamp,
+    },
+    /// Written just before the run's first rollback call; the entry's `at` is
+    /// when rollback began (compare with an abort's `seen_at` for abort latency).
+    RollbackStarted {
+        /// What started it: a fault's duration ending, or an abort.
+        trigger: String,
+    },
+    /// A signal arrived.
+    Signal {
+        /// `SIGINT` or `SIGTERM`.
+        signal: String,
+        /// 1 for the first, 2 for the second...
+        count: u32,
+    },
+    /// Something the operator should know that does not change the verdict.
+    Warning {
+        /// The message.
+        message: String,
+    },
+    /// The last event of every run.
+    Verdict {
+        /// The verdict.
+        verdict: Verdict,
+        /// Why, in words.
+        reason: String,
+        /// Anything still not rolled back, with how to finish it.
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        unfinished: Vec<Undo>,
+    },
+}
+
+/// Why the journal could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Writing failed; the runner must not make further mutating calls it cannot record.
+    #[error("cannot write the journal {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Reading failed.
+    #[error("cannot read the journal {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A line is not a journal event (a torn last line after a crash is skipped, not reported).
+    #[error("{}:{line}: not a journal event: {message}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The line number.
+        line: usize,
+        /// The parse error.
+        message: String,
+    },
+}
+
+/// An open events file. Appends are serialised by a mutex, so concurrent
+/// rollback tasks can record their intents and outcomes safely.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: File,
+    seq: u64,
+    next_action: u64,
+}
+
+impl Journal {
+    /// Creates `dir` and its events file; fails if the file already exists.
+    pub fn create(dir: &Path) -> Result<Journal, JournalError> {
+        let path = dir.join(EVENTS_FILE);
+        let werr = |source| JournalError::Write { path: path.clone(), source };
+        std::fs::create_dir_all(dir).map_err(werr)?;
+        let file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(werr)?;
+        Ok(Journal { dir: dir.to_path_buf(), inner: Mutex::new(Inner { file, seq: 0, next_action: 1 }) })
+    }
+
+    /// The run folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A new action id for an intent.
+    pub fn next_action_id(&self) -> u64 {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let id = inner.next_action;
+        inner.next_action += 1;
+        id
+    }
+
+    /// Appends one event and flushes it to disk before returning.
+    pub fn append(&self, event: Event) -> Result<Entry, JournalError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.seq += 1;
+        let entry = Entry { seq: inner.seq, at: Timestamp::now(), event };
+        let mut line = serde_json::to_vec(&entry).expect("journal events always serialise");
+        line.push(b'\n');
+        let path = self.dir.join(EVENTS_FILE);
+        let werr = |source| JournalError::Write { path: path.clone(), source };
+        inner.file.write_all(&line).map_err(werr)?;
+        inner.file.sync_data().map_err(werr)?;
+        Ok(entry)
+    }
+}
+
+/// Reads a run's events. A torn last line (the runner died mid-write) is ignored.
+pub fn read_events(dir: &Path) -> Result<Vec<Entry>, JournalError> {
+    let path = dir.join(EVENTS_FILE);
+    let file = File::open(&path).map_err(|source| JournalError::Read { path: path.clone(), source })?;
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|source| JournalError::Read { path: path.clone(), source })?;
+    let mut out = Vec::new();
+    let last = lines.len();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Entry>(line) {
+            Ok(e) => out.push(e),
+            Err(_) if i + 1 == last => break,
+            Err(e) => return Err(JournalError::Corrupt { path: path.clone(), line: i + 1, message: e.to_string() }),
+        }
+    }
+    Ok(out)
+}
+
+/// One mutating call with its outcome, as `journal.json` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// The intent's id.
+    pub action_id: u64,
+    /// The fault.
+    pub fault: String,
+    /// Inject or rollback.
+    pub kind: ActionKind,
+    /// `service:Operation`.
+    pub operation: String,
+    /// The resources.
+    pub resources: Vec<String>,
+    /// For a rollback, the inject it undoes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<u64>,
+    /// When the intent was written.
+    pub started_at: Timestamp,
+    /// When the outcome was written; absent if the runner died in between.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// None: unknown (no outcome recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    /// The error, if it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<AwsError>,
+}
+
+/// `journal.json`: the run summarised from its events, for people and tools.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    /// Format version.
+    pub journal_version: u32,
+    /// The run.
+    pub run_id: String,
+    /// The runner's version.
+    pub gameday_version: String,
+    /// Experiment name.
+    pub experiment: String,
+    /// Experiment file and its hash.
+    pub file: PathBuf,
+    /// SHA-256 of the experiment file.
+    pub file_sha256: String,
+    /// The hypothesis.
+    pub hypothesis: String,
+    /// The seed.
+    pub seed: u64,
+    /// Region.
+    pub region: String,
+    /// When the run began.
+    pub started_at: Timestamp,
+    /// When the run ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// The verdict (absent if the run never finished).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Each fault's resolved targets.
+    pub targets: Vec<FaultTargets>,
+    /// Every mutating call.
+    pub actions: Vec<ActionRecord>,
+    /// Every event, in order.
+    pub events: Vec<Entry>,
+}
+
+/// One fault's resolution.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultTargets {
+    /// The fault.
+    pub fault: String,
+    /// Its action.
+    pub action: String,
+    /// What was resolved.
+    #[serde(flatten)]
+    pub resolved: Resolved,
+}
+
+/// Derives the summary from a run's events; `None` without a `run_started`.
+pub fn summarize(events: &[Entry]) -> Option<Summary> {
+    let first = events.first()?;
+    let Event::RunStarted { run_id, gameday_version, experiment, file, file_sha256, hypothesis, seed, region, .. } = &first.event else {
+        return None;
+    };
+    let mut s = Summary {
+        journal_version: JOURNAL_VERSION,
+        run_id: run_id.clone(),
+        gameday_version: gameday_version.clone(),
+        experiment: experiment.clone(),
+        file: file.clone(),
+        file_sha256: file_sha256.clone(),
+        hypothesis: hypothesis.clone(),
+        seed: *seed,
+        region: region.clone(),
+        started_at: first.at,
+        finished_at: None,
+        verdict: None,
+        reason: None,
+        targets: Vec::new(),
+        actions: Vec::new(),
+        events: events.to_vec(),
+    };
+    for e in events {
+        match &e.event {
+            Event::TargetsResolved { fault, action, resolved } => {
+                s.targets.push(FaultTargets { fault: fault.clone(), action: action.clone(), resolved: resolved.clone() })
+            }
+            Event::Intent { action_id, fault, kind, operation, resources, rollback_of, .. } => s.actions.push(ActionRecord {
+                action_id: *action_id,
+                fault: fault.clone(),
+                kind: *kind,
+                operation: operation.clone(),
+                resources: resources.clone(),
+                rollback_of: *rollback_of,
+                started_at: e.at,
+                finished_at: None,
+                ok: None,
+                error: None,
+            }),
+            Event::Outcome { action_id, ok, error, .. } => {
+                if let Some(a) = s.actions.iter_mut().find(|a| a.action_id == *action_id) {
+                    a.finished_at = Some(e.at);
+                    a.ok = Some(*ok);
+                    a.error = error.clone();
+                }
+            }
+            Event::Verdict { verdict, reason, .. } => {
+                s.verdict = Some(*verdict);
+                s.reason = Some(reason.clone());
+                s.finished_at = Some(e.at);
+            }
+            _ => {}
+        }
+    }
+    Some(s)
+}
+
+/// Writes `journal.json` beside the events, atomically (temp file + rename).
+pub fn write_summary(dir: &Path, summary: &Summary) -> Result<PathBuf, JournalError> {
+    let path = dir.join(JOURNAL_FILE);
+    let tmp = dir.join(format!("{JOURNAL_FILE}.tmp"));
+    let werr = |source| JournalError::Write { path: path.clone(), source };
+    let mut text = serde_json::to_vec_pretty(summary).expect("journal summaries always serialise");
+    text.push(b'\n');
+    let mut f = File::create(&tmp).map_err(werr)?;
+    f.write_all(&text).map_err(werr)?;
+    f.sync_all().map_err(werr)?;
+    std::fs::rename(&tmp, &path).map_err(werr)?;
+    Ok(path)
+}

@@ -1,0 +1,16 @@
+//! gameday: a game-day chaos experiment runner for AWS.
+//!
+//! The binary (`src/main.rs`) is a thin edge over this library: `cli` parses
+//! arguments and maps outcomes to exit codes; everything else is one module
+//! per concern, named for it.
+
+pub mod aws;
+pub mod cli;
+pub mod experiment;
+pub mod faults;
+pub mod journal;
+pub mod observe;
+pub mod progress;
+pub mod runner;
+pub mod targets;
+pub mod yaml;

@@ -1,0 +1,116 @@
+//! Live progress: what an operator watching a run sees.
+//!
+//! On a terminal, a spinner line with the current status and events printed
+//! above it (indicatif). Without a terminal (CI, cron, a pipe), plain
+//! timestamped lines with no escape codes. Everything goes to stderr, so stdout
+//! stays free for the final summary that scripts read.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::journal::{ActionKind, Entry, Event, Phase};
+
+/// How progress is shown.
+#[derive(Debug)]
+pub enum Progress {
+    /// A spinner on a terminal.
+    Terminal(ProgressBar),
+    /// Timestamped lines.
+    Plain,
+    /// Nothing but errors.
+    Quiet,
+}
+
+impl Progress {
+    /// A spinner when stderr is a terminal, plain lines otherwise.
+    pub fn auto(quiet: bool) -> Progress {
+        if quiet {
+            Progress::Quiet
+        } else if std::io::stderr().is_terminal() {
+            let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            pb.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
+            pb.enable_steady_tick(Duration::from_millis(120));
+            Progress::Terminal(pb)
+        } else {
+            Progress::Plain
+        }
+    }
+
+    /// Prints one line above the status.
+    pub fn line(&self, text: &str) {
+        match self {
+            Progress::Terminal(pb) => pb.println(text),
+            Progress::Plain => eprintln!("{} {text}", jiff::Timestamp::now().strftime("%H:%M:%SZ")),
+            Progress::Quiet => {}
+        }
+    }
+
+    /// Replaces the status line (terminal only; plain output shows events only).
+    pub fn status(&self, text: &str) {
+        if let Progress::Terminal(pb) = self {
+            pb.set_message(text.to_string());
+        }
+    }
+
+    /// Removes the spinner.
+    pub fn finish(&self) {
+        if let Progress::Terminal(pb) = self {
+            pb.finish_and_clear();
+        }
+    }
+
+    /// Shows a journal event, if it is one an operator wants to see.
+    pub fn event(&self, entry: &Entry) {
+        if let Some(text) = render(&entry.event) {
+            self.line(&text);
+        }
+    }
+}
+
+/// A list of resources, shortened for one line.
+pub fn short_list(items: &[String]) -> String {
+    const SHOWN: usize = 6;
+    let mut s = items.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > SHOWN {
+        s += &format!(" and {} more", items.len() - SHOWN);
+    }
+    s
+}
+
+fn render(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::RunStarted { run_id, experiment, mode, seed, region, endpoint, .. } => {
+            let at = endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default();
+            format!("run {run_id}: experiment `{experiment}` ({}, region {region}{at}, seed {seed})", mode.as_str())
+        }
+        Event::Phase { phase } => match phase {
+            Phase::Preflight => "preflight: checking guardrails and resolving targets (read-only)".into(),
+            Phase::Inject => "injecting faults; guardrails are watched until every fault is rolled back".into(),
+            Phase::Rollback => "rolling back every active fault".into(),
+            Phase::Done => return None,
+        },
+        Event::TargetsResolved { fault, action, resolved } => {
+            let chosen: Vec<&str> = resolved.selected.iter().map(|i| i.id.as_str()).collect();
+            let mut s = format!("fault `{fault}` ({action}): {} of {} eligible instances: {}", chosen.len(), resolved.matched, chosen.join(", "));
+            if !resolved.protected.is_empty() {
+                s += &format!(" ({} protected instance(s) never touched)", resolved.protected.len());
+            }
+            s
+        }
+        Event::Intent { kind: ActionKind::Inject, fault, operation, resources, .. } => format!("inject `{fault}`: {operation} {}", short_list(resources)),
+        Event::Intent { kind: ActionKind::Rollback, fault, operation, resources, .. } => format!("rollback `{fault}`: {operation} {}", short_list(resources)),
+        Event::Outcome { ok: false, error: Some(e), .. } => format!("  FAILED: {e}"),
+        Event::Outcome { report: Some(r), .. } if !r.gone.is_empty() => format!("  {} no longer exist (nothing to restore): {}", r.gone.len(), r.gone.join(", ")),
+        Event::FaultActive { fault, until: Some(t) } => format!("fault `{fault}` in effect until {}", t.strftime("%H:%M:%SZ")),
+        Event::FaultActive { fault, until: None } => format!("fault `{fault}` in effect until the fault phase ends"),
+        Event::FaultRolledBack { fault } => format!("fault `{fault}` rolled back"),
+        Event::GuardrailBreached { guardrail, detail, .. } => format!("GUARDRAIL TRIPPED: {guardrail}: {detail}"),
+        Event::Abort { reason, .. } => format!("ABORT: {reason}; rolling back now"),
+        Event::Signal { signal, count: 1 } => format!("received {signal}: rolling back (send it again to skip waiting for instances; rollback calls always run)"),
+        Event::Signal { signal, .. } => format!("received {signal} again: skipping waits; rollback calls still run"),
+        Event::Warning { message } => format!("warning: {message}"),
+        _ => return None,
+    })
+}

@@ -1,0 +1,691 @@
+//! The run lifecycle: preflight, inject, watch, roll back, verdict.
+//!
+//! One dispatcher loop (`tokio::select!`) owns the run's state. It listens to
+//! signals, guardrail checks (a watcher task ticking every `timing.interval`),
+//! fault timers, the `max_duration` deadline and the inject/rollback tasks, so
+//! an abort never waits for a sleep to finish. Every path out of injection goes
+//! through the same rollback: normal end, guardrail breach, max_duration,
+//! SIGINT/SIGTERM/SIGHUP, and API errors. A second signal only skips waits
+//! (for instances to reach `running`); the rollback calls always run.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::{Aws, AwsError};
+use crate::experiment::{Experiment, Mode, ProbeKind};
+use crate::faults::{Step, Undo};
+use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
+use crate::observe::{self, AlarmGuard, Breach};
+use crate::progress::Progress;
+use crate::targets::{self, Vars};
+
+/// How many rollback calls may be in flight at once.
+const ROLLBACK_CONCURRENCY: usize = 8;
+/// Attempts per rollback step (each attempt also has the SDK's own retries).
+const ROLLBACK_ATTEMPTS: u32 = 5;
+/// Consecutive failed guardrail checks after which the run stops: a guardrail
+/// that cannot be read protects nothing.
+const MAX_WATCH_FAILURES: u32 = 3;
+
+/// Whether the runner installs its own signal handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalHandling {
+    /// SIGINT, SIGTERM and SIGHUP stop the run (with rollback).
+    Standard,
+    /// No handlers (for embedding the runner where the host handles signals).
+    Off,
+}
+
+/// Settings for one run.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// Where run folders are created.
+    pub runs_dir: PathBuf,
+    /// Replay a previous run's random choices.
+    pub seed: Option<u64>,
+    /// Signal handling.
+    pub signals: SignalHandling,
+    /// Progress display.
+    pub progress: Progress,
+}
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The run's id.
+    pub run_id: String,
+    /// The run folder.
+    pub dir: PathBuf,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, in words.
+    pub reason: String,
+    /// Undos that could not be completed.
+    pub unfinished: Vec<Undo>,
+}
+
+/// Why a run could not even start recording.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The experiment uses something this version cannot run yet.
+    #[error("{file}: this version of gameday cannot run this experiment yet:\n{}", .what.iter().map(|w| format!("  - {w}")).collect::<Vec<_>>().join("\n"))]
+    Unsupported {
+        /// The experiment file.
+        file: String,
+        /// Each unsupported use.
+        what: Vec<String>,
+    },
+    /// The run folder or its journal could not be created.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// The parts of a valid experiment that this version cannot execute yet. The
+/// runner refuses such experiments before touching anything rather than
+/// silently skipping a check the team relies on.
+pub fn unsupported(exp: &Experiment) -> Vec<String> {
+    let mut out = Vec::new();
+    if exp.environment.mode == Mode::Parallel {
+        out.push("environment.mode: parallel (temporary copies) is not implemented yet; set `mode: in-place`".to_string());
+    }
+    for p in &exp.steady_state {
+        out.push(format!("steady_state `{}` (line {}): steady-state probes are not evaluated yet", p.name, p.loc.line));
+    }
+    for p in &exp.guardrails {
+        if !matches!(p.kind, ProbeKind::Alarm { .. }) {
+            out.push(format!("guardrail `{}` (line {}): only `alarm` guardrails are watched in this version", p.name, p.loc.line));
+        }
+    }
+    out
+}
+
+/// A new run id: UTC time (sorts by start) and a random suffix (unique).
+pub fn new_run_id() -> String {
+    let mut rng: StdRng = rand::make_rng();
+    format!("{}-{:04x}", Timestamp::now().strftime("%Y%m%d-%H%M%S"), rng.next_u32() & 0xffff)
+}
+
+/// Shared by the dispatcher and its tasks.
+struct Ctx {
+    aws: Aws,
+    journal: Journal,
+    progress: Progress,
+}
+
+impl Ctx {
+    /// Records an event (flushed to disk) and shows it.
+    fn emit(&self, event: Event) -> Result<(), JournalError> {
+        let entry = self.journal.append(event)?;
+        self.progress.event(&entry);
+        Ok(())
+    }
+
+    /// Records an event when failing to record it must not stop the caller
+    /// (rollback goes on even if the disk is full); the failure is shown.
+    fn emit_best_effort(&self, event: Event) {
+        if let Err(e) = self.emit(event) {
+            self.progress.line(&format!("warning: {e}"));
+        }
+    }
+}
+
+/// Runs `exp` to its verdict. Errors only when nothing could be recorded.
+pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcome, RunError> {
+    let what = unsupported(exp);
+    if !what.is_empty() {
+        return Err(RunError::Unsupported { file: exp.file.display().to_string(), what });
+    }
+    let run_id = new_run_id();
+    let dir = opts.runs_dir.join(&run_id);
+    let seed = opts.seed.unwrap_or_else(|| rand::make_rng::<StdRng>().next_u64());
+    let ctx = Arc::new(Ctx { aws: aws.clone(), journal: Journal::create(&dir)?, progress: opts.progress });
+
+    // Handlers go in before the first mutating call can happen.
+    let (sig_tx, sig_rx) = mpsc::unbounded_channel();
+    let sig_task = (opts.signals == SignalHandling::Standard).then(|| tokio::spawn(forward_signals(sig_tx)));
+
+    ctx.emit(Event::RunStarted {
+        run_id: run_id.clone(),
+        gameday_version: env!("CARGO_PKG_VERSION").to_string(),
+        journal_version: journal::JOURNAL_VERSION,
+        experiment: exp.name.clone(),
+        file: exp.file.clone(),
+        file_sha256: hex(&Sha256::digest(exp.source.as_bytes())),
+        source: exp.source.clone(),
+        hypothesis: exp.hypothesis.clone(),
+        mode: exp.environment.mode,
+        seed,
+        region: aws.region.clone(),
+        endpoint: aws.endpoint.clone(),
+    })?;
+
+    let end = lifecycle(&ctx, exp, &run_id, seed, sig_rx).await;
+    if let Some(t) = sig_task {
+        t.abort();
+    }
+    let (verdict, reason, unfinished) = end;
+    ctx.emit_best_effort(Event::Phase { phase: Phase::Done });
+    ctx.emit_best_effort(Event::Verdict { verdict, reason: reason.clone(), unfinished: unfinished.clone() });
+    ctx.progress.finish();
+    match journal::read_events(&dir).map(|events| journal::summarize(&events)) {
+        Ok(Some(summary)) => {
+            if let Err(e) = journal::write_summary(&dir, &summary) {
+                eprintln!("warning: {e}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: {e}"),
+    }
+    Ok(Outcome { run_id, dir, verdict, reason, unfinished })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A signal's name, forwarded to the dispatcher.
+type SignalName = &'static str;
+
+async fn forward_signals(tx: mpsc::UnboundedSender<SignalName>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+    else {
+        eprintln!("warning: cannot install signal handlers; Ctrl-C will not roll back");
+        return;
+    };
+    loop {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        if tx.send(name).is_err() {
+            return;
+        }
+    }
+}
+
+type End = (Verdict, String, Vec<Undo>);
+
+async fn lifecycle(ctx: &Arc<Ctx>, exp: &Experiment, run_id: &str, seed: u64, mut sig_rx: mpsc::UnboundedReceiver<SignalName>) -> End {
+    let vars = Vars { asg: exp.environment.autoscaling_group.clone(), run_id: run_id.to_string() };
+    let guards = observe::alarm_guards(&exp.guardrails, &vars);
+    if let Err(e) = ctx.emit(Event::Phase { phase: Phase::Preflight }) {
+        return (Verdict::Error, format!("nothing was injected: {e}"), Vec::new());
+    }
+    let plans = tokio::select! {
+        r = preflight(ctx, exp, &guards, &vars, seed) => r,
+        Some(sig) = sig_rx.recv() => {
+            ctx.emit_best_effort(Event::Signal { signal: sig.to_string(), count: 1 });
+            return (Verdict::Interrupted, format!("{sig} during preflight; nothing was injected"), Vec::new());
+        }
+    };
+    let plans = match plans {
+        Ok(p) => p,
+        Err(end) => return end,
+    };
+    if let Err(e) = ctx.emit(Event::Phase { phase: Phase::Inject }) {
+        return (Verdict::Error, format!("nothing was injected: {e}"), Vec::new());
+    }
+    Dispatcher::new(ctx.clone(), exp, guards, plans).run(sig_rx).await
+}
+
+/// Checks guardrails can protect the run and resolves every fault's targets.
+/// Read-only. On refusal, returns the verdict.
+async fn preflight(ctx: &Arc<Ctx>, exp: &Experiment, guards: &[AlarmGuard], vars: &Vars, seed: u64) -> Result<Vec<Vec<Step>>, End> {
+    let not_run = |reason: String| (Verdict::NotRun, reason, Vec::new());
+    match observe::check_alarm_guards(&ctx.aws, guards).await {
+        Err(e) => return Err((Verdict::Error, format!("cannot read the guardrail alarms, so nothing was injected: {e}"), Vec::new())),
+        Ok(breaches) if !breaches.is_empty() => {
+            let list: Vec<String> = breaches.iter().map(|b| format!("{}: {}", b.guardrail, b.detail)).collect();
+            return Err(not_run(format!(
+                "a guardrail is not healthy before injection, so nothing was injected: {}",
+                list.join("; ")
+            )));
+        }
+        Ok(_) => {}
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut plans = Vec::new();
+    for f in &exp.faults {
+        let resolved = match targets::resolve(&ctx.aws, &f.target, f.fault.as_ref(), exp.environment.autoscaling_group.as_deref(), vars, &mut rng).await {
+            Ok(r) => r,
+            Err(targets::TargetError::NoSuchGroup(g)) => return Err(not_run(format!("fault `{}`: Auto Scaling group `{g}` not found; nothing was injected", f.name.value))),
+            Err(e) => return Err((Verdict::Error, format!("fault `{}`: cannot resolve targets, nothing was injected: {e}", f.name.value), Vec::new())),
+        };
+        let empty = resolved.selected.is_empty();
+        let steps = f.fault.plan(&resolved.selected);
+        if let Err(e) = ctx.emit(Event::TargetsResolved { fault: f.name.value.clone(), action: f.action.value.clone(), resolved }) {
+            return Err((Verdict::Error, format!("nothing was injected: {e}"), Vec::new()));
+        }
+        if empty && !f.target.allow_empty {
+            return Err(not_run(format!(
+                "fault `{}` matched no eligible instance, so nothing was injected (set `allow_empty: true` on its target if that is expected)",
+                f.name.value
+            )));
+        }
+        plans.push(steps);
+    }
+    Ok(plans)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// Not started; waiting for its `start_after` faults.
+    Waiting,
+    Injecting,
+    Active,
+    RollingBack,
+    /// Rolled back, or never injected.
+    Done,
+}
+
+struct FaultRun {
+    name: String,
+    deps: Vec<usize>,
+    duration: Option<Duration>,
+    steps: Vec<Step>,
+    /// Inject intents written so far (also failed ones: their effect is unknown).
+    applied: Vec<(u64, Step)>,
+    status: Status,
+    ends_at: Option<Instant>,
+    unfinished: Vec<Undo>,
+}
+
+/// Why the fault phase ended.
+enum EndReason {
+    Completed,
+    Breach(Breach),
+    Signal(SignalName),
+    MaxDuration,
+    InjectError(String),
+    WatchError(String),
+}
+
+enum TaskDone {
+    Injected { idx: usize, applied: Vec<(u64, Step)>, error: Option<String> },
+    RolledBack { idx: usize, unfinished: Vec<Undo> },
+}
+
+struct Dispatcher<'e> {
+    ctx: Arc<Ctx>,
+    exp: &'e Experiment,
+    guards: Vec<AlarmGuard>,
+    faults: Vec<FaultRun>,
+    tasks: JoinSet<TaskDone>,
+    /// Cancelled by a second signal: skip waits, never rollback calls.
+    hurry: CancellationToken,
+    rollback_limit: Arc<Semaphore>,
+    ending: Option<EndReason>,
+    rollback_started: bool,
+}
+
+impl<'e> Dispatcher<'e> {
+    fn new(ctx: Arc<Ctx>, exp: &'e Experiment, guards: Vec<AlarmGuard>, plans: Vec<Vec<Step>>) -> Self {
+        let index: HashMap<&str, usize> = exp.faults.iter().enumerate().map(|(i, f)| (f.name.value.as_str(), i)).collect();
+        let faults = exp
+            .faults
+            .iter()
+            .zip(plans)
+            .map(|(f, steps)| FaultRun {
+                name: f.name.value.clone(),
+                deps: f.start_after.iter().map(|d| index[d.value.as_str()]).collect(),
+                duration: f.duration,
+                steps,
+                applied: Vec::new(),
+                status: Status::Waiting,
+                ends_at: None,
+                unfinished: Vec::new(),
+            })
+            .collect();
+        Dispatcher {
+            ctx,
+            exp,
+            guards,
+            faults,
+            tasks: JoinSet::new(),
+            hurry: CancellationToken::new(),
+            rollback_limit: Arc::new(Semaphore::new(ROLLBACK_CONCURRENCY)),
+            ending: None,
+            rollback_started: false,
+        }
+    }
+
+    async fn run(mut self, mut sig_rx: mpsc::UnboundedReceiver<SignalName>) -> End {
+        let started = Instant::now();
+        let deadline = started + self.exp.timing.max_duration;
+        let stop_watch = CancellationToken::new();
+        let mut watch_rx = spawn_watcher(self.ctx.aws.clone(), self.guards.clone(), self.exp.timing.interval, stop_watch.clone());
+        let mut signals = 0u32;
+        let mut watch_failures = 0u32;
+        let mut status_tick = tokio::time::interval(Duration::from_millis(500));
+
+        loop {
+            self.advance();
+            if self.ending.is_some() && self.tasks.is_empty() && !self.faults.iter().any(|f| matches!(f.status, Status::Active | Status::RollingBack)) {
+                break;
+            }
+            let next_end = self.faults.iter().filter(|f| f.status == Status::Active).filter_map(|f| f.ends_at).min();
+            let watching = self.ending.is_none();
+            tokio::select! {
+                biased;
+                Some(sig) = sig_rx.recv() => {
+                    signals += 1;
+                    self.ctx.emit_best_effort(Event::Signal { signal: sig.to_string(), count: signals });
+                    if self.ending.is_none() {
+                        self.end(EndReason::Signal(sig), Timestamp::now());
+                    } else if signals >= 2 {
+                        self.hurry.cancel();
+                    }
+                }
+                Some((result, seen_at)) = watch_rx.recv(), if watching => {
+                    match result {
+                        Ok(breaches) => {
+                            watch_failures = 0;
+                            if let Some(b) = breaches.into_iter().next() {
+                                self.ctx.emit_best_effort(Event::GuardrailBreached { guardrail: b.guardrail.clone(), detail: b.detail.clone(), seen_at });
+                                self.end(EndReason::Breach(b), seen_at);
+                            }
+                        }
+                        Err(e) => {
+                            watch_failures += 1;
+                            self.ctx.emit_best_effort(Event::Warning { message: format!("guardrail check failed ({watch_failures}/{MAX_WATCH_FAILURES}): {e}") });
+                            if watch_failures >= MAX_WATCH_FAILURES {
+                                self.end(EndReason::WatchError(e.to_string()), seen_at);
+                            }
+                        }
+                    }
+                }
+                Some(joined) = self.tasks.join_next() => {
+                    match joined {
+                        Ok(done) => self.task_done(done),
+                        // A panicked task is a bug; treat its fault as needing rollback.
+                        Err(e) => self.ctx.emit_best_effort(Event::Warning { message: format!("internal task failed: {e}") }),
+                    }
+                }
+                _ = sleep_until_opt(next_end), if watching && next_end.is_some() => {
+                    let now = Instant::now();
+                    for i in 0..self.faults.len() {
+                        if self.faults[i].status == Status::Active && self.faults[i].ends_at.is_some_and(|t| t <= now) {
+                            self.spawn_rollback(i);
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline), if watching => {
+                    self.end(EndReason::MaxDuration, Timestamp::now());
+                }
+                _ = status_tick.tick() => self.show_status(started),
+            }
+        }
+        stop_watch.cancel();
+        self.verdict()
+    }
+
+    /// Starts faults whose turn has come, notices the end of the fault phase,
+    /// and once the run is ending, rolls back in reverse dependency order.
+    fn advance(&mut self) {
+        if self.ending.is_none() {
+            for i in 0..self.faults.len() {
+                let ready = self.faults[i].status == Status::Waiting
+                    && self.faults[i].deps.iter().all(|&d| matches!(self.faults[d].status, Status::Active | Status::RollingBack | Status::Done));
+                if ready {
+                    self.spawn_inject(i);
+                }
+            }
+            let timed_left = self.faults.iter().any(|f| f.duration.is_some() && f.status != Status::Done);
+            let starting = self.faults.iter().any(|f| matches!(f.status, Status::Waiting | Status::Injecting));
+            if !timed_left && !starting {
+                self.ending = Some(EndReason::Completed);
+                if self.faults.iter().any(|f| f.status == Status::Active) {
+                    self.ctx.emit_best_effort(Event::Phase { phase: Phase::Rollback });
+                }
+            }
+        }
+        if self.ending.is_some() {
+            for i in 0..self.faults.len() {
+                if self.faults[i].status == Status::Waiting {
+                    self.faults[i].status = Status::Done;
+                }
+            }
+            for i in 0..self.faults.len() {
+                let dependents_busy = self.faults.iter().any(|f| f.deps.contains(&i) && matches!(f.status, Status::Injecting | Status::Active | Status::RollingBack));
+                if self.faults[i].status == Status::Active && !dependents_busy {
+                    self.spawn_rollback(i);
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, reason: EndReason, seen_at: Timestamp) {
+        let text = match &reason {
+            EndReason::Completed => return,
+            EndReason::Breach(b) => format!("guardrail `{}` tripped: {}", b.guardrail, b.detail),
+            EndReason::Signal(s) => format!("{s} received"),
+            EndReason::MaxDuration => format!("timing.max_duration ({}) reached", crate::yaml::format_duration(self.exp.timing.max_duration)),
+            EndReason::InjectError(e) => format!("injection failed: {e}"),
+            EndReason::WatchError(e) => format!("guardrails cannot be checked: {e}"),
+        };
+        self.ctx.emit_best_effort(Event::Abort { reason: text, seen_at });
+        self.ctx.emit_best_effort(Event::Phase { phase: Phase::Rollback });
+        self.ending = Some(reason);
+    }
+
+    fn spawn_inject(&mut self, idx: usize) {
+        let f = &mut self.faults[idx];
+        f.status = Status::Injecting;
+        let steps = f.steps.clone();
+        let name = f.name.clone();
+        let fault = self.exp.faults[idx].fault.clone();
+        let ctx = self.ctx.clone();
+        self.tasks.spawn(async move {
+            let mut applied = Vec::new();
+            for step in steps {
+                let action_id = ctx.journal.next_action_id();
+                let intent = Event::Intent {
+                    action_id,
+                    fault: name.clone(),
+                    kind: ActionKind::Inject,
+                    operation: step.operation.clone(),
+                    resources: step.resources.clone(),
+                    undo: Some(step.undo.clone()),
+                    rollback_of: None,
+                };
+                // No intent on disk, no call: the journal must always know more than AWS.
+                if let Err(e) = ctx.emit(intent) {
+                    return TaskDone::Injected { idx, applied, error: Some(e.to_string()) };
+                }
+                applied.push((action_id, step.clone()));
+                let result = fault.apply(&ctx.aws, &step).await;
+                let error = result.err();
+                ctx.emit_best_effort(Event::Outcome { action_id, ok: error.is_none(), error: error.clone(), report: None });
+                if let Some(e) = error {
+                    return TaskDone::Injected { idx, applied, error: Some(e.to_string()) };
+                }
+            }
+            TaskDone::Injected { idx, applied, error: None }
+        });
+    }
+
+    fn spawn_rollback(&mut self, idx: usize) {
+        if !self.rollback_started {
+            self.rollback_started = true;
+            let trigger = match &self.ending {
+                None => format!("fault `{}` reached the end of its duration", self.faults[idx].name),
+                Some(EndReason::Completed) => "the fault phase ended".to_string(),
+                Some(_) => "abort".to_string(),
+            };
+            self.ctx.emit_best_effort(Event::RollbackStarted { trigger });
+        }
+        let f = &mut self.faults[idx];
+        f.status = Status::RollingBack;
+        let applied = f.applied.clone();
+        let name = f.name.clone();
+        let ctx = self.ctx.clone();
+        let hurry = self.hurry.clone();
+        let limit = self.rollback_limit.clone();
+        self.tasks.spawn(async move {
+            // Undo in reverse order of injection, each batch concurrently (bounded).
+            let mut set = JoinSet::new();
+            for (inject_id, step) in applied.into_iter().rev() {
+                let (ctx, hurry, limit, name) = (ctx.clone(), hurry.clone(), limit.clone(), name.clone());
+                set.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    rollback_step(&ctx, &name, inject_id, &step.undo, &hurry).await.err()
+                });
+            }
+            let mut unfinished = Vec::new();
+            while let Some(r) = set.join_next().await {
+                if let Ok(Some(undo)) = r {
+                    unfinished.push(undo);
+                }
+            }
+            TaskDone::RolledBack { idx, unfinished }
+        });
+    }
+
+    fn task_done(&mut self, done: TaskDone) {
+        match done {
+            TaskDone::Injected { idx, applied, error } => {
+                let f = &mut self.faults[idx];
+                f.applied = applied;
+                f.status = if f.applied.is_empty() { Status::Done } else { Status::Active };
+                f.ends_at = f.duration.map(|d| Instant::now() + d);
+                if f.status == Status::Active {
+                    let until = f.duration.and_then(|d| Timestamp::now().checked_add(d).ok());
+                    self.ctx.emit_best_effort(Event::FaultActive { fault: f.name.clone(), until });
+                }
+                if let Some(e) = error
+                    && self.ending.is_none()
+                {
+                    self.end(EndReason::InjectError(format!("fault `{}`: {e}", self.faults[idx].name)), Timestamp::now());
+                }
+            }
+            TaskDone::RolledBack { idx, unfinished } => {
+                let f = &mut self.faults[idx];
+                f.status = Status::Done;
+                if unfinished.is_empty() {
+                    self.ctx.emit_best_effort(Event::FaultRolledBack { fault: f.name.clone() });
+                }
+                f.unfinished = unfinished;
+            }
+        }
+    }
+
+    fn show_status(&self, started: Instant) {
+        let now = Instant::now();
+        let mut parts = Vec::new();
+        for f in &self.faults {
+            match (f.status, f.ends_at) {
+                (Status::Active, Some(t)) => parts.push(format!("{}: {} left", f.name, crate::yaml::format_duration(Duration::from_secs(t.saturating_duration_since(now).as_secs())))),
+                (Status::Active, None) => parts.push(format!("{}: active", f.name)),
+                (Status::Injecting, _) => parts.push(format!("{}: injecting", f.name)),
+                (Status::RollingBack, _) => parts.push(format!("{}: rolling back", f.name)),
+                _ => {}
+            }
+        }
+        let phase = if self.ending.is_some() { "rollback" } else { "fault phase" };
+        let elapsed = crate::yaml::format_duration(Duration::from_secs(now.duration_since(started).as_secs()));
+        self.ctx.progress.status(&format!("{phase} ({elapsed}) | {} | guardrails watched every {}", parts.join(", "), crate::yaml::format_duration(self.exp.timing.interval)));
+    }
+
+    fn verdict(self) -> End {
+        let unfinished: Vec<Undo> = self.faults.iter().flat_map(|f| f.unfinished.iter().cloned()).collect();
+        if !unfinished.is_empty() {
+            let what: Vec<String> = unfinished.iter().map(|u| format!("{} {}", u.operation(), u.resources().join(" "))).collect();
+            return (
+                Verdict::Error,
+                format!("rollback incomplete, still to do: {}; finish it with `gameday recover` and this run's id", what.join("; ")),
+                unfinished,
+            );
+        }
+        let (verdict, reason) = match self.ending {
+            Some(EndReason::Completed) | None => (Verdict::Passed, "every fault was injected, held and rolled back; no guardrail tripped".to_string()),
+            Some(EndReason::Breach(b)) => (Verdict::Aborted, format!("guardrail `{}` tripped ({}); every fault was rolled back", b.guardrail, b.detail)),
+            Some(EndReason::Signal(s)) => (Verdict::Interrupted, format!("stopped by {s}; every fault was rolled back")),
+            Some(EndReason::MaxDuration) => (Verdict::Aborted, "timing.max_duration reached; every fault was rolled back".to_string()),
+            Some(EndReason::InjectError(e)) => (Verdict::Error, format!("{e}; every fault injected so far was rolled back")),
+            Some(EndReason::WatchError(e)) => (Verdict::Error, format!("guardrails could not be checked ({e}); every fault was rolled back")),
+        };
+        (verdict, reason, Vec::new())
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Checks guardrails every `interval` until cancelled, sending each result with
+/// the time the answer arrived (when the breach became visible to us).
+fn spawn_watcher(
+    aws: Aws,
+    guards: Vec<AlarmGuard>,
+    interval: Duration,
+    stop: CancellationToken,
+) -> mpsc::Receiver<(Result<Vec<Breach>, AwsError>, Timestamp)> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let result = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = observe::check_alarm_guards(&aws, &guards) => r,
+            };
+            if tx.send((result, Timestamp::now())).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Undoes one inject step, journaled, retried with backoff. Returns the undo
+/// when it could not be completed.
+async fn rollback_step(ctx: &Ctx, fault: &str, inject_id: u64, undo: &Undo, hurry: &CancellationToken) -> Result<(), Undo> {
+    let mut delay = Duration::from_secs(1);
+    for attempt in 1..=ROLLBACK_ATTEMPTS {
+        let action_id = ctx.journal.next_action_id();
+        ctx.emit_best_effort(Event::Intent {
+            action_id,
+            fault: fault.to_string(),
+            kind: ActionKind::Rollback,
+            operation: undo.operation().to_string(),
+            resources: undo.resources().to_vec(),
+            undo: None,
+            rollback_of: Some(inject_id),
+        });
+        match undo.run(&ctx.aws, hurry).await {
+            Ok(report) => {
+                ctx.emit_best_effort(Event::Outcome { action_id, ok: true, error: None, report: Some(report) });
+                return Ok(());
+            }
+            Err(e) => {
+                ctx.emit_best_effort(Event::Outcome { action_id, ok: false, error: Some(e), report: None });
+                if attempt < ROLLBACK_ATTEMPTS {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+    Err(undo.clone())
+}

@@ -1,0 +1,238 @@
+//! Target resolution and selection: from a fault's `target` to the exact
+//! instances it will hit. Resolution makes read-only calls only and happens once,
+//! before anything is injected; selection is random with the run's seed, so
+//! `--seed` replays a run's choice exactly.
+
+use std::collections::BTreeSet;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::{api, Aws, AwsError};
+use crate::experiment::{Selection, TargetSpec};
+use crate::faults::Fault;
+
+/// Resources carrying this tag with value `true` are never targets.
+pub const PROTECTED_TAG: (&str, &str) = ("gameday:protected", "true");
+
+/// An EC2 instance as the runner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// `i-...`
+    pub id: String,
+    /// Availability Zone.
+    pub az: String,
+    /// EC2 state name when resolved (`running`, `stopped`, ...).
+    pub state: String,
+    /// The Auto Scaling group it belongs to, from its `aws:autoscaling:groupName` tag or the group's list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaling_group: Option<String>,
+    /// Its `Name` tag, for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Values for `${...}` in experiment files.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    /// `${asg}`: the environment's group (the clone in parallel mode).
+    pub asg: Option<String>,
+    /// `${run_id}`.
+    pub run_id: String,
+}
+
+impl Vars {
+    /// Replaces every known `${name}` (validation rejected unknown ones).
+    pub fn expand(&self, text: &str) -> String {
+        let mut out = text.replace("${run_id}", &self.run_id);
+        if let Some(asg) = &self.asg {
+            out = out.replace("${asg}", asg);
+        }
+        out
+    }
+}
+
+/// Why targets could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// An AWS call failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// The named Auto Scaling group does not exist.
+    #[error("Auto Scaling group `{0}` not found")]
+    NoSuchGroup(String),
+}
+
+/// The outcome of resolving one fault's target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Resolved {
+    /// Every instance that matched the criteria and is eligible, sorted by id.
+    pub matched: usize,
+    /// Matching instances skipped because they carry the protected tag.
+    pub protected: Vec<String>,
+    /// Matching instances skipped because their state does not fit the fault.
+    pub ineligible: Vec<String>,
+    /// The instances chosen.
+    pub selected: Vec<Instance>,
+}
+
+/// Resolves `spec` for `fault`; `default_group` is the environment's group,
+/// used when the spec names no criterion of its own.
+pub async fn resolve(
+    aws: &Aws,
+    spec: &TargetSpec,
+    fault: &dyn Fault,
+    default_group: Option<&str>,
+    vars: &Vars,
+    rng: &mut StdRng,
+) -> Result<Resolved, TargetError> {
+    let group = match (&spec.autoscaling_group, spec.uses_environment()) {
+        (Some(g), _) => Some(vars.expand(g)),
+        (None, true) => default_group.map(str::to_string),
+        (None, false) => None,
+    };
+    let mut ids: Option<BTreeSet<String>> = None;
+    if let Some(g) = &group {
+        ids = Some(group_instances(aws, g).await?);
+    }
+    if !spec.ids.is_empty() {
+        let given: BTreeSet<String> = spec.ids.iter().cloned().collect();
+        ids = Some(match ids {
+            Some(from_group) => from_group.intersection(&given).cloned().collect(),
+            None => given,
+        });
+    }
+
+    let mut filters = Vec::new();
+    for (k, v) in &spec.tags {
+        filters.push(filter(&format!("tag:{k}"), vec![v.clone()]));
+    }
+    if let Some(az) = &spec.az {
+        filters.push(filter("availability-zone", vec![az.clone()]));
+    }
+    for (name, values) in &spec.filters {
+        filters.push(filter(name, values.clone()));
+    }
+
+    let mut found = Vec::new();
+    match &ids {
+        Some(ids) if ids.is_empty() => {}
+        Some(ids) => {
+            let ids: Vec<String> = ids.iter().cloned().collect();
+            for chunk in ids.chunks(200) {
+                let mut f = filters.clone();
+                f.push(filter("instance-id", chunk.to_vec()));
+                describe(aws, f, group.as_deref(), &mut found).await?;
+            }
+        }
+        None => describe(aws, filters, group.as_deref(), &mut found).await?,
+    }
+
+    found.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    found.dedup_by(|a, b| a.0.id == b.0.id);
+    let mut out = Resolved::default();
+    let mut eligible = Vec::new();
+    for (inst, protected) in found {
+        if matches!(inst.state.as_str(), "terminated" | "shutting-down") {
+            continue;
+        }
+        if protected {
+            out.protected.push(inst.id);
+        } else if !fault.eligible_state(&inst.state) {
+            out.ineligible.push(inst.id);
+        } else {
+            eligible.push(inst);
+        }
+    }
+    out.matched = eligible.len();
+    out.selected = select(eligible, spec.select, rng);
+    Ok(out)
+}
+
+/// Chooses `selection` of `candidates` (sorted by id) with `rng`. The same seed
+/// and candidates give the same choice; the result is sorted by id.
+pub fn select(mut candidates: Vec<Instance>, selection: Selection, rng: &mut StdRng) -> Vec<Instance> {
+    let n = selection.how_many(candidates.len());
+    if n < candidates.len() {
+        candidates.shuffle(rng);
+        candidates.truncate(n);
+        candidates.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    candidates
+}
+
+fn filter(name: &str, values: Vec<String>) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder().name(name).set_values(Some(values)).build()
+}
+
+/// Instance ids currently in an Auto Scaling group.
+pub async fn group_instances(aws: &Aws, group: &str) -> Result<BTreeSet<String>, TargetError> {
+    let out = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .map_err(api("autoscaling", "DescribeAutoScalingGroups"))?;
+    let g = out.auto_scaling_groups().first().ok_or_else(|| TargetError::NoSuchGroup(group.to_string()))?;
+    Ok(g.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect())
+}
+
+async fn describe(
+    aws: &Aws,
+    filters: Vec<aws_sdk_ec2::types::Filter>,
+    group: Option<&str>,
+    out: &mut Vec<(Instance, bool)>,
+) -> Result<(), AwsError> {
+    let mut pages = aws.ec2.describe_instances().set_filters(Some(filters)).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(api("ec2", "DescribeInstances"))?;
+        for r in page.reservations() {
+            for i in r.instances() {
+                let Some(id) = i.instance_id() else { continue };
+                let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
+                let protected = tag(PROTECTED_TAG.0).is_some_and(|v| v.eq_ignore_ascii_case(PROTECTED_TAG.1));
+                out.push((
+                    Instance {
+                        id: id.to_string(),
+                        az: i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_string(),
+                        state: i.state().and_then(|s| s.name()).map(|s| s.as_str().to_string()).unwrap_or_default(),
+                        autoscaling_group: tag("aws:autoscaling:groupName").or_else(|| group.map(str::to_string)),
+                        name: tag("Name"),
+                    },
+                    protected,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn fleet(n: usize) -> Vec<Instance> {
+        (0..n)
+            .map(|i| Instance { id: format!("i-{i:04}"), az: "us-east-1a".into(), state: "running".into(), autoscaling_group: None, name: None })
+            .collect()
+    }
+
+    #[test]
+    fn same_seed_same_choice_other_seed_other_choice() {
+        let pick = |seed| select(fleet(50), Selection::Percent(20), &mut StdRng::seed_from_u64(seed));
+        assert_eq!(pick(7), pick(7));
+        assert_eq!(pick(7).len(), 10);
+        assert_ne!(pick(7), pick(8));
+    }
+
+    #[test]
+    fn percent_rounds_up_and_count_caps() {
+        assert_eq!(Selection::Percent(33).how_many(3), 1);
+        assert_eq!(Selection::Percent(34).how_many(3), 2);
+        assert_eq!(Selection::Count(10).how_many(3), 3);
+        assert_eq!(Selection::All.how_many(4), 4);
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: one binary, so the AWS SDK is linked once.
+//! `scripts/test` installs moto and runs them; see tests/support for the harness.
+
+mod support;
+
+mod run;
+mod validate;

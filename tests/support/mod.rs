@@ -1,0 +1,295 @@
+//! Test harness: a real local AWS API (moto's server mode) and the real binary.
+//!
+//! One moto server per test binary, on 127.0.0.1 and a free port, started on
+//! first use. It dies with the test process (PR_SET_PDEATHSIG from a thread
+//! that lives as long as the process), so no server outlives a test run. Tests
+//! never share resources: each creates its own group, tags and alarms with a
+//! unique name, so they can run in parallel against the one server.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
+use aws_sdk_ec2::config::Credentials;
+
+/// The region every test uses.
+pub const REGION: &str = "us-east-1";
+
+/// The moto server's endpoint, starting it on first use.
+pub fn endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(start_moto)
+}
+
+fn moto_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if local.exists() {
+        return local;
+    }
+    panic!("moto_server not found: run `scripts/test`, which installs moto into .venv, or set MOTO_SERVER");
+}
+
+fn start_moto() -> String {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        l.local_addr().expect("a local address").port()
+    };
+    let binary = moto_binary();
+    let log = std::env::temp_dir().join(format!("gameday-tests-moto-{port}.log"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The thread that spawns moto must live as long as the process: the child
+    // gets SIGKILL when this thread exits (PR_SET_PDEATHSIG is per thread).
+    std::thread::spawn(move || {
+        use std::os::unix::process::CommandExt;
+        let log_file = std::fs::File::create(&log).expect("moto log file");
+        let mut cmd = std::process::Command::new(&binary);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log handle"))
+            .stderr(log_file);
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        tx.send(child.id()).expect("report moto's pid");
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("moto started");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not listen on 127.0.0.1:{port} within 60s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    format!("http://127.0.0.1:{port}")
+}
+
+/// SDK clients pointed at the test server.
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+/// Clients for seeding and checking moto's state.
+pub async fn clients() -> Clients {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    Clients {
+        ec2: aws_sdk_ec2::Client::new(&config),
+        autoscaling: aws_sdk_autoscaling::Client::new(&config),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+    }
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}-{}-{:x}{:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos & 0xfff)
+}
+
+/// A test fleet: an Auto Scaling group with its instances and a guardrail alarm.
+pub struct Fleet {
+    pub group: String,
+    pub alarm: String,
+    pub instances: Vec<String>,
+    /// A tag (`fleet`) carried by every instance of this fleet only.
+    pub tag: String,
+}
+
+/// Creates a group of `n` instances in a fresh VPC and an OK alarm.
+pub async fn fleet(c: &Clients, n: i32) -> Fleet {
+    let group = unique("grp");
+    let vpc = c.ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("CreateVpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string();
+    let subnet = c
+        .ec2
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block("10.0.1.0/24")
+        .availability_zone(format!("{REGION}a"))
+        .send()
+        .await
+        .expect("CreateSubnet");
+    let subnet_id = subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_string();
+    let image = c.ec2.describe_images().send().await.expect("DescribeImages");
+    let image_id = image.images().first().and_then(|i| i.image_id()).expect("an image").to_string();
+    let lt = c
+        .ec2
+        .create_launch_template()
+        .launch_template_name(&group)
+        .launch_template_data(aws_sdk_ec2::types::RequestLaunchTemplateData::builder().image_id(image_id).instance_type(aws_sdk_ec2::types::InstanceType::T3Micro).build())
+        .send()
+        .await
+        .expect("CreateLaunchTemplate");
+    let lt_id = lt.launch_template().and_then(|t| t.launch_template_id()).expect("template id").to_string();
+    c.autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(&group)
+        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(lt_id).version("$Latest").build())
+        .min_size(n)
+        .max_size(n)
+        .desired_capacity(n)
+        .vpc_zone_identifier(subnet_id)
+        .tags(Tag::builder().key("fleet").value(&group).propagate_at_launch(true).build())
+        .send()
+        .await
+        .expect("CreateAutoScalingGroup");
+    let g = c.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(&group).send().await.expect("DescribeAutoScalingGroups");
+    let mut instances: Vec<String> =
+        g.auto_scaling_groups()[0].instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+    instances.sort();
+    assert_eq!(instances.len(), n as usize, "moto should launch the group's instances");
+    let alarm = format!("{group}-5xx");
+    c.cloudwatch
+        .put_metric_alarm()
+        .alarm_name(&alarm)
+        .namespace("App")
+        .metric_name("Errors")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(50.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+    set_alarm(c, &alarm, "OK").await;
+    Fleet { tag: group.clone(), group, alarm, instances }
+}
+
+/// Sets an alarm's state, as CloudWatch would on a breach (moto does not evaluate alarms).
+pub async fn set_alarm(c: &Clients, alarm: &str, state: &str) {
+    c.cloudwatch
+        .set_alarm_state()
+        .alarm_name(alarm)
+        .state_value(state.into())
+        .state_reason(format!("set by test to {state}"))
+        .send()
+        .await
+        .expect("SetAlarmState");
+}
+
+/// The EC2 state of each instance, in the order given.
+pub async fn states(c: &Clients, ids: &[String]) -> Vec<String> {
+    let out = c.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await.expect("DescribeInstances");
+    let mut found: Vec<(String, String)> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| (i.instance_id().unwrap_or_default().to_string(), i.state().and_then(|s| s.name()).map(|s| s.as_str().to_string()).unwrap_or_default()))
+        .collect();
+    found.sort();
+    ids.iter().map(|id| found.iter().find(|(i, _)| i == id).map(|(_, s)| s.clone()).unwrap_or_else(|| "missing".into())).collect()
+}
+
+/// Waits until at least one of `ids` is stopped (the fault is in effect).
+pub async fn wait_until_any_stopped(c: &Clients, ids: &[String]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = states(c, ids).await;
+        let stopped: Vec<String> = ids.iter().zip(&s).filter(|(_, st)| *st == "stopped").map(|(i, _)| i.clone()).collect();
+        if !stopped.is_empty() {
+            return stopped;
+        }
+        assert!(Instant::now() < deadline, "no instance was stopped within 30s: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A scratch folder for one test: experiment files and run records.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::tempdir().expect("a temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes an experiment file and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).expect("write experiment");
+        p
+    }
+
+    pub fn runs(&self) -> PathBuf {
+        self.dir.path().join("runs")
+    }
+
+    /// The only run folder's journal, parsed.
+    pub fn journal(&self) -> serde_json::Value {
+        let run = std::fs::read_dir(self.runs()).expect("runs folder").next().expect("one run").expect("run entry").path();
+        let text = std::fs::read_to_string(run.join("journal.json")).expect("journal.json");
+        serde_json::from_str(&text).expect("journal.json is JSON")
+    }
+}
+
+/// The `gameday` binary with the test server's endpoint and no user config.
+pub fn gameday(scratch: &Scratch) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gameday"));
+    cmd.current_dir(scratch.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_CONFIG_FILE", scratch.path().join("no-aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", scratch.path().join("no-aws-credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// What a finished `gameday` process printed.
+pub struct Finished {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Waits for a child, failing the test if it takes longer than `limit`.
+pub async fn finish(child: tokio::process::Child, limit: Duration) -> Finished {
+    let out = tokio::time::timeout(limit, child.wait_with_output()).await.expect("gameday finished in time").expect("gameday output");
+    Finished {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Sends a signal to a child process.
+pub fn signal(child: &tokio::process::Child, sig: i32) {
+    let pid = child.id().expect("child still running") as i32;
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}

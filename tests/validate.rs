@@ -1,0 +1,160 @@
+//! Validation: every error class is reported with file, line and column, all
+//! errors in a file at once, and the CLI's exit codes mean what the README says.
+
+use std::path::Path;
+use std::process::Command;
+
+use gameday::experiment;
+
+fn errors(text: &str) -> String {
+    match experiment::load_str(Path::new("exp.yaml"), text) {
+        Ok(_) => panic!("expected the experiment to be rejected"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const VALID: &str = "\
+version: 1
+name: ok
+hypothesis: it holds
+environment: { mode: in-place, autoscaling_group: web }
+guardrails:
+  - alarm: web-5xx
+faults:
+  - name: stop
+    action: ec2:stop-instances
+    duration: 30s
+";
+
+#[test]
+fn a_valid_file_loads() {
+    let exp = experiment::load_str(Path::new("exp.yaml"), VALID).expect("valid");
+    assert_eq!(exp.faults[0].duration, Some(std::time::Duration::from_secs(30)));
+}
+
+#[test]
+fn every_error_in_a_file_is_reported_with_its_position() {
+    let text = "\
+version: 1
+name: many-problems
+hypothesis: [not, text]
+enviroment: { mode: in-place }
+timing:
+  interval: 5 seconds
+faults:
+  - name: stop
+    action: ec2:stop-instance
+    target: { select: { percent: 150 } }
+    duraton: 5m
+  - name: suspend
+    action: ec2:stop-instances
+    start_after: [stp]
+";
+    insta::assert_snapshot!(errors(text));
+}
+
+#[test]
+fn start_after_cycles_are_named() {
+    let text = "\
+version: 1
+name: cycle
+hypothesis: h
+environment: { mode: in-place, autoscaling_group: web }
+guardrails: [{ alarm: a }]
+faults:
+  - { name: a, action: ec2:stop-instances, start_after: [c] }
+  - { name: b, action: ec2:stop-instances, start_after: [a] }
+  - { name: c, action: ec2:stop-instances, start_after: [b] }
+";
+    insta::assert_snapshot!(errors(text));
+}
+
+#[test]
+fn yaml_syntax_errors_have_a_position() {
+    let text = "version: 1\nname: x\nfaults:\n  - name: [unclosed\n";
+    insta::assert_snapshot!(errors(text));
+}
+
+#[test]
+fn wrong_values_say_what_was_expected() {
+    let text = "\
+version: 2
+name: has space
+hypothesis: h
+environment: { mode: inplace, autoscaling_group: web, ready_timeout: 10 }
+guardrails:
+  - metric: { namespace: App, name: Errors, stat: p999x, period: 45 }
+    threshold: 50
+  - alarm: web-${asgg}
+  - metric: { namespace: App, name: Latency }
+    expect: < 3
+steady_state:
+  - asg_healthy: { at_least: 3, percent: 50 }
+faults:
+  - name: stop
+    action: ec2:stop-instances
+    params: { forse: true }
+    target: { ids: [web-1], select: { count: 0 } }
+  - name: stop
+    action: ec2:reboot-instances
+";
+    insta::assert_snapshot!(errors(text));
+}
+
+#[test]
+fn an_experiment_needs_guardrails_and_faults() {
+    let text = "version: 1\nname: bare\nhypothesis: h\nenvironment: { mode: in-place, autoscaling_group: web }\nfaults: []\n";
+    insta::assert_snapshot!(errors(text));
+}
+
+#[test]
+fn parallel_mode_needs_a_group_and_untargeted_faults_need_one_in_place() {
+    let parallel = "version: 1\nname: p\nhypothesis: h\nguardrails: [{ alarm: a }]\nfaults: [{ name: s, action: ec2:stop-instances }]\n";
+    assert!(errors(parallel).contains("parallel mode (the default) needs `autoscaling_group`"));
+    let in_place = "version: 1\nname: p\nhypothesis: h\nenvironment: { mode: in-place }\nguardrails: [{ alarm: a }]\nfaults: [{ name: s, action: ec2:stop-instances }]\n";
+    assert!(errors(in_place).contains("exp.yaml:6:10: error: fault `s` has no target"), "{}", errors(in_place));
+}
+
+#[test]
+fn every_shipped_experiment_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("experiments/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            experiment::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "experiments/ should hold examples, found {n}");
+}
+
+fn validate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gameday")).arg("validate").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("run gameday");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn validate_exit_codes() {
+    let (code, stdout, _) = validate(&["experiments/"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("ok: experiments/shop-web-lose-a-third.yaml"), "{stdout}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, VALID.replace("duration: 30s", "duration: 30 sec")).expect("write");
+    let good = dir.path().join("good.yml");
+    std::fs::write(&good, VALID).expect("write");
+    let (code, stdout, stderr) = validate(&[dir.path().to_str().expect("utf-8 path")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("bad.yaml:10:15: error: faults[1].duration: malformed duration `30 sec`"), "{stderr}");
+    assert!(stderr.contains("1 of 2 file(s) invalid"), "{stderr}");
+    assert!(stdout.contains("good.yml"), "the valid file is still checked and reported: {stdout}");
+
+    let (code, _, stderr) = validate(&["no/such/file.yaml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no/such/file.yaml: no such file or folder"), "{stderr}");
+
+    let (code, _, _) = validate(&[]);
+    assert_eq!(code, 2, "a missing argument is a usage error");
+}
