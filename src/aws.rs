@@ -51,9 +51,12 @@ pub enum ConnectError {
 impl Aws {
     /// Loads the configuration chain and builds the clients. Makes no API call.
     pub async fn connect(opts: &ConnectOptions) -> Result<Aws, ConnectError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            // Standard mode: backoff with jitter on throttling and 5xx, shared by all calls.
-            .retry_config(RetryConfig::standard().with_max_attempts(5));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        // Standard mode: backoff with jitter on throttling and 5xx, shared by
+        // all calls; AWS_MAX_ATTEMPTS / AWS_RETRY_MODE still win when set.
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() && std::env::var_os("AWS_RETRY_MODE").is_none() {
+            loader = loader.retry_config(RetryConfig::standard().with_max_attempts(5));
+        }
         if let Some(url) = &opts.endpoint_url {
             loader = loader.endpoint_url(url);
         }

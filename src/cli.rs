@@ -110,6 +110,46 @@ enum Command {
         #[command(flatten)]
         aws: AwsArgs,
     },
+    /// Finish what a run left behind, from its journal.
+    ///
+    /// After the runner was killed (kill -9, a lost machine) or gave up on a
+    /// rollback, undoes every fault still in effect and deletes what the run
+    /// created (its parallel environment, its locks). Safe to run twice.
+    /// Without RUN_ID, lists the runs that need it.
+    Recover {
+        /// The run's id (the folder name under runs/).
+        run_id: Option<String>,
+        /// Recover even if the run's runner may still be alive.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        runs: RunsArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Delete gameday resources whose run is finished or expired.
+    ///
+    /// The safety net for runs whose journal is lost with their machine:
+    /// finds temporary groups and instances by their `gameday:run-id` tag and
+    /// lock tags by `gameday:lock`, and removes those whose run finished (per
+    /// runs/) or whose `gameday:expires-at` has passed. Never touches a live run.
+    Cleanup {
+        /// List what would be removed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        runs: RunsArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+}
+
+/// Flags of the commands that read run records.
+#[derive(Debug, Args)]
+struct RunsArgs {
+    /// Folder of run records (one subfolder per run).
+    #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+    runs_dir: PathBuf,
 }
 
 /// Connection flags shared by every command that talks to AWS.
@@ -145,17 +185,116 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Validate { paths } => validate(&paths),
-        Command::Run { file, seed, runs_dir, quiet, aws } => {
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return exit::ERROR;
-                }
-            };
-            rt.block_on(run(&file, seed, runs_dir, quiet, &aws))
+        Command::Run { file, seed, runs_dir, quiet, aws } => block_on(run(&file, seed, runs_dir, quiet, &aws)),
+        Command::Recover { run_id, force, runs, aws } => block_on(recover(run_id, force, &runs.runs_dir, &aws)),
+        Command::Cleanup { dry_run, runs, aws } => block_on(cleanup(dry_run, &runs.runs_dir, &aws)),
+    }
+}
+
+fn block_on(fut: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::ERROR
         }
     }
+}
+
+async fn connect(args: &AwsArgs) -> Result<Aws, i32> {
+    Aws::connect(&args.options()).await.map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })
+}
+
+async fn recover(run_id: Option<String>, force: bool, runs_dir: &Path, aws_args: &AwsArgs) -> i32 {
+    let Some(run_id) = run_id else {
+        return match crate::recover::needing_recovery(runs_dir) {
+            Ok(runs) if runs.is_empty() => {
+                println!("no run in {} needs recovery", runs_dir.display());
+                exit::OK
+            }
+            Ok(runs) => {
+                println!("runs with faults or temporary resources left behind (recover each with `gameday recover RUN_ID`):");
+                for r in runs {
+                    let state = if r.verdict.is_some() { "rollback incomplete" } else { "runner stopped without finishing" };
+                    println!("  {}  {}  started {}  {}: {} call(s) to undo", r.run_id, r.experiment, r.started_at.strftime("%Y-%m-%d %H:%M:%SZ"), state, r.pending.len());
+                }
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::ERROR
+            }
+        };
+    };
+    let aws = match connect(aws_args).await {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    match crate::recover::recover(&aws, runs_dir, &run_id, force, Progress::auto(false)).await {
+        Ok(r) if r.unfinished.is_empty() && r.undone == 0 => {
+            println!("run {run_id}: nothing to recover: every fault was rolled back and everything the run created is gone");
+            exit::OK
+        }
+        Ok(r) if r.unfinished.is_empty() => {
+            println!("run {run_id}: recovered: {} call(s) undone; journal: {}", r.undone, runs_dir.join(&run_id).join(crate::journal::JOURNAL_FILE).display());
+            exit::OK
+        }
+        Ok(r) => {
+            println!("run {run_id}: recovery incomplete, still to do:");
+            for u in &r.unfinished {
+                println!("  {} {}", u.operation(), u.resources().join(" "));
+            }
+            println!("fix the cause (see the errors above) and run `gameday recover {run_id}` again");
+            exit::ERROR
+        }
+        Err(e @ crate::recover::RecoverError::NoSuchRun { .. }) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+async fn cleanup(dry_run: bool, runs_dir: &Path, aws_args: &AwsArgs) -> i32 {
+    let aws = match connect(aws_args).await {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let leftovers = match crate::recover::find_leftovers(&aws, runs_dir).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
+    if leftovers.is_empty() {
+        println!("nothing to clean up: no gameday resource of a finished or expired run");
+        return exit::OK;
+    }
+    let mut failed = 0;
+    for l in &leftovers {
+        if dry_run {
+            println!("would remove {l}");
+            continue;
+        }
+        match crate::recover::remove(&aws, l).await {
+            Ok(()) => println!("removed {l}"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: could not remove {l}: {e}");
+            }
+        }
+    }
+    if dry_run {
+        println!("{} leftover(s); run without --dry-run to remove them", leftovers.len());
+    }
+    if failed > 0 { exit::ERROR } else { exit::OK }
 }
 
 fn init_logging() {
@@ -244,12 +383,9 @@ async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, aws
         eprintln!("nothing was touched");
         return exit::INVALID_INPUT;
     }
-    let aws = match Aws::connect(&aws_args.options()).await {
+    let aws = match connect(aws_args).await {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     let opts = RunOptions { runs_dir, seed, signals: SignalHandling::Standard, progress: Progress::auto(quiet) };
     match runner::run(&exp, &aws, opts).await {

@@ -48,6 +48,8 @@ pub enum Phase {
     Inject,
     /// Faults are being rolled back.
     Rollback,
+    /// Setup is being undone: the parallel environment deleted, locks released.
+    Teardown,
     /// The run is over.
     Done,
 }
@@ -56,6 +58,9 @@ pub enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
+    /// Preparing the run: creating the parallel environment, locking targets.
+    /// Undone after every fault, in reverse order.
+    Setup,
     /// A fault's mutating call.
     Inject,
     /// The undo of an inject.
@@ -126,6 +131,36 @@ pub enum Event {
         /// Endpoint override, if any.
         #[serde(skip_serializing_if = "Option::is_none")]
         endpoint: Option<String>,
+        /// The runner's process id, so `gameday recover` can tell a live run
+        /// from a dead one.
+        #[serde(default)]
+        pid: u32,
+        /// The machine the runner ran on (the pid only means something there).
+        #[serde(default)]
+        host: String,
+        /// When the run's resources may be cleaned up by `gameday cleanup`
+        /// even if its journal is lost (start + max_duration + margin).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<Timestamp>,
+    },
+    /// The parallel environment is ready (or the run uses the real resources).
+    Environment {
+        /// parallel or in-place.
+        mode: crate::experiment::Mode,
+        /// The group faults act on: the clone in parallel mode.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        /// The source group of the clone (parallel mode).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        /// The clone's instances once ready.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        instances: Vec<String>,
+    },
+    /// `gameday recover` took over a run whose runner stopped without finishing.
+    Recovery {
+        /// The undos it found still to do.
+        pending: usize,
     },
     /// A new phase began.
     Phase {
@@ -289,6 +324,25 @@ impl Journal {
         Ok(Journal { dir: dir.to_path_buf(), inner: Mutex::new(Inner { file, seq: 0, next_action: 1 }) })
     }
 
+    /// Opens an existing run's events file to append to it (for `gameday
+    /// recover`), continuing its numbering.
+    pub fn open_append(dir: &Path) -> Result<(Journal, Vec<Entry>), JournalError> {
+        let events = read_events(dir)?;
+        let path = dir.join(EVENTS_FILE);
+        let file = OpenOptions::new().append(true).open(&path).map_err(|source| JournalError::Write { path: path.clone(), source })?;
+        let seq = events.last().map_or(0, |e| e.seq);
+        let next_action = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Intent { action_id, .. } => Some(*action_id),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+            + 1;
+        Ok((Journal { dir: dir.to_path_buf(), inner: Mutex::new(Inner { file, seq, next_action }) }, events))
+    }
+
     /// The run folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -338,6 +392,46 @@ pub fn read_events(dir: &Path) -> Result<Vec<Entry>, JournalError> {
         }
     }
     Ok(out)
+}
+
+/// A mutating call whose effect has not been undone yet, per the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The intent's id.
+    pub action_id: u64,
+    /// The fault (or `environment`) it belongs to.
+    pub fault: String,
+    /// Setup or inject.
+    pub kind: ActionKind,
+    /// How to undo it.
+    pub undo: Undo,
+}
+
+/// Every setup or inject call of a run that has no successful rollback yet,
+/// newest first: the order in which to undo them. A call whose outcome is
+/// missing (the runner died during it) counts: its effect is unknown, and
+/// every undo is idempotent.
+pub fn pending_undos(events: &[Entry]) -> Vec<Pending> {
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut rollback_of: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for e in events {
+        match &e.event {
+            Event::Intent { action_id, fault, kind, undo: Some(undo), rollback_of: None, .. } => {
+                pending.push(Pending { action_id: *action_id, fault: fault.clone(), kind: *kind, undo: undo.clone() })
+            }
+            Event::Intent { action_id, rollback_of: Some(of), .. } => {
+                rollback_of.insert(*action_id, *of);
+            }
+            Event::Outcome { action_id, ok: true, .. } => {
+                if let Some(of) = rollback_of.get(action_id) {
+                    pending.retain(|p| p.action_id != *of);
+                }
+            }
+            _ => {}
+        }
+    }
+    pending.reverse();
+    pending
 }
 
 /// One mutating call with its outcome, as `journal.json` lists it.

@@ -6,11 +6,14 @@
 
 pub mod aws;
 pub mod cli;
+pub mod environment;
 pub mod experiment;
 pub mod faults;
 pub mod journal;
+pub mod lock;
 pub mod observe;
 pub mod progress;
+pub mod recover;
 pub mod runner;
 pub mod targets;
 pub mod yaml;

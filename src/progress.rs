@@ -89,6 +89,7 @@ fn render(event: &Event) -> Option<String> {
             Phase::Preflight => "preflight: checking guardrails and resolving targets (read-only)".into(),
             Phase::Inject => "injecting faults; guardrails are watched until every fault is rolled back".into(),
             Phase::Rollback => "rolling back every active fault".into(),
+            Phase::Teardown => "tearing down: deleting what the run created, releasing locks".into(),
             Phase::Done => return None,
         },
         Event::TargetsResolved { fault, action, resolved } => {
@@ -111,6 +112,10 @@ fn render(event: &Event) -> Option<String> {
         Event::Signal { signal, count: 1 } => format!("received {signal}: rolling back (send it again to skip waiting for instances; rollback calls always run)"),
         Event::Signal { signal, .. } => format!("received {signal} again: skipping waits; rollback calls still run"),
         Event::Warning { message } => format!("warning: {message}"),
+        Event::Environment { group: Some(g), source: Some(src), instances, .. } => {
+            format!("parallel environment ready: `{g}`, a copy of `{src}` with {} healthy instances; faults go here only", instances.len())
+        }
+        Event::Intent { kind: ActionKind::Setup, operation, resources, .. } => format!("setup: {operation} {}", short_list(resources)),
         _ => return None,
     })
 }

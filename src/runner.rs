@@ -8,7 +8,7 @@
 //! SIGINT/SIGTERM/SIGHUP, and API errors. A second signal only skips waits
 //! (for instances to reach `running`); the rollback calls always run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{Aws, AwsError};
+use crate::environment::{self, EnvError};
+use crate::lock;
 use crate::experiment::{Experiment, Mode, ProbeKind};
 use crate::faults::{Step, Undo};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
@@ -37,6 +39,9 @@ const ROLLBACK_ATTEMPTS: u32 = 5;
 /// Consecutive failed guardrail checks after which the run stops: a guardrail
 /// that cannot be read protects nothing.
 const MAX_WATCH_FAILURES: u32 = 3;
+/// Added to a run's longest possible length for its `gameday:expires-at`:
+/// `gameday cleanup` must never take a live run's resources.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(15 * 60);
 
 /// Whether the runner installs its own signal handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,9 +101,6 @@ pub enum RunError {
 /// silently skipping a check the team relies on.
 pub fn unsupported(exp: &Experiment) -> Vec<String> {
     let mut out = Vec::new();
-    if exp.environment.mode == Mode::Parallel {
-        out.push("environment.mode: parallel (temporary copies) is not implemented yet; set `mode: in-place`".to_string());
-    }
     for p in &exp.steady_state {
         out.push(format!("steady_state `{}` (line {}): steady-state probes are not evaluated yet", p.name, p.loc.line));
     }
@@ -117,15 +119,15 @@ pub fn new_run_id() -> String {
 }
 
 /// Shared by the dispatcher and its tasks.
-struct Ctx {
-    aws: Aws,
-    journal: Journal,
-    progress: Progress,
+pub(crate) struct Ctx {
+    pub(crate) aws: Aws,
+    pub(crate) journal: Journal,
+    pub(crate) progress: Progress,
 }
 
 impl Ctx {
     /// Records an event (flushed to disk) and shows it.
-    fn emit(&self, event: Event) -> Result<(), JournalError> {
+    pub(crate) fn emit(&self, event: Event) -> Result<(), JournalError> {
         let entry = self.journal.append(event)?;
         self.progress.event(&entry);
         Ok(())
@@ -133,7 +135,7 @@ impl Ctx {
 
     /// Records an event when failing to record it must not stop the caller
     /// (rollback goes on even if the disk is full); the failure is shown.
-    fn emit_best_effort(&self, event: Event) {
+    pub(crate) fn emit_best_effort(&self, event: Event) {
         if let Err(e) = self.emit(event) {
             self.progress.line(&format!("warning: {e}"));
         }
@@ -155,6 +157,8 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
     let sig_task = (opts.signals == SignalHandling::Standard).then(|| tokio::spawn(forward_signals(sig_tx)));
 
+    let margin = if exp.environment.mode == Mode::Parallel { exp.environment.ready_timeout } else { Duration::ZERO } + EXPIRY_MARGIN;
+    let expires_at = Timestamp::now().checked_add(exp.timing.max_duration + margin).unwrap_or(Timestamp::MAX);
     ctx.emit(Event::RunStarted {
         run_id: run_id.clone(),
         gameday_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -168,9 +172,12 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         seed,
         region: aws.region.clone(),
         endpoint: aws.endpoint.clone(),
+        pid: std::process::id(),
+        host: hostname(),
+        expires_at: Some(expires_at),
     })?;
 
-    let end = lifecycle(&ctx, exp, &run_id, seed, sig_rx).await;
+    let end = lifecycle(&ctx, exp, &run_id, seed, expires_at, Signals { rx: sig_rx, count: 0 }).await;
     if let Some(t) = sig_task {
         t.abort();
     }
@@ -188,6 +195,11 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         Err(e) => eprintln!("warning: {e}"),
     }
     Ok(Outcome { run_id, dir, verdict, reason, unfinished })
+}
+
+/// This machine's name, for telling whether a journaled pid is ours to check.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -219,56 +231,150 @@ async fn forward_signals(tx: mpsc::UnboundedSender<SignalName>) {
 
 type End = (Verdict, String, Vec<Undo>);
 
-async fn lifecycle(ctx: &Arc<Ctx>, exp: &Experiment, run_id: &str, seed: u64, mut sig_rx: mpsc::UnboundedReceiver<SignalName>) -> End {
-    let vars = Vars { asg: exp.environment.autoscaling_group.clone(), run_id: run_id.to_string() };
-    let guards = observe::alarm_guards(&exp.guardrails, &vars);
+/// Signals received so far, and where new ones arrive.
+struct Signals {
+    rx: mpsc::UnboundedReceiver<SignalName>,
+    count: u32,
+}
+
+impl Signals {
+    /// Records a signal; returns its number (1 for the first).
+    fn received(&mut self, ctx: &Ctx, sig: SignalName) -> u32 {
+        self.count += 1;
+        ctx.emit_best_effort(Event::Signal { signal: sig.to_string(), count: self.count });
+        self.count
+    }
+}
+
+/// A setup call to undo at teardown: its intent's id and its undo.
+type SetupStep = (u64, Undo);
+
+async fn lifecycle(ctx: &Arc<Ctx>, exp: &Experiment, run_id: &str, seed: u64, expires_at: Timestamp, mut sigs: Signals) -> End {
+    let hurry = CancellationToken::new();
+    let mut setup: Vec<SetupStep> = Vec::new();
     if let Err(e) = ctx.emit(Event::Phase { phase: Phase::Preflight }) {
         return (Verdict::Error, format!("nothing was injected: {e}"), Vec::new());
     }
-    let plans = tokio::select! {
-        r = preflight(ctx, exp, &guards, &vars, seed) => r,
-        Some(sig) = sig_rx.recv() => {
-            ctx.emit_best_effort(Event::Signal { signal: sig.to_string(), count: 1 });
-            return (Verdict::Interrupted, format!("{sig} during preflight; nothing was injected"), Vec::new());
-        }
+    let end = match prepare(ctx, exp, run_id, seed, expires_at, &mut setup, &mut sigs).await {
+        Ok((guards, plans)) => match ctx.emit(Event::Phase { phase: Phase::Inject }) {
+            Ok(()) => Dispatcher::new(ctx.clone(), exp, guards, plans, hurry.clone()).run(&mut sigs).await,
+            Err(e) => (Verdict::Error, format!("nothing was injected: {e}"), Vec::new()),
+        },
+        Err(end) => end,
     };
-    let plans = match plans {
-        Ok(p) => p,
-        Err(end) => return end,
-    };
-    if let Err(e) = ctx.emit(Event::Phase { phase: Phase::Inject }) {
-        return (Verdict::Error, format!("nothing was injected: {e}"), Vec::new());
-    }
-    Dispatcher::new(ctx.clone(), exp, guards, plans).run(sig_rx).await
+    teardown(ctx, setup, &hurry, &mut sigs, end).await
 }
 
-/// Checks guardrails can protect the run and resolves every fault's targets.
-/// Read-only. On refusal, returns the verdict.
-async fn preflight(ctx: &Arc<Ctx>, exp: &Experiment, guards: &[AlarmGuard], vars: &Vars, seed: u64) -> Result<Vec<Vec<Step>>, End> {
-    let not_run = |reason: String| (Verdict::NotRun, reason, Vec::new());
+/// Runs `fut` unless a signal arrives first, in which case the run ends as
+/// interrupted (teardown still undoes whatever setup already did).
+async fn or_signal<T>(ctx: &Ctx, sigs: &mut Signals, fut: impl std::future::Future<Output = T>) -> Result<T, End> {
+    tokio::select! {
+        r = fut => Ok(r),
+        Some(sig) = sigs.rx.recv() => {
+            sigs.received(ctx, sig);
+            ctx.emit_best_effort(Event::Abort { reason: format!("{sig} received"), seen_at: Timestamp::now() });
+            Err((Verdict::Interrupted, format!("stopped by {sig} before any fault was injected"), Vec::new()))
+        }
+    }
+}
+
+/// Everything before injection: guardrails that can fire, locks, the parallel
+/// environment, and each fault's targets. On refusal, returns the verdict.
+async fn prepare(
+    ctx: &Arc<Ctx>,
+    exp: &Experiment,
+    run_id: &str,
+    seed: u64,
+    expires_at: Timestamp,
+    setup: &mut Vec<SetupStep>,
+    sigs: &mut Signals,
+) -> Result<(Vec<AlarmGuard>, Vec<Vec<Step>>), End> {
+    let env = &exp.environment;
+    // Alarms exist before the run, so `${asg}` in an alarm name is the group as written.
+    let mut vars = Vars { asg: env.autoscaling_group.clone(), run_id: run_id.to_string() };
+    let guards = observe::alarm_guards(&exp.guardrails, &vars);
+    or_signal(ctx, sigs, check_guards(ctx, &guards)).await??;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let plans = match env.mode {
+        Mode::InPlace => {
+            let (plans, targets) = or_signal(ctx, sigs, resolve_all(ctx, exp, None, &vars, &mut rng)).await??;
+            let groups: Vec<String> = env.autoscaling_group.iter().cloned().collect();
+            or_signal(ctx, sigs, take_locks(ctx, groups, targets, run_id, expires_at, setup)).await??;
+            plans
+        }
+        Mode::Parallel => {
+            let source = env.autoscaling_group.clone().unwrap_or_default();
+            let Some(group) = or_signal(ctx, sigs, environment::describe_group(&ctx.aws, &source)).await?.map_err(error_before_injection)? else {
+                return Err(not_run(format!("Auto Scaling group `{source}` (environment.autoscaling_group) not found; nothing was created")));
+            };
+            if let Err(e) = environment::check_clonable(&group) {
+                return Err(not_run(format!("{e}; nothing was created")));
+            }
+            or_signal(ctx, sigs, take_locks(ctx, vec![source.clone()], Vec::new(), run_id, expires_at, setup)).await??;
+            let clone = environment::clone_name(run_id, &source);
+            let capacity = env.capacity.map(|c| c as i32).unwrap_or_else(|| group.desired_capacity().unwrap_or(1)).max(1);
+            let tags = environment::RunTags { run_id: run_id.to_string(), experiment: exp.name.clone(), owner: exp.owner.clone(), expires_at };
+            let create = environment::create_clone(&ctx.aws, &group, &clone, capacity, &tags);
+            let undo = Undo::DeleteAutoScalingGroup { group: clone.clone() };
+            or_signal(ctx, sigs, setup_call(ctx, setup, "autoscaling:CreateAutoScalingGroup", vec![clone.clone()], undo, create)).await??;
+            let never = CancellationToken::new();
+            let ready = or_signal(ctx, sigs, environment::wait_ready(&ctx.aws, &clone, capacity as usize, env.ready_timeout, &never)).await?;
+            let instances = match ready {
+                Ok(ids) => ids,
+                Err(e @ EnvError::NotReady { .. }) => return Err(not_run(format!("{e}; nothing was injected and the clone is deleted"))),
+                Err(e) => return Err(error_before_injection(e)),
+            };
+            ctx.emit_best_effort(Event::Environment { mode: Mode::Parallel, group: Some(clone.clone()), source: Some(source), instances: instances.clone() });
+            vars.asg = Some(clone.clone());
+            let scope: BTreeSet<String> = instances.into_iter().collect();
+            or_signal(ctx, sigs, resolve_all(ctx, exp, Some(&scope), &vars, &mut rng)).await??.0
+        }
+    };
+    Ok((guards, plans))
+}
+
+fn not_run(reason: String) -> End {
+    (Verdict::NotRun, reason, Vec::new())
+}
+
+fn error_before_injection(e: impl std::fmt::Display) -> End {
+    (Verdict::Error, format!("{e}; nothing was injected"), Vec::new())
+}
+
+/// Refuses the run unless every guardrail alarm exists and is healthy.
+async fn check_guards(ctx: &Ctx, guards: &[AlarmGuard]) -> Result<(), End> {
     match observe::check_alarm_guards(&ctx.aws, guards).await {
-        Err(e) => return Err((Verdict::Error, format!("cannot read the guardrail alarms, so nothing was injected: {e}"), Vec::new())),
+        Err(e) => Err((Verdict::Error, format!("cannot read the guardrail alarms, so nothing was injected: {e}"), Vec::new())),
         Ok(breaches) if !breaches.is_empty() => {
             let list: Vec<String> = breaches.iter().map(|b| format!("{}: {}", b.guardrail, b.detail)).collect();
-            return Err(not_run(format!(
-                "a guardrail is not healthy before injection, so nothing was injected: {}",
-                list.join("; ")
-            )));
+            Err(not_run(format!("a guardrail is not healthy before injection, so nothing was injected: {}", list.join("; "))))
         }
-        Ok(_) => {}
+        Ok(_) => Ok(()),
     }
-    let mut rng = StdRng::seed_from_u64(seed);
+}
+
+/// Resolves every fault's targets (read-only) and plans its calls; also
+/// returns every selected instance, for locking.
+async fn resolve_all(
+    ctx: &Ctx,
+    exp: &Experiment,
+    scope: Option<&BTreeSet<String>>,
+    vars: &Vars,
+    rng: &mut StdRng,
+) -> Result<(Vec<Vec<Step>>, Vec<String>), End> {
     let mut plans = Vec::new();
+    let mut all = BTreeSet::new();
     for f in &exp.faults {
-        let resolved = match targets::resolve(&ctx.aws, &f.target, f.fault.as_ref(), exp.environment.autoscaling_group.as_deref(), vars, &mut rng).await {
+        let resolved = match targets::resolve(&ctx.aws, &f.target, f.fault.as_ref(), vars.asg.as_deref(), scope, vars, rng).await {
             Ok(r) => r,
             Err(targets::TargetError::NoSuchGroup(g)) => return Err(not_run(format!("fault `{}`: Auto Scaling group `{g}` not found; nothing was injected", f.name.value))),
             Err(e) => return Err((Verdict::Error, format!("fault `{}`: cannot resolve targets, nothing was injected: {e}", f.name.value), Vec::new())),
         };
         let empty = resolved.selected.is_empty();
+        all.extend(resolved.selected.iter().map(|i| i.id.clone()));
         let steps = f.fault.plan(&resolved.selected);
         if let Err(e) = ctx.emit(Event::TargetsResolved { fault: f.name.value.clone(), action: f.action.value.clone(), resolved }) {
-            return Err((Verdict::Error, format!("nothing was injected: {e}"), Vec::new()));
+            return Err(error_before_injection(e));
         }
         if empty && !f.target.allow_empty {
             return Err(not_run(format!(
@@ -278,7 +384,104 @@ async fn preflight(ctx: &Arc<Ctx>, exp: &Experiment, guards: &[AlarmGuard], vars
         }
         plans.push(steps);
     }
-    Ok(plans)
+    Ok((plans, all.into_iter().collect()))
+}
+
+/// Refuses the run if another live run holds a lock on `groups` or
+/// `instances`; otherwise locks them for this run (undone at teardown).
+async fn take_locks(ctx: &Ctx, groups: Vec<String>, instances: Vec<String>, run_id: &str, until: Timestamp, setup: &mut Vec<SetupStep>) -> Result<(), End> {
+    if groups.is_empty() && instances.is_empty() {
+        return Ok(());
+    }
+    let now = Timestamp::now();
+    let held = lock::held(&ctx.aws, &groups, &instances).await.map_err(error_before_injection)?;
+    let live: Vec<lock::Held> = held.into_iter().filter(|h| h.run_id != run_id && h.until > now).collect();
+    if let Some(first) = live.first() {
+        let what: Vec<String> = live.iter().map(|h| h.resource.clone()).collect();
+        return Err(not_run(format!(
+            "another game day, run {}, holds {} until {}; nothing was injected. Wait for it to finish; if its runner died, `gameday recover {}` (or `gameday cleanup` after that time) releases it",
+            first.run_id,
+            what.join(", "),
+            first.until,
+            first.run_id
+        )));
+    }
+    let undo = Undo::DeleteLockTags { autoscaling_groups: groups.clone(), instance_ids: instances.clone(), run_id: run_id.to_string() };
+    let resources: Vec<String> = groups.iter().chain(&instances).cloned().collect();
+    setup_call(ctx, setup, "tags:CreateLockTags", resources, undo, lock::acquire(&ctx.aws, &groups, &instances, run_id, until)).await
+}
+
+/// Makes one journaled setup call. Its undo is remembered *before* the call:
+/// if the call's fate is unknown, teardown's idempotent undo settles it.
+async fn setup_call(
+    ctx: &Ctx,
+    setup: &mut Vec<SetupStep>,
+    operation: &str,
+    resources: Vec<String>,
+    undo: Undo,
+    call: impl std::future::Future<Output = Result<(), AwsError>>,
+) -> Result<(), End> {
+    let action_id = ctx.journal.next_action_id();
+    let intent = Event::Intent {
+        action_id,
+        fault: ENVIRONMENT.to_string(),
+        kind: ActionKind::Setup,
+        operation: operation.to_string(),
+        resources,
+        undo: Some(undo.clone()),
+        rollback_of: None,
+    };
+    ctx.emit(intent).map_err(error_before_injection)?;
+    setup.push((action_id, undo));
+    match call.await {
+        Ok(()) => {
+            ctx.emit_best_effort(Event::Outcome { action_id, ok: true, error: None, report: None });
+            Ok(())
+        }
+        Err(e) => {
+            ctx.emit_best_effort(Event::Outcome { action_id, ok: false, error: Some(e.clone()), report: None });
+            Err(error_before_injection(e))
+        }
+    }
+}
+
+/// The name setup and teardown actions are journaled under.
+pub const ENVIRONMENT: &str = "environment";
+
+/// Undoes every setup call, newest first (delete the clone, then release the
+/// locks), whatever the run's end. Signals only hurry it along.
+async fn teardown(ctx: &Ctx, setup: Vec<SetupStep>, hurry: &CancellationToken, sigs: &mut Signals, end: End) -> End {
+    if setup.is_empty() {
+        return end;
+    }
+    ctx.emit_best_effort(Event::Phase { phase: Phase::Teardown });
+    let work = async {
+        let mut unfinished = Vec::new();
+        for (id, undo) in setup.iter().rev() {
+            if let Err(u) = rollback_step(ctx, ENVIRONMENT, *id, undo, hurry).await {
+                unfinished.push(u);
+            }
+        }
+        unfinished
+    };
+    tokio::pin!(work);
+    let unfinished = loop {
+        tokio::select! {
+            u = &mut work => break u,
+            Some(sig) = sigs.rx.recv() => {
+                if sigs.received(ctx, sig) >= 2 {
+                    hurry.cancel();
+                }
+            }
+        }
+    };
+    if unfinished.is_empty() {
+        return end;
+    }
+    let (_, reason, mut left) = end;
+    let what: Vec<String> = unfinished.iter().map(|u| format!("{} {}", u.operation(), u.resources().join(" "))).collect();
+    left.extend(unfinished);
+    (Verdict::Error, format!("{reason}; but teardown is incomplete, still to do: {}; finish it with `gameday recover`", what.join("; ")), left)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,7 +536,7 @@ struct Dispatcher<'e> {
 }
 
 impl<'e> Dispatcher<'e> {
-    fn new(ctx: Arc<Ctx>, exp: &'e Experiment, guards: Vec<AlarmGuard>, plans: Vec<Vec<Step>>) -> Self {
+    fn new(ctx: Arc<Ctx>, exp: &'e Experiment, guards: Vec<AlarmGuard>, plans: Vec<Vec<Step>>, hurry: CancellationToken) -> Self {
         let index: HashMap<&str, usize> = exp.faults.iter().enumerate().map(|(i, f)| (f.name.value.as_str(), i)).collect();
         let faults = exp
             .faults
@@ -356,19 +559,18 @@ impl<'e> Dispatcher<'e> {
             guards,
             faults,
             tasks: JoinSet::new(),
-            hurry: CancellationToken::new(),
+            hurry,
             rollback_limit: Arc::new(Semaphore::new(ROLLBACK_CONCURRENCY)),
             ending: None,
             rollback_started: false,
         }
     }
 
-    async fn run(mut self, mut sig_rx: mpsc::UnboundedReceiver<SignalName>) -> End {
+    async fn run(mut self, sigs: &mut Signals) -> End {
         let started = Instant::now();
         let deadline = started + self.exp.timing.max_duration;
         let stop_watch = CancellationToken::new();
         let mut watch_rx = spawn_watcher(self.ctx.aws.clone(), self.guards.clone(), self.exp.timing.interval, stop_watch.clone());
-        let mut signals = 0u32;
         let mut watch_failures = 0u32;
         let mut status_tick = tokio::time::interval(Duration::from_millis(500));
 
@@ -381,12 +583,11 @@ impl<'e> Dispatcher<'e> {
             let watching = self.ending.is_none();
             tokio::select! {
                 biased;
-                Some(sig) = sig_rx.recv() => {
-                    signals += 1;
-                    self.ctx.emit_best_effort(Event::Signal { signal: sig.to_string(), count: signals });
+                Some(sig) = sigs.rx.recv() => {
+                    let count = sigs.received(&self.ctx, sig);
                     if self.ending.is_none() {
                         self.end(EndReason::Signal(sig), Timestamp::now());
-                    } else if signals >= 2 {
+                    } else if count >= 2 {
                         self.hurry.cancel();
                     }
                 }
@@ -658,18 +859,26 @@ fn spawn_watcher(
     rx
 }
 
-/// Undoes one inject step, journaled, retried with backoff. Returns the undo
-/// when it could not be completed.
-async fn rollback_step(ctx: &Ctx, fault: &str, inject_id: u64, undo: &Undo, hurry: &CancellationToken) -> Result<(), Undo> {
+/// Attempts per rollback step: `GAMEDAY_ROLLBACK_ATTEMPTS`, else
+/// [`ROLLBACK_ATTEMPTS`]. Lowering it makes a failing rollback give up (and
+/// report what is left for `gameday recover`) sooner.
+fn rollback_attempts() -> u32 {
+    std::env::var("GAMEDAY_ROLLBACK_ATTEMPTS").ok().and_then(|v| v.parse().ok()).filter(|n| *n >= 1).unwrap_or(ROLLBACK_ATTEMPTS)
+}
+
+/// Undoes one setup or inject step, journaled, retried with backoff. Returns
+/// the undo when it could not be completed.
+pub(crate) async fn rollback_step(ctx: &Ctx, fault: &str, inject_id: u64, undo: &Undo, hurry: &CancellationToken) -> Result<(), Undo> {
     let mut delay = Duration::from_secs(1);
-    for attempt in 1..=ROLLBACK_ATTEMPTS {
+    let attempts = rollback_attempts();
+    for attempt in 1..=attempts {
         let action_id = ctx.journal.next_action_id();
         ctx.emit_best_effort(Event::Intent {
             action_id,
             fault: fault.to_string(),
             kind: ActionKind::Rollback,
             operation: undo.operation().to_string(),
-            resources: undo.resources().to_vec(),
+            resources: undo.resources(),
             undo: None,
             rollback_of: Some(inject_id),
         });
@@ -680,7 +889,7 @@ async fn rollback_step(ctx: &Ctx, fault: &str, inject_id: u64, undo: &Undo, hurr
             }
             Err(e) => {
                 ctx.emit_best_effort(Event::Outcome { action_id, ok: false, error: Some(e), report: None });
-                if attempt < ROLLBACK_ATTEMPTS {
+                if attempt < attempts {
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }

@@ -78,12 +78,14 @@ pub struct Resolved {
 }
 
 /// Resolves `spec` for `fault`; `default_group` is the environment's group,
-/// used when the spec names no criterion of its own.
+/// used when the spec names no criterion of its own. With `scope` (parallel
+/// mode: the clone's instances), nothing outside it can be chosen.
 pub async fn resolve(
     aws: &Aws,
     spec: &TargetSpec,
     fault: &dyn Fault,
     default_group: Option<&str>,
+    scope: Option<&BTreeSet<String>>,
     vars: &Vars,
     rng: &mut StdRng,
 ) -> Result<Resolved, TargetError> {
@@ -101,6 +103,13 @@ pub async fn resolve(
         ids = Some(match ids {
             Some(from_group) => from_group.intersection(&given).cloned().collect(),
             None => given,
+        });
+    }
+
+    if let Some(scope) = scope {
+        ids = Some(match ids {
+            Some(found) => found.intersection(scope).cloned().collect(),
+            None => scope.clone(),
         });
     }
 

@@ -9,6 +9,8 @@
 
 mod ec2_stop_instances;
 
+pub(crate) use ec2_stop_instances::instance_states;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -65,6 +67,23 @@ pub enum Undo {
         /// The instances to start.
         instance_ids: Vec<String>,
     },
+    /// Delete a temporary Auto Scaling group created by the run (with its
+    /// instances) and wait until its instances are terminated.
+    DeleteAutoScalingGroup {
+        /// The clone's name.
+        group: String,
+    },
+    /// Remove the run's lock tag from the resources it locked.
+    DeleteLockTags {
+        /// Locked Auto Scaling groups.
+        #[serde(default)]
+        autoscaling_groups: Vec<String>,
+        /// Locked instances.
+        #[serde(default)]
+        instance_ids: Vec<String>,
+        /// The run that holds the lock: only its own tag is removed.
+        run_id: String,
+    },
 }
 
 /// What a completed undo found.
@@ -83,13 +102,17 @@ impl Undo {
     pub fn operation(&self) -> &'static str {
         match self {
             Undo::StartInstances { .. } => "ec2:StartInstances",
+            Undo::DeleteAutoScalingGroup { .. } => "autoscaling:DeleteAutoScalingGroup",
+            Undo::DeleteLockTags { .. } => "tags:DeleteLockTags",
         }
     }
 
     /// The resources the undo acts on.
-    pub fn resources(&self) -> &[String] {
+    pub fn resources(&self) -> Vec<String> {
         match self {
-            Undo::StartInstances { instance_ids } => instance_ids,
+            Undo::StartInstances { instance_ids } => instance_ids.clone(),
+            Undo::DeleteAutoScalingGroup { group } => vec![group.clone()],
+            Undo::DeleteLockTags { autoscaling_groups, instance_ids, .. } => autoscaling_groups.iter().chain(instance_ids).cloned().collect(),
         }
     }
 
@@ -98,6 +121,10 @@ impl Undo {
     pub async fn run(&self, aws: &Aws, hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
         match self {
             Undo::StartInstances { instance_ids } => ec2_stop_instances::start_and_wait(aws, instance_ids, hurry).await,
+            Undo::DeleteAutoScalingGroup { group } => crate::environment::delete_clone(aws, group, hurry).await,
+            Undo::DeleteLockTags { autoscaling_groups, instance_ids, run_id } => {
+                crate::lock::release(aws, autoscaling_groups, instance_ids, run_id).await
+            }
         }
     }
 }
