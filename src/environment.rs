@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag};
+use aws_sdk_autoscaling::types::{AutoScalingGroup, LaunchTemplateSpecification, Tag};
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
@@ -128,7 +128,12 @@ pub async fn create_clone(aws: &Aws, g: &AutoScalingGroup, name: &str, capacity:
     let source = g.auto_scaling_group_name().unwrap_or_default();
     let mut req = aws.autoscaling.create_auto_scaling_group().auto_scaling_group_name(name);
     if let Some(lt) = g.launch_template() {
-        req = req.launch_template(lt.clone());
+        // The API takes the template's id or its name, never both.
+        let spec = match lt.launch_template_id() {
+            Some(id) => LaunchTemplateSpecification::builder().launch_template_id(id),
+            None => LaunchTemplateSpecification::builder().set_launch_template_name(lt.launch_template_name().map(str::to_string)),
+        };
+        req = req.launch_template(spec.set_version(lt.version().map(str::to_string)).build());
     } else if let Some(mip) = g.mixed_instances_policy() {
         req = req.mixed_instances_policy(mip.clone());
     } else if let Some(lc) = g.launch_configuration_name() {

@@ -101,6 +101,9 @@ fn render(event: &Event) -> Option<String> {
             s
         }
         Event::Intent { kind: ActionKind::Inject, fault, operation, resources, .. } => format!("inject `{fault}`: {operation} {}", short_list(resources)),
+        Event::Intent { kind: ActionKind::Rollback, fault, operation, resources, .. } if fault == crate::runner::ENVIRONMENT => {
+            format!("teardown: {operation} {}", short_list(resources))
+        }
         Event::Intent { kind: ActionKind::Rollback, fault, operation, resources, .. } => format!("rollback `{fault}`: {operation} {}", short_list(resources)),
         Event::Outcome { ok: false, error: Some(e), .. } => format!("  FAILED: {e}"),
         Event::Outcome { report: Some(r), .. } if !r.gone.is_empty() => format!("  {} no longer exist (nothing to restore): {}", r.gone.len(), r.gone.join(", ")),

@@ -816,7 +816,7 @@ impl<'e> Dispatcher<'e> {
             Some(EndReason::Breach(b)) => (Verdict::Aborted, format!("guardrail `{}` tripped ({}); every fault was rolled back", b.guardrail, b.detail)),
             Some(EndReason::Signal(s)) => (Verdict::Interrupted, format!("stopped by {s}; every fault was rolled back")),
             Some(EndReason::MaxDuration) => (Verdict::Aborted, "timing.max_duration reached; every fault was rolled back".to_string()),
-            Some(EndReason::InjectError(e)) => (Verdict::Error, format!("{e}; every fault injected so far was rolled back")),
+            Some(EndReason::InjectError(e)) => (Verdict::Error, format!("injection failed: {e}; every fault injected so far was rolled back")),
             Some(EndReason::WatchError(e)) => (Verdict::Error, format!("guardrails could not be checked ({e}); every fault was rolled back")),
         };
         (verdict, reason, Vec::new())

@@ -3,5 +3,6 @@
 
 mod support;
 
+mod lifecycle;
 mod run;
 mod validate;
