@@ -101,6 +101,14 @@ pub enum RunError {
 /// silently skipping a check the team relies on.
 pub fn unsupported(exp: &Experiment) -> Vec<String> {
     let mut out = Vec::new();
+    if exp.environment.mode == Mode::InPlace {
+        for f in exp.faults.iter().filter(|f| f.fault.irreversible()) {
+            out.push(format!(
+                "fault `{}` (line {}): {} cannot be rolled back, so it only runs in parallel mode, on the run's copy",
+                f.name.value, f.loc.line, f.action.value
+            ));
+        }
+    }
     for p in &exp.steady_state {
         out.push(format!("steady_state `{}` (line {}): steady-state probes are not evaluated yet", p.name, p.loc.line));
     }

@@ -148,7 +148,7 @@ pub async fn resolve(
         }
         if protected {
             out.protected.push(inst.id);
-        } else if !fault.eligible_state(&inst.state) {
+        } else if !fault.eligible_state(&inst.state) || (fault.needs_group() && inst.autoscaling_group.is_none()) {
             out.ineligible.push(inst.id);
         } else {
             eligible.push(inst);

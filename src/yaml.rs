@@ -228,6 +228,10 @@ impl Decoder {
             if !allowed.contains(&key.as_str()) {
                 let at = span_loc(key.span());
                 let message = format!("unknown key `{}` in {what}", key.as_str());
+                if allowed.is_empty() {
+                    self.error_help(at, message, "this takes no keys");
+                    continue;
+                }
                 match did_you_mean(key.as_str(), allowed.iter().copied()) {
                     Some(s) => self.error_help(at, message, format!("did you mean `{s}`? expected one of: {}", allowed.join(", "))),
                     None => self.error_help(at, message, format!("expected one of: {}", allowed.join(", "))),

@@ -9,37 +9,6 @@ use std::time::Duration;
 use crate::support::proxy::FailingProxy;
 use crate::support::*;
 
-/// Everything about a group a run must leave exactly as it was.
-#[derive(Debug, PartialEq)]
-struct GroupState {
-    sizes: (i32, i32, i32),
-    suspended: Vec<String>,
-    tags: Vec<(String, String, bool)>,
-    instances: Vec<(String, String)>,
-}
-
-async fn group_state(c: &Clients, name: &str) -> GroupState {
-    let out = c.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await.expect("DescribeAutoScalingGroups");
-    let g = &out.auto_scaling_groups()[0];
-    let mut suspended: Vec<String> = g.suspended_processes().iter().filter_map(|p| p.process_name().map(str::to_string)).collect();
-    suspended.sort();
-    let mut tags: Vec<(String, String, bool)> = g
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string(), t.propagate_at_launch().unwrap_or(false)))
-        .collect();
-    tags.sort();
-    let mut ids: Vec<String> = g.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();
-    ids.sort();
-    let st = states(c, &ids).await;
-    GroupState {
-        sizes: (g.min_size().unwrap_or(-1), g.max_size().unwrap_or(-1), g.desired_capacity().unwrap_or(-1)),
-        suspended,
-        tags,
-        instances: ids.into_iter().zip(st).collect(),
-    }
-}
-
 /// Groups (clones) made from `source`, with their instances.
 async fn clones_of(c: &Clients, source: &str) -> Vec<(String, Vec<String>)> {
     let f = aws_sdk_autoscaling::types::Filter::builder().name("tag:gameday:clone-of").values(source).build();

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod faults;
 mod lifecycle;
 mod run;
 mod validate;

@@ -96,7 +96,7 @@ faults:
     params: { forse: true }
     target: { ids: [web-1], select: { count: 0 } }
   - name: stop
-    action: ec2:reboot-instances
+    action: cloudwatch:force-alarm
 ";
     insta::assert_snapshot!(errors(text));
 }

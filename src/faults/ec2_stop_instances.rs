@@ -96,6 +96,16 @@ pub(crate) async fn instance_states(aws: &Aws, ids: &[String]) -> Result<BTreeMa
 /// still stopping are waited for and then started. Terminated ones are reported
 /// as gone. When `hurry` is cancelled, returns once every start was requested.
 pub(crate) async fn start_and_wait(aws: &Aws, ids: &[String], hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+    converge_running(aws, ids, hurry, true).await
+}
+
+/// Waits until every instance of `ids` runs again (after a reboot), without
+/// starting any: an instance someone else stopped is not ours to start.
+pub(crate) async fn wait_running(aws: &Aws, ids: &[String], hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+    converge_running(aws, ids, hurry, false).await
+}
+
+async fn converge_running(aws: &Aws, ids: &[String], hurry: &CancellationToken, start: bool) -> Result<UndoReport, AwsError> {
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     let mut pause = Duration::from_millis(250);
     loop {
@@ -106,7 +116,8 @@ pub(crate) async fn start_and_wait(aws: &Aws, ids: &[String], hurry: &Cancellati
         for id in ids {
             match states.get(id).map(String::as_str) {
                 Some("running") => report.restored.push(id.clone()),
-                Some("stopped") => to_start.push(id.clone()),
+                Some("stopped") if start => to_start.push(id.clone()),
+                Some("stopped") => report.gone.push(id.clone()),
                 Some("pending") => waiting.push(id.clone()),
                 Some("stopping") => waiting.push(id.clone()),
                 Some("terminated" | "shutting-down") | None => report.gone.push(id.clone()),

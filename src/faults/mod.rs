@@ -7,7 +7,10 @@
 //! carries its [`Undo`], which is plain data written to the journal *before*
 //! the call is made, so `gameday recover` can undo it from the journal alone.
 
+mod autoscaling_set_unhealthy;
+mod ec2_reboot_instances;
 mod ec2_stop_instances;
+mod ec2_terminate_instances;
 
 pub(crate) use ec2_stop_instances::instance_states;
 
@@ -38,6 +41,17 @@ pub trait Fault: Send + Sync + fmt::Debug {
 
     /// Whether an instance in this EC2 state may be targeted.
     fn eligible_state(&self, state: &str) -> bool;
+
+    /// Whether targets must belong to an Auto Scaling group.
+    fn needs_group(&self) -> bool {
+        false
+    }
+
+    /// Whether the fault cannot be rolled back (only a group can heal it), so
+    /// it may only hit a parallel environment's copy.
+    fn irreversible(&self) -> bool {
+        false
+    }
 
     /// The mutating calls this fault makes on `targets`, batched to the API's
     /// limits, each with its undo. Makes no AWS call.
@@ -73,6 +87,21 @@ pub enum Undo {
         /// The clone's name.
         group: String,
     },
+    /// Nothing to undo, with why (e.g. terminated instances).
+    Nothing {
+        /// Why there is nothing to undo.
+        reason: String,
+    },
+    /// Wait until the instances run again (after a reboot); start none.
+    WaitRunning {
+        /// The instances.
+        instance_ids: Vec<String>,
+    },
+    /// Mark the instances Healthy in their group, if still there.
+    SetHealthy {
+        /// The instances.
+        instance_ids: Vec<String>,
+    },
     /// Remove the run's lock tag from the resources it locked.
     DeleteLockTags {
         /// Locked Auto Scaling groups.
@@ -102,6 +131,9 @@ impl Undo {
     pub fn operation(&self) -> &'static str {
         match self {
             Undo::StartInstances { .. } => "ec2:StartInstances",
+            Undo::Nothing { .. } => "none",
+            Undo::WaitRunning { .. } => "ec2:DescribeInstances (wait running)",
+            Undo::SetHealthy { .. } => "autoscaling:SetInstanceHealth",
             Undo::DeleteAutoScalingGroup { .. } => "autoscaling:DeleteAutoScalingGroup",
             Undo::DeleteLockTags { .. } => "tags:DeleteLockTags",
         }
@@ -110,7 +142,8 @@ impl Undo {
     /// The resources the undo acts on.
     pub fn resources(&self) -> Vec<String> {
         match self {
-            Undo::StartInstances { instance_ids } => instance_ids.clone(),
+            Undo::StartInstances { instance_ids } | Undo::WaitRunning { instance_ids } | Undo::SetHealthy { instance_ids } => instance_ids.clone(),
+            Undo::Nothing { .. } => Vec::new(),
             Undo::DeleteAutoScalingGroup { group } => vec![group.clone()],
             Undo::DeleteLockTags { autoscaling_groups, instance_ids, .. } => autoscaling_groups.iter().chain(instance_ids).cloned().collect(),
         }
@@ -121,6 +154,9 @@ impl Undo {
     pub async fn run(&self, aws: &Aws, hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
         match self {
             Undo::StartInstances { instance_ids } => ec2_stop_instances::start_and_wait(aws, instance_ids, hurry).await,
+            Undo::Nothing { .. } => Ok(UndoReport::default()),
+            Undo::WaitRunning { instance_ids } => ec2_stop_instances::wait_running(aws, instance_ids, hurry).await,
+            Undo::SetHealthy { instance_ids } => autoscaling_set_unhealthy::set_healthy(aws, instance_ids, hurry).await,
             Undo::DeleteAutoScalingGroup { group } => crate::environment::delete_clone(aws, group, hurry).await,
             Undo::DeleteLockTags { autoscaling_groups, instance_ids, run_id } => {
                 crate::lock::release(aws, autoscaling_groups, instance_ids, run_id).await
@@ -138,16 +174,14 @@ pub struct ActionDef {
 }
 
 /// Every implemented action.
-pub const ACTIONS: &[ActionDef] = &[ec2_stop_instances::DEF];
+pub const ACTIONS: &[ActionDef] =
+    &[ec2_stop_instances::DEF, ec2_reboot_instances::DEF, ec2_terminate_instances::DEF, autoscaling_set_unhealthy::DEF];
 
 /// Actions from the design's fault table that this version does not implement
 /// yet; files using them get a clear "not implemented" error instead of "unknown".
 pub const PLANNED: &[&str] = &[
-    "ec2:reboot-instances",
-    "ec2:terminate-instances",
     "ec2:network-blackhole",
     "ec2:az-outage",
-    "autoscaling:set-unhealthy",
     "autoscaling:suspend-processes",
     "autoscaling:capacity-drop",
     "cloudwatch:force-alarm",
@@ -161,6 +195,14 @@ pub fn find(name: &str) -> Option<&'static ActionDef> {
 /// Names of every implemented action.
 pub fn names() -> Vec<&'static str> {
     ACTIONS.iter().map(|a| a.name).collect()
+}
+
+/// For actions without parameters: rejects a `params` mapping with any key.
+pub(crate) fn no_params(d: &mut Decoder, params: Option<&Node>, what: &str) -> Option<()> {
+    if let Some(p) = params {
+        d.map(p, what, &[])?;
+    }
+    Some(())
 }
 
 /// Splits `items` into batches of at most `size`, for APIs with per-call limits.

@@ -295,3 +295,38 @@ pub fn signal(child: &tokio::process::Child, sig: i32) {
     let pid = child.id().expect("child still running") as i32;
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
 }
+
+/// Everything about a group a run must leave exactly as it was.
+#[derive(Debug, PartialEq)]
+pub struct GroupState {
+    pub sizes: (i32, i32, i32),
+    pub suspended: Vec<String>,
+    pub tags: Vec<(String, String, bool)>,
+    /// (id, EC2 state, group health status)
+    pub instances: Vec<(String, String, String)>,
+}
+
+pub async fn group_state(c: &Clients, name: &str) -> GroupState {
+    let out = c.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await.expect("DescribeAutoScalingGroups");
+    let g = &out.auto_scaling_groups()[0];
+    let mut suspended: Vec<String> = g.suspended_processes().iter().filter_map(|p| p.process_name().map(str::to_string)).collect();
+    suspended.sort();
+    let mut tags: Vec<(String, String, bool)> = g
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string(), t.propagate_at_launch().unwrap_or(false)))
+        .collect();
+    tags.sort();
+    let mut members: Vec<(String, String)> =
+        g.instances().iter().map(|i| (i.instance_id().unwrap_or_default().to_string(), i.health_status().unwrap_or_default().to_string())).collect();
+    members.sort();
+    let ids: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
+    let st = states(c, &ids).await;
+    GroupState {
+        sizes: (g.min_size().unwrap_or(-1), g.max_size().unwrap_or(-1), g.desired_capacity().unwrap_or(-1)),
+        suspended,
+        tags,
+        instances: members.into_iter().zip(st).map(|((id, health), state)| (id, state, health)).collect(),
+    }
+}
+

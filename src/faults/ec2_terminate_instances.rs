@@ -1,0 +1,58 @@
+//! `ec2:terminate-instances`: terminate the target instances. There is no
+//! rollback — only their Auto Scaling group can heal — so the runner allows it
+//! in parallel mode (the instances belong to the run's copy) and refuses it in
+//! place.
+
+use std::sync::Arc;
+
+use marked_yaml::Node;
+
+use super::{batches, no_params, ActionDef, BoxFuture, Fault, Step, Undo};
+use crate::aws::{api, Aws, AwsError};
+use crate::targets::Instance;
+use crate::yaml::Decoder;
+
+const BATCH: usize = 100;
+
+pub(super) const DEF: ActionDef = ActionDef { name: "ec2:terminate-instances", build };
+
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str) -> Option<Arc<dyn Fault>> {
+    no_params(d, params, what)?;
+    Some(Arc::new(TerminateInstances))
+}
+
+/// Terminates instances.
+#[derive(Debug)]
+pub struct TerminateInstances;
+
+impl Fault for TerminateInstances {
+    fn action(&self) -> &'static str {
+        DEF.name
+    }
+
+    fn eligible_state(&self, state: &str) -> bool {
+        matches!(state, "running" | "stopped" | "pending")
+    }
+
+    fn irreversible(&self) -> bool {
+        true
+    }
+
+    fn plan(&self, targets: &[Instance]) -> Vec<Step> {
+        let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
+        batches(&ids, BATCH)
+            .map(|ids| Step {
+                operation: "ec2:TerminateInstances".into(),
+                resources: ids,
+                undo: Undo::Nothing { reason: "terminated instances cannot come back; their Auto Scaling group replaces them".into() },
+            })
+            .collect()
+    }
+
+    fn apply<'a>(&'a self, aws: &'a Aws, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            aws.ec2.terminate_instances().set_instance_ids(Some(step.resources.clone())).send().await.map_err(api("ec2", "TerminateInstances"))?;
+            Ok(())
+        })
+    }
+}
