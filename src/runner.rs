@@ -299,7 +299,7 @@ async fn prepare(
 ) -> Result<(Vec<AlarmGuard>, Vec<Vec<Step>>), End> {
     let env = &exp.environment;
     // Alarms exist before the run, so `${asg}` in an alarm name is the group as written.
-    let mut vars = Vars { asg: env.autoscaling_group.clone(), run_id: run_id.to_string() };
+    let mut vars = Vars { asg: env.autoscaling_group.clone(), run_id: run_id.to_string(), instances: Vec::new() };
     let guards = observe::alarm_guards(&exp.guardrails, &vars);
     or_signal(ctx, sigs, check_guards(ctx, &guards)).await??;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -334,6 +334,7 @@ async fn prepare(
             };
             ctx.emit_best_effort(Event::Environment { mode: Mode::Parallel, group: Some(clone.clone()), source: Some(source), instances: instances.clone() });
             vars.asg = Some(clone.clone());
+            vars.instances = instances.clone();
             let scope: BTreeSet<String> = instances.into_iter().collect();
             or_signal(ctx, sigs, resolve_all(ctx, exp, Some(&scope), &vars, &mut rng)).await??.0
         }

@@ -40,12 +40,15 @@ pub struct Vars {
     pub asg: Option<String>,
     /// `${run_id}`.
     pub run_id: String,
+    /// `${instances}`: the environment's instances (the clone's in parallel
+    /// mode), comma-separated; empty until the environment is ready.
+    pub instances: Vec<String>,
 }
 
 impl Vars {
     /// Replaces every known `${name}` (validation rejected unknown ones).
     pub fn expand(&self, text: &str) -> String {
-        let mut out = text.replace("${run_id}", &self.run_id);
+        let mut out = text.replace("${run_id}", &self.run_id).replace("${instances}", &self.instances.join(","));
         if let Some(asg) = &self.asg {
             out = out.replace("${asg}", asg);
         }

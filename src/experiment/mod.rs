@@ -253,4 +253,4 @@ impl Selection {
 }
 
 /// Variables that may appear as `${name}` in probes and targets.
-pub const VARIABLES: &[&str] = &["asg", "run_id"];
+pub const VARIABLES: &[&str] = &["asg", "instances", "run_id"];
