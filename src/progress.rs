@@ -111,6 +111,10 @@ fn render(event: &Event) -> Option<String> {
         Event::Signal { signal, count: 1 } => format!("received {signal}: rolling back (send it again to skip waiting for instances; rollback calls always run)"),
         Event::Signal { signal, .. } => format!("received {signal} again: skipping waits; rollback calls still run"),
         Event::Warning { message } => format!("warning: {message}"),
+        Event::SafetyGate { plan_hash, admitted: true, rules } => format!("safety policy: {} rule(s) passed (plan {plan_hash})", rules.len()),
+        Event::SafetyGate { plan_hash, admitted: false, rules } => {
+            format!("safety policy: REFUSED, {} of {} rule(s) failed (plan {plan_hash})", rules.iter().filter(|r| !r.passed).count(), rules.len())
+        }
         _ => return None,
     })
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -27,8 +27,11 @@ use crate::experiment::{Experiment, Mode, ProbeKind};
 use crate::faults::{Step, Undo};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
 use crate::observe::{self, AlarmGuard, Breach};
+use crate::plan::{self, PlanError, Targets};
 use crate::progress::Progress;
-use crate::targets::{self, Vars};
+use crate::safety::gate::{self, Admission};
+use crate::safety::PolicySource;
+use crate::targets::{TargetError, Vars};
 
 /// How many rollback calls may be in flight at once.
 const ROLLBACK_CONCURRENCY: usize = 8;
@@ -58,6 +61,8 @@ pub struct RunOptions {
     pub signals: SignalHandling,
     /// Progress display.
     pub progress: Progress,
+    /// The safety policy, the clock and the operator's approval, for the gate.
+    pub safety: Admission,
 }
 
 /// What a finished run reports.
@@ -73,6 +78,8 @@ pub struct Outcome {
     pub reason: String,
     /// Undos that could not be completed.
     pub unfinished: Vec<Undo>,
+    /// The safety gate refused the run (the verdict is `not-run`).
+    pub refused: bool,
 }
 
 /// Why a run could not even start recording.
@@ -121,6 +128,8 @@ struct Ctx {
     aws: Aws,
     journal: Journal,
     progress: Progress,
+    /// Set when the safety gate refuses the run.
+    refused: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
@@ -149,7 +158,7 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
     let run_id = new_run_id();
     let dir = opts.runs_dir.join(&run_id);
     let seed = opts.seed.unwrap_or_else(|| rand::make_rng::<StdRng>().next_u64());
-    let ctx = Arc::new(Ctx { aws: aws.clone(), journal: Journal::create(&dir)?, progress: opts.progress });
+    let ctx = Arc::new(Ctx { aws: aws.clone(), journal: Journal::create(&dir)?, progress: opts.progress, refused: Default::default() });
 
     // Handlers go in before the first mutating call can happen.
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
@@ -168,9 +177,14 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         seed,
         region: aws.region.clone(),
         endpoint: aws.endpoint.clone(),
+        policy_file: match &opts.safety.policy.source {
+            PolicySource::File(p) => Some(p.clone()),
+            PolicySource::BuiltIn => None,
+        },
+        policy_sha256: opts.safety.policy.sha256.clone(),
     })?;
 
-    let end = lifecycle(&ctx, exp, &run_id, seed, sig_rx).await;
+    let end = lifecycle(&ctx, exp, &run_id, seed, &opts.safety, sig_rx).await;
     if let Some(t) = sig_task {
         t.abort();
     }
@@ -187,7 +201,8 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         Ok(None) => {}
         Err(e) => eprintln!("warning: {e}"),
     }
-    Ok(Outcome { run_id, dir, verdict, reason, unfinished })
+    let refused = ctx.refused.load(std::sync::atomic::Ordering::SeqCst);
+    Ok(Outcome { run_id, dir, verdict, reason, unfinished, refused })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -219,14 +234,14 @@ async fn forward_signals(tx: mpsc::UnboundedSender<SignalName>) {
 
 type End = (Verdict, String, Vec<Undo>);
 
-async fn lifecycle(ctx: &Arc<Ctx>, exp: &Experiment, run_id: &str, seed: u64, mut sig_rx: mpsc::UnboundedReceiver<SignalName>) -> End {
+async fn lifecycle(ctx: &Arc<Ctx>, exp: &Experiment, run_id: &str, seed: u64, safety: &Admission, mut sig_rx: mpsc::UnboundedReceiver<SignalName>) -> End {
     let vars = Vars { asg: exp.environment.autoscaling_group.clone(), run_id: run_id.to_string() };
     let guards = observe::alarm_guards(&exp.guardrails, &vars);
     if let Err(e) = ctx.emit(Event::Phase { phase: Phase::Preflight }) {
         return (Verdict::Error, format!("nothing was injected: {e}"), Vec::new());
     }
     let plans = tokio::select! {
-        r = preflight(ctx, exp, &guards, &vars, seed) => r,
+        r = preflight(ctx, exp, &guards, &vars, seed, safety) => r,
         Some(sig) = sig_rx.recv() => {
             ctx.emit_best_effort(Event::Signal { signal: sig.to_string(), count: 1 });
             return (Verdict::Interrupted, format!("{sig} during preflight; nothing was injected"), Vec::new());
@@ -242,41 +257,46 @@ async fn lifecycle(ctx: &Arc<Ctx>, exp: &Experiment, run_id: &str, seed: u64, mu
     Dispatcher::new(ctx.clone(), exp, guards, plans).run(sig_rx).await
 }
 
-/// Checks guardrails can protect the run and resolves every fault's targets.
-/// Read-only. On refusal, returns the verdict.
-async fn preflight(ctx: &Arc<Ctx>, exp: &Experiment, guards: &[AlarmGuard], vars: &Vars, seed: u64) -> Result<Vec<Vec<Step>>, End> {
+/// Builds the plan (read-only: guardrail alarms checked, targets resolved),
+/// journals it, and lets the safety gate check it. On refusal, returns the verdict.
+async fn preflight(ctx: &Arc<Ctx>, exp: &Experiment, guards: &[AlarmGuard], vars: &Vars, seed: u64, safety: &Admission) -> Result<Vec<Vec<Step>>, End> {
     let not_run = |reason: String| (Verdict::NotRun, reason, Vec::new());
-    match observe::check_alarm_guards(&ctx.aws, guards).await {
-        Err(e) => return Err((Verdict::Error, format!("cannot read the guardrail alarms, so nothing was injected: {e}"), Vec::new())),
-        Ok(breaches) if !breaches.is_empty() => {
-            let list: Vec<String> = breaches.iter().map(|b| format!("{}: {}", b.guardrail, b.detail)).collect();
-            return Err(not_run(format!(
-                "a guardrail is not healthy before injection, so nothing was injected: {}",
-                list.join("; ")
-            )));
+    let plan = match plan::build(&ctx.aws, exp, &safety.policy, guards, vars, seed).await {
+        Ok(p) => p,
+        Err(PlanError::Targets { fault, source: TargetError::NoSuchGroup(g) }) => {
+            return Err(not_run(format!("fault `{fault}`: Auto Scaling group `{g}` not found; nothing was injected")));
         }
-        Ok(_) => {}
-    }
-    let mut rng = StdRng::seed_from_u64(seed);
+        Err(e) => return Err((Verdict::Error, format!("{e}; nothing was injected"), Vec::new())),
+    };
     let mut plans = Vec::new();
-    for f in &exp.faults {
-        let resolved = match targets::resolve(&ctx.aws, &f.target, f.fault.as_ref(), exp.environment.autoscaling_group.as_deref(), vars, &mut rng).await {
-            Ok(r) => r,
-            Err(targets::TargetError::NoSuchGroup(g)) => return Err(not_run(format!("fault `{}`: Auto Scaling group `{g}` not found; nothing was injected", f.name.value))),
-            Err(e) => return Err((Verdict::Error, format!("fault `{}`: cannot resolve targets, nothing was injected: {e}", f.name.value), Vec::new())),
-        };
-        let empty = resolved.selected.is_empty();
-        let steps = f.fault.plan(&resolved.selected);
-        if let Err(e) = ctx.emit(Event::TargetsResolved { fault: f.name.value.clone(), action: f.action.value.clone(), resolved }) {
+    for (f, fp) in exp.faults.iter().zip(&plan.faults) {
+        // Parallel runs are refused by `unsupported` before this point.
+        let Targets::Instances(resolved) = &fp.targets else { continue };
+        plans.push(f.fault.plan(&resolved.selected));
+        if let Err(e) = ctx.emit(Event::TargetsResolved { fault: fp.name.clone(), action: fp.action.clone(), resolved: resolved.clone() }) {
             return Err((Verdict::Error, format!("nothing was injected: {e}"), Vec::new()));
         }
-        if empty && !f.target.allow_empty {
+    }
+    let rules = gate::check(safety, exp, &plan);
+    let admitted = gate::admitted(&rules);
+    if let Err(e) = ctx.emit(Event::SafetyGate { plan_hash: plan.hash.clone(), admitted, rules: rules.clone() }) {
+        return Err((Verdict::Error, format!("nothing was injected: {e}"), Vec::new()));
+    }
+    if !admitted {
+        ctx.refused.store(true, std::sync::atomic::Ordering::SeqCst);
+        return Err(not_run(gate::refusal(&safety.policy, &rules)));
+    }
+    let unhealthy: Vec<String> = plan.guardrails.iter().filter(|g| !g.ready).map(|g| format!("{}: {}", g.name, g.detail)).collect();
+    if !unhealthy.is_empty() {
+        return Err(not_run(format!("a guardrail is not healthy before injection, so nothing was injected: {}", unhealthy.join("; "))));
+    }
+    for (f, fp) in exp.faults.iter().zip(&plan.faults) {
+        if fp.targets.count() == 0 && !f.target.allow_empty {
             return Err(not_run(format!(
                 "fault `{}` matched no eligible instance, so nothing was injected (set `allow_empty: true` on its target if that is expected)",
                 f.name.value
             )));
         }
-        plans.push(steps);
     }
     Ok(plans)
 }

@@ -13,9 +13,6 @@ use crate::aws::{api, Aws, AwsError};
 use crate::experiment::{Selection, TargetSpec};
 use crate::faults::Fault;
 
-/// Resources carrying this tag with value `true` are never targets.
-pub const PROTECTED_TAG: (&str, &str) = ("gameday:protected", "true");
-
 /// An EC2 instance as the runner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
@@ -67,9 +64,13 @@ pub enum TargetError {
 /// The outcome of resolving one fault's target.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Resolved {
-    /// Every instance that matched the criteria and is eligible, sorted by id.
+    /// How many instances matched the criteria and are eligible.
     pub matched: usize,
-    /// Matching instances skipped because they carry the protected tag.
+    /// Their ids, sorted: what an approval of the plan binds (the random
+    /// choice among them is replayed with the seed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eligible: Vec<String>,
+    /// Matching instances skipped because they carry a protected tag of the policy.
     pub protected: Vec<String>,
     /// Matching instances skipped because their state does not fit the fault.
     pub ineligible: Vec<String>,
@@ -78,13 +79,16 @@ pub struct Resolved {
 }
 
 /// Resolves `spec` for `fault`; `default_group` is the environment's group,
-/// used when the spec names no criterion of its own.
+/// used when the spec names no criterion of its own. Instances carrying any of
+/// the `protected` tags (key, value; the value compared case-insensitively) are
+/// never selected, whatever else matches.
 pub async fn resolve(
     aws: &Aws,
     spec: &TargetSpec,
     fault: &dyn Fault,
     default_group: Option<&str>,
     vars: &Vars,
+    protected: &[(String, String)],
     rng: &mut StdRng,
 ) -> Result<Resolved, TargetError> {
     let group = match (&spec.autoscaling_group, spec.uses_environment()) {
@@ -123,10 +127,10 @@ pub async fn resolve(
             for chunk in ids.chunks(200) {
                 let mut f = filters.clone();
                 f.push(filter("instance-id", chunk.to_vec()));
-                describe(aws, f, group.as_deref(), &mut found).await?;
+                describe(aws, f, group.as_deref(), protected, &mut found).await?;
             }
         }
-        None => describe(aws, filters, group.as_deref(), &mut found).await?,
+        None => describe(aws, filters, group.as_deref(), protected, &mut found).await?,
     }
 
     found.sort_by(|a, b| a.0.id.cmp(&b.0.id));
@@ -146,6 +150,7 @@ pub async fn resolve(
         }
     }
     out.matched = eligible.len();
+    out.eligible = eligible.iter().map(|i| i.id.clone()).collect();
     out.selected = select(eligible, spec.select, rng);
     Ok(out)
 }
@@ -183,6 +188,7 @@ async fn describe(
     aws: &Aws,
     filters: Vec<aws_sdk_ec2::types::Filter>,
     group: Option<&str>,
+    protected_tags: &[(String, String)],
     out: &mut Vec<(Instance, bool)>,
 ) -> Result<(), AwsError> {
     let mut pages = aws.ec2.describe_instances().set_filters(Some(filters)).into_paginator().send();
@@ -192,7 +198,7 @@ async fn describe(
             for i in r.instances() {
                 let Some(id) = i.instance_id() else { continue };
                 let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
-                let protected = tag(PROTECTED_TAG.0).is_some_and(|v| v.eq_ignore_ascii_case(PROTECTED_TAG.1));
+                let protected = protected_tags.iter().any(|(k, v)| tag(k).is_some_and(|t| t.eq_ignore_ascii_case(v)));
                 out.push((
                     Instance {
                         id: id.to_string(),
