@@ -11,7 +11,7 @@
 pub mod account;
 pub mod gate;
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use jiff::civil::{Date, Time, Weekday};
@@ -186,11 +186,16 @@ pub fn find_and_load(explicit: Option<&Path>, experiment_file: Option<&Path>) ->
     if let Some(p) = explicit {
         return load(p);
     }
-    let beside = experiment_file
-        .and_then(Path::parent)
-        .map(|dir| if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
-        .and_then(|dir| dir.join("..").canonicalize().ok())
-        .map(|up| up.join(POLICY_PATH));
+    let beside = experiment_file.and_then(|file| {
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // Keep the path as the user wrote it when it names the folder
+        // (`experiments/a.yaml` -> `safety/policy.yaml`); resolve `.` and `..`.
+        let up = match dir.components().next_back() {
+            Some(Component::Normal(_)) => dir.parent().map(Path::to_path_buf),
+            _ => dir.canonicalize().ok().and_then(|d| d.parent().map(Path::to_path_buf)),
+        };
+        up.map(|up| up.join(POLICY_PATH))
+    });
     for candidate in beside.into_iter().chain(std::iter::once(PathBuf::from(POLICY_PATH))) {
         if candidate.is_file() {
             return load(&candidate);
