@@ -19,11 +19,11 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
 
-use crate::aws::{api, Aws, AwsError};
+use crate::aws::{Aws, AwsError};
 use crate::experiment::{Experiment, Mode, Probe, ProbeKind, Selection};
 use crate::observe::{self, AlarmGuard};
 use crate::safety::{self, LoadedPolicy};
-use crate::targets::{self, Resolved, TargetError, Vars};
+use crate::targets::{self, Instance, Resolved, TargetError, Vars};
 use crate::yaml::format_duration;
 
 /// How many hex digits of the SHA-256 make the plan hash a person copies.
@@ -191,7 +191,7 @@ pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, guards: &
         (Mode::Parallel, Some(source)) => {
             let capacity = match exp.environment.capacity {
                 Some(c) => c,
-                None => desired_capacity(aws, source).await.map_err(PlanError::Environment)?,
+                None => targets::describe_group(aws, source).await.map_err(PlanError::Environment)?.desired_capacity,
             };
             let name = format!("gd-<run-id>-{source}");
             group_sizes.insert(name.clone(), capacity as usize);
@@ -210,14 +210,7 @@ pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, guards: &
                     .map_err(|source| PlanError::Targets { fault: f.name.value.clone(), source })?;
                 faults.push(fault_plan(f, Targets::Instances(resolved)));
             }
-            let groups: BTreeSet<String> = faults
-                .iter()
-                .filter_map(|f| match &f.targets {
-                    Targets::Instances(r) => Some(r.selected.iter().filter_map(|i| i.autoscaling_group.clone())),
-                    Targets::Clone(_) => None,
-                })
-                .flatten()
-                .collect();
+            let groups: BTreeSet<String> = selected(&faults).filter_map(|i| i.autoscaling_group.clone()).collect();
             for g in groups {
                 // A group deleted since resolution has no size; the blast-radius rule then says so.
                 if let Ok(ids) = targets::group_instances(aws, &g).await {
@@ -279,19 +272,19 @@ impl Plan {
 
     /// Every instance id the plan would hit, for confirmation prompts.
     pub fn target_ids(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .faults
-            .iter()
-            .filter_map(|f| match &f.targets {
-                Targets::Instances(r) => Some(r.selected.iter().map(|i| i.id.clone())),
-                Targets::Clone(_) => None,
-            })
-            .flatten()
-            .collect();
+        let mut out: Vec<String> = selected(&self.faults).map(|i| i.id.clone()).collect();
         out.sort();
         out.dedup();
         out
     }
+}
+
+/// Every instance chosen by `faults` (in-place plans only; a clone has no ids yet).
+fn selected(faults: &[FaultPlan]) -> impl Iterator<Item = &Instance> {
+    faults.iter().flat_map(|f| match &f.targets {
+        Targets::Instances(r) => r.selected.as_slice(),
+        Targets::Clone(_) => &[],
+    })
 }
 
 fn fault_plan(f: &crate::experiment::FaultSpec, targets: Targets) -> FaultPlan {
@@ -331,15 +324,3 @@ fn probe_status(p: &Probe, guards: &[AlarmGuard], breaches: &[observe::Breach]) 
     }
 }
 
-/// The desired capacity of an Auto Scaling group: the clone's default size.
-async fn desired_capacity(aws: &Aws, group: &str) -> Result<u32, TargetError> {
-    let out = aws
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(group)
-        .send()
-        .await
-        .map_err(api("autoscaling", "DescribeAutoScalingGroups"))?;
-    let g = out.auto_scaling_groups().first().ok_or_else(|| TargetError::NoSuchGroup(group.to_string()))?;
-    Ok(g.desired_capacity().and_then(|c| u32::try_from(c).ok()).unwrap_or(0))
-}

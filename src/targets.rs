@@ -171,8 +171,17 @@ fn filter(name: &str, values: Vec<String>) -> aws_sdk_ec2::types::Filter {
     aws_sdk_ec2::types::Filter::builder().name(name).set_values(Some(values)).build()
 }
 
-/// Instance ids currently in an Auto Scaling group.
-pub async fn group_instances(aws: &Aws, group: &str) -> Result<BTreeSet<String>, TargetError> {
+/// What the runner reads about an Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Instance ids currently in the group.
+    pub instances: BTreeSet<String>,
+    /// Its desired capacity (the default size of a parallel clone).
+    pub desired_capacity: u32,
+}
+
+/// Reads one Auto Scaling group.
+pub async fn describe_group(aws: &Aws, group: &str) -> Result<GroupInfo, TargetError> {
     let out = aws
         .autoscaling
         .describe_auto_scaling_groups()
@@ -181,7 +190,15 @@ pub async fn group_instances(aws: &Aws, group: &str) -> Result<BTreeSet<String>,
         .await
         .map_err(api("autoscaling", "DescribeAutoScalingGroups"))?;
     let g = out.auto_scaling_groups().first().ok_or_else(|| TargetError::NoSuchGroup(group.to_string()))?;
-    Ok(g.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect())
+    Ok(GroupInfo {
+        instances: g.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect(),
+        desired_capacity: g.desired_capacity().and_then(|c| u32::try_from(c).ok()).unwrap_or(0),
+    })
+}
+
+/// Instance ids currently in an Auto Scaling group.
+pub async fn group_instances(aws: &Aws, group: &str) -> Result<BTreeSet<String>, TargetError> {
+    Ok(describe_group(aws, group).await?.instances)
 }
 
 async fn describe(

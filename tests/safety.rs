@@ -40,6 +40,17 @@ timing: {{ interval: 500ms, max_duration: 5m }}
     )
 }
 
+/// A fleet of `n` instances, a scratch folder, an experiment on the fleet
+/// selecting `select`, and [`policy`] with `replace`: (file, policy) as text.
+async fn setup(n: i32, select: &str, replace: &[(&str, &str)]) -> (Clients, Fleet, Scratch, String, String) {
+    let c = clients().await;
+    let fleet = fleet(&c, n).await;
+    let s = Scratch::new();
+    let p = policy(&s, replace).to_string_lossy().into_owned();
+    let file = s.write("exp.yaml", &experiment(&fleet, select)).to_string_lossy().into_owned();
+    (c, fleet, s, file, p)
+}
+
 async fn tag(c: &Clients, id: &str, key: &str, value: &str) {
     c.ec2.create_tags().resources(id).tags(aws_sdk_ec2::types::Tag::builder().key(key).value(value).build()).send().await.expect("CreateTags");
 }
@@ -80,21 +91,17 @@ async fn assert_refused(c: &Clients, fleet: &Fleet, s: &Scratch, out: &Finished,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_protected_instance_is_never_selected_even_when_its_tags_match() {
-    let c = clients().await;
-    let fleet = fleet(&c, 3).await;
     // The policy's own tag, not the built-in one: protection comes from the policy.
+    let (c, fleet, s, file, p) = setup(3, "all", &[("protected_tags: { gameday:protected: \"true\" }", "protected_tags: { owner: payments }")]).await;
     let guarded = fleet.instances[1].clone();
     tag(&c, &guarded, "owner", "payments").await;
-    let s = Scratch::new();
-    let p = policy(&s, &[("protected_tags: { gameday:protected: \"true\" }", "protected_tags: { owner: payments }")]);
-    let file = s.write("exp.yaml", &experiment(&fleet, "all"));
 
-    let plan = gameday_plan(&s, &[file.to_str().expect("utf-8"), "--policy", p.to_str().expect("utf-8"), "--output", "json"]).await;
+    let plan = gameday_plan(&s, &[&file, "--policy", &p, "--output", "json"]).await;
     assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
     let plan = plan_json(&plan);
     assert_eq!(plan["faults"][0]["targets"]["protected"], serde_json::json!([guarded]));
 
-    let out = gameday_run(&s, &["run", file.to_str().expect("utf-8"), "--policy", p.to_str().expect("utf-8")]).await;
+    let out = gameday_run(&s, &["run", &file, "--policy", &p]).await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let j = s.journal();
     let stopped: Vec<&str> = j["actions"]
@@ -111,12 +118,9 @@ async fn a_protected_instance_is_never_selected_even_when_its_tags_match() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_over_the_blast_radius_is_refused() {
-    let c = clients().await;
-    let fleet = fleet(&c, 4).await;
-    let s = Scratch::new();
-    let p = policy(&s, &[("max_instances_per_fault: 100, max_percent_of_group: 100", "max_instances_per_fault: 2, max_percent_of_group: 50")]);
-    let file = s.write("exp.yaml", &experiment(&fleet, "{ count: 3 }"));
-    let (file, p) = (file.to_str().expect("utf-8"), p.to_str().expect("utf-8"));
+    let (c, fleet, s, file, p) =
+        setup(4, "{ count: 3 }", &[("max_instances_per_fault: 100, max_percent_of_group: 100", "max_instances_per_fault: 2, max_percent_of_group: 50")]).await;
+    let (file, p) = (file.as_str(), p.as_str());
 
     let plan = gameday_plan(&s, &[file, "--policy", p]).await;
     assert_eq!(plan.code, 7, "plan says the run would be refused\n{}{}", plan.stdout, plan.stderr);
@@ -130,18 +134,9 @@ async fn a_plan_over_the_blast_radius_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_outside_the_window_is_refused_and_inside_it_goes_ahead() {
-    let c = clients().await;
-    let fleet = fleet(&c, 2).await;
-    let s = Scratch::new();
-    let p = policy(
-        &s,
-        &[(
-            "require_guardrails: true",
-            "windows:\n  time_zone: Europe/Paris\n  allowed:\n    - { days: [mon, tue, wed, thu, fri], hours: \"09:00-17:00\" }\nrequire_guardrails: true",
-        )],
-    );
-    let file = s.write("exp.yaml", &experiment(&fleet, "{ count: 1 }"));
-    let (file, p) = (file.to_str().expect("utf-8"), p.to_str().expect("utf-8"));
+    let window = "windows:\n  time_zone: Europe/Paris\n  allowed:\n    - { days: [mon, tue, wed, thu, fri], hours: \"09:00-17:00\" }\nrequire_guardrails: true";
+    let (c, fleet, s, file, p) = setup(2, "{ count: 1 }", &[("require_guardrails: true", window)]).await;
+    let (file, p) = (file.as_str(), p.as_str());
 
     // Saturday 2026-11-28, 11:00 in Paris.
     let out = gameday_run(&s, &["run", file, "--policy", p, "--now", "2026-11-28T10:00:00Z"]).await;
@@ -157,11 +152,8 @@ async fn a_run_outside_the_window_is_refused_and_inside_it_goes_ahead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_in_place_run_without_approval_is_refused_without_a_terminal() {
-    let c = clients().await;
-    let fleet = fleet(&c, 2).await;
-    let s = Scratch::new();
-    let file = s.write("exp.yaml", &experiment(&fleet, "{ count: 1 }"));
-    let file = file.to_str().expect("utf-8");
+    let (c, fleet, s, file, _) = setup(2, "{ count: 1 }", &[]).await;
+    let file = file.as_str();
 
     // No policy file anywhere: the built-in default, which requires approval in place.
     let child = gameday(&s).args(["run", file, "--runs-dir"]).arg(s.runs()).env_remove("GAMEDAY_POLICY").spawn().expect("spawn");
@@ -186,12 +178,8 @@ async fn an_in_place_run_without_approval_is_refused_without_a_terminal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_for_a_stale_plan_is_refused() {
-    let c = clients().await;
-    let fleet = fleet(&c, 3).await;
-    let s = Scratch::new();
-    let p = policy(&s, &[("requires_approval: false", "requires_approval: true")]);
-    let file = s.write("exp.yaml", &experiment(&fleet, "{ count: 1 }"));
-    let (file, p) = (file.to_str().expect("utf-8"), p.to_str().expect("utf-8"));
+    let (c, fleet, s, file, p) = setup(3, "{ count: 1 }", &[("requires_approval: false", "requires_approval: true")]).await;
+    let (file, p) = (file.as_str(), p.as_str());
     let plan = gameday_plan(&s, &[file, "--policy", p, "--output", "json"]).await;
     assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
     let hash = plan_json(&plan)["hash"].as_str().expect("a hash").to_string();
@@ -244,11 +232,8 @@ async fn fleet_state(c: &Clients, fleet: &Fleet) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_leaves_moto_state_unchanged() {
-    let c = clients().await;
-    let fleet = fleet(&c, 3).await;
-    let s = Scratch::new();
-    let file = s.write("exp.yaml", &experiment(&fleet, "all"));
-    let file = file.to_str().expect("utf-8");
+    let (c, fleet, s, file, _) = setup(3, "all", &[]).await;
+    let file = file.as_str();
     let before = fleet_state(&c, &fleet).await;
     assert!(before.contains("Some(Running)") && before.contains("alarm"), "the snapshot sees the fleet: {before}");
 
