@@ -6,13 +6,19 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
 
 use crate::aws::{Aws, ConnectOptions};
-use crate::experiment::{self, LoadError};
+use crate::experiment::{self, Experiment, LoadError};
 use crate::journal::Verdict;
+use crate::plan::{self, Plan, PlanError, Targets};
 use crate::progress::Progress;
 use crate::runner::{self, RunOptions, SignalHandling};
+use crate::safety::account::{self, Account};
+use crate::safety::gate::{self, Admission, Approval, RuleResult};
+use crate::safety::{self, LoadedPolicy, PolicyError};
+use crate::targets::{TargetError, Vars};
 
 /// Exit codes. Each verdict has its own, so a CI pipeline or a scheduler can
 /// tell "the hypothesis failed" from "a guardrail stopped the run" from "the
@@ -33,6 +39,9 @@ pub mod exit {
     /// Verdict `error`: the runner could not do its job (AWS or journal errors).
     /// If the reason says a rollback is incomplete, finish it with `gameday recover`.
     pub const ERROR: i32 = 6;
+    /// Refused by the safety policy (verdict `not-run`): a rule failed or the
+    /// approval is missing or stale; nothing was touched.
+    pub const REFUSED: i32 = 7;
     /// Verdict `interrupted`: stopped by SIGINT/SIGTERM/SIGHUP; rolled back.
     pub const INTERRUPTED: i32 = 130;
 
@@ -52,13 +61,14 @@ pub mod exit {
 
 const AFTER_HELP: &str = "\
 Exit codes:
-  0    passed (run) / all files valid (validate)
-  1    invalid experiment file; nothing was touched
+  0    passed (run) / all files valid (validate) / the plan may run (plan)
+  1    invalid experiment or policy file; nothing was touched
   2    usage error
   3    failed: the hypothesis did not hold
   4    aborted: a guardrail tripped (everything rolled back)
   5    not-run: a precondition did not hold (nothing injected)
   6    error: the runner could not do its job (see the journal)
+  7    refused by the safety policy, or approval missing or stale (nothing touched)
   130  interrupted by SIGINT/SIGTERM (everything rolled back)
 
 AWS settings come from the standard chain (AWS_REGION, AWS_PROFILE,
@@ -107,6 +117,13 @@ enum Command {
         /// Print only the verdict and errors.
         #[arg(long, short)]
         quiet: bool,
+        /// Approve the plan with this hash (printed by `gameday plan`); needed
+        /// for runs the policy marks as needing approval when there is no
+        /// terminal to confirm on. A changed plan no longer fits and is refused.
+        #[arg(long, value_name = "HASH")]
+        approve: Option<String>,
+        #[command(flatten)]
+        safety: SafetyArgs,
         #[command(flatten)]
         aws: AwsArgs,
     },
@@ -142,6 +159,72 @@ enum Command {
         #[command(flatten)]
         aws: AwsArgs,
     },
+    /// Show what a run would do, without doing it (read-only AWS calls only).
+    ///
+    /// Resolves every fault's targets, checks the guardrails and every rule of
+    /// the safety policy, and prints the plan's hash for `run --approve`.
+    /// Exits 0 when the run may go ahead, 7 when the policy would refuse it,
+    /// 5 when a precondition does not hold (guardrail, no target).
+    Plan {
+        /// The experiment file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Seed for the random choice shown; pass the same to `run` to hit exactly these instances.
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// The safety policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print the policy in force (from --policy, ./safety/policy.yaml, or the
+    /// built-in default), after checking it.
+    Show {
+        /// A policy file to check and print.
+        #[arg(long, value_name = "FILE", env = "GAMEDAY_POLICY")]
+        policy: Option<PathBuf>,
+    },
+}
+
+/// Output formats for `plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// For people.
+    Text,
+    /// For tools: one JSON object.
+    Json,
+}
+
+/// The safety policy and what its rules are checked against.
+#[derive(Debug, Args)]
+struct SafetyArgs {
+    /// The safety policy (default: safety/policy.yaml beside the experiment's
+    /// folder, else ./safety/policy.yaml, else the built-in default; see `gameday policy show`).
+    #[arg(long, value_name = "FILE", env = "GAMEDAY_POLICY")]
+    policy: Option<PathBuf>,
+    /// The AWS account id, for the policy's `accounts` rule (default:
+    /// AWS_ACCOUNT_ID, else the profile's sso_account_id or role_arn; never an AWS call).
+    #[arg(long, value_name = "ID", env = "GAMEDAY_ACCOUNT")]
+    account: Option<String>,
+    /// For tests: the time the policy's windows are checked at (RFC 3339).
+    #[arg(long, value_name = "RFC3339", env = "GAMEDAY_NOW", hide = true, value_parser = parse_now)]
+    now: Option<Timestamp>,
+}
+
+fn parse_now(text: &str) -> Result<Timestamp, String> {
+    text.parse().map_err(|e| format!("expected an RFC 3339 time such as 2026-11-25T10:00:00Z: {e}"))
 }
 
 /// Flags of the commands that read run records.
@@ -185,15 +268,19 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Validate { paths } => validate(&paths),
-        Command::Run { file, seed, runs_dir, quiet, aws } => block_on(run(&file, seed, runs_dir, quiet, &aws)),
-        Command::Recover { run_id, force, runs, aws } => block_on(recover(run_id, force, &runs.runs_dir, &aws)),
-        Command::Cleanup { dry_run, runs, aws } => block_on(cleanup(dry_run, &runs.runs_dir, &aws)),
+        Command::Run { file, seed, runs_dir, quiet, approve, safety, aws } => {
+            with_runtime(run(&file, seed, runs_dir, quiet, approve, &safety, &aws))
+        }
+        Command::Plan { file, seed, output, safety, aws } => with_runtime(plan_command(&file, seed, output, &safety, &aws)),
+        Command::Policy { command: PolicyCommand::Show { policy } } => policy_show(policy.as_deref()),
+        Command::Recover { run_id, force, runs, aws } => with_runtime(recover(run_id, force, &runs.runs_dir, &aws)),
+        Command::Cleanup { dry_run, runs, aws } => with_runtime(cleanup(dry_run, &runs.runs_dir, &aws)),
     }
 }
 
-fn block_on(fut: impl std::future::Future<Output = i32>) -> i32 {
+fn with_runtime(work: impl std::future::Future<Output = i32>) -> i32 {
     match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt.block_on(fut),
+        Ok(rt) => rt.block_on(work),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             exit::ERROR
@@ -361,33 +448,85 @@ fn validate(paths: &[PathBuf]) -> i32 {
     }
 }
 
-async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, aws_args: &AwsArgs) -> i32 {
+/// What `run` and `plan` both need before any AWS call: the experiment, the
+/// policy in force, the account and the clients. On failure, the exit code.
+struct Prepared {
+    exp: Experiment,
+    policy: LoadedPolicy,
+    account: Option<Account>,
+    aws: Aws,
+}
+
+async fn prepare(file: &Path, safety_args: &SafetyArgs, aws_args: &AwsArgs, runnable: bool) -> Result<Prepared, i32> {
     let exp = match experiment::load(file) {
         Ok(e) => e,
         Err(e @ LoadError::Read { .. }) => {
             eprintln!("error: {e}");
-            return exit::USAGE;
+            return Err(exit::USAGE);
         }
         Err(e) => {
             eprintln!("{e}");
             eprintln!("nothing was touched: fix the experiment and run again (`gameday validate {}`)", file.display());
-            return exit::INVALID_INPUT;
+            return Err(exit::INVALID_INPUT);
         }
     };
     let unsupported = runner::unsupported(&exp);
-    if !unsupported.is_empty() {
+    if runnable && !unsupported.is_empty() {
         eprintln!("error: {}: this version of gameday cannot run this experiment yet:", file.display());
         for u in unsupported {
             eprintln!("  - {u}");
         }
         eprintln!("nothing was touched");
-        return exit::INVALID_INPUT;
+        return Err(exit::INVALID_INPUT);
     }
-    let aws = match connect(aws_args).await {
-        Ok(a) => a,
+    let policy = load_policy(safety_args.policy.as_deref(), Some(file))?;
+    let aws = connect(aws_args).await?;
+    let account = account::detect(safety_args.account.as_deref(), aws_args.profile.as_deref());
+    Ok(Prepared { exp, policy, account, aws })
+}
+
+fn load_policy(explicit: Option<&Path>, experiment_file: Option<&Path>) -> Result<LoadedPolicy, i32> {
+    match safety::find_and_load(explicit, experiment_file) {
+        Ok(p) => Ok(p),
+        Err(e @ PolicyError::Read { .. }) => {
+            eprintln!("error: {e}");
+            Err(exit::USAGE)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("nothing was touched: fix the safety policy and run again (`gameday policy show --policy FILE` checks it)");
+            Err(exit::INVALID_INPUT)
+        }
+    }
+}
+
+async fn build_plan(p: &Prepared, seed: u64) -> Result<Plan, PlanError> {
+    // The run id is chosen when a run starts; a plan names it as a placeholder.
+    let vars = Vars { asg: p.exp.environment.autoscaling_group.clone(), run_id: "<run-id>".to_string(), instances: Vec::new() };
+    let guards = crate::observe::alarm_guards(&p.exp.guardrails, &vars);
+    plan::build(&p.aws, &p.exp, &p.policy, &guards, &vars, seed).await
+}
+
+fn random_seed() -> u64 {
+    use rand::Rng;
+    rand::make_rng::<rand::rngs::StdRng>().next_u64()
+}
+
+async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, approve: Option<String>, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
+    let p = match prepare(file, safety_args, aws_args, true).await {
+        Ok(p) => p,
         Err(code) => return code,
     };
-    let opts = RunOptions { runs_dir, seed, signals: SignalHandling::Standard, progress: Progress::auto(quiet) };
+    // Chosen here so that the plan confirmed on a terminal is the run's plan.
+    let seed = seed.unwrap_or_else(random_seed);
+    let approval = match approve {
+        Some(hash) => Approval::Hash(hash),
+        None if gate::approval_needed(&p.policy.policy, &p.exp).is_some() && on_terminal() => confirm_on_terminal(&p, seed, safety_args.now).await,
+        None => Approval::Missing,
+    };
+    let Prepared { exp, policy, account, aws } = p;
+    let safety = Admission { policy, account, now: safety_args.now, approval };
+    let opts = RunOptions { runs_dir, seed: Some(seed), signals: SignalHandling::Standard, progress: Progress::auto(quiet), safety };
     match runner::run(&exp, &aws, opts).await {
         Ok(outcome) => {
             println!("verdict: {} ({})", outcome.verdict.as_str(), outcome.reason);
@@ -396,11 +535,183 @@ async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, aws
             if outcome.verdict == Verdict::Error && !outcome.unfinished.is_empty() {
                 eprintln!("some faults are still in effect: run `gameday recover {}` once the cause is fixed", outcome.run_id);
             }
-            exit::for_verdict(outcome.verdict)
+            if outcome.refused { exit::REFUSED } else { exit::for_verdict(outcome.verdict) }
         }
         Err(e) => {
             eprintln!("error: {e}");
             exit::ERROR
         }
     }
+}
+
+fn on_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Shows the plan and asks for the experiment's name to be typed. A plan that
+/// the policy refuses anyway is not offered for confirmation: the run then
+/// reports every failed rule.
+async fn confirm_on_terminal(p: &Prepared, seed: u64, now: Option<Timestamp>) -> Approval {
+    let Ok(plan) = build_plan(p, seed).await else { return Approval::Missing };
+    let adm = Admission { policy: p.policy.clone(), account: p.account.clone(), now, approval: Approval::Hash(plan.hash.clone()) };
+    let rules = gate::check(&adm, &p.exp, &plan);
+    if !gate::admitted(&rules) {
+        return Approval::Missing;
+    }
+    eprint!("{}", render_plan(&plan, &rules, &[]));
+    eprintln!();
+    eprintln!("This run needs approval. It will act on: {}", if plan.target_ids().is_empty() { "(no instance)".to_string() } else { plan.target_ids().join(", ") });
+    eprint!("Type the experiment's name (`{}`) to approve, anything else to cancel: ", p.exp.name);
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() || answer.trim() != p.exp.name {
+        return Approval::Declined;
+    }
+    Approval::Hash(plan.hash)
+}
+
+/// `gameday plan --output json`: the plan, every rule, and the overall answer.
+#[derive(serde::Serialize)]
+struct PlanOutput<'a> {
+    #[serde(flatten)]
+    plan: &'a Plan,
+    rules: &'a [RuleResult],
+    /// Whether the policy admits the plan (approval aside).
+    admitted: bool,
+    /// What this version cannot run yet, if anything.
+    unsupported: &'a [String],
+}
+
+async fn plan_command(file: &Path, seed: Option<u64>, output: Output, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
+    let p = match prepare(file, safety_args, aws_args, false).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let seed = seed.unwrap_or_else(random_seed);
+    let plan = match build_plan(&p, seed).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return match e {
+                PlanError::Targets { source: TargetError::NoSuchGroup(_), .. } | PlanError::Environment(TargetError::NoSuchGroup(_)) => exit::NOT_RUN,
+                _ => exit::ERROR,
+            };
+        }
+    };
+    let adm = Admission { policy: p.policy.clone(), account: p.account.clone(), now: safety_args.now, approval: Approval::DryRun };
+    let rules = gate::check(&adm, &p.exp, &plan);
+    let unsupported = runner::unsupported(&p.exp);
+    let admitted = gate::admitted(&rules);
+    match output {
+        Output::Json => match serde_json::to_string_pretty(&PlanOutput { plan: &plan, rules: &rules, admitted, unsupported: &unsupported }) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: cannot write the plan as JSON: {e}");
+                return exit::ERROR;
+            }
+        },
+        Output::Text => print!("{}", render_plan(&plan, &rules, &unsupported)),
+    }
+    let empty = p.exp.faults.iter().zip(&plan.faults).any(|(f, fp)| fp.targets.count() == 0 && !f.target.allow_empty);
+    if !unsupported.is_empty() {
+        exit::INVALID_INPUT
+    } else if !admitted {
+        exit::REFUSED
+    } else if empty || plan.guardrails.iter().any(|g| !g.ready) {
+        exit::NOT_RUN
+    } else {
+        exit::OK
+    }
+}
+
+/// The plan for people.
+fn render_plan(plan: &Plan, rules: &[RuleResult], unsupported: &[String]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "plan for experiment `{}` ({})", plan.experiment, plan.file.display());
+    let _ = writeln!(s, "  mode {}, region {}, seed {}, policy {}", plan.mode.as_str(), plan.region, plan.seed, plan.policy);
+    let _ = writeln!(s, "\nenvironment:");
+    match &plan.environment {
+        Some(env) => {
+            let _ = writeln!(s, "  to create: `{}`, a clone of `{}` with {} instance(s), deleted when the run ends", env.name, env.source, env.capacity);
+        }
+        None => {
+            let _ = writeln!(s, "  none created: in place, the faults hit the real resources below");
+        }
+    }
+    let _ = writeln!(s, "\nguardrails (any breach aborts the run):");
+    for g in &plan.guardrails {
+        let _ = writeln!(s, "  [{}] {}: {}: {}", if g.ready { "ready" } else { "NOT READY" }, g.name, g.check, g.detail);
+    }
+    if !plan.steady_state.is_empty() {
+        let _ = writeln!(s, "\nsteady state:");
+        for p in &plan.steady_state {
+            let _ = writeln!(s, "  {}: {} ({})", p.name, p.check, p.detail);
+        }
+    }
+    let _ = writeln!(s, "\nfaults (timeline):");
+    for f in &plan.faults {
+        let held = match &f.duration {
+            Some(d) => format!("held {d}, then rolled back"),
+            None => "held until every timed fault has ended, then rolled back".to_string(),
+        };
+        let _ = writeln!(s, "  `{}` ({}): starts {}; {}", f.name, f.action, f.starts, held);
+        match &f.targets {
+            Targets::Instances(r) => {
+                let _ = writeln!(s, "    targets: {} of {} eligible instance(s)", r.selected.len(), r.matched);
+                for i in &r.selected {
+                    let _ = writeln!(
+                        s,
+                        "      {}  {}  {}  {}",
+                        i.id,
+                        i.name.as_deref().unwrap_or("-"),
+                        if i.az.is_empty() { "-" } else { &i.az },
+                        i.autoscaling_group.as_deref().unwrap_or("-")
+                    );
+                }
+                if !r.protected.is_empty() {
+                    let _ = writeln!(s, "    protected, never touched: {}", r.protected.join(", "));
+                }
+                if !r.ineligible.is_empty() {
+                    let _ = writeln!(s, "    not eligible in their current state: {}", r.ineligible.join(", "));
+                }
+            }
+            Targets::Clone(c) => {
+                let _ = writeln!(s, "    targets: select {} of the clone's {} instances: {} instance(s), chosen once the clone is ready", c.rule(), c.of, c.count);
+            }
+        }
+    }
+    let _ = writeln!(s, "  guardrails are checked every {}; the whole run lasts at most {}", plan.timing.interval, plan.timing.max_duration);
+    let _ = writeln!(s, "\nsafety policy ({}, sha256 {}):", plan.policy, &plan.policy_sha256[..12.min(plan.policy_sha256.len())]);
+    for r in rules {
+        let _ = writeln!(s, "  {} {}: {}", if r.passed { "pass" } else { "FAIL" }, r.rule, r.detail);
+        if !r.passed {
+            if !r.resources.is_empty() {
+                let _ = writeln!(s, "       resources: {}", r.resources.join(", "));
+            }
+            if let Some(fix) = &r.fix {
+                let _ = writeln!(s, "       fix: {fix}");
+            }
+        }
+    }
+    if !unsupported.is_empty() {
+        let _ = writeln!(s, "\nthis version of gameday cannot run this experiment yet:");
+        for u in unsupported {
+            let _ = writeln!(s, "  - {u}");
+        }
+    }
+    let _ = writeln!(s, "\nplan hash: {}", plan.hash);
+    let _ = writeln!(s, "run exactly this plan: gameday run {} --seed {} --approve {}", plan.file.display(), plan.seed, plan.hash);
+    s
+}
+
+fn policy_show(explicit: Option<&Path>) -> i32 {
+    let loaded = match load_policy(explicit, None) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    println!("# policy: {}", loaded.source);
+    println!("# sha256: {}", loaded.sha256);
+    print!("{}", loaded.text);
+    exit::OK
 }

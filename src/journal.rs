@@ -131,6 +131,13 @@ pub enum Event {
         /// Endpoint override, if any.
         #[serde(skip_serializing_if = "Option::is_none")]
         endpoint: Option<String>,
+        /// The safety policy file in force; absent: the built-in default.
+        /// (Journals written before the policy existed have neither field.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy_file: Option<PathBuf>,
+        /// SHA-256 of the policy's text.
+        #[serde(default)]
+        policy_sha256: String,
         /// The runner's process id, so `gameday recover` can tell a live run
         /// from a dead one.
         #[serde(default)]
@@ -250,6 +257,15 @@ pub enum Event {
         signal: String,
         /// 1 for the first, 2 for the second...
         count: u32,
+    },
+    /// The safety gate checked every rule of the policy against the plan.
+    SafetyGate {
+        /// The plan's hash (what `--approve` must name).
+        plan_hash: String,
+        /// Whether every rule passed; if not, nothing was touched.
+        admitted: bool,
+        /// Every rule with its result.
+        rules: Vec<crate::safety::gate::RuleResult>,
     },
     /// Something the operator should know that does not change the verdict.
     Warning {
@@ -478,6 +494,12 @@ pub struct Summary {
     pub file: PathBuf,
     /// SHA-256 of the experiment file.
     pub file_sha256: String,
+    /// The safety policy file; absent: the built-in default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_file: Option<PathBuf>,
+    /// SHA-256 of the safety policy's text.
+    #[serde(default)]
+    pub policy_sha256: String,
     /// The hypothesis.
     pub hypothesis: String,
     /// The seed.
@@ -518,7 +540,8 @@ pub struct FaultTargets {
 /// Derives the summary from a run's events; `None` without a `run_started`.
 pub fn summarize(events: &[Entry]) -> Option<Summary> {
     let first = events.first()?;
-    let Event::RunStarted { run_id, gameday_version, experiment, file, file_sha256, hypothesis, seed, region, .. } = &first.event else {
+    let Event::RunStarted { run_id, gameday_version, experiment, file, file_sha256, hypothesis, seed, region, policy_file, policy_sha256, .. } = &first.event
+    else {
         return None;
     };
     let mut s = Summary {
@@ -528,6 +551,8 @@ pub fn summarize(events: &[Entry]) -> Option<Summary> {
         experiment: experiment.clone(),
         file: file.clone(),
         file_sha256: file_sha256.clone(),
+        policy_file: policy_file.clone(),
+        policy_sha256: policy_sha256.clone(),
         hypothesis: hypothesis.clone(),
         seed: *seed,
         region: region.clone(),

@@ -119,6 +119,10 @@ fn render(event: &Event) -> Option<String> {
             format!("parallel environment ready: `{g}`, a copy of `{src}` with {} healthy instances; faults go here only", instances.len())
         }
         Event::Intent { kind: ActionKind::Setup, operation, resources, .. } => format!("setup: {operation} {}", short_list(resources)),
+        Event::SafetyGate { plan_hash, admitted: true, rules } => format!("safety policy: {} rule(s) passed (plan {plan_hash})", rules.len()),
+        Event::SafetyGate { plan_hash, admitted: false, rules } => {
+            format!("safety policy: REFUSED, {} of {} rule(s) failed (plan {plan_hash})", rules.iter().filter(|r| !r.passed).count(), rules.len())
+        }
         _ => return None,
     })
 }

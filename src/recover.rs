@@ -148,7 +148,7 @@ pub async fn recover(aws: &Aws, runs_dir: &Path, run_id: &str, force: bool, prog
     {
         return Err(RecoverError::Alive { run_id: run_id.to_string(), why });
     }
-    let ctx = Ctx { aws: aws.clone(), journal, progress };
+    let ctx = Ctx { aws: aws.clone(), journal, progress, refused: Default::default() };
     let had_verdict = st.verdict.is_some();
     if st.pending.is_empty() {
         if !had_verdict {

@@ -29,8 +29,11 @@ use crate::experiment::{Experiment, Mode, ProbeKind};
 use crate::faults::{Step, Undo};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
 use crate::observe::{self, AlarmGuard, Breach};
+use crate::plan::{self, PlanError, Targets};
 use crate::progress::Progress;
-use crate::targets::{self, Vars};
+use crate::safety::gate::{self, Admission};
+use crate::safety::PolicySource;
+use crate::targets::{self, TargetError, Vars};
 
 /// How many rollback calls may be in flight at once.
 const ROLLBACK_CONCURRENCY: usize = 8;
@@ -63,6 +66,8 @@ pub struct RunOptions {
     pub signals: SignalHandling,
     /// Progress display.
     pub progress: Progress,
+    /// The safety policy, the clock and the operator's approval, for the gate.
+    pub safety: Admission,
 }
 
 /// What a finished run reports.
@@ -78,6 +83,8 @@ pub struct Outcome {
     pub reason: String,
     /// Undos that could not be completed.
     pub unfinished: Vec<Undo>,
+    /// The safety gate refused the run (the verdict is `not-run`).
+    pub refused: bool,
 }
 
 /// Why a run could not even start recording.
@@ -101,14 +108,6 @@ pub enum RunError {
 /// silently skipping a check the team relies on.
 pub fn unsupported(exp: &Experiment) -> Vec<String> {
     let mut out = Vec::new();
-    if exp.environment.mode == Mode::InPlace {
-        for f in exp.faults.iter().filter(|f| f.fault.irreversible()) {
-            out.push(format!(
-                "fault `{}` (line {}): {} cannot be rolled back, so it only runs in parallel mode, on the run's copy",
-                f.name.value, f.loc.line, f.action.value
-            ));
-        }
-    }
     for p in &exp.steady_state {
         out.push(format!("steady_state `{}` (line {}): steady-state probes are not evaluated yet", p.name, p.loc.line));
     }
@@ -131,6 +130,8 @@ pub(crate) struct Ctx {
     pub(crate) aws: Aws,
     pub(crate) journal: Journal,
     pub(crate) progress: Progress,
+    /// Set when the safety gate refuses the run.
+    pub(crate) refused: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
@@ -159,7 +160,7 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
     let run_id = new_run_id();
     let dir = opts.runs_dir.join(&run_id);
     let seed = opts.seed.unwrap_or_else(|| rand::make_rng::<StdRng>().next_u64());
-    let ctx = Arc::new(Ctx { aws: aws.clone(), journal: Journal::create(&dir)?, progress: opts.progress });
+    let ctx = Arc::new(Ctx { aws: aws.clone(), journal: Journal::create(&dir)?, progress: opts.progress, refused: Default::default() });
 
     // Handlers go in before the first mutating call can happen.
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
@@ -183,9 +184,14 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         pid: std::process::id(),
         host: hostname(),
         expires_at: Some(expires_at),
+        policy_file: match &opts.safety.policy.source {
+            PolicySource::File(p) => Some(p.clone()),
+            PolicySource::BuiltIn => None,
+        },
+        policy_sha256: opts.safety.policy.sha256.clone(),
     })?;
 
-    let end = lifecycle(&ctx, exp, &run_id, seed, expires_at, Signals { rx: sig_rx, count: 0 }).await;
+    let end = lifecycle(&ctx, exp, &run_id, seed, expires_at, &opts.safety, Signals { rx: sig_rx, count: 0 }).await;
     if let Some(t) = sig_task {
         t.abort();
     }
@@ -202,7 +208,8 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         Ok(None) => {}
         Err(e) => eprintln!("warning: {e}"),
     }
-    Ok(Outcome { run_id, dir, verdict, reason, unfinished })
+    let refused = ctx.refused.load(std::sync::atomic::Ordering::SeqCst);
+    Ok(Outcome { run_id, dir, verdict, reason, unfinished, refused })
 }
 
 /// This machine's name, for telling whether a journaled pid is ours to check.
@@ -257,13 +264,13 @@ impl Signals {
 /// A setup call to undo at teardown: its intent's id and its undo.
 type SetupStep = (u64, Undo);
 
-async fn lifecycle(ctx: &Arc<Ctx>, exp: &Experiment, run_id: &str, seed: u64, expires_at: Timestamp, mut sigs: Signals) -> End {
+async fn lifecycle(ctx: &Arc<Ctx>, exp: &Experiment, run_id: &str, seed: u64, expires_at: Timestamp, safety: &Admission, mut sigs: Signals) -> End {
     let hurry = CancellationToken::new();
     let mut setup: Vec<SetupStep> = Vec::new();
     if let Err(e) = ctx.emit(Event::Phase { phase: Phase::Preflight }) {
         return (Verdict::Error, format!("nothing was injected: {e}"), Vec::new());
     }
-    let end = match prepare(ctx, exp, run_id, seed, expires_at, &mut setup, &mut sigs).await {
+    let end = match prepare(ctx, exp, run_id, seed, expires_at, safety, &mut setup, &mut sigs).await {
         Ok((guards, plans)) => match ctx.emit(Event::Phase { phase: Phase::Inject }) {
             Ok(()) => Dispatcher::new(ctx.clone(), exp, guards, plans, hurry.clone()).run(&mut sigs).await,
             Err(e) => (Verdict::Error, format!("nothing was injected: {e}"), Vec::new()),
@@ -286,14 +293,17 @@ async fn or_signal<T>(ctx: &Ctx, sigs: &mut Signals, fut: impl std::future::Futu
     }
 }
 
-/// Everything before injection: guardrails that can fire, locks, the parallel
-/// environment, and each fault's targets. On refusal, returns the verdict.
+/// Everything before injection: the plan and the safety gate (read-only),
+/// locks, the parallel environment, and each fault's targets. On refusal,
+/// returns the verdict.
+#[allow(clippy::too_many_arguments)]
 async fn prepare(
     ctx: &Arc<Ctx>,
     exp: &Experiment,
     run_id: &str,
     seed: u64,
     expires_at: Timestamp,
+    safety: &Admission,
     setup: &mut Vec<SetupStep>,
     sigs: &mut Signals,
 ) -> Result<(Vec<AlarmGuard>, Vec<Vec<Step>>), End> {
@@ -301,14 +311,14 @@ async fn prepare(
     // Alarms exist before the run, so `${asg}` in an alarm name is the group as written.
     let mut vars = Vars { asg: env.autoscaling_group.clone(), run_id: run_id.to_string(), instances: Vec::new() };
     let guards = observe::alarm_guards(&exp.guardrails, &vars);
-    or_signal(ctx, sigs, check_guards(ctx, &guards)).await??;
+    let (plan, in_place_steps) = or_signal(ctx, sigs, admit(ctx, exp, &guards, &vars, seed, safety)).await??;
+    let protected = &safety.policy.policy.protected_tags;
     let mut rng = StdRng::seed_from_u64(seed);
     let plans = match env.mode {
         Mode::InPlace => {
-            let (plans, targets) = or_signal(ctx, sigs, resolve_all(ctx, exp, None, &vars, &mut rng)).await??;
             let groups: Vec<String> = env.autoscaling_group.iter().cloned().collect();
-            or_signal(ctx, sigs, take_locks(ctx, groups, targets, run_id, expires_at, setup)).await??;
-            plans
+            or_signal(ctx, sigs, take_locks(ctx, groups, plan.target_ids(), run_id, expires_at, setup)).await??;
+            in_place_steps
         }
         Mode::Parallel => {
             let source = env.autoscaling_group.clone().unwrap_or_default();
@@ -336,7 +346,7 @@ async fn prepare(
             vars.asg = Some(clone.clone());
             vars.instances = instances.clone();
             let scope: BTreeSet<String> = instances.into_iter().collect();
-            or_signal(ctx, sigs, resolve_all(ctx, exp, Some(&scope), &vars, &mut rng)).await??.0
+            or_signal(ctx, sigs, resolve_all(ctx, exp, &scope, &vars, protected, &mut rng)).await??
         }
     };
     Ok((guards, plans))
@@ -350,50 +360,82 @@ fn error_before_injection(e: impl std::fmt::Display) -> End {
     (Verdict::Error, format!("{e}; nothing was injected"), Vec::new())
 }
 
-/// Refuses the run unless every guardrail alarm exists and is healthy.
-async fn check_guards(ctx: &Ctx, guards: &[AlarmGuard]) -> Result<(), End> {
-    match observe::check_alarm_guards(&ctx.aws, guards).await {
-        Err(e) => Err((Verdict::Error, format!("cannot read the guardrail alarms, so nothing was injected: {e}"), Vec::new())),
-        Ok(breaches) if !breaches.is_empty() => {
-            let list: Vec<String> = breaches.iter().map(|b| format!("{}: {}", b.guardrail, b.detail)).collect();
-            Err(not_run(format!("a guardrail is not healthy before injection, so nothing was injected: {}", list.join("; "))))
+/// Builds the plan (read-only: guardrail alarms checked, targets resolved in
+/// place), journals it, and lets the safety gate check it. Returns the plan
+/// and, in place, each fault's planned calls. On refusal, returns the verdict.
+async fn admit(ctx: &Ctx, exp: &Experiment, guards: &[AlarmGuard], vars: &Vars, seed: u64, safety: &Admission) -> Result<(plan::Plan, Vec<Vec<Step>>), End> {
+    let plan = match plan::build(&ctx.aws, exp, &safety.policy, guards, vars, seed).await {
+        Ok(p) => p,
+        Err(PlanError::Targets { fault, source: TargetError::NoSuchGroup(g) }) => {
+            return Err(not_run(format!("fault `{fault}`: Auto Scaling group `{g}` not found; nothing was injected")));
         }
-        Ok(_) => Ok(()),
+        Err(PlanError::Environment(TargetError::NoSuchGroup(g))) => {
+            return Err(not_run(format!("Auto Scaling group `{g}` (environment.autoscaling_group) not found; nothing was created")));
+        }
+        Err(e) => return Err(error_before_injection(e)),
+    };
+    let mut steps = Vec::new();
+    for (f, fp) in exp.faults.iter().zip(&plan.faults) {
+        // In parallel mode targets are resolved later, inside the copy.
+        let Targets::Instances(resolved) = &fp.targets else { continue };
+        steps.push(f.fault.plan(&resolved.selected));
+        if let Err(e) = ctx.emit(Event::TargetsResolved { fault: fp.name.clone(), action: fp.action.clone(), resolved: resolved.clone() }) {
+            return Err(error_before_injection(e));
+        }
     }
+    let rules = gate::check(safety, exp, &plan);
+    let admitted = gate::admitted(&rules);
+    if let Err(e) = ctx.emit(Event::SafetyGate { plan_hash: plan.hash.clone(), admitted, rules: rules.clone() }) {
+        return Err(error_before_injection(e));
+    }
+    if !admitted {
+        ctx.refused.store(true, std::sync::atomic::Ordering::SeqCst);
+        return Err(not_run(gate::refusal(&safety.policy, &rules)));
+    }
+    let unhealthy: Vec<String> = plan.guardrails.iter().filter(|g| !g.ready).map(|g| format!("{}: {}", g.name, g.detail)).collect();
+    if !unhealthy.is_empty() {
+        return Err(not_run(format!("a guardrail is not healthy before injection, so nothing was injected: {}", unhealthy.join("; "))));
+    }
+    for (f, fp) in exp.faults.iter().zip(&plan.faults) {
+        if matches!(fp.targets, Targets::Instances(_)) && fp.targets.count() == 0 && !f.target.allow_empty {
+            return Err(not_run(empty_target(&f.name.value)));
+        }
+    }
+    Ok((plan, steps))
 }
 
-/// Resolves every fault's targets (read-only) and plans its calls; also
-/// returns every selected instance, for locking.
+fn empty_target(fault: &str) -> String {
+    format!("fault `{fault}` matched no eligible instance, so nothing was injected (set `allow_empty: true` on its target if that is expected)")
+}
+
+/// Resolves every fault's targets inside the parallel copy (read-only) and
+/// plans its calls.
 async fn resolve_all(
     ctx: &Ctx,
     exp: &Experiment,
-    scope: Option<&BTreeSet<String>>,
+    scope: &BTreeSet<String>,
     vars: &Vars,
+    protected: &[(String, String)],
     rng: &mut StdRng,
-) -> Result<(Vec<Vec<Step>>, Vec<String>), End> {
+) -> Result<Vec<Vec<Step>>, End> {
     let mut plans = Vec::new();
-    let mut all = BTreeSet::new();
     for f in &exp.faults {
-        let resolved = match targets::resolve(&ctx.aws, &f.target, f.fault.as_ref(), vars.asg.as_deref(), scope, vars, rng).await {
+        let resolved = match targets::resolve(&ctx.aws, &f.target, f.fault.as_ref(), vars.asg.as_deref(), Some(scope), vars, protected, rng).await {
             Ok(r) => r,
             Err(targets::TargetError::NoSuchGroup(g)) => return Err(not_run(format!("fault `{}`: Auto Scaling group `{g}` not found; nothing was injected", f.name.value))),
             Err(e) => return Err((Verdict::Error, format!("fault `{}`: cannot resolve targets, nothing was injected: {e}", f.name.value), Vec::new())),
         };
         let empty = resolved.selected.is_empty();
-        all.extend(resolved.selected.iter().map(|i| i.id.clone()));
         let steps = f.fault.plan(&resolved.selected);
         if let Err(e) = ctx.emit(Event::TargetsResolved { fault: f.name.value.clone(), action: f.action.value.clone(), resolved }) {
             return Err(error_before_injection(e));
         }
         if empty && !f.target.allow_empty {
-            return Err(not_run(format!(
-                "fault `{}` matched no eligible instance, so nothing was injected (set `allow_empty: true` on its target if that is expected)",
-                f.name.value
-            )));
+            return Err(not_run(empty_target(&f.name.value)));
         }
         plans.push(steps);
     }
-    Ok((plans, all.into_iter().collect()))
+    Ok(plans)
 }
 
 /// Refuses the run if another live run holds a lock on `groups` or

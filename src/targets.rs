@@ -13,9 +13,6 @@ use crate::aws::{api, Aws, AwsError};
 use crate::experiment::{Selection, TargetSpec};
 use crate::faults::Fault;
 
-/// Resources carrying this tag with value `true` are never targets.
-pub const PROTECTED_TAG: (&str, &str) = ("gameday:protected", "true");
-
 /// An EC2 instance as the runner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
@@ -70,9 +67,13 @@ pub enum TargetError {
 /// The outcome of resolving one fault's target.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Resolved {
-    /// Every instance that matched the criteria and is eligible, sorted by id.
+    /// How many instances matched the criteria and are eligible.
     pub matched: usize,
-    /// Matching instances skipped because they carry the protected tag.
+    /// Their ids, sorted: what an approval of the plan binds (the random
+    /// choice among them is replayed with the seed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eligible: Vec<String>,
+    /// Matching instances skipped because they carry a protected tag of the policy.
     pub protected: Vec<String>,
     /// Matching instances skipped because their state does not fit the fault.
     pub ineligible: Vec<String>,
@@ -83,6 +84,9 @@ pub struct Resolved {
 /// Resolves `spec` for `fault`; `default_group` is the environment's group,
 /// used when the spec names no criterion of its own. With `scope` (parallel
 /// mode: the clone's instances), nothing outside it can be chosen.
+/// used when the spec names no criterion of its own. Instances carrying any of
+/// the `protected` tags (key, value; the value compared case-insensitively) are
+/// never selected, whatever else matches.
 pub async fn resolve(
     aws: &Aws,
     spec: &TargetSpec,
@@ -90,6 +94,7 @@ pub async fn resolve(
     default_group: Option<&str>,
     scope: Option<&BTreeSet<String>>,
     vars: &Vars,
+    protected: &[(String, String)],
     rng: &mut StdRng,
 ) -> Result<Resolved, TargetError> {
     let group = match (&spec.autoscaling_group, spec.uses_environment()) {
@@ -135,10 +140,10 @@ pub async fn resolve(
             for chunk in ids.chunks(200) {
                 let mut f = filters.clone();
                 f.push(filter("instance-id", chunk.to_vec()));
-                describe(aws, f, group.as_deref(), &mut found).await?;
+                describe(aws, f, group.as_deref(), protected, &mut found).await?;
             }
         }
-        None => describe(aws, filters, group.as_deref(), &mut found).await?,
+        None => describe(aws, filters, group.as_deref(), protected, &mut found).await?,
     }
 
     found.sort_by(|a, b| a.0.id.cmp(&b.0.id));
@@ -158,6 +163,7 @@ pub async fn resolve(
         }
     }
     out.matched = eligible.len();
+    out.eligible = eligible.iter().map(|i| i.id.clone()).collect();
     out.selected = select(eligible, spec.select, rng);
     Ok(out)
 }
@@ -178,8 +184,17 @@ fn filter(name: &str, values: Vec<String>) -> aws_sdk_ec2::types::Filter {
     aws_sdk_ec2::types::Filter::builder().name(name).set_values(Some(values)).build()
 }
 
-/// Instance ids currently in an Auto Scaling group.
-pub async fn group_instances(aws: &Aws, group: &str) -> Result<BTreeSet<String>, TargetError> {
+/// What the runner reads about an Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Instance ids currently in the group.
+    pub instances: BTreeSet<String>,
+    /// Its desired capacity (the default size of a parallel clone).
+    pub desired_capacity: u32,
+}
+
+/// Reads one Auto Scaling group.
+pub async fn describe_group(aws: &Aws, group: &str) -> Result<GroupInfo, TargetError> {
     let out = aws
         .autoscaling
         .describe_auto_scaling_groups()
@@ -188,13 +203,22 @@ pub async fn group_instances(aws: &Aws, group: &str) -> Result<BTreeSet<String>,
         .await
         .map_err(api("autoscaling", "DescribeAutoScalingGroups"))?;
     let g = out.auto_scaling_groups().first().ok_or_else(|| TargetError::NoSuchGroup(group.to_string()))?;
-    Ok(g.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect())
+    Ok(GroupInfo {
+        instances: g.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect(),
+        desired_capacity: g.desired_capacity().and_then(|c| u32::try_from(c).ok()).unwrap_or(0),
+    })
+}
+
+/// Instance ids currently in an Auto Scaling group.
+pub async fn group_instances(aws: &Aws, group: &str) -> Result<BTreeSet<String>, TargetError> {
+    Ok(describe_group(aws, group).await?.instances)
 }
 
 async fn describe(
     aws: &Aws,
     filters: Vec<aws_sdk_ec2::types::Filter>,
     group: Option<&str>,
+    protected_tags: &[(String, String)],
     out: &mut Vec<(Instance, bool)>,
 ) -> Result<(), AwsError> {
     let mut pages = aws.ec2.describe_instances().set_filters(Some(filters)).into_paginator().send();
@@ -204,7 +228,7 @@ async fn describe(
             for i in r.instances() {
                 let Some(id) = i.instance_id() else { continue };
                 let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
-                let protected = tag(PROTECTED_TAG.0).is_some_and(|v| v.eq_ignore_ascii_case(PROTECTED_TAG.1));
+                let protected = protected_tags.iter().any(|(k, v)| tag(k).is_some_and(|t| t.eq_ignore_ascii_case(v)));
                 out.push((
                     Instance {
                         id: id.to_string(),

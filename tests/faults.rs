@@ -75,9 +75,11 @@ async fn terminate_instances_hits_the_copy_and_is_refused_in_place() {
     let before = group_state(&c, &fleet.group).await;
     let s = Scratch::new();
     let out = finish(run(&s, &experiment(&fleet, "in-place", "ec2:terminate-instances", "{ count: 1 }", "1s")).await, Duration::from_secs(30)).await;
-    assert_eq!(out.code, 1, "refused before touching anything: {}{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("cannot be rolled back, so it only runs in parallel mode"), "{}", out.stderr);
+    assert_eq!(out.code, 7, "refused by the policy before touching anything: {}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("cannot be rolled back and the policy forbids it in place"), "{}{}", out.stdout, out.stderr);
+    assert_eq!(group_state(&c, &fleet.group).await, before);
 
+    let s = Scratch::new();
     let out = finish(run(&s, &experiment(&fleet, "parallel", "ec2:terminate-instances", "{ count: 1 }", "1s")).await, Duration::from_secs(90)).await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let j = s.journal();

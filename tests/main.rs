@@ -6,4 +6,5 @@ mod support;
 mod faults;
 mod lifecycle;
 mod run;
+mod safety;
 mod validate;

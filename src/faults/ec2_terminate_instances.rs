@@ -1,7 +1,7 @@
 //! `ec2:terminate-instances`: terminate the target instances. There is no
-//! rollback — only their Auto Scaling group can heal — so the runner allows it
-//! in parallel mode (the instances belong to the run's copy) and refuses it in
-//! place.
+//! rollback — only their Auto Scaling group can heal — so the safety policy
+//! refuses it in place unless `in_place.allow_terminate` is set; in parallel
+//! mode it hits the run's copy only.
 
 use std::sync::Arc;
 
@@ -32,10 +32,6 @@ impl Fault for TerminateInstances {
 
     fn eligible_state(&self, state: &str) -> bool {
         matches!(state, "running" | "stopped" | "pending")
-    }
-
-    fn irreversible(&self) -> bool {
-        true
     }
 
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {

@@ -47,11 +47,6 @@ pub trait Fault: Send + Sync + fmt::Debug {
         false
     }
 
-    /// Whether the fault cannot be rolled back (only a group can heal it), so
-    /// it may only hit a parallel environment's copy.
-    fn irreversible(&self) -> bool {
-        false
-    }
 
     /// The mutating calls this fault makes on `targets`, batched to the API's
     /// limits, each with its undo. Makes no AWS call.

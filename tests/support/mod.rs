@@ -253,11 +253,28 @@ impl Scratch {
     }
 }
 
-/// The `gameday` binary with the test server's endpoint and no user config.
+/// A safety policy that lets the tests' in-place runs go ahead without a
+/// terminal: any region, no approval, no time window, generous limits. The
+/// repository's default (and built-in) policy requires approval in place.
+pub const PERMISSIVE_POLICY: &str = "\
+version: 1
+regions: any
+actions: [ec2:stop-instances, ec2:reboot-instances, ec2:terminate-instances, autoscaling:set-unhealthy]
+protected_tags: { gameday:protected: \"true\" }
+blast_radius: { max_instances_per_fault: 100, max_percent_of_group: 100 }
+in_place: { allowed: true, requires_approval: false, allow_terminate: false }
+require_guardrails: true
+max_experiment_duration: 1h
+";
+
+/// The `gameday` binary with the test server's endpoint, no user config, and
+/// [`PERMISSIVE_POLICY`] (through GAMEDAY_POLICY; `--policy` overrides it).
 pub fn gameday(scratch: &Scratch) -> tokio::process::Command {
+    let policy = scratch.write("permissive-policy.yaml", PERMISSIVE_POLICY);
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gameday"));
     cmd.current_dir(scratch.path())
         .env_clear()
+        .env("GAMEDAY_POLICY", policy)
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AWS_ENDPOINT_URL", endpoint())
         .env("AWS_REGION", REGION)

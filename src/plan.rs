@@ -1,0 +1,326 @@
+//! The plan: what a run would do, found with read-only calls only.
+//!
+//! `gameday plan` prints it (the dry run), and `gameday run` builds the same
+//! plan as its preflight, so what a person reviewed is what the gate checks
+//! and what is injected. Building a plan checks that every guardrail alarm can
+//! fire and resolves every fault's targets: in in-place mode to real instance
+//! ids (chosen with the run's seed); in parallel mode, where targets live in a
+//! clone that does not exist yet, as "N of the clone's M instances".
+//!
+//! The plan's [`Plan::hash`] binds an approval to exactly this plan: the
+//! experiment file's text, the policy's text, the region and the resolved
+//! targets (the eligible instances of each fault and how many are chosen).
+//! If any of them changes, the hash changes and an old approval no longer fits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+
+use crate::aws::{Aws, AwsError};
+use crate::experiment::{Experiment, Mode, Probe, ProbeKind, Selection};
+use crate::observe::{self, AlarmGuard};
+use crate::safety::{self, LoadedPolicy};
+use crate::targets::{self, Instance, Resolved, TargetError, Vars};
+use crate::yaml::format_duration;
+
+/// How many hex digits of the SHA-256 make the plan hash a person copies.
+const HASH_LEN: usize = 16;
+
+/// What a run would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The experiment's name.
+    pub experiment: String,
+    /// Its file.
+    pub file: PathBuf,
+    /// SHA-256 of the file's text.
+    pub file_sha256: String,
+    /// The policy's file, or `built-in`.
+    pub policy: String,
+    /// SHA-256 of the policy's text.
+    pub policy_sha256: String,
+    /// The region the run acts in.
+    pub region: String,
+    /// parallel or in-place.
+    pub mode: Mode,
+    /// The seed of the random choices shown; `--seed` makes a run choose the same.
+    pub seed: u64,
+    /// Parallel mode: the temporary environment that would be created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<CloneEnvironment>,
+    /// Guardrails and whether each can protect the run now.
+    pub guardrails: Vec<ProbeStatus>,
+    /// Steady-state probes.
+    pub steady_state: Vec<ProbeStatus>,
+    /// Each fault with its targets and place in the timeline.
+    pub faults: Vec<FaultPlan>,
+    /// The run's timing.
+    pub timing: TimingPlan,
+    /// Size of every Auto Scaling group a target belongs to (for blast-radius percent).
+    pub group_sizes: BTreeMap<String, usize>,
+    /// Binds an approval to this plan; see the module docs.
+    pub hash: String,
+}
+
+/// The temporary copy a parallel run creates.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloneEnvironment {
+    /// The group copied.
+    pub source: String,
+    /// The copy's name (the run id is chosen when the run starts).
+    pub name: String,
+    /// Instances in the copy.
+    pub capacity: u32,
+}
+
+/// A guardrail or steady-state probe as the plan sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeStatus {
+    /// The probe's label.
+    pub name: String,
+    /// What it checks.
+    pub check: String,
+    /// Whether it is ready to protect the run (alarms: exists and not in ALARM).
+    pub ready: bool,
+    /// Why it is not ready, or what was found.
+    pub detail: String,
+}
+
+/// One fault of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultPlan {
+    /// The fault's name.
+    pub name: String,
+    /// Its action.
+    pub action: String,
+    /// When it starts, in words.
+    pub starts: String,
+    /// The faults it waits for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub start_after: Vec<String>,
+    /// How long it is held (`None`: until every timed fault has ended).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// What it hits.
+    pub targets: Targets,
+}
+
+/// A fault's targets.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Targets {
+    /// In place: the real instances, resolved and chosen.
+    Instances(Resolved),
+    /// Parallel: a share of the clone, chosen when the clone exists.
+    Clone(CloneTargets),
+}
+
+/// A fault's share of the clone.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloneTargets {
+    /// The selection rule.
+    pub select: Selection,
+    /// How many instances it will hit.
+    pub count: usize,
+    /// Of how many.
+    pub of: u32,
+}
+
+impl CloneTargets {
+    /// The selection as written in experiments: `all`, `count 2`, `33%`.
+    pub fn rule(&self) -> String {
+        match self.select {
+            Selection::All => "all".to_string(),
+            Selection::Count(n) => format!("count {n}"),
+            Selection::Percent(p) => format!("{p}%"),
+        }
+    }
+}
+
+impl Targets {
+    /// How many instances the fault hits.
+    pub fn count(&self) -> usize {
+        match self {
+            Targets::Instances(r) => r.selected.len(),
+            Targets::Clone(c) => c.count,
+        }
+    }
+}
+
+/// The run's timing, as written.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimingPlan {
+    /// How often guardrails are checked.
+    pub interval: String,
+    /// The whole run's limit.
+    pub max_duration: String,
+}
+
+/// Why a plan could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Guardrail alarms could not be read.
+    #[error("cannot read the guardrail alarms: {0}")]
+    Guardrails(AwsError),
+    /// A fault's targets could not be resolved.
+    #[error("fault `{fault}`: cannot resolve targets: {source}")]
+    Targets {
+        /// The fault.
+        fault: String,
+        /// Why.
+        source: TargetError,
+    },
+    /// The parallel environment's source group could not be read.
+    #[error("environment: {0}")]
+    Environment(TargetError),
+}
+
+/// Builds the plan for `exp`. Read-only: Describe calls only.
+pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, guards: &[AlarmGuard], vars: &Vars, seed: u64) -> Result<Plan, PlanError> {
+    let breaches = observe::check_alarm_guards(aws, guards).await.map_err(PlanError::Guardrails)?;
+    let guardrails = exp.guardrails.iter().map(|p| probe_status(p, guards, &breaches)).collect();
+    let steady_state = exp.steady_state.iter().map(|p| probe_status(p, guards, &breaches)).collect();
+
+    let mut environment = None;
+    let mut faults = Vec::new();
+    let mut group_sizes = BTreeMap::new();
+    match (exp.environment.mode, exp.environment.autoscaling_group.as_deref()) {
+        (Mode::Parallel, Some(source)) => {
+            let capacity = match exp.environment.capacity {
+                Some(c) => c,
+                None => targets::describe_group(aws, source).await.map_err(PlanError::Environment)?.desired_capacity,
+            };
+            let name = format!("gd-<run-id>-{source}");
+            group_sizes.insert(name.clone(), capacity as usize);
+            environment = Some(CloneEnvironment { source: source.to_string(), name, capacity });
+            for f in &exp.faults {
+                let count = f.target.select.how_many(capacity as usize);
+                faults.push(fault_plan(f, Targets::Clone(CloneTargets { select: f.target.select, count, of: capacity })));
+            }
+        }
+        _ => {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let default_group = exp.environment.autoscaling_group.as_deref();
+            for f in &exp.faults {
+                let resolved = targets::resolve(aws, &f.target, f.fault.as_ref(), default_group, None, vars, &policy.policy.protected_tags, &mut rng)
+                    .await
+                    .map_err(|source| PlanError::Targets { fault: f.name.value.clone(), source })?;
+                faults.push(fault_plan(f, Targets::Instances(resolved)));
+            }
+            let groups: BTreeSet<String> = selected(&faults).filter_map(|i| i.autoscaling_group.clone()).collect();
+            for g in groups {
+                // A group deleted since resolution has no size; the blast-radius rule then says so.
+                if let Ok(ids) = targets::group_instances(aws, &g).await {
+                    group_sizes.insert(g, ids.len());
+                }
+            }
+        }
+    }
+
+    let mut plan = Plan {
+        experiment: exp.name.clone(),
+        file: exp.file.clone(),
+        file_sha256: safety::sha256_hex(exp.source.as_bytes()),
+        policy: match &policy.source {
+            safety::PolicySource::File(p) => p.display().to_string(),
+            safety::PolicySource::BuiltIn => "built-in".to_string(),
+        },
+        policy_sha256: policy.sha256.clone(),
+        region: aws.region.clone(),
+        mode: exp.environment.mode,
+        seed,
+        environment,
+        guardrails,
+        steady_state,
+        faults,
+        timing: TimingPlan { interval: format_duration(exp.timing.interval), max_duration: format_duration(exp.timing.max_duration) },
+        group_sizes,
+        hash: String::new(),
+    };
+    plan.hash = plan.approval_hash();
+    Ok(plan)
+}
+
+impl Plan {
+    /// The hash over what an approval covers (see the module docs). The random
+    /// choice itself is not part of it: an approval covers choosing `count`
+    /// among exactly these eligible instances, and `--seed` replays the choice shown.
+    fn approval_hash(&self) -> String {
+        let targets: Vec<serde_json::Value> = self
+            .faults
+            .iter()
+            .map(|f| match &f.targets {
+                Targets::Instances(r) => serde_json::json!({ "fault": f.name, "eligible": r.eligible, "count": r.selected.len() }),
+                Targets::Clone(c) => serde_json::json!({ "fault": f.name, "clone_count": c.count, "of": c.of }),
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "plan_hash_version": 1,
+            "experiment_sha256": self.file_sha256,
+            "policy_sha256": self.policy_sha256,
+            "region": self.region,
+            "environment": self.environment.as_ref().map(|e| serde_json::json!({ "source": e.source, "capacity": e.capacity })),
+            "targets": targets,
+        });
+        let mut hash = safety::sha256_hex(doc.to_string().as_bytes());
+        hash.truncate(HASH_LEN);
+        hash
+    }
+
+    /// Every instance id the plan would hit, for confirmation prompts.
+    pub fn target_ids(&self) -> Vec<String> {
+        let mut out: Vec<String> = selected(&self.faults).map(|i| i.id.clone()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// Every instance chosen by `faults` (in-place plans only; a clone has no ids yet).
+fn selected(faults: &[FaultPlan]) -> impl Iterator<Item = &Instance> {
+    faults.iter().flat_map(|f| match &f.targets {
+        Targets::Instances(r) => r.selected.as_slice(),
+        Targets::Clone(_) => &[],
+    })
+}
+
+fn fault_plan(f: &crate::experiment::FaultSpec, targets: Targets) -> FaultPlan {
+    let start_after: Vec<String> = f.start_after.iter().map(|s| s.value.clone()).collect();
+    let starts = match start_after.as_slice() {
+        [] => "at the start of the fault phase".to_string(),
+        [one] => format!("once `{one}` is injected"),
+        many => format!("once {} are injected", many.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")),
+    };
+    FaultPlan { name: f.name.value.clone(), action: f.action.value.clone(), starts, start_after, duration: f.duration.map(format_duration), targets }
+}
+
+fn probe_status(p: &Probe, guards: &[AlarmGuard], breaches: &[observe::Breach]) -> ProbeStatus {
+    match &p.kind {
+        ProbeKind::Alarm { alarm, .. } => {
+            let alarm = guards.iter().find(|g| g.name == p.name).map(|g| g.alarm.clone()).unwrap_or_else(|| alarm.clone());
+            let breach = breaches.iter().find(|b| b.guardrail == p.name);
+            ProbeStatus {
+                name: p.name.clone(),
+                check: format!("alarm `{alarm}`"),
+                ready: breach.is_none(),
+                detail: breach.map(|b| b.detail.clone()).unwrap_or_else(|| "exists and is not in ALARM".to_string()),
+            }
+        }
+        ProbeKind::Metric { query, tolerance, .. } => ProbeStatus {
+            name: p.name.clone(),
+            check: format!("metric {}/{} {} {}", query.namespace, query.name, query.stat, tolerance),
+            ready: false,
+            detail: "metric probes are not evaluated by this version".to_string(),
+        },
+        ProbeKind::AsgHealthy { group, .. } => ProbeStatus {
+            name: p.name.clone(),
+            check: format!("healthy capacity of `{group}`"),
+            ready: false,
+            detail: "healthy-capacity probes are not evaluated by this version".to_string(),
+        },
+    }
+}
+

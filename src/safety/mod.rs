@@ -1,0 +1,584 @@
+//! The safety policy: what a team allows gameday to do in its account.
+//!
+//! The policy is a YAML file (`safety/policy.yaml`, `version: 1`) that a team
+//! reviews like code. It is decoded here with the same located decoder as
+//! experiments, so every problem has a file:line:column and a suggestion.
+//! Rules are checked against a resolved plan in [`gate`]. Without a policy
+//! file the built-in default applies; it *is* the repository's commented
+//! `safety/policy.yaml`, embedded at build time, so the documented default and
+//! the enforced one cannot drift apart.
+
+pub mod account;
+pub mod gate;
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use jiff::civil::{Date, Time, Weekday};
+use jiff::tz::TimeZone;
+use marked_yaml::Node;
+use sha2::{Digest, Sha256};
+
+use crate::faults;
+use crate::yaml::{self, Decoder, FileErrors, Spanned};
+
+/// The only policy format version this runner reads.
+pub const POLICY_VERSION: u64 = 1;
+
+/// The built-in default policy: the repository's `safety/policy.yaml`.
+pub const DEFAULT_POLICY: &str = include_str!("../../safety/policy.yaml");
+
+/// Where the default policy is looked for, relative to a folder.
+const POLICY_PATH: &str = "safety/policy.yaml";
+
+/// A decoded policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Regions a run may act in.
+    pub regions: Allowed,
+    /// Accounts a run may act in.
+    pub accounts: Allowed,
+    /// Fault actions experiments may use.
+    pub actions: Vec<String>,
+    /// Tags (key, value) that make a resource untouchable.
+    pub protected_tags: Vec<(String, String)>,
+    /// The most a run may hit.
+    pub blast_radius: BlastRadius,
+    /// Rules for in-place runs.
+    pub in_place: InPlace,
+    /// Whether parallel runs need approval.
+    pub parallel_requires_approval: bool,
+    /// When runs may happen.
+    pub windows: Windows,
+    /// Whether every experiment needs an alarm guardrail.
+    pub require_guardrails: bool,
+    /// The longest `timing.max_duration` an experiment may declare.
+    pub max_experiment_duration: Duration,
+}
+
+/// `any`, or an explicit list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allowed {
+    /// No restriction.
+    Any,
+    /// Only these.
+    Only(Vec<String>),
+}
+
+impl Allowed {
+    /// Whether `value` is allowed.
+    pub fn allows(&self, value: &str) -> bool {
+        match self {
+            Allowed::Any => true,
+            Allowed::Only(list) => list.iter().any(|v| v == value),
+        }
+    }
+}
+
+/// Blast-radius limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlastRadius {
+    /// Instances one fault may hit.
+    pub max_instances_per_fault: u32,
+    /// Percent of an Auto Scaling group the whole run may hit.
+    pub max_percent_of_group: u32,
+}
+
+/// Rules for in-place runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InPlace {
+    /// Whether in-place runs are allowed at all.
+    pub allowed: bool,
+    /// Whether a person must approve each in-place run.
+    pub requires_approval: bool,
+    /// Whether `ec2:terminate-instances` may run in place.
+    pub allow_terminate: bool,
+}
+
+/// Time windows and freezes, in one time zone.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    /// The IANA name, as written.
+    pub time_zone_name: String,
+    /// The zone the days and hours are in.
+    pub time_zone: TimeZone,
+    /// When runs may happen; empty: any time.
+    pub allowed: Vec<Window>,
+    /// Days when no run may happen.
+    pub freeze: Vec<Freeze>,
+}
+
+/// Days of the week and an hour range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// The days a window opens on.
+    pub days: Vec<Weekday>,
+    /// When it opens.
+    pub start: Time,
+    /// When it closes; `None` means midnight at the end of the day (`24:00`).
+    pub end: Option<Time>,
+    /// As written, for messages.
+    pub text: String,
+}
+
+/// A range of days (inclusive) when runs are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freeze {
+    /// First frozen day.
+    pub from: Date,
+    /// Last frozen day.
+    pub to: Date,
+    /// Why, for messages.
+    pub reason: Option<String>,
+}
+
+/// Where a policy came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A file, as found or given.
+    File(PathBuf),
+    /// No file: the built-in default.
+    BuiltIn,
+}
+
+impl std::fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicySource::File(p) => write!(f, "{}", p.display()),
+            PolicySource::BuiltIn => f.write_str("the built-in default policy"),
+        }
+    }
+}
+
+/// A policy with its provenance, as a run records it.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    /// The rules.
+    pub policy: Policy,
+    /// Its file, or the built-in default.
+    pub source: PolicySource,
+    /// SHA-256 of its text: binds approvals and journals to this exact policy.
+    pub sha256: String,
+    /// Its exact text, for `gameday policy show`.
+    pub text: String,
+}
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read the safety policy {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file has problems, each with its position.
+    #[error("{0}")]
+    Invalid(#[from] FileErrors),
+}
+
+/// The policy in force: `explicit` if given, else `safety/policy.yaml`
+/// beside the experiment's folder (for X/experiments/a.yaml:
+/// X/safety/policy.yaml), else the current directory's, else the built-in default.
+pub fn find_and_load(explicit: Option<&Path>, experiment_file: Option<&Path>) -> Result<LoadedPolicy, PolicyError> {
+    if let Some(p) = explicit {
+        return load(p);
+    }
+    let beside = experiment_file.and_then(|file| {
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // Keep the path as the user wrote it when it names the folder
+        // (`experiments/a.yaml` -> `safety/policy.yaml`); resolve `.` and `..`.
+        let up = match dir.components().next_back() {
+            Some(Component::Normal(_)) => dir.parent().map(Path::to_path_buf),
+            _ => dir.canonicalize().ok().and_then(|d| d.parent().map(Path::to_path_buf)),
+        };
+        up.map(|up| up.join(POLICY_PATH))
+    });
+    for candidate in beside.into_iter().chain(std::iter::once(PathBuf::from(POLICY_PATH))) {
+        if candidate.is_file() {
+            return load(&candidate);
+        }
+    }
+    Ok(built_in())
+}
+
+/// Reads and decodes a policy file.
+pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.to_path_buf(), source })?;
+    let policy = load_str(path, &text)?;
+    Ok(LoadedPolicy { policy, source: PolicySource::File(path.to_path_buf()), sha256: sha256_hex(text.as_bytes()), text })
+}
+
+/// The built-in default policy.
+pub fn built_in() -> LoadedPolicy {
+    let policy = load_str(Path::new("<built-in policy>"), DEFAULT_POLICY)
+        .unwrap_or_else(|e| panic!("the built-in policy (safety/policy.yaml) is invalid: {e}"));
+    LoadedPolicy { policy, source: PolicySource::BuiltIn, sha256: sha256_hex(DEFAULT_POLICY.as_bytes()), text: DEFAULT_POLICY.to_string() }
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "regions",
+    "accounts",
+    "actions",
+    "protected_tags",
+    "blast_radius",
+    "in_place",
+    "parallel",
+    "windows",
+    "require_guardrails",
+    "max_experiment_duration",
+];
+const BLAST_KEYS: &[&str] = &["max_instances_per_fault", "max_percent_of_group"];
+const IN_PLACE_KEYS: &[&str] = &["allowed", "requires_approval", "allow_terminate"];
+const PARALLEL_KEYS: &[&str] = &["requires_approval"];
+const WINDOWS_KEYS: &[&str] = &["time_zone", "allowed", "freeze"];
+const WINDOW_KEYS: &[&str] = &["days", "hours"];
+const FREEZE_KEYS: &[&str] = &["from", "to", "reason"];
+const DAYS: &[(&str, Weekday)] = &[
+    ("mon", Weekday::Monday),
+    ("tue", Weekday::Tuesday),
+    ("wed", Weekday::Wednesday),
+    ("thu", Weekday::Thursday),
+    ("fri", Weekday::Friday),
+    ("sat", Weekday::Saturday),
+    ("sun", Weekday::Sunday),
+];
+
+/// Decodes policy text as if read from `path`.
+pub fn load_str(path: &Path, text: &str) -> Result<Policy, FileErrors> {
+    let root = yaml::parse(path, text)?;
+    let mut d = Decoder::new();
+    let policy = decode(&mut d, &root);
+    d.finish(path)?;
+    // `decode` returns None only after recording a diagnostic.
+    Ok(policy.expect("a policy that decoded without diagnostics"))
+}
+
+fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
+    let top = d.map(root, "the policy", TOP_KEYS)?.at(yaml::Loc { line: 1, column: 1 });
+    let version = d.required(&top, "version", "the policy").and_then(|n| d.integer(n, "version", 0, u64::MAX));
+    if let Some(v) = &version
+        && v.value != POLICY_VERSION
+    {
+        d.error_help(v.loc, format!("unsupported policy format version {}", v.value), format!("this gameday reads `version: {POLICY_VERSION}`"));
+    }
+    let regions = d.required(&top, "regions", "the policy").and_then(|n| decode_allowed(d, n, "regions", |_| None));
+    let accounts = match top.get("accounts") {
+        Some(n) => decode_allowed(d, n, "accounts", |a| {
+            (a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit())).then(|| "an AWS account id is 12 digits".to_string())
+        }),
+        None => Some(Allowed::Any),
+    };
+    let actions = d.required(&top, "actions", "the policy").and_then(|n| decode_actions(d, n));
+    let protected_tags = d.required(&top, "protected_tags", "the policy").and_then(|n| d.string_map(n, "protected_tags"));
+    let blast_radius = d.required(&top, "blast_radius", "the policy").and_then(|n| decode_blast_radius(d, n));
+    let in_place = d.required(&top, "in_place", "the policy").and_then(|n| decode_in_place(d, n));
+    let parallel_requires_approval = match top.get("parallel") {
+        Some(n) => d.map(n, "parallel", PARALLEL_KEYS).and_then(|m| {
+            d.required(&m, "requires_approval", "parallel").and_then(|n| d.boolean(n, "parallel.requires_approval"))
+        }),
+        None => Some(false),
+    };
+    let windows = match top.get("windows") {
+        Some(n) => decode_windows(d, n),
+        None => Some(Windows { time_zone_name: "UTC".into(), time_zone: TimeZone::UTC, allowed: Vec::new(), freeze: Vec::new() }),
+    };
+    let require_guardrails =
+        d.required(&top, "require_guardrails", "the policy").and_then(|n| d.boolean(n, "require_guardrails"));
+    let max_experiment_duration = d
+        .required(&top, "max_experiment_duration", "the policy")
+        .and_then(|n| d.duration(n, "max_experiment_duration"))
+        .map(|s| s.value);
+    Some(Policy {
+        regions: regions?,
+        accounts: accounts?,
+        actions: actions?,
+        protected_tags: protected_tags?,
+        blast_radius: blast_radius?,
+        in_place: in_place?,
+        parallel_requires_approval: parallel_requires_approval?,
+        windows: windows?,
+        require_guardrails: require_guardrails?,
+        max_experiment_duration: max_experiment_duration?,
+    })
+}
+
+/// `any` or a non-empty list; `check` returns a problem with one item.
+fn decode_allowed(d: &mut Decoder, node: &Node, what: &str, check: impl Fn(&str) -> Option<String>) -> Option<Allowed> {
+    if let Node::Scalar(s) = node
+        && s.as_str() == "any"
+    {
+        return Some(Allowed::Any);
+    }
+    if !matches!(node, Node::Sequence(_)) {
+        d.error_help(yaml::loc(node), format!("{what}: expected `any` or a list"), format!("e.g. `{what}: any` or `{what}: [first, second]`"));
+        return None;
+    }
+    let items = d.string_list(node, what)?;
+    if items.is_empty() {
+        d.error_help(yaml::loc(node), format!("{what}: an empty list allows nothing"), format!("list what is allowed, or write `{what}: any`"));
+        return None;
+    }
+    let mut ok = true;
+    for item in &items {
+        if let Some(problem) = check(&item.value) {
+            d.error(item.loc, format!("{what}: `{}`: {problem}", item.value));
+            ok = false;
+        }
+    }
+    ok.then(|| Allowed::Only(items.into_iter().map(|s| s.value).collect()))
+}
+
+fn decode_actions(d: &mut Decoder, node: &Node) -> Option<Vec<String>> {
+    let items = d.string_list(node, "actions")?;
+    let known: Vec<&str> = faults::names().into_iter().chain(faults::PLANNED.iter().copied()).collect();
+    let mut ok = true;
+    for a in &items {
+        if !known.contains(&a.value.as_str()) {
+            let help = match yaml::did_you_mean(&a.value, known.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("known actions: {}", known.join(", ")),
+            };
+            d.error_help(a.loc, format!("actions: unknown action `{}`", a.value), help);
+            ok = false;
+        }
+    }
+    ok.then(|| items.into_iter().map(|s| s.value).collect())
+}
+
+fn decode_blast_radius(d: &mut Decoder, node: &Node) -> Option<BlastRadius> {
+    let m = d.map(node, "blast_radius", BLAST_KEYS)?;
+    let per_fault = d
+        .required(&m, "max_instances_per_fault", "blast_radius")
+        .and_then(|n| d.integer(n, "blast_radius.max_instances_per_fault", 1, 100_000));
+    let percent = d
+        .required(&m, "max_percent_of_group", "blast_radius")
+        .and_then(|n| d.integer(n, "blast_radius.max_percent_of_group", 1, 100));
+    Some(BlastRadius { max_instances_per_fault: per_fault?.value as u32, max_percent_of_group: percent?.value as u32 })
+}
+
+fn decode_in_place(d: &mut Decoder, node: &Node) -> Option<InPlace> {
+    let m = d.map(node, "in_place", IN_PLACE_KEYS)?;
+    let mut flag = |key: &str| d.required(&m, key, "in_place").and_then(|n| d.boolean(n, &format!("in_place.{key}")));
+    let allowed = flag("allowed");
+    let requires_approval = flag("requires_approval");
+    let allow_terminate = flag("allow_terminate");
+    Some(InPlace { allowed: allowed?, requires_approval: requires_approval?, allow_terminate: allow_terminate? })
+}
+
+fn decode_windows(d: &mut Decoder, node: &Node) -> Option<Windows> {
+    let m = d.map(node, "windows", WINDOWS_KEYS)?;
+    let (time_zone_name, time_zone) = match m.get("time_zone") {
+        Some(n) => {
+            let name = d.string(n, "windows.time_zone")?;
+            match TimeZone::get(&name.value) {
+                Ok(tz) => (name.value, tz),
+                Err(_) => {
+                    let zones: Vec<String> = jiff::tz::db().available().map(|z| z.to_string()).collect();
+                    let help = match yaml::did_you_mean(&name.value, zones.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "expected an IANA time zone name such as `UTC` or `Europe/Paris`".to_string(),
+                    };
+                    d.error_help(name.loc, format!("windows.time_zone: unknown time zone `{}`", name.value), help);
+                    return None;
+                }
+            }
+        }
+        None => ("UTC".to_string(), TimeZone::UTC),
+    };
+    let allowed = match m.get("allowed") {
+        Some(n) => {
+            let items = d.list(n, "windows.allowed")?;
+            let out: Vec<Window> = items.iter().enumerate().filter_map(|(i, w)| decode_window(d, w, &format!("windows.allowed[{}]", i + 1))).collect();
+            (out.len() == items.len()).then_some(out)
+        }
+        None => Some(Vec::new()),
+    };
+    let freeze = match m.get("freeze") {
+        Some(n) => {
+            let items = d.list(n, "windows.freeze")?;
+            let out: Vec<Freeze> = items.iter().enumerate().filter_map(|(i, f)| decode_freeze(d, f, &format!("windows.freeze[{}]", i + 1))).collect();
+            (out.len() == items.len()).then_some(out)
+        }
+        None => Some(Vec::new()),
+    };
+    Some(Windows { time_zone_name, time_zone, allowed: allowed?, freeze: freeze? })
+}
+
+fn decode_window(d: &mut Decoder, node: &Node, what: &str) -> Option<Window> {
+    let m = d.map(node, what, WINDOW_KEYS)?;
+    let days = d.required(&m, "days", what).and_then(|n| d.string_list(n, &format!("{what}.days"))).and_then(|days| {
+        let mut out = Vec::new();
+        for day in &days {
+            match DAYS.iter().find(|(name, _)| day.value.eq_ignore_ascii_case(name)) {
+                Some((_, w)) => out.push(*w),
+                None => {
+                    let names = DAYS.iter().map(|(n, _)| *n);
+                    let help = match yaml::did_you_mean(&day.value.to_ascii_lowercase(), names) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "expected one of: mon, tue, wed, thu, fri, sat, sun".to_string(),
+                    };
+                    d.error_help(day.loc, format!("{what}.days: unknown day `{}`", day.value), help);
+                }
+            }
+        }
+        (out.len() == days.len() && !out.is_empty()).then_some(out)
+    });
+    let hours = d.required(&m, "hours", what).and_then(|n| d.string(n, &format!("{what}.hours"))).and_then(|h| {
+        let parsed = parse_hours(&h.value);
+        if parsed.is_none() {
+            d.error_help(h.loc, format!("{what}.hours: malformed hours `{}`", h.value), "expected `HH:MM-HH:MM` with the start before the end, e.g. `09:00-17:00` or `00:00-24:00`");
+        }
+        parsed.map(|(start, end)| (start, end, h.value))
+    });
+    let (start, end, text) = hours?;
+    Some(Window { days: days?, start, end, text })
+}
+
+/// `HH:MM-HH:MM`, start before end; `24:00` is the end of the day.
+fn parse_hours(text: &str) -> Option<(Time, Option<Time>)> {
+    let (a, b) = text.split_once('-')?;
+    let clock = |s: &str| -> Option<(i8, i8)> {
+        let (h, m) = s.trim().split_once(':')?;
+        Some((h.parse().ok()?, m.parse().ok()?))
+    };
+    let (sh, sm) = clock(a)?;
+    let start = Time::new(sh, sm, 0, 0).ok()?;
+    let end = match clock(b)? {
+        (24, 0) => None,
+        (eh, em) => Some(Time::new(eh, em, 0, 0).ok()?),
+    };
+    match end {
+        Some(e) if e <= start => None,
+        _ => Some((start, end)),
+    }
+}
+
+fn decode_date(d: &mut Decoder, node: &Node, what: &str) -> Option<Spanned<Date>> {
+    let s = d.string(node, what)?;
+    match s.value.parse::<Date>() {
+        Ok(date) => Some(Spanned { value: date, loc: s.loc }),
+        Err(_) => {
+            d.error_help(s.loc, format!("{what}: malformed date `{}`", s.value), "expected a date as YYYY-MM-DD, e.g. `2026-12-24`");
+            None
+        }
+    }
+}
+
+fn decode_freeze(d: &mut Decoder, node: &Node, what: &str) -> Option<Freeze> {
+    if let Node::Scalar(_) = node {
+        let day = decode_date(d, node, what)?;
+        return Some(Freeze { from: day.value, to: day.value, reason: None });
+    }
+    let m = d.map(node, what, FREEZE_KEYS)?;
+    let from = d.required(&m, "from", what).and_then(|n| decode_date(d, n, &format!("{what}.from")));
+    let to = d.required(&m, "to", what).and_then(|n| decode_date(d, n, &format!("{what}.to")));
+    let reason = m.get("reason").and_then(|n| d.string(n, &format!("{what}.reason"))).map(|s| s.value);
+    let (from, to) = (from?, to?);
+    if to.value < from.value {
+        d.error(to.loc, format!("{what}.to: {} is before `from` ({})", to.value, from.value));
+        return None;
+    }
+    Some(Freeze { from: from.value, to: to.value, reason })
+}
+
+/// How the policy reads in `gameday policy show` and in messages about it.
+pub fn describe_day(w: Weekday) -> &'static str {
+    DAYS.iter().find(|(_, d)| *d == w).map(|(n, _)| *n).unwrap_or("?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> String {
+        match load_str(Path::new("policy.yaml"), text) {
+            Ok(_) => panic!("expected the policy to be rejected"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_built_in_default_is_the_commented_repository_file() {
+        let p = built_in().policy;
+        assert_eq!(p.regions, Allowed::Any);
+        assert_eq!(p.protected_tags, vec![("gameday:protected".to_string(), "true".to_string())]);
+        assert!(p.in_place.allowed && p.in_place.requires_approval && !p.in_place.allow_terminate);
+        assert!(p.require_guardrails);
+        assert!(!p.actions.iter().any(|a| a == "ec2:terminate-instances"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_have_positions_and_suggestions() {
+        let text = "\
+version: 1
+regions: [eu-west-1]
+acounts: any
+actions: [ec2:stop-instance]
+protected_tags: { gameday:protected: \"true\" }
+blast_radius: { max_instances_per_fault: 0, max_percent_of_group: 150 }
+in_place: { allowed: yes please, requires_approval: true, allow_terminate: false }
+windows:
+  time_zone: Europe/Pariss
+  allowed:
+    - { days: [mon, fry], hours: \"17:00-09:00\" }
+  freeze: [2026-13-01]
+require_guardrails: true
+max_experiment_duration: 1 hour
+";
+        let e = errors(text);
+        for expected in [
+            "policy.yaml:3:1: error: unknown key `acounts` in the policy\n  help: did you mean `accounts`?",
+            "policy.yaml:4:11: error: actions: unknown action `ec2:stop-instance`\n  help: did you mean `ec2:stop-instances`?",
+            "policy.yaml:6:42: error: blast_radius.max_instances_per_fault: 0 is out of range",
+            "blast_radius.max_percent_of_group: 150 is out of range",
+            "policy.yaml:7:22: error: in_place.allowed: expected `true` or `false`",
+            "policy.yaml:9:14: error: windows.time_zone: unknown time zone `Europe/Pariss`\n  help: did you mean `Europe/Paris`?",
+            "policy.yaml:14:26: error: max_experiment_duration: malformed duration",
+        ] {
+            assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn window_days_hours_and_freeze_dates_are_checked() {
+        let text = "\
+version: 1
+regions: any
+actions: [ec2:stop-instances]
+protected_tags: {}
+blast_radius: { max_instances_per_fault: 1, max_percent_of_group: 10 }
+in_place: { allowed: true, requires_approval: true, allow_terminate: false }
+windows:
+  allowed:
+    - { days: [mon, fry], hours: \"17:00-09:00\" }
+  freeze: [2026-13-01, { from: 2026-12-20, to: 2026-12-01 }]
+require_guardrails: true
+max_experiment_duration: 1h
+";
+        let e = errors(text);
+        for expected in [
+            "policy.yaml:9:21: error: windows.allowed[1].days: unknown day `fry`\n  help: did you mean `fri`?",
+            "policy.yaml:9:34: error: windows.allowed[1].hours: malformed hours `17:00-09:00`",
+            "policy.yaml:10:12: error: windows.freeze[1]: malformed date `2026-13-01`",
+            "policy.yaml:10:48: error: windows.freeze[2].to: 2026-12-01 is before `from`",
+        ] {
+            assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn hours_accept_the_end_of_the_day() {
+        assert_eq!(parse_hours("00:00-24:00"), Some((Time::midnight(), None)));
+        assert!(parse_hours("9-17").is_none());
+        assert!(parse_hours("10:00-10:00").is_none());
+    }
+}
