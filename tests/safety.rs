@@ -130,6 +130,9 @@ async fn a_plan_over_the_blast_radius_is_refused() {
     assert_refused(&c, &fleet, &s, &out, &["blast_radius.max_instances_per_fault", "blast_radius.max_percent_of_group"]).await;
     assert!(out.stdout.contains(&format!("{}: 3 of 4 instances (75%)", fleet.group)), "the group and the share are named:\n{}", out.stdout);
     assert!(out.stdout.contains("stop (3 instances)"), "the fault is named:\n{}", out.stdout);
+    let started = &s.journal()["events"][0];
+    assert_eq!(started["policy_file"], p, "the journal names the policy file");
+    assert_eq!(started["policy_sha256"].as_str().map(str::len), Some(64));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,4 +306,32 @@ async fn policy_show_prints_the_built_in_default_and_rejects_bad_files_with_posi
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("bad.yaml:2:1: error: unknown key `region` in the policy\n  help: did you mean `regions`?"), "{}", out.stderr);
     assert!(out.stderr.contains("bad.yaml:1:1: error: the policy: missing required key `regions`"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_lists_every_failed_rule_and_the_account_comes_from_settings() {
+    let (_c, _fleet, s, file, p) = setup(
+        2,
+        "{ count: 1 }",
+        &[
+            ("regions: any", "regions: [eu-west-1]\naccounts: [\"111122223333\"]"),
+            ("in_place: { allowed: true", "in_place: { allowed: false"),
+            ("max_experiment_duration: 1h", "max_experiment_duration: 1m"),
+        ],
+    )
+    .await;
+    let failed_rules = |out: &Finished| -> Vec<String> {
+        plan_json(out)["rules"].as_array().expect("rules").iter().filter(|r| r["passed"] == false).filter_map(|r| r["rule"].as_str().map(str::to_string)).collect()
+    };
+    let out = gameday_plan(&s, &[&file, "--policy", &p, "--output", "json"]).await;
+    assert_eq!(out.code, 7, "{}{}", out.stdout, out.stderr);
+    assert_eq!(failed_rules(&out), ["regions", "accounts", "in_place.allowed", "max_experiment_duration"]);
+
+    // The account is known from settings, never from an AWS call.
+    let out = gameday_plan(&s, &[&file, "--policy", &p, "--output", "json", "--account", "111122223333"]).await;
+    assert_eq!(failed_rules(&out), ["regions", "in_place.allowed", "max_experiment_duration"]);
+    let child = gameday(&s).args(["plan", &file, "--policy", &p, "--output", "json"]).env("AWS_ACCOUNT_ID", "999999999999").spawn().expect("spawn");
+    let out = finish(child, Duration::from_secs(60)).await;
+    let accounts = plan_json(&out)["rules"].as_array().expect("rules").iter().find(|r| r["rule"] == "accounts").cloned().expect("the accounts rule");
+    assert_eq!(accounts["resources"], serde_json::json!(["999999999999"]), "{accounts}");
 }
