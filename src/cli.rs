@@ -388,7 +388,8 @@ async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, app
     // Chosen here so that the plan confirmed on a terminal is the run's plan.
     let seed = seed.unwrap_or_else(random_seed);
     let approval = match approve {
-        Some(hash) => Approval::Hash(hash),
+        // Hashes are lowercase hex; a pasted one may carry spaces or capitals.
+        Some(hash) => Approval::Hash(hash.trim().to_ascii_lowercase()),
         None if gate::approval_needed(&p.policy.policy, &p.exp).is_some() && on_terminal() => confirm_on_terminal(&p, seed, safety_args.now).await,
         None => Approval::Missing,
     };
