@@ -335,3 +335,31 @@ async fn a_refusal_lists_every_failed_rule_and_the_account_comes_from_settings()
     let accounts = plan_json(&out)["rules"].as_array().expect("rules").iter().find(|r| r["rule"] == "accounts").cloned().expect("the accounts rule");
     assert_eq!(accounts["resources"], serde_json::json!(["999999999999"]), "{accounts}");
 }
+
+/// Runs `run FILE` on a terminal under the built-in policy and types `answer`.
+async fn confirm_on_terminal(s: &Scratch, file: &str, answer: &str) -> Finished {
+    use tokio::io::AsyncWriteExt;
+    let args = format!("run {file} --runs-dir {}", s.runs().display());
+    let mut child = gameday_on_terminal(s, &args).env_remove("GAMEDAY_POLICY").spawn().expect("spawn script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(format!("{answer}\n").as_bytes()).await.expect("type the answer");
+    // Keep the terminal open until gameday has read the answer and finished.
+    let out = finish(child, Duration::from_secs(60)).await;
+    drop(stdin);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_an_in_place_run_asks_for_the_experiment_name() {
+    let (c, fleet, s, file, _) = setup(2, "{ count: 1 }", &[]).await;
+    let out = confirm_on_terminal(&s, &file, "not-the-name").await;
+    assert_refused(&c, &fleet, &s, &out, &["approval"]).await;
+    assert!(out.stdout.contains("Type the experiment's name (`safety-test`) to approve"), "{}", out.stdout);
+    assert!(out.stdout.contains("it was not confirmed on the terminal"), "{}", out.stdout);
+
+    let s2 = Scratch::new();
+    let out = confirm_on_terminal(&s2, &file, "safety-test").await;
+    assert_eq!(out.code, 0, "confirmed, the run goes ahead\n{}", out.stdout);
+    let target = s2.journal()["targets"][0]["selected"][0]["id"].as_str().expect("a target").to_string();
+    assert!(out.stdout.contains(&format!("It will act on: {target}")), "the prompt shows the targets:\n{}", out.stdout);
+}
