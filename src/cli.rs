@@ -100,6 +100,10 @@ enum Command {
     },
     /// Run a game day: inject the experiment's faults, watch, roll back, record.
     ///
+    /// The safety policy is checked against the run's plan before anything is
+    /// touched (exit 7 on refusal). Runs the policy marks as needing approval
+    /// ask for the experiment's name on a terminal, or need --approve.
+    ///
     /// Ctrl-C (or SIGTERM) stops the run and rolls every fault back before
     /// exiting; a second Ctrl-C skips waiting for instances to be running again,
     /// never the rollback calls themselves.
