@@ -100,6 +100,10 @@ enum Command {
     },
     /// Run a game day: inject the experiment's faults, watch, roll back, record.
     ///
+    /// The safety policy is checked against the run's plan before anything is
+    /// touched (exit 7 on refusal). Runs the policy marks as needing approval
+    /// ask for the experiment's name on a terminal, or need --approve.
+    ///
     /// Ctrl-C (or SIGTERM) stops the run and rolls every fault back before
     /// exiting; a second Ctrl-C skips waiting for instances to be running again,
     /// never the rollback calls themselves.
@@ -520,7 +524,8 @@ async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, app
     // Chosen here so that the plan confirmed on a terminal is the run's plan.
     let seed = seed.unwrap_or_else(random_seed);
     let approval = match approve {
-        Some(hash) => Approval::Hash(hash),
+        // Hashes are lowercase hex; a pasted one may carry spaces or capitals.
+        Some(hash) => Approval::Hash(hash.trim().to_ascii_lowercase()),
         None if gate::approval_needed(&p.policy.policy, &p.exp).is_some() && on_terminal() => confirm_on_terminal(&p, seed, safety_args.now).await,
         None => Approval::Missing,
     };

@@ -324,3 +324,56 @@ fn probe_status(p: &Probe, guards: &[AlarmGuard], breaches: &[observe::Breach]) 
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::Instance;
+
+    fn plan(eligible: &[&str], selected: &[&str], seed: u64, policy_sha256: &str) -> Plan {
+        let inst = |id: &&str| Instance { id: id.to_string(), az: "us-east-1a".into(), state: "running".into(), autoscaling_group: None, name: None };
+        let resolved = Resolved {
+            matched: eligible.len(),
+            eligible: eligible.iter().map(|s| s.to_string()).collect(),
+            protected: Vec::new(),
+            ineligible: Vec::new(),
+            selected: selected.iter().map(inst).collect(),
+        };
+        let mut p = Plan {
+            experiment: "e".into(),
+            file: "e.yaml".into(),
+            file_sha256: "f".into(),
+            policy: "built-in".into(),
+            policy_sha256: policy_sha256.into(),
+            region: "us-east-1".into(),
+            mode: Mode::InPlace,
+            seed,
+            environment: None,
+            guardrails: Vec::new(),
+            steady_state: Vec::new(),
+            faults: vec![FaultPlan {
+                name: "stop".into(),
+                action: "ec2:stop-instances".into(),
+                starts: String::new(),
+                start_after: Vec::new(),
+                duration: None,
+                targets: Targets::Instances(resolved),
+            }],
+            timing: TimingPlan { interval: "5s".into(), max_duration: "30m".into() },
+            group_sizes: BTreeMap::new(),
+            hash: String::new(),
+        };
+        p.hash = p.approval_hash();
+        p
+    }
+
+    #[test]
+    fn the_hash_binds_the_eligible_targets_and_the_policy_not_the_random_choice() {
+        let base = plan(&["i-1", "i-2", "i-3"], &["i-1"], 1, "p");
+        assert_eq!(base.hash.len(), HASH_LEN);
+        assert_eq!(base.hash, plan(&["i-1", "i-2", "i-3"], &["i-2"], 2, "p").hash, "another seed's choice among the same targets");
+        assert_ne!(base.hash, plan(&["i-1", "i-2", "i-4"], &["i-1"], 1, "p").hash, "an instance was replaced");
+        assert_ne!(base.hash, plan(&["i-1", "i-2", "i-3"], &["i-1", "i-2"], 1, "p").hash, "more instances are chosen");
+        assert_ne!(base.hash, plan(&["i-1", "i-2", "i-3"], &["i-1"], 1, "q").hash, "the policy changed");
+    }
+}

@@ -130,6 +130,9 @@ async fn a_plan_over_the_blast_radius_is_refused() {
     assert_refused(&c, &fleet, &s, &out, &["blast_radius.max_instances_per_fault", "blast_radius.max_percent_of_group"]).await;
     assert!(out.stdout.contains(&format!("{}: 3 of 4 instances (75%)", fleet.group)), "the group and the share are named:\n{}", out.stdout);
     assert!(out.stdout.contains("stop (3 instances)"), "the fault is named:\n{}", out.stdout);
+    let started = &s.journal()["events"][0];
+    assert_eq!(started["policy_file"], p, "the journal names the policy file");
+    assert_eq!(started["policy_sha256"].as_str().map(str::len), Some(64));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,4 +305,60 @@ async fn policy_show_prints_the_built_in_default_and_rejects_bad_files_with_posi
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("bad.yaml:2:1: error: unknown key `region` in the policy\n  help: did you mean `regions`?"), "{}", out.stderr);
     assert!(out.stderr.contains("bad.yaml:1:1: error: the policy: missing required key `regions`"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_lists_every_failed_rule_and_the_account_comes_from_settings() {
+    let (_c, _fleet, s, file, p) = setup(
+        2,
+        "{ count: 1 }",
+        &[
+            ("regions: any", "regions: [eu-west-1]\naccounts: [\"111122223333\"]"),
+            ("in_place: { allowed: true", "in_place: { allowed: false"),
+            ("max_experiment_duration: 1h", "max_experiment_duration: 1m"),
+        ],
+    )
+    .await;
+    let failed_rules = |out: &Finished| -> Vec<String> {
+        plan_json(out)["rules"].as_array().expect("rules").iter().filter(|r| r["passed"] == false).filter_map(|r| r["rule"].as_str().map(str::to_string)).collect()
+    };
+    let out = gameday_plan(&s, &[&file, "--policy", &p, "--output", "json"]).await;
+    assert_eq!(out.code, 7, "{}{}", out.stdout, out.stderr);
+    assert_eq!(failed_rules(&out), ["regions", "accounts", "in_place.allowed", "max_experiment_duration"]);
+
+    // The account is known from settings, never from an AWS call.
+    let out = gameday_plan(&s, &[&file, "--policy", &p, "--output", "json", "--account", "111122223333"]).await;
+    assert_eq!(failed_rules(&out), ["regions", "in_place.allowed", "max_experiment_duration"]);
+    let child = gameday(&s).args(["plan", &file, "--policy", &p, "--output", "json"]).env("AWS_ACCOUNT_ID", "999999999999").spawn().expect("spawn");
+    let out = finish(child, Duration::from_secs(60)).await;
+    let accounts = plan_json(&out)["rules"].as_array().expect("rules").iter().find(|r| r["rule"] == "accounts").cloned().expect("the accounts rule");
+    assert_eq!(accounts["resources"], serde_json::json!(["999999999999"]), "{accounts}");
+}
+
+/// Runs `run FILE` on a terminal under the built-in policy and types `answer`.
+async fn confirm_on_terminal(s: &Scratch, file: &str, answer: &str) -> Finished {
+    use tokio::io::AsyncWriteExt;
+    let args = format!("run {file} --runs-dir {}", s.runs().display());
+    let mut child = gameday_on_terminal(s, &args).env_remove("GAMEDAY_POLICY").spawn().expect("spawn script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(format!("{answer}\n").as_bytes()).await.expect("type the answer");
+    // Keep the terminal open until gameday has read the answer and finished.
+    let out = finish(child, Duration::from_secs(60)).await;
+    drop(stdin);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_an_in_place_run_asks_for_the_experiment_name() {
+    let (c, fleet, s, file, _) = setup(2, "{ count: 1 }", &[]).await;
+    let out = confirm_on_terminal(&s, &file, "not-the-name").await;
+    assert_refused(&c, &fleet, &s, &out, &["approval"]).await;
+    assert!(out.stdout.contains("Type the experiment's name (`safety-test`) to approve"), "{}", out.stdout);
+    assert!(out.stdout.contains("it was not confirmed on the terminal"), "{}", out.stdout);
+
+    let s2 = Scratch::new();
+    let out = confirm_on_terminal(&s2, &file, "safety-test").await;
+    assert_eq!(out.code, 0, "confirmed, the run goes ahead\n{}", out.stdout);
+    let target = s2.journal()["targets"][0]["selected"][0]["id"].as_str().expect("a target").to_string();
+    assert!(out.stdout.contains(&format!("It will act on: {target}")), "the prompt shows the targets:\n{}", out.stdout);
 }

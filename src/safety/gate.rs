@@ -215,13 +215,14 @@ fn per_fault(policy: &Policy, plan: &Plan) -> RuleResult {
 
 fn percent_of_group(policy: &Policy, plan: &Plan) -> RuleResult {
     let max = policy.blast_radius.max_percent_of_group as usize;
-    // Instances hit per group, over every fault together: faults may overlap in time.
+    // Distinct instances hit per group, over every fault together: faults may
+    // overlap in time, and two faults on one instance still hit one instance.
     let mut hit: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
     let mut outside_groups = Vec::new();
     for f in &plan.faults {
         match &f.targets {
             Targets::Instances(r) => {
-                let mut seen = std::collections::BTreeSet::new();
                 for i in &r.selected {
                     match &i.autoscaling_group {
                         Some(g) => {

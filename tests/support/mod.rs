@@ -270,8 +270,21 @@ max_experiment_duration: 1h
 /// The `gameday` binary with the test server's endpoint, no user config, and
 /// [`PERMISSIVE_POLICY`] (through GAMEDAY_POLICY; `--policy` overrides it).
 pub fn gameday(scratch: &Scratch) -> tokio::process::Command {
+    command(scratch, env!("CARGO_BIN_EXE_gameday"))
+}
+
+/// `gameday ARGS` on a pseudo-terminal (util-linux `script`), so that it sees
+/// a terminal on stdin and stderr; what it prints arrives on stdout, and what
+/// is written to stdin is typed on the terminal. Paths in `args` must not need quoting.
+pub fn gameday_on_terminal(scratch: &Scratch, args: &str) -> tokio::process::Command {
+    let mut cmd = command(scratch, "script");
+    cmd.args(["--quiet", "--return", "--command", &format!("{} {args}", env!("CARGO_BIN_EXE_gameday")), "/dev/null"]).stdin(Stdio::piped());
+    cmd
+}
+
+fn command(scratch: &Scratch, program: &str) -> tokio::process::Command {
     let policy = scratch.write("permissive-policy.yaml", PERMISSIVE_POLICY);
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gameday"));
+    let mut cmd = tokio::process::Command::new(program);
     cmd.current_dir(scratch.path())
         .env_clear()
         .env("GAMEDAY_POLICY", policy)
