@@ -4,4 +4,5 @@
 mod support;
 
 mod run;
+mod sandbox;
 mod validate;
