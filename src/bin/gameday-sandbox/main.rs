@@ -64,7 +64,7 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         instances: i32,
     },
-    /// Simulate the service behind the groups and evaluate their alarms, until SIGINT/SIGTERM.
+    /// Simulate the service behind the groups and evaluate their alarms, until SIGTERM or Ctrl-C.
     ///
     /// Serves every group tagged gameday-sandbox=true and every copy tagged
     /// gameday:run-id, or only the groups given with --group. Each tick it

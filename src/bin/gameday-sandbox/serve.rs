@@ -37,10 +37,14 @@ pub struct Options {
     pub model: Model,
 }
 
-/// Runs until SIGINT or SIGTERM.
+/// Runs until SIGTERM (or SIGINT, which keeps its default action).
+///
+/// SIGINT is deliberately not caught: started in the background by a script
+/// (scripts/demo), the sandbox inherits an ignored SIGINT, so a Ctrl-C meant
+/// for the game day in the foreground does not kill the workload mid-run; the
+/// script stops it with SIGTERM. In a terminal, Ctrl-C still ends it.
 pub async fn serve(aws: &Aws, opts: Options, mut rng: StdRng) -> Result<(), std::io::Error> {
     let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(opts.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut services: HashMap<String, Service> = HashMap::new();
@@ -52,7 +56,6 @@ pub async fn serve(aws: &Aws, opts: Options, mut rng: StdRng) -> Result<(), std:
         tokio::select! {
             _ = tick.tick() => {}
             _ = term.recv() => break,
-            _ = int.recv() => break,
         }
         let now = Instant::now();
         let elapsed = last_tick.map_or(opts.interval, |t| now - t);
