@@ -11,23 +11,6 @@ use aws_smithy_types::DateTime;
 
 use crate::support::*;
 
-/// The sandbox binary with the test server's endpoint and no user config.
-fn sandbox(scratch: &Scratch) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gameday-sandbox"));
-    cmd.current_dir(scratch.path())
-        .env_clear()
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_CONFIG_FILE", scratch.path().join("no-aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", scratch.path().join("no-aws-credentials"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
 /// Starts `serve` for `group` only (tests run in parallel against one moto),
 /// with short ticks; its lines go to `sandbox.log` in the scratch folder.
 fn serve(scratch: &Scratch, group: &str) -> tokio::process::Child {
@@ -79,24 +62,6 @@ async fn wait_for(scratch: &Scratch, alarm: &str, state: &str) {
     assert!(out.status.success(), "{}\nsandbox log:\n{}", String::from_utf8_lossy(&out.stderr), sandbox_log(scratch));
 }
 
-fn experiment(group: &str, alarm: &str, select: &str, duration: &str) -> String {
-    format!(
-        "version: 1
-name: sandbox-stop
-hypothesis: the service rides out the stopped instances
-environment: {{ mode: in-place, autoscaling_group: {group} }}
-guardrails:
-  - alarm: {alarm}
-faults:
-  - name: stop
-    action: ec2:stop-instances
-    target: {{ select: {select} }}
-    duration: {duration}
-timing: {{ interval: 500ms, max_duration: 2m }}
-"
-    )
-}
-
 /// The minimum and maximum of a metric the sandbox published for `group` in
 /// the last ten minutes (one period covering the whole window).
 async fn range(c: &Clients, group: &str, metric: &str) -> (f64, f64) {
@@ -141,16 +106,23 @@ async fn alarm_state(c: &Clients, alarm: &str) -> (String, String) {
     (a.state_value().map(|s| s.as_str().to_string()).unwrap_or_default(), a.state_reason().unwrap_or_default().to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_fault_degrades_the_service_without_tripping_the_evaluated_alarm() {
+/// A fleet of 3, its error alarm, and the sandbox serving it, once the
+/// evaluator has put the alarm in OK (a steady service).
+async fn steady_service() -> (Clients, Fleet, String, Scratch, tokio::process::Child) {
     let c = clients().await;
     let fleet = fleet(&c, 3).await;
     let alarm = error_alarm(&c, &fleet.group).await;
     let s = Scratch::new();
-    let mut workload = serve(&s, &fleet.group);
+    let workload = serve(&s, &fleet.group);
     wait_for(&s, &alarm, "OK").await;
+    (c, fleet, alarm, s, workload)
+}
 
-    let file = s.write("exp.yaml", &experiment(&fleet.group, &alarm, "{ count: 1 }", "5s"));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_fault_degrades_the_service_without_tripping_the_evaluated_alarm() {
+    let (c, fleet, alarm, s, mut workload) = steady_service().await;
+
+    let file = s.write("exp.yaml", &stop_experiment(&fleet.group, &alarm, "{ count: 1 }", "5s"));
     let out = finish(gameday(&s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(90)).await;
     assert_eq!(out.code, 0, "exit code for passed\n{}{}\nsandbox log:\n{}", out.stdout, out.stderr, sandbox_log(&s));
     assert!(states(&c, &fleet.instances).await.iter().all(|st| st == "running"), "every instance runs again");
@@ -168,15 +140,10 @@ async fn a_small_fault_degrades_the_service_without_tripping_the_evaluated_alarm
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_too_large_fires_the_evaluated_alarm_and_the_run_aborts_and_rolls_back() {
-    let c = clients().await;
-    let fleet = fleet(&c, 3).await;
-    let alarm = error_alarm(&c, &fleet.group).await;
-    let s = Scratch::new();
-    let mut workload = serve(&s, &fleet.group);
-    wait_for(&s, &alarm, "OK").await;
+    let (c, fleet, alarm, s, mut workload) = steady_service().await;
 
     // Two thirds of the fleet for 5 minutes: only the guardrail ends this run in time.
-    let file = s.write("exp.yaml", &experiment(&fleet.group, &alarm, "{ count: 2 }", "5m"));
+    let file = s.write("exp.yaml", &stop_experiment(&fleet.group, &alarm, "{ count: 2 }", "5m"));
     let out = finish(gameday(&s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(90)).await;
     assert_eq!(out.code, 4, "exit code for aborted\n{}{}\nsandbox log:\n{}", out.stdout, out.stderr, sandbox_log(&s));
     assert!(out.stderr.contains("GUARDRAIL TRIPPED"), "{}", out.stderr);
@@ -193,4 +160,92 @@ async fn a_fault_too_large_fires_the_evaluated_alarm_and_the_run_aborts_and_roll
     let (serving_min, serving_max) = range(&c, &fleet.group, "ServingInstances").await;
     assert_eq!((serving_min, serving_max), (1.0, 3.0));
     workload.kill().await.expect("stop the sandbox");
+}
+
+/// Polls until the sandbox has published `want` as the lowest ServingInstances for `group`.
+async fn wait_for_serving_low(c: &Clients, s: &Scratch, group: &str, want: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if range(c, group, "ServingInstances").await.0 == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "ServingInstances never went down to {want}\n{}", sandbox_log(s));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_behind_only_an_empty_security_group_does_not_serve() {
+    let (c, fleet, _alarm, s, mut workload) = steady_service().await;
+    // What a network blackhole does: swap the instance's groups for one with no rule at all.
+    let target = &fleet.instances[0];
+    let described = c.ec2.describe_instances().instance_ids(target).send().await.expect("DescribeInstances");
+    let vpc = described.reservations()[0].instances()[0].vpc_id().expect("a VPC").to_string();
+    let empty = c.ec2.create_security_group().group_name(unique("blackhole")).description("no rules").vpc_id(vpc).send().await.expect("CreateSecurityGroup");
+    let empty = empty.group_id().expect("group id").to_string();
+    let sg = c.ec2.describe_security_groups().group_ids(&empty).send().await.expect("DescribeSecurityGroups");
+    c.ec2
+        .revoke_security_group_egress()
+        .group_id(&empty)
+        .set_ip_permissions(Some(sg.security_groups()[0].ip_permissions_egress().to_vec()))
+        .send()
+        .await
+        .expect("RevokeSecurityGroupEgress");
+    c.ec2.modify_instance_attribute().instance_id(target).groups(&empty).send().await.expect("ModifyInstanceAttribute");
+
+    wait_for_serving_low(&c, &s, &fleet.group, 2.0).await;
+    assert_eq!(states(&c, &fleet.instances).await, vec!["running"; 3], "the instance runs; only the network cuts it off");
+    assert!(sandbox_log(&s).contains("2/3 instances serving (1 unreachable)"), "{}", sandbox_log(&s));
+    workload.kill().await.expect("stop the sandbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_named_with_evaluate_is_evaluated_on_any_metric() {
+    let c = clients().await;
+    let s = Scratch::new();
+    let metric = unique("QueueDepth");
+    let alarm = format!("{metric}-high");
+    c.cloudwatch
+        .put_metric_alarm()
+        .alarm_name(&alarm)
+        .namespace("Test")
+        .metric_name(&metric)
+        .statistic(Statistic::Maximum)
+        .period(2)
+        .evaluation_periods(1)
+        .threshold(10.0)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+    let log = std::fs::File::create(s.path().join("sandbox.log")).expect("sandbox log");
+    // No group is served (the name matches none); only the named alarm is evaluated.
+    let mut evaluator = sandbox(&s)
+        .args(["serve", "--group", "no-such-group", "--evaluate", &alarm, "--interval", "500ms"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn gameday-sandbox serve");
+    // Nothing published yet: with missing data treated as missing, INSUFFICIENT_DATA.
+    wait_for(&s, &alarm, "INSUFFICIENT_DATA").await;
+    let publish = async {
+        loop {
+            c.cloudwatch
+                .put_metric_data()
+                .namespace("Test")
+                .metric_data(aws_sdk_cloudwatch::types::MetricDatum::builder().metric_name(&metric).value(12.0).build())
+                .send()
+                .await
+                .expect("PutMetricData");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    tokio::select! {
+        _ = publish => {}
+        _ = wait_for(&s, &alarm, "ALARM") => {}
+    }
+    let (state, reason) = alarm_state(&c, &alarm).await;
+    assert_eq!(state, "ALARM");
+    assert!(reason.contains("1 of the last 1 datapoints breached (>= 10; 1 needed)"), "{reason}");
+    evaluator.kill().await.expect("stop the sandbox");
 }

@@ -218,6 +218,26 @@ pub async fn wait_until_any_stopped(c: &Clients, ids: &[String]) -> Vec<String> 
     }
 }
 
+/// An in-place experiment on `group` guarded by `alarm`, stopping `select`
+/// of the group's instances for `duration`, checked every 500ms.
+pub fn stop_experiment(group: &str, alarm: &str, select: &str, duration: &str) -> String {
+    format!(
+        "version: 1
+name: test-stop
+hypothesis: the fleet rides out stopped instances
+environment: {{ mode: in-place, autoscaling_group: {group} }}
+guardrails:
+  - alarm: {alarm}
+faults:
+  - name: stop
+    action: ec2:stop-instances
+    target: {{ select: {select} }}
+    duration: {duration}
+timing: {{ interval: 500ms, max_duration: 5m }}
+"
+    )
+}
+
 /// A scratch folder for one test: experiment files and run records.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
@@ -253,7 +273,18 @@ impl Scratch {
 
 /// The `gameday` binary with the test server's endpoint and no user config.
 pub fn gameday(scratch: &Scratch) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gameday"));
+    binary(env!("CARGO_BIN_EXE_gameday"), scratch)
+}
+
+/// The `gameday-sandbox` binary (the demo workload), set up like [`gameday`].
+pub fn sandbox(scratch: &Scratch) -> tokio::process::Command {
+    binary(env!("CARGO_BIN_EXE_gameday-sandbox"), scratch)
+}
+
+/// One of the crate's binaries, run in `scratch` against the test server with
+/// throwaway credentials and no user config; output piped, killed on drop.
+fn binary(path: &str, scratch: &Scratch) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(path);
     cmd.current_dir(scratch.path())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
