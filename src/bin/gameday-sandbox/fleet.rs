@@ -28,7 +28,9 @@ pub struct GroupView {
     pub instances: usize,
     /// Instances that can serve requests.
     pub serving: usize,
-    /// Listed instances not `running` in EC2.
+    /// Listed instances the group does not count as InService and Healthy.
+    pub out_of_service: usize,
+    /// In-service instances not `running` in EC2.
     pub not_running: usize,
     /// Running instances only behind empty security groups.
     pub unreachable: usize,
@@ -74,7 +76,7 @@ pub async fn view(aws: &Aws, only: &[String]) -> Result<Vec<GroupView>, AwsError
     Ok(groups
         .into_iter()
         .map(|(name, ids, listed)| {
-            let mut v = GroupView { name, instances: listed, serving: 0, not_running: listed - ids.len(), unreachable: 0 };
+            let mut v = GroupView { name, instances: listed, serving: 0, out_of_service: listed.saturating_sub(ids.len()), not_running: 0, unreachable: 0 };
             for id in &ids {
                 match instances.get(id) {
                     Some(i) if i.running && reachable(&i.groups, &empty_groups) => v.serving += 1,

@@ -80,10 +80,10 @@ enum Command {
         #[arg(long, value_name = "ALARM")]
         evaluate: Vec<String>,
         /// Offered load per group, requests per second.
-        #[arg(long, default_value_t = 300.0, value_name = "RPS")]
+        #[arg(long, default_value_t = 300.0, value_name = "RPS", value_parser = rate)]
         load: f64,
         /// What one instance serves at most, requests per second.
-        #[arg(long, default_value_t = 200.0, value_name = "RPS")]
+        #[arg(long, default_value_t = 200.0, value_name = "RPS", value_parser = rate)]
         instance_capacity: f64,
         /// Time between ticks.
         #[arg(long, default_value = "1s", value_parser = duration)]
@@ -108,8 +108,21 @@ enum Command {
     },
 }
 
+/// A duration longer than zero (a zero tick interval would spin).
 fn duration(text: &str) -> Result<Duration, String> {
-    gameday::yaml::parse_duration(text).map_err(|()| format!("malformed duration `{text}`: expected e.g. 500ms, 2s, 1m"))
+    match gameday::yaml::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(()) => Err(format!("malformed duration `{text}`: expected e.g. 500ms, 2s, 1m")),
+    }
+}
+
+/// A rate in requests per second: finite and above zero.
+fn rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a rate: expected a number of requests per second above zero, e.g. 300")),
+    }
 }
 
 fn state(text: &str) -> Result<State, String> {
@@ -195,6 +208,14 @@ fn is_loopback(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::is_loopback;
+
+    #[test]
+    fn zero_durations_and_rates_are_refused() {
+        assert!(super::duration("0s").is_err());
+        assert_eq!(super::duration("500ms"), Ok(std::time::Duration::from_millis(500)));
+        assert!(super::rate("0").is_err() && super::rate("NaN").is_err() && super::rate("-5").is_err());
+        assert_eq!(super::rate("300"), Ok(300.0));
+    }
 
     #[test]
     fn only_loopback_endpoints_are_local() {

@@ -135,6 +135,9 @@ async fn one_tick(aws: &Aws, opts: &Options, elapsed: Duration, services: &mut H
 
 fn group_line(v: &GroupView, s: &Sample) -> String {
     let mut why = Vec::new();
+    if v.out_of_service > 0 {
+        why.push(format!("{} out of service", v.out_of_service));
+    }
     if v.not_running > 0 {
         why.push(format!("{} not running", v.not_running));
     }
