@@ -122,7 +122,7 @@ async fn steady_service() -> (Clients, Fleet, String, Scratch, tokio::process::C
 async fn a_small_fault_degrades_the_service_without_tripping_the_evaluated_alarm() {
     let (c, fleet, alarm, s, mut workload) = steady_service().await;
 
-    let file = s.write("exp.yaml", &stop_experiment(&fleet.group, &alarm, "{ count: 1 }", "5s"));
+    let file = s.write("exp.yaml", &stop_experiment(&fleet.group, &alarm, "{ count: 1 }", "8s"));
     let out = finish(gameday(&s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(90)).await;
     assert_eq!(out.code, 0, "exit code for passed\n{}{}\nsandbox log:\n{}", out.stdout, out.stderr, sandbox_log(&s));
     assert!(states(&c, &fleet.instances).await.iter().all(|st| st == "running"), "every instance runs again");
