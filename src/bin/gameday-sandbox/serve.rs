@@ -100,7 +100,7 @@ async fn one_tick(aws: &Aws, opts: &Options, elapsed: Duration, services: &mut H
     let mut samples = Vec::new();
     let mut datums = Vec::new();
     for v in &views {
-        let s = services.entry(v.name.clone()).or_insert_with(Service::new).tick(&opts.model, v.serving, elapsed, rng);
+        let s = services.entry(v.name.clone()).or_default().tick(&opts.model, v.serving, elapsed, rng);
         let dim = Dimension::builder().name(GROUP_DIMENSION).value(&v.name).build();
         for (name, value, unit) in [
             ("RequestCount", s.requests, StandardUnit::Count),

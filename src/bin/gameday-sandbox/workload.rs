@@ -70,8 +70,9 @@ impl Model {
     }
 }
 
-/// One group's simulated service over time.
-#[derive(Debug, Clone)]
+/// One group's simulated service over time; a new one starts settled at
+/// whatever capacity it first sees.
+#[derive(Debug, Clone, Default)]
 pub struct Service {
     /// Capacity as the service feels it now, requests/s (follows the serving count).
     capacity: Option<f64>,
@@ -91,11 +92,6 @@ pub struct Sample {
 }
 
 impl Service {
-    /// A service seen for the first time: its capacity starts settled.
-    pub fn new() -> Service {
-        Service { capacity: None }
-    }
-
     /// Advances by `elapsed` with `serving` instances able to serve.
     pub fn tick(&mut self, model: &Model, serving: usize, elapsed: Duration, rng: &mut impl Rng) -> Sample {
         let target = serving as f64 * model.instance_capacity;
@@ -169,7 +165,7 @@ mod tests {
     #[test]
     fn capacity_follows_the_serving_count_and_recovers() {
         let m = demo();
-        let mut s = Service::new();
+        let mut s = Service::default();
         let mut rng = StdRng::seed_from_u64(7);
         let second = Duration::from_secs(1);
         let steady = s.tick(&m, 3, second, &mut rng);
@@ -192,7 +188,7 @@ mod tests {
         let m = demo();
         let run = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
-            let mut s = Service::new();
+            let mut s = Service::default();
             (0..5).map(|_| s.tick(&m, 3, Duration::from_millis(500), &mut rng)).collect::<Vec<_>>()
         };
         let a = run(1);
