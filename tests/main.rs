@@ -7,4 +7,5 @@ mod faults;
 mod lifecycle;
 mod run;
 mod safety;
+mod sandbox;
 mod validate;

@@ -8,23 +8,7 @@ use crate::support::*;
 
 /// An in-place experiment on `fleet`'s group, stopping `select` of it for `duration`.
 fn experiment(fleet: &Fleet, select: &str, duration: &str) -> String {
-    format!(
-        "version: 1
-name: test-stop
-hypothesis: the fleet rides out stopped instances
-environment: {{ mode: in-place, autoscaling_group: {group} }}
-guardrails:
-  - alarm: {alarm}
-faults:
-  - name: stop
-    action: ec2:stop-instances
-    target: {{ select: {select} }}
-    duration: {duration}
-timing: {{ interval: 500ms, max_duration: 5m }}
-",
-        group = fleet.group,
-        alarm = fleet.alarm
-    )
+    stop_experiment(&fleet.group, &fleet.alarm, select, duration)
 }
 
 fn all_running(states: &[String]) -> bool {

@@ -220,6 +220,26 @@ pub async fn wait_until_any_stopped(c: &Clients, ids: &[String]) -> Vec<String> 
     }
 }
 
+/// An in-place experiment on `group` guarded by `alarm`, stopping `select`
+/// of the group's instances for `duration`, checked every 500ms.
+pub fn stop_experiment(group: &str, alarm: &str, select: &str, duration: &str) -> String {
+    format!(
+        "version: 1
+name: test-stop
+hypothesis: the fleet rides out stopped instances
+environment: {{ mode: in-place, autoscaling_group: {group} }}
+guardrails:
+  - alarm: {alarm}
+faults:
+  - name: stop
+    action: ec2:stop-instances
+    target: {{ select: {select} }}
+    duration: {duration}
+timing: {{ interval: 500ms, max_duration: 5m }}
+"
+    )
+}
+
 /// A scratch folder for one test: experiment files and run records.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
@@ -271,6 +291,11 @@ max_experiment_duration: 1h
 /// [`PERMISSIVE_POLICY`] (through GAMEDAY_POLICY; `--policy` overrides it).
 pub fn gameday(scratch: &Scratch) -> tokio::process::Command {
     command(scratch, env!("CARGO_BIN_EXE_gameday"))
+}
+
+/// The `gameday-sandbox` binary (the demo workload), set up like [`gameday`].
+pub fn sandbox(scratch: &Scratch) -> tokio::process::Command {
+    command(scratch, env!("CARGO_BIN_EXE_gameday-sandbox"))
 }
 
 /// `gameday ARGS` on a pseudo-terminal (util-linux `script`), so that it sees

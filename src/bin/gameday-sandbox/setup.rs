@@ -1,96 +1,26 @@
-//! gameday-sandbox: a demo and test aid, not part of the runner.
-//!
-//! Creates a small demo workload on an AWS-compatible endpoint (by default it
-//! refuses anything but a loopback endpoint such as a local moto server): a
-//! VPC, subnets in two Availability Zones, a launch template, an Auto Scaling
-//! group with a few instances, and a guardrail alarm. It reuses what already
-//! exists, so running it twice is harmless. The runner never depends on it.
-
-use std::process::ExitCode;
+//! `setup`: creates (or reuses) the demo fleet: a VPC with subnets in two
+//! Availability Zones, a launch template, an Auto Scaling group tagged as a
+//! sandbox group, and the guardrail alarm on its error count.
 
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
 use aws_sdk_ec2::types::{Filter, RequestLaunchTemplateData, ResourceType, TagSpecification};
-use clap::{Parser, Subcommand};
-use gameday::aws::{api, Aws, AwsError, ConnectOptions};
+use gameday::aws::{api, Aws, AwsError};
 
-/// Demo workload for gameday on a local AWS API (moto). Not for production.
-///
-/// `setup` creates (or reuses) a demo fleet: a VPC with subnets in two
-/// Availability Zones, a launch template, an Auto Scaling group and a
-/// guardrail alarm on the group's error count.
-#[derive(Debug, Parser)]
-#[command(name = "gameday-sandbox", version)]
-struct Cli {
-    /// AWS endpoint (default: AWS_ENDPOINT_URL). Must be a loopback address
-    /// unless --i-know-this-is-real-aws is given.
-    #[arg(long, global = true, value_name = "URL")]
-    endpoint_url: Option<String>,
-    /// AWS region (default: AWS_REGION).
-    #[arg(long, global = true)]
-    region: Option<String>,
-    /// Allow a non-loopback endpoint (real AWS). It creates real, billed resources.
-    #[arg(long, global = true)]
-    i_know_this_is_real_aws: bool,
-    #[command(subcommand)]
-    command: Command,
-}
+use crate::alarms::{GROUP_DIMENSION, NAMESPACE};
+use crate::fleet::SANDBOX_TAG;
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Create (or reuse) the demo fleet and its guardrail alarm.
-    Setup {
-        /// Name of the Auto Scaling group.
-        #[arg(long, default_value = "shop-web")]
-        group: String,
-        /// Number of instances in the group.
-        #[arg(long, default_value_t = 3)]
-        instances: i32,
-    },
-}
+/// The demo alarm's period. 10 s is the shortest a high-resolution alarm
+/// may use on CloudWatch, so the demo reacts in seconds and the same alarm
+/// would be valid on real AWS (it needs high-resolution metrics, which
+/// `serve` publishes).
+const ALARM_PERIOD: i32 = 10;
+/// More than 50 errors in a 10 s period (5/s) is a breach: the healthy
+/// service makes about 3 per period, losing a third of the fleet a few more,
+/// losing two thirds hundreds.
+const ALARM_THRESHOLD: f64 = 50.0;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let endpoint = cli.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()).unwrap_or_default();
-    if !cli.i_know_this_is_real_aws && !is_loopback(&endpoint) {
-        eprintln!(
-            "error: gameday-sandbox only talks to a local AWS API (a loopback endpoint such as http://127.0.0.1:5000); \
-             the endpoint is {}. Pass --i-know-this-is-real-aws to create real resources.",
-            if endpoint.is_empty() { "the real AWS (no AWS_ENDPOINT_URL set)" } else { &endpoint }
-        );
-        return ExitCode::from(2);
-    }
-    let aws = match Aws::connect(&ConnectOptions { endpoint_url: cli.endpoint_url.clone(), region: cli.region.clone(), profile: None }).await {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = match cli.command {
-        Command::Setup { group, instances } => setup(&aws, &group, instances).await,
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// Whether `url` points at this machine.
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split("://").nth(1).unwrap_or("");
-    let host = rest.split('/').next().unwrap_or("");
-    let host = if let Some(h) = host.strip_prefix('[') { h.split(']').next().unwrap_or("") } else { host.rsplit_once(':').map_or(host, |(h, _)| h) };
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-const SANDBOX_TAG: &str = "gameday-sandbox";
-
-async fn setup(aws: &Aws, group: &str, instances: i32) -> Result<(), AwsError> {
+pub async fn setup(aws: &Aws, group: &str, instances: i32) -> Result<(), AwsError> {
     let existing = aws
         .autoscaling
         .describe_auto_scaling_groups()
@@ -123,23 +53,23 @@ async fn setup(aws: &Aws, group: &str, instances: i32) -> Result<(), AwsError> {
     aws.cloudwatch
         .put_metric_alarm()
         .alarm_name(&alarm)
-        .alarm_description("gameday sandbox: the shop's web tier returns too many errors")
-        .namespace("App")
+        .alarm_description("gameday sandbox: the shop's web tier returns too many errors (evaluated by `gameday-sandbox serve`)")
+        .namespace(NAMESPACE)
         .metric_name("Errors")
-        .dimensions(Dimension::builder().name("AutoScalingGroupName").value(group).build())
+        .dimensions(Dimension::builder().name(GROUP_DIMENSION).value(group).build())
         .statistic(Statistic::Sum)
-        .period(60)
-        .evaluation_periods(2)
+        .period(ALARM_PERIOD)
+        // 2 of the last 3 periods: one noisy period does not fire it, a real loss does within 20-30 s.
+        .evaluation_periods(3)
         .datapoints_to_alarm(2)
-        .threshold(50.0)
+        .threshold(ALARM_THRESHOLD)
         .comparison_operator(ComparisonOperator::GreaterThanThreshold)
         .send()
         .await
         .map_err(api("cloudwatch", "PutMetricAlarm"))?;
-    println!("guardrail alarm {alarm} is ready");
+    println!("guardrail alarm {alarm} is ready (Errors Sum > {ALARM_THRESHOLD} in 2 of 3 periods of {ALARM_PERIOD}s)");
     Ok(())
 }
-
 /// The sandbox VPC's subnets, one per AZ, created on first use.
 async fn subnets(aws: &Aws) -> Result<Vec<String>, AwsError> {
     let tagged = Filter::builder().name(format!("tag:{SANDBOX_TAG}")).values("true").build();
@@ -199,17 +129,3 @@ async fn launch_template(aws: &Aws) -> Result<String, AwsError> {
     Ok(out.launch_template().and_then(|t| t.launch_template_id()).unwrap_or_default().to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_loopback;
-
-    #[test]
-    fn only_loopback_endpoints_are_local() {
-        assert!(is_loopback("http://127.0.0.1:5000"));
-        assert!(is_loopback("http://localhost:5000/"));
-        assert!(is_loopback("http://[::1]:5000"));
-        assert!(!is_loopback("https://ec2.us-east-1.amazonaws.com"));
-        assert!(!is_loopback("http://10.0.0.5:5000"));
-        assert!(!is_loopback(""));
-    }
-}
