@@ -195,14 +195,7 @@ pub struct GroupInfo {
 
 /// Reads one Auto Scaling group.
 pub async fn describe_group(aws: &Aws, group: &str) -> Result<GroupInfo, TargetError> {
-    let out = aws
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(group)
-        .send()
-        .await
-        .map_err(api("autoscaling", "DescribeAutoScalingGroups"))?;
-    let g = out.auto_scaling_groups().first().ok_or_else(|| TargetError::NoSuchGroup(group.to_string()))?;
+    let g = crate::environment::describe_group(aws, group).await?.ok_or_else(|| TargetError::NoSuchGroup(group.to_string()))?;
     Ok(GroupInfo {
         instances: g.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect(),
         desired_capacity: g.desired_capacity().and_then(|c| u32::try_from(c).ok()).unwrap_or(0),

@@ -51,24 +51,9 @@ timing: {{ interval: 500ms, max_duration: 5m }}
     )
 }
 
+/// An in-place run stopping 2 of `fleet`'s instances (the shared template, with its own max_duration).
 fn in_place_experiment(fleet: &Fleet, duration: &str, max_duration: &str) -> String {
-    format!(
-        "version: 1
-name: in-place-stop
-hypothesis: the fleet rides out stopped instances
-environment: {{ mode: in-place, autoscaling_group: {group} }}
-guardrails:
-  - alarm: {alarm}
-faults:
-  - name: stop
-    action: ec2:stop-instances
-    target: {{ select: {{ count: 2 }} }}
-    duration: {duration}
-timing: {{ interval: 500ms, max_duration: {max_duration} }}
-",
-        group = fleet.group,
-        alarm = fleet.alarm
-    )
+    stop_experiment(&fleet.group, &fleet.alarm, "{ count: 2 }", duration).replace("max_duration: 5m", &format!("max_duration: {max_duration}"))
 }
 
 /// Waits until a clone of `source` exists with a stopped instance; returns the clone.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use marked_yaml::Node;
 
-use super::{batches, no_params, ActionDef, BoxFuture, Fault, Step, Undo};
+use super::{batched_steps, no_params, ActionDef, BoxFuture, Fault, Step, Undo};
 use crate::aws::{api, Aws, AwsError};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
@@ -33,10 +33,7 @@ impl Fault for RebootInstances {
     }
 
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {
-        let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
-        batches(&ids, BATCH)
-            .map(|ids| Step { operation: "ec2:RebootInstances".into(), resources: ids.clone(), undo: Undo::WaitRunning { instance_ids: ids } })
-            .collect()
+        batched_steps(targets, BATCH, "ec2:RebootInstances", |ids| Undo::WaitRunning { instance_ids: ids })
     }
 
     fn apply<'a>(&'a self, aws: &'a Aws, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {

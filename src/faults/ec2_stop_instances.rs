@@ -8,7 +8,7 @@ use std::time::Duration;
 use marked_yaml::Node;
 use tokio_util::sync::CancellationToken;
 
-use super::{batches, ActionDef, BoxFuture, Fault, Step, Undo, UndoReport};
+use super::{batched_steps, batches, ActionDef, BoxFuture, Fault, Step, Undo, UndoReport};
 use crate::aws::{api, Aws, AwsError};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
@@ -50,10 +50,7 @@ impl Fault for StopInstances {
     }
 
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {
-        let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
-        batches(&ids, BATCH)
-            .map(|ids| Step { operation: "ec2:StopInstances".into(), resources: ids.clone(), undo: Undo::StartInstances { instance_ids: ids } })
-            .collect()
+        batched_steps(targets, BATCH, "ec2:StopInstances", |ids| Undo::StartInstances { instance_ids: ids })
     }
 
     fn apply<'a>(&'a self, aws: &'a Aws, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {

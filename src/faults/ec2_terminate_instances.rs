@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use marked_yaml::Node;
 
-use super::{batches, no_params, ActionDef, BoxFuture, Fault, Step, Undo};
+use super::{batched_steps, no_params, ActionDef, BoxFuture, Fault, Step, Undo};
 use crate::aws::{api, Aws, AwsError};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
@@ -35,14 +35,9 @@ impl Fault for TerminateInstances {
     }
 
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {
-        let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
-        batches(&ids, BATCH)
-            .map(|ids| Step {
-                operation: "ec2:TerminateInstances".into(),
-                resources: ids,
-                undo: Undo::Nothing { reason: "terminated instances cannot come back; their Auto Scaling group replaces them".into() },
-            })
-            .collect()
+        batched_steps(targets, BATCH, "ec2:TerminateInstances", |_| Undo::Nothing {
+            reason: "terminated instances cannot come back; their Auto Scaling group replaces them".into(),
+        })
     }
 
     fn apply<'a>(&'a self, aws: &'a Aws, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {

@@ -200,6 +200,13 @@ pub(crate) fn no_params(d: &mut Decoder, params: Option<&Node>, what: &str) -> O
     Some(())
 }
 
+/// One step per batch of target ids, each undone by `undo` of its batch: the
+/// plan of every fault that makes one batched call per group of instances.
+pub(crate) fn batched_steps(targets: &[Instance], size: usize, operation: &str, undo: impl Fn(Vec<String>) -> Undo) -> Vec<Step> {
+    let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
+    batches(&ids, size).map(|ids| Step { operation: operation.to_string(), resources: ids.clone(), undo: undo(ids) }).collect()
+}
+
 /// Splits `items` into batches of at most `size`, for APIs with per-call limits.
 pub fn batches<T: Clone>(items: &[T], size: usize) -> impl Iterator<Item = Vec<T>> + '_ {
     items.chunks(size).map(|c| c.to_vec())
