@@ -67,12 +67,17 @@ Exit codes:
   3    failed: the hypothesis did not hold
   4    aborted: a guardrail tripped (everything rolled back)
   5    not-run: a precondition did not hold (nothing injected)
-  6    error: the runner could not do its job (see the journal)
+  6    error: the runner could not do its job (see the journal; `gameday recover`)
   7    refused by the safety policy, or approval missing or stale (nothing touched)
   130  interrupted by SIGINT/SIGTERM (everything rolled back)
 
 AWS settings come from the standard chain (AWS_REGION, AWS_PROFILE,
-AWS_ENDPOINT_URL, ~/.aws/config); the flags below override them.";
+AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
+--region and --profile override them.
+
+A run goes into a temporary copy of the workload's Auto Scaling group unless
+the experiment says `mode: in-place`. If a runner dies mid-run,
+`gameday recover` finishes its rollback from the journal.";
 
 /// Run game-day chaos experiments against AWS, safely.
 ///
