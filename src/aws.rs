@@ -120,15 +120,6 @@ impl AwsError {
         };
         AwsError { service: service.to_string(), operation: operation.to_string(), code, message: one_line(&message) }
     }
-
-    /// Whether retrying the same call later might succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self.code.as_str(),
-            "Timeout" | "DispatchFailure" | "ResponseError" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded"
-                | "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable"
-        )
-    }
 }
 
 /// The messages of an error and its sources, joined with ": ", skipping a

@@ -58,9 +58,6 @@ pub enum EnvError {
         /// Seconds waited.
         waited: u64,
     },
-    /// The operator stopped the run while it waited.
-    #[error("cancelled while waiting for the clone")]
-    Cancelled,
 }
 
 /// The name of a run's clone of `source`.
@@ -180,8 +177,8 @@ pub fn in_service(g: &AutoScalingGroup) -> Vec<String> {
 }
 
 /// Waits until the clone has `wanted` InService, Healthy, running instances;
-/// returns their ids (sorted). `cancel` stops the wait.
-pub async fn wait_ready(aws: &Aws, name: &str, wanted: usize, timeout: Duration, cancel: &CancellationToken) -> Result<Vec<String>, EnvError> {
+/// returns their ids (sorted). To stop waiting early, drop the future.
+pub async fn wait_ready(aws: &Aws, name: &str, wanted: usize, timeout: Duration) -> Result<Vec<String>, EnvError> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(250);
     loop {
@@ -196,10 +193,7 @@ pub async fn wait_ready(aws: &Aws, name: &str, wanted: usize, timeout: Duration,
         if waited >= timeout {
             return Err(EnvError::NotReady { group: name.to_string(), healthy: ready.len(), wanted, waited: waited.as_secs() });
         }
-        tokio::select! {
-            _ = tokio::time::sleep(pause.min(timeout - waited)) => {}
-            _ = cancel.cancelled() => return Err(EnvError::Cancelled),
-        }
+        tokio::time::sleep(pause.min(timeout - waited)).await;
         pause = (pause * 2).min(Duration::from_secs(5));
     }
 }

@@ -335,8 +335,7 @@ async fn prepare(
             let create = environment::create_clone(&ctx.aws, &group, &clone, capacity, &tags);
             let undo = Undo::DeleteAutoScalingGroup { group: clone.clone() };
             or_signal(ctx, sigs, setup_call(ctx, setup, "autoscaling:CreateAutoScalingGroup", vec![clone.clone()], undo, create)).await??;
-            let never = CancellationToken::new();
-            let ready = or_signal(ctx, sigs, environment::wait_ready(&ctx.aws, &clone, capacity as usize, env.ready_timeout, &never)).await?;
+            let ready = or_signal(ctx, sigs, environment::wait_ready(&ctx.aws, &clone, capacity as usize, env.ready_timeout)).await?;
             let instances = match ready {
                 Ok(ids) => ids,
                 Err(e @ EnvError::NotReady { .. }) => return Err(not_run(format!("{e}; nothing was injected and the clone is deleted"))),

@@ -139,8 +139,7 @@ async fn a_guardrail_that_cannot_protect_the_run_means_nothing_is_injected() {
             set_alarm(&c, &fleet.alarm, "ALARM").await;
         }
         let s = Scratch::new();
-        let mut f = Fleet { alarm, ..fleet_clone(&fleet) };
-        f.instances = fleet.instances.clone();
+        let f = Fleet { alarm, ..fleet.clone() };
         let file = s.write("exp.yaml", &experiment(&f, "all", "3s"));
         let out = finish(gameday(&s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(30)).await;
         assert_eq!(out.code, 5, "exit code for not-run\n{}{}", out.stdout, out.stderr);
@@ -150,10 +149,6 @@ async fn a_guardrail_that_cannot_protect_the_run_means_nothing_is_injected() {
         assert!(j["actions"].as_array().expect("actions").is_empty(), "no mutating call was made");
         assert!(all_running(&states(&c, &fleet.instances).await));
     }
-}
-
-fn fleet_clone(f: &Fleet) -> Fleet {
-    Fleet { group: f.group.clone(), alarm: f.alarm.clone(), instances: f.instances.clone(), tag: f.tag.clone() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

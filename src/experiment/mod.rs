@@ -8,7 +8,7 @@
 mod parse;
 pub mod tolerance;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,18 +46,6 @@ pub struct Experiment {
     pub faults: Vec<FaultSpec>,
     /// Phase lengths and the watch interval.
     pub timing: Timing,
-}
-
-impl Experiment {
-    /// The experiment's file name for messages.
-    pub fn display_file(&self) -> &Path {
-        &self.file
-    }
-
-    /// The index of a fault by name.
-    pub fn fault_index(&self, name: &str) -> Option<usize> {
-        self.faults.iter().position(|f| f.name.value == name)
-    }
 }
 
 /// Whether faults go into a temporary copy or the real resources.

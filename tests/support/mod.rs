@@ -112,6 +112,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// A test fleet: an Auto Scaling group with its instances and a guardrail alarm.
+#[derive(Clone)]
 pub struct Fleet {
     pub group: String,
     pub alarm: String,
