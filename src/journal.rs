@@ -44,10 +44,14 @@ pub struct Entry {
 pub enum Phase {
     /// Checking that guardrails can fire and resolving targets.
     Preflight,
+    /// Proving the steady state before anything is injected.
+    Baseline,
     /// Faults are being injected and held; guardrails are watched.
     Inject,
     /// Faults are being rolled back.
     Rollback,
+    /// After rollback: waiting for the steady state to return.
+    Recovery,
     /// Setup is being undone: the parallel environment deleted, locks released.
     Teardown,
     /// The run is over.
@@ -251,6 +255,152 @@ pub enum Event {
         /// What started it: a fault's duration ending, or an abort.
         trigger: String,
     },
+    /// Guardrail preflight: every guardrail checked for whether it can fire,
+    /// with the worst-case time from a real breach to the abort.
+    GuardrailPreflight {
+        /// One entry per guardrail.
+        guardrails: Vec<GuardrailCheck>,
+        /// The slowest guardrail's worst case (ms), when every one is known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worst_case_abort_ms: Option<u64>,
+        /// `timing.max_abort_delay` (ms), when set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_abort_delay_ms: Option<u64>,
+    },
+    /// The probes of the experiment as they will be checked (variables
+    /// expanded): what reports draw and label.
+    Probes {
+        /// Every steady-state, detection and guardrail probe.
+        probes: Vec<ProbeInfo>,
+    },
+    /// One observation tick: every probe's result, read together.
+    Checked {
+        /// The phase the check belongs to.
+        phase: Phase,
+        /// One result per probe.
+        results: Vec<ProbeResult>,
+    },
+    /// A probe went out of tolerance (written on the change, not every tick).
+    Deviation {
+        /// The probe.
+        probe: String,
+        /// steady_state or guardrail.
+        role: ProbeRole,
+        /// When it happened.
+        phase: Phase,
+        /// What was seen.
+        detail: String,
+    },
+    /// A relative tolerance was fixed from the baseline measured in this run.
+    BaselineMeasured {
+        /// The probe.
+        probe: String,
+        /// The baseline value (mean of the baseline datapoints).
+        value: f64,
+        /// The tolerance as written, e.g. `< baseline * 1.2`.
+        written: String,
+        /// The tolerance it became, e.g. `< 240`.
+        resolved: String,
+    },
+    /// An observed alarm changed state between two ticks.
+    AlarmChanged {
+        /// The alarm.
+        alarm: String,
+        /// The previous state (absent on the first sighting).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// The new state.
+        to: String,
+        /// The alarm's reason.
+        #[serde(default)]
+        reason: String,
+    },
+    /// Control versus experiment over the fault window, for one metric probe.
+    Comparison {
+        /// The probe.
+        probe: String,
+        /// Datapoints of the experiment (the copy) in the fault window.
+        n_experiment: usize,
+        /// Datapoints of the control (the source group) in the fault window.
+        n_control: usize,
+        /// Mean of the experiment's datapoints.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        experiment_mean: Option<f64>,
+        /// Mean of the control's datapoints.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        control_mean: Option<f64>,
+        /// (experiment - control) / control, in percent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change_percent: Option<f64>,
+        /// Two-sided Mann-Whitney U test p-value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        p_value: Option<f64>,
+        /// Whether the experiment stayed within `compare` (true when not judged).
+        ok: bool,
+        /// Whether `compare` was set, so this comparison decides the verdict.
+        judged: bool,
+        /// In words.
+        detail: String,
+    },
+    /// A detection probe's outcome (`alarm_fires`).
+    Detection {
+        /// The probe.
+        probe: String,
+        /// The alarm that had to fire.
+        alarm: String,
+        /// First injection to the alarm seen in ALARM (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_to_detect_ms: Option<u64>,
+        /// End of rollback to the alarm seen OK again (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_to_clear_ms: Option<u64>,
+        /// Whether it fired and cleared within its windows.
+        ok: bool,
+        /// In words.
+        detail: String,
+    },
+    /// The recovery phase's outcome.
+    RecoveryResult {
+        /// Whether the steady state returned within `timing.recovery`.
+        recovered: bool,
+        /// End of rollback to the steady state holding again (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_to_recover_ms: Option<u64>,
+        /// In words.
+        detail: String,
+    },
+    /// A metric probe's datapoints over the run, as CloudWatch returned them.
+    Series {
+        /// The probe.
+        probe: String,
+        /// `experiment` (the group faults went into) or `control` (the source group).
+        of: SeriesOf,
+        /// The metric's dimensions as queried.
+        #[serde(default)]
+        dimensions: Vec<(String, String)>,
+        /// Datapoints, oldest first.
+        points: Vec<Point>,
+    },
+    /// Auto Scaling activities of a group involved in the run, during the run.
+    ScalingActivity {
+        /// The group.
+        group: String,
+        /// The activity's id.
+        activity_id: String,
+        /// What it did.
+        description: String,
+        /// Why.
+        #[serde(default)]
+        cause: String,
+        /// Its status code.
+        status: String,
+        /// When it started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_at: Option<Timestamp>,
+        /// When it ended.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ended_at: Option<Timestamp>,
+    },
     /// A signal arrived.
     Signal {
         /// `SIGINT` or `SIGTERM`.
@@ -282,6 +432,93 @@ pub enum Event {
         #[serde(skip_serializing_if = "Vec::is_empty", default)]
         unfinished: Vec<Undo>,
     },
+}
+
+/// What a probe is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeRole {
+    /// Part of the hypothesis: must hold; a deviation fails the run.
+    SteadyState,
+    /// A detection probe: an alarm that must fire and clear.
+    Detection,
+    /// A breach aborts the run.
+    Guardrail,
+}
+
+/// Whose series a `series` event holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesOf {
+    /// The group the faults went into (the copy in parallel mode).
+    Experiment,
+    /// The untouched source group (parallel mode only).
+    Control,
+}
+
+/// One datapoint.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// The datapoint's timestamp (start of its period).
+    pub t: Timestamp,
+    /// Its value.
+    pub v: f64,
+}
+
+/// A probe as declared, for reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeInfo {
+    /// Its name.
+    pub name: String,
+    /// steady_state, detection or guardrail.
+    pub role: ProbeRole,
+    /// `metric`, `alarm`, `asg_healthy` or `alarm_fires`.
+    pub kind: String,
+    /// What is checked, in words, e.g. `App/Latency p99 (60s) < 300`.
+    pub check: String,
+    /// The numbers a chart should draw as lines (tolerance bounds, thresholds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<f64>,
+    /// Whether a control series is fetched too.
+    #[serde(default)]
+    pub control: bool,
+}
+
+/// One probe's result at one tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// The probe.
+    pub probe: String,
+    /// steady_state, detection or guardrail.
+    pub role: ProbeRole,
+    /// Within tolerance (for a guardrail: not breached). A probe without data yet is ok with no value.
+    pub ok: bool,
+    /// The latest value (metric datapoint, healthy count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The control's latest value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<f64>,
+    /// An alarm's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// In words.
+    pub detail: String,
+}
+
+/// One guardrail's preflight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardrailCheck {
+    /// The guardrail.
+    pub guardrail: String,
+    /// Whether it can protect the run (exists, not breached, has data, refers to this run).
+    pub ok: bool,
+    /// Worst-case time (ms) from a real breach to the abort: the alarm's period x
+    /// evaluation periods (or the probe's period x datapoints) plus the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_case_abort_ms: Option<u64>,
+    /// What was found.
+    pub detail: String,
 }
 
 /// Why the journal could not be written or read.

@@ -79,6 +79,11 @@ pub fn short_list(items: &[String]) -> String {
     s
 }
 
+/// Milliseconds as a short duration, e.g. `1.5s`.
+pub fn ms_text(ms: u64) -> String {
+    if ms % 1000 == 0 { crate::yaml::format_duration(std::time::Duration::from_millis(ms)) } else { format!("{:.1}s", ms as f64 / 1000.0) }
+}
+
 fn render(event: &Event) -> Option<String> {
     Some(match event {
         Event::RunStarted { run_id, experiment, mode, seed, region, endpoint, .. } => {
@@ -87,8 +92,10 @@ fn render(event: &Event) -> Option<String> {
         }
         Event::Phase { phase } => match phase {
             Phase::Preflight => "preflight: checking guardrails and resolving targets (read-only)".into(),
+            Phase::Baseline => "baseline: the steady state must hold before anything is injected".into(),
             Phase::Inject => "injecting faults; guardrails are watched until every fault is rolled back".into(),
             Phase::Rollback => "rolling back every active fault".into(),
+            Phase::Recovery => "recovery: waiting for the steady state to return".into(),
             Phase::Teardown => "tearing down: deleting what the run created, releasing locks".into(),
             Phase::Done => return None,
         },
@@ -115,6 +122,22 @@ fn render(event: &Event) -> Option<String> {
         Event::Signal { signal, count: 1 } => format!("received {signal}: rolling back (send it again to skip waiting for instances; rollback calls always run)"),
         Event::Signal { signal, .. } => format!("received {signal} again: skipping waits; rollback calls still run"),
         Event::Warning { message } => format!("warning: {message}"),
+        Event::GuardrailPreflight { guardrails, worst_case_abort_ms, max_abort_delay_ms } => {
+            let bad: Vec<String> = guardrails.iter().filter(|g| !g.ok).map(|g| format!("{}: {}", g.guardrail, g.detail)).collect();
+            let worst = worst_case_abort_ms.map(|ms| format!("worst-case time to abort {}", ms_text(ms))).unwrap_or_else(|| "worst-case time to abort unknown".into());
+            let limit = max_abort_delay_ms.map(|ms| format!(" (limit {})", ms_text(ms))).unwrap_or_default();
+            if bad.is_empty() {
+                format!("guardrails: {} can fire; {worst}{limit}", guardrails.len())
+            } else {
+                format!("guardrails: {} cannot protect this run: {}; {worst}{limit}", bad.len(), bad.join("; "))
+            }
+        }
+        Event::Deviation { probe, detail, .. } => format!("DEVIATION: {probe}: {detail}"),
+        Event::BaselineMeasured { probe, value, written, resolved } => format!("baseline of {probe}: {value:.4}; `{written}` is now `{resolved}`"),
+        Event::AlarmChanged { alarm, from: Some(from), to, .. } => format!("alarm `{alarm}`: {from} -> {to}"),
+        Event::Comparison { probe, detail, ok, .. } => format!("{}{probe} versus control: {detail}", if *ok { "" } else { "DEVIATION: " }),
+        Event::Detection { probe, detail, .. } => format!("detection {probe}: {detail}"),
+        Event::RecoveryResult { detail, .. } => format!("recovery: {detail}"),
         Event::Environment { group: Some(g), source: Some(src), instances, .. } => {
             format!("parallel environment ready: `{g}`, a copy of `{src}` with {} healthy instances; faults go here only", instances.len())
         }
