@@ -466,7 +466,7 @@ struct Prepared {
     aws: Aws,
 }
 
-async fn prepare(file: &Path, safety_args: &SafetyArgs, aws_args: &AwsArgs, runnable: bool) -> Result<Prepared, i32> {
+async fn prepare(file: &Path, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> Result<Prepared, i32> {
     let exp = match experiment::load(file) {
         Ok(e) => e,
         Err(e @ LoadError::Read { .. }) => {
@@ -479,15 +479,6 @@ async fn prepare(file: &Path, safety_args: &SafetyArgs, aws_args: &AwsArgs, runn
             return Err(exit::INVALID_INPUT);
         }
     };
-    let unsupported = runner::unsupported(&exp);
-    if runnable && !unsupported.is_empty() {
-        eprintln!("error: {}: this version of gameday cannot run this experiment yet:", file.display());
-        for u in unsupported {
-            eprintln!("  - {u}");
-        }
-        eprintln!("nothing was touched");
-        return Err(exit::INVALID_INPUT);
-    }
     let policy = load_policy(safety_args.policy.as_deref(), Some(file))?;
     let aws = connect(aws_args).await?;
     let account = account::detect(safety_args.account.as_deref(), aws_args.profile.as_deref());
@@ -512,8 +503,7 @@ fn load_policy(explicit: Option<&Path>, experiment_file: Option<&Path>) -> Resul
 async fn build_plan(p: &Prepared, seed: u64) -> Result<Plan, PlanError> {
     // The run id is chosen when a run starts; a plan names it as a placeholder.
     let vars = Vars { asg: p.exp.environment.autoscaling_group.clone(), run_id: "<run-id>".to_string(), instances: Vec::new() };
-    let guards = crate::observe::alarm_guards(&p.exp.guardrails, &vars);
-    plan::build(&p.aws, &p.exp, &p.policy, &guards, &vars, seed).await
+    plan::build(&p.aws, &p.exp, &p.policy, &vars, seed).await
 }
 
 fn random_seed() -> u64 {
@@ -522,7 +512,7 @@ fn random_seed() -> u64 {
 }
 
 async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, approve: Option<String>, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
-    let p = match prepare(file, safety_args, aws_args, true).await {
+    let p = match prepare(file, safety_args, aws_args).await {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -569,7 +559,7 @@ async fn confirm_on_terminal(p: &Prepared, seed: u64, now: Option<Timestamp>) ->
     if !gate::admitted(&rules) {
         return Approval::Missing;
     }
-    eprint!("{}", render_plan(&plan, &rules, &[]));
+    eprint!("{}", render_plan(&plan, &rules));
     eprintln!();
     eprintln!("This run needs approval. It will act on: {}", if plan.target_ids().is_empty() { "(no instance)".to_string() } else { plan.target_ids().join(", ") });
     eprint!("Type the experiment's name (`{}`) to approve, anything else to cancel: ", p.exp.name);
@@ -588,12 +578,10 @@ struct PlanOutput<'a> {
     rules: &'a [RuleResult],
     /// Whether the policy admits the plan (approval aside).
     admitted: bool,
-    /// What this version cannot run yet, if anything.
-    unsupported: &'a [String],
 }
 
 async fn plan_command(file: &Path, seed: Option<u64>, output: Output, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
-    let p = match prepare(file, safety_args, aws_args, false).await {
+    let p = match prepare(file, safety_args, aws_args).await {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -610,24 +598,21 @@ async fn plan_command(file: &Path, seed: Option<u64>, output: Output, safety_arg
     };
     let adm = Admission { policy: p.policy.clone(), account: p.account.clone(), now: safety_args.now, approval: Approval::DryRun };
     let rules = gate::check(&adm, &p.exp, &plan);
-    let unsupported = runner::unsupported(&p.exp);
     let admitted = gate::admitted(&rules);
     match output {
-        Output::Json => match serde_json::to_string_pretty(&PlanOutput { plan: &plan, rules: &rules, admitted, unsupported: &unsupported }) {
+        Output::Json => match serde_json::to_string_pretty(&PlanOutput { plan: &plan, rules: &rules, admitted }) {
             Ok(text) => println!("{text}"),
             Err(e) => {
                 eprintln!("error: cannot write the plan as JSON: {e}");
                 return exit::ERROR;
             }
         },
-        Output::Text => print!("{}", render_plan(&plan, &rules, &unsupported)),
+        Output::Text => print!("{}", render_plan(&plan, &rules)),
     }
     let empty = p.exp.faults.iter().zip(&plan.faults).any(|(f, fp)| fp.targets.count() == 0 && !f.target.allow_empty);
-    if !unsupported.is_empty() {
-        exit::INVALID_INPUT
-    } else if !admitted {
+    if !admitted {
         exit::REFUSED
-    } else if empty || plan.guardrails.iter().any(|g| !g.ready) {
+    } else if empty || plan.preflight.refusal().is_some() {
         exit::NOT_RUN
     } else {
         exit::OK
@@ -635,7 +620,7 @@ async fn plan_command(file: &Path, seed: Option<u64>, output: Output, safety_arg
 }
 
 /// The plan for people.
-fn render_plan(plan: &Plan, rules: &[RuleResult], unsupported: &[String]) -> String {
+fn render_plan(plan: &Plan, rules: &[RuleResult]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(s, "plan for experiment `{}` ({})", plan.experiment, plan.file.display());
@@ -651,7 +636,20 @@ fn render_plan(plan: &Plan, rules: &[RuleResult], unsupported: &[String]) -> Str
     }
     let _ = writeln!(s, "\nguardrails (any breach aborts the run):");
     for g in &plan.guardrails {
-        let _ = writeln!(s, "  [{}] {}: {}: {}", if g.ready { "ready" } else { "NOT READY" }, g.name, g.check, g.detail);
+        let worst = g.worst_case_abort.as_ref().map(|w| format!(" (worst-case time to abort {w})")).unwrap_or_default();
+        let _ = writeln!(s, "  [{}] {}: {}: {}{worst}", if g.ready { "ready" } else { "NOT READY" }, g.name, g.check, g.detail);
+    }
+    let limit = plan.preflight.max_abort_delay_ms.map(|m| format!(", timing.max_abort_delay {}", crate::progress::ms_text(m))).unwrap_or_default();
+    match plan.preflight.worst_case_abort_ms {
+        Some(w) => {
+            let _ = writeln!(s, "  worst-case time from a breach to the abort: {}{limit}", crate::progress::ms_text(w));
+        }
+        None => {
+            let _ = writeln!(s, "  worst-case time from a breach to the abort: unknown{limit}");
+        }
+    }
+    if let Some(why) = plan.preflight.refusal() {
+        let _ = writeln!(s, "  REFUSED: {why}");
     }
     if !plan.steady_state.is_empty() {
         let _ = writeln!(s, "\nsteady state:");
@@ -702,12 +700,6 @@ fn render_plan(plan: &Plan, rules: &[RuleResult], unsupported: &[String]) -> Str
             if let Some(fix) = &r.fix {
                 let _ = writeln!(s, "       fix: {fix}");
             }
-        }
-    }
-    if !unsupported.is_empty() {
-        let _ = writeln!(s, "\nthis version of gameday cannot run this experiment yet:");
-        for u in unsupported {
-            let _ = writeln!(s, "  - {u}");
         }
     }
     let _ = writeln!(s, "\nplan hash: {}", plan.hash);

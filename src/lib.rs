@@ -17,5 +17,6 @@ pub mod progress;
 pub mod recover;
 pub mod runner;
 pub mod safety;
+pub mod stats;
 pub mod targets;
 pub mod yaml;

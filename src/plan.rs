@@ -20,8 +20,9 @@ use rand::rngs::StdRng;
 use serde::Serialize;
 
 use crate::aws::{Aws, AwsError};
-use crate::experiment::{Experiment, Mode, Probe, ProbeKind, Selection};
-use crate::observe::{self, AlarmGuard};
+use crate::experiment::{During, Experiment, Mode, Probe, ProbeKind, Selection};
+use crate::journal::ProbeRole;
+use crate::observe::{self, Preflight};
 use crate::safety::{self, LoadedPolicy};
 use crate::targets::{self, Instance, Resolved, TargetError, Vars};
 use crate::yaml::format_duration;
@@ -53,6 +54,8 @@ pub struct Plan {
     pub environment: Option<CloneEnvironment>,
     /// Guardrails and whether each can protect the run now.
     pub guardrails: Vec<ProbeStatus>,
+    /// The guardrail preflight, with worst-case times to abort.
+    pub preflight: Preflight,
     /// Steady-state probes.
     pub steady_state: Vec<ProbeStatus>,
     /// Each fault with its targets and place in the timeline.
@@ -83,8 +86,11 @@ pub struct ProbeStatus {
     pub name: String,
     /// What it checks.
     pub check: String,
-    /// Whether it is ready to protect the run (alarms: exists and not in ALARM).
+    /// Whether it is ready to protect the run (alarms: exists, not in ALARM, has data, watches this run).
     pub ready: bool,
+    /// Worst-case time from a real breach to the abort (guardrails).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worst_case_abort: Option<String>,
     /// Why it is not ready, or what was found.
     pub detail: String,
 }
@@ -179,10 +185,35 @@ pub enum PlanError {
 }
 
 /// Builds the plan for `exp`. Read-only: Describe calls only.
-pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, guards: &[AlarmGuard], vars: &Vars, seed: u64) -> Result<Plan, PlanError> {
-    let breaches = observe::check_alarm_guards(aws, guards).await.map_err(PlanError::Guardrails)?;
-    let guardrails = exp.guardrails.iter().map(|p| probe_status(p, guards, &breaches)).collect();
-    let steady_state = exp.steady_state.iter().map(|p| probe_status(p, guards, &breaches)).collect();
+pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, vars: &Vars, seed: u64) -> Result<Plan, PlanError> {
+    let preflight = observe::preflight(aws, exp, vars).await.map_err(PlanError::Guardrails)?;
+    let guardrails = preflight
+        .checks
+        .iter()
+        .zip(exp.guardrails.iter())
+        .map(|(c, p)| ProbeStatus {
+            name: c.guardrail.clone(),
+            check: describe(p, vars),
+            ready: c.ok,
+            worst_case_abort: c.worst_case_abort_ms.map(crate::progress::ms_text),
+            detail: c.detail.clone(),
+        })
+        .collect();
+    let steady_state = exp
+        .steady_state
+        .iter()
+        .map(|p| ProbeStatus {
+            name: p.name.clone(),
+            check: describe(p, vars),
+            ready: true,
+            worst_case_abort: None,
+            detail: match (&p.kind, p.during) {
+                (ProbeKind::AlarmFires { .. }, _) => "must fire while faults are active and clear after rollback".to_string(),
+                (_, During::Hold) => "must hold during the baseline, while faults are active, and after recovery".to_string(),
+                (_, During::Recover) => "must hold during the baseline and again within timing.recovery; may deviate while faults are active".to_string(),
+            },
+        })
+        .collect();
 
     let mut environment = None;
     let mut faults = Vec::new();
@@ -234,6 +265,7 @@ pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, guards: &
         seed,
         environment,
         guardrails,
+        preflight,
         steady_state,
         faults,
         timing: TimingPlan { interval: format_duration(exp.timing.interval), max_duration: format_duration(exp.timing.max_duration) },
@@ -297,33 +329,10 @@ fn fault_plan(f: &crate::experiment::FaultSpec, targets: Targets) -> FaultPlan {
     FaultPlan { name: f.name.value.clone(), action: f.action.value.clone(), starts, start_after, duration: f.duration.map(format_duration), targets }
 }
 
-fn probe_status(p: &Probe, guards: &[AlarmGuard], breaches: &[observe::Breach]) -> ProbeStatus {
-    match &p.kind {
-        ProbeKind::Alarm { alarm, .. } => {
-            let alarm = guards.iter().find(|g| g.name == p.name).map(|g| g.alarm.clone()).unwrap_or_else(|| alarm.clone());
-            let breach = breaches.iter().find(|b| b.guardrail == p.name);
-            ProbeStatus {
-                name: p.name.clone(),
-                check: format!("alarm `{alarm}`"),
-                ready: breach.is_none(),
-                detail: breach.map(|b| b.detail.clone()).unwrap_or_else(|| "exists and is not in ALARM".to_string()),
-            }
-        }
-        ProbeKind::Metric { query, tolerance, .. } => ProbeStatus {
-            name: p.name.clone(),
-            check: format!("metric {}/{} {} {}", query.namespace, query.name, query.stat, tolerance),
-            ready: false,
-            detail: "metric probes are not evaluated by this version".to_string(),
-        },
-        ProbeKind::AsgHealthy { group, .. } => ProbeStatus {
-            name: p.name.clone(),
-            check: format!("healthy capacity of `{group}`"),
-            ready: false,
-            detail: "healthy-capacity probes are not evaluated by this version".to_string(),
-        },
-    }
+/// A probe in words, variables expanded as the plan knows them.
+fn describe(p: &Probe, vars: &Vars) -> String {
+    observe::watched(p, ProbeRole::SteadyState, vars, vars, false).info(None).check
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -350,6 +359,7 @@ mod tests {
             seed,
             environment: None,
             guardrails: Vec::new(),
+            preflight: Preflight { checks: Vec::new(), worst_case_abort_ms: None, max_abort_delay_ms: None },
             steady_state: Vec::new(),
             faults: vec![FaultPlan {
                 name: "stop".into(),

@@ -81,7 +81,7 @@ pub fn short_list(items: &[String]) -> String {
 
 /// Milliseconds as a short duration, e.g. `1.5s`.
 pub fn ms_text(ms: u64) -> String {
-    if ms % 1000 == 0 { crate::yaml::format_duration(std::time::Duration::from_millis(ms)) } else { format!("{:.1}s", ms as f64 / 1000.0) }
+    if ms.is_multiple_of(1000) { crate::yaml::format_duration(std::time::Duration::from_millis(ms)) } else { format!("{:.1}s", ms as f64 / 1000.0) }
 }
 
 fn render(event: &Event) -> Option<String> {

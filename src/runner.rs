@@ -1,7 +1,8 @@
-//! The run lifecycle: preflight, inject, watch, roll back, verdict.
+//! The run lifecycle: preflight, baseline, inject, watch, roll back, recovery,
+//! verdict.
 //!
-//! One dispatcher loop (`tokio::select!`) owns the run's state. It listens to
-//! signals, guardrail checks (a watcher task ticking every `timing.interval`),
+//! One dispatcher loop (`tokio::select!`) owns the fault phase. It listens to
+//! signals, observations (a watcher task reading every probe every `timing.interval`),
 //! fault timers, the `max_duration` deadline and the inject/rollback tasks, so
 //! an abort never waits for a sleep to finish. Every path out of injection goes
 //! through the same rollback: normal end, guardrail breach, max_duration,
@@ -25,10 +26,10 @@ use tokio_util::sync::CancellationToken;
 use crate::aws::{Aws, AwsError};
 use crate::environment::{self, EnvError};
 use crate::lock;
-use crate::experiment::{Experiment, Mode, ProbeKind};
+use crate::experiment::{Experiment, Mode};
 use crate::faults::{Step, Undo};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
-use crate::observe::{self, AlarmGuard, Breach};
+use crate::observe::{self, Breach, Observer, Queries, Reading};
 use crate::plan::{self, PlanError, Targets};
 use crate::progress::Progress;
 use crate::safety::gate::{self, Admission};
@@ -90,33 +91,9 @@ pub struct Outcome {
 /// Why a run could not even start recording.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The experiment uses something this version cannot run yet.
-    #[error("{file}: this version of gameday cannot run this experiment yet:\n{}", .what.iter().map(|w| format!("  - {w}")).collect::<Vec<_>>().join("\n"))]
-    Unsupported {
-        /// The experiment file.
-        file: String,
-        /// Each unsupported use.
-        what: Vec<String>,
-    },
     /// The run folder or its journal could not be created.
     #[error(transparent)]
     Journal(#[from] JournalError),
-}
-
-/// The parts of a valid experiment that this version cannot execute yet. The
-/// runner refuses such experiments before touching anything rather than
-/// silently skipping a check the team relies on.
-pub fn unsupported(exp: &Experiment) -> Vec<String> {
-    let mut out = Vec::new();
-    for p in &exp.steady_state {
-        out.push(format!("steady_state `{}` (line {}): steady-state probes are not evaluated yet", p.name, p.loc.line));
-    }
-    for p in &exp.guardrails {
-        if !matches!(p.kind, ProbeKind::Alarm { .. }) {
-            out.push(format!("guardrail `{}` (line {}): only `alarm` guardrails are watched in this version", p.name, p.loc.line));
-        }
-    }
-    out
 }
 
 /// A new run id: UTC time (sorts by start) and a random suffix (unique).
@@ -153,10 +130,6 @@ impl Ctx {
 
 /// Runs `exp` to its verdict. Errors only when nothing could be recorded.
 pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcome, RunError> {
-    let what = unsupported(exp);
-    if !what.is_empty() {
-        return Err(RunError::Unsupported { file: exp.file.display().to_string(), what });
-    }
     let run_id = new_run_id();
     let dir = opts.runs_dir.join(&run_id);
     let seed = opts.seed.unwrap_or_else(|| rand::make_rng::<StdRng>().next_u64());
@@ -271,13 +244,202 @@ async fn lifecycle(ctx: &Arc<Ctx>, exp: &Experiment, run_id: &str, seed: u64, ex
         return (Verdict::Error, format!("nothing was injected: {e}"), Vec::new());
     }
     let end = match prepare(ctx, exp, run_id, seed, expires_at, safety, &mut setup, &mut sigs).await {
-        Ok((guards, plans)) => match ctx.emit(Event::Phase { phase: Phase::Inject }) {
-            Ok(()) => Dispatcher::new(ctx.clone(), exp, guards, plans, hurry.clone()).run(&mut sigs).await,
-            Err(e) => (Verdict::Error, format!("nothing was injected: {e}"), Vec::new()),
-        },
+        Ok(ready) => observe_and_inject(ctx, exp, ready, &hurry, &mut sigs).await,
         Err(end) => end,
     };
     teardown(ctx, setup, &hurry, &mut sigs, end).await
+}
+
+/// What preparation leaves for the rest of the run.
+struct Ready {
+    /// Each fault's planned calls.
+    plans: Vec<Vec<Step>>,
+    /// Variables as the faults' environment sees them (the copy in parallel mode).
+    run_vars: Vars,
+    /// Variables of the real workload (the source in parallel mode).
+    source_vars: Vars,
+}
+
+/// Baseline, fault phase, recovery and the hypothesis's verdict; every
+/// metric's series is journaled whatever the end.
+async fn observe_and_inject(ctx: &Arc<Ctx>, exp: &Experiment, ready: Ready, hurry: &CancellationToken, sigs: &mut Signals) -> End {
+    let parallel = exp.environment.mode == Mode::Parallel;
+    let mut obs = Observer::new(observe::watch_list(exp, &ready.run_vars, &ready.source_vars, parallel));
+    ctx.emit_best_effort(Event::Probes { probes: obs.infos() });
+    let end = match baseline(ctx, exp, &mut obs, sigs).await {
+        Err(end) => end,
+        Ok(()) => {
+            // The tolerances fixed by the baseline are what reports draw.
+            ctx.emit_best_effort(Event::Probes { probes: obs.infos() });
+            match ctx.emit(Event::Phase { phase: Phase::Inject }) {
+                Ok(()) => {
+                    let (end, window) = Dispatcher::new(ctx.clone(), exp, ready.plans, hurry.clone()).run(sigs, &mut obs).await;
+                    conclude(ctx, exp, &mut obs, end, window, sigs).await
+                }
+                Err(e) => (Verdict::Error, format!("nothing was injected: {e}"), Vec::new()),
+            }
+        }
+    };
+    for e in obs.series() {
+        ctx.emit_best_effort(e);
+    }
+    end
+}
+
+/// Reads every probe once, journals the results, and returns them. Read
+/// errors are warnings until [`MAX_WATCH_FAILURES`] in a row.
+async fn check_once(ctx: &Ctx, queries: &Queries, obs: &mut Observer, phase: Phase, failures: &mut u32) -> Result<Option<observe::Judged>, String> {
+    match queries.read(&ctx.aws).await {
+        Ok(r) => {
+            *failures = 0;
+            Ok(Some(record(ctx, obs, &r, phase)))
+        }
+        Err(e) => {
+            *failures += 1;
+            ctx.emit_best_effort(Event::Warning { message: format!("probe check failed ({failures}/{MAX_WATCH_FAILURES}): {e}") });
+            if *failures >= MAX_WATCH_FAILURES { Err(e.to_string()) } else { Ok(None) }
+        }
+    }
+}
+
+/// Judges a reading and journals what it found.
+fn record(ctx: &Ctx, obs: &mut Observer, r: &Reading, phase: Phase) -> observe::Judged {
+    let judged = obs.judge(r, phase);
+    for e in &judged.events {
+        ctx.emit_best_effort(e.clone());
+    }
+    ctx.emit_best_effort(Event::Checked { phase, results: judged.results.clone() });
+    judged
+}
+
+/// The baseline: for `timing.baseline`, every probe is read each interval and
+/// must hold; nothing is injected otherwise. Skipped when there is nothing
+/// to prove (no steady state and no metric guardrail).
+async fn baseline(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, sigs: &mut Signals) -> Result<(), End> {
+    if !obs.needs_baseline() {
+        return Ok(());
+    }
+    ctx.emit(Event::Phase { phase: Phase::Baseline }).map_err(error_before_injection)?;
+    let since = Timestamp::now();
+    let until = Instant::now() + exp.timing.baseline;
+    let queries = obs.queries();
+    let mut tick = tokio::time::interval(exp.timing.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0;
+    loop {
+        or_signal(ctx, sigs, tick.tick()).await?;
+        let checked = or_signal(ctx, sigs, check_once(ctx, &queries, obs, Phase::Baseline, &mut failures)).await?;
+        let judged = checked.map_err(|e| error_before_injection(format!("the probes cannot be read: {e}")))?;
+        if let Some(j) = judged {
+            let bad: Vec<String> = j.results.iter().filter(|r| !r.ok).map(|r| format!("{}: {}", r.probe, r.detail)).collect();
+            if !bad.is_empty() {
+                return Err(not_run(format!("the steady state did not hold during the baseline, so nothing was injected: {}", bad.join("; "))));
+            }
+        }
+        if Instant::now() >= until {
+            break;
+        }
+    }
+    let events = obs.finish_baseline(since).map_err(|why| not_run(format!("{why}; nothing was injected")))?;
+    for e in events {
+        ctx.emit_best_effort(e);
+    }
+    Ok(())
+}
+
+/// The fault window a fault phase had: from the first fault in effect to the
+/// last rollback's start.
+type Window = Option<(Timestamp, Timestamp)>;
+
+/// After the fault phase: the recovery phase (the steady state must return
+/// within `timing.recovery`), detection probes, the comparison with the
+/// control, and the hypothesis's verdict. Guardrails decide `aborted`; the
+/// hypothesis decides `passed` or `failed`.
+async fn conclude(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, end: End, window: Window, sigs: &mut Signals) -> End {
+    let (verdict, reason, unfinished) = end;
+    if !matches!(verdict, Verdict::Passed | Verdict::Aborted) || !unfinished.is_empty() || !obs.has_hypothesis() {
+        return (verdict, reason, unfinished);
+    }
+    let mut failures = Vec::new();
+    if let Some(rolled_back) = obs.rolled_back_at {
+        match recovery(ctx, exp, obs, rolled_back, sigs).await {
+            Ok(Some(why)) => failures.push(why),
+            Ok(None) => {}
+            Err(sig) => return (Verdict::Interrupted, format!("stopped by {sig} during recovery; every fault was rolled back"), Vec::new()),
+        }
+    }
+    for (e, _) in obs.detections(Timestamp::now()) {
+        if let Event::Detection { probe, ok: false, detail, .. } = &e {
+            failures.push(format!("detection `{probe}`: {detail}"));
+        }
+        ctx.emit_best_effort(e);
+    }
+    if let Some((from, to)) = window {
+        for e in obs.comparisons(from, to) {
+            if let Event::Comparison { probe, ok: false, judged: true, detail, .. } = &e {
+                failures.push(format!("`{probe}` against the control: {detail}"));
+            }
+            ctx.emit_best_effort(e);
+        }
+    }
+    failures.splice(0..0, obs.deviations_during_faults().into_iter().map(|d| format!("while faults were active, {d}")));
+    match verdict {
+        Verdict::Aborted if failures.is_empty() => (verdict, reason, unfinished),
+        Verdict::Aborted => (verdict, format!("{reason}; the hypothesis also failed: {}", failures.join("; ")), unfinished),
+        _ if failures.is_empty() => (Verdict::Passed, format!("{reason}; the hypothesis held"), unfinished),
+        _ => (Verdict::Failed, format!("the hypothesis did not hold: {}; every fault was rolled back", failures.join("; ")), unfinished),
+    }
+}
+
+/// Waits for the steady state to return after rollback (and for detection
+/// alarms to clear). Returns why recovery failed, if it did; a signal ends it.
+async fn recovery(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, rolled_back: Timestamp, sigs: &mut Signals) -> Result<Option<String>, SignalName> {
+    ctx.emit_best_effort(Event::Phase { phase: Phase::Recovery });
+    let started = Instant::now();
+    let recover_by = started + exp.timing.recovery;
+    let clears_by = started + obs.watched().iter().filter_map(|w| if let observe::Check::Fires { clears_within, .. } = &w.check { Some(*clears_within) } else { None }).max().unwrap_or_default();
+    let queries = obs.queries();
+    let mut tick = tokio::time::interval(exp.timing.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0;
+    let mut recovered_at: Option<Timestamp> = None;
+    let mut left = Vec::new();
+    loop {
+        let checked = tokio::select! {
+            Some(sig) = sigs.rx.recv() => {
+                sigs.received(ctx, sig);
+                return Err(sig);
+            }
+            r = async { tick.tick().await; check_once(ctx, &queries, obs, Phase::Recovery, &mut failures).await } => r,
+        };
+        if let Err(e) = checked {
+            left = vec![format!("the probes cannot be read: {e}")];
+            break;
+        }
+        let now = Instant::now();
+        if recovered_at.is_none() {
+            left = obs.not_recovered(rolled_back);
+            if left.is_empty() {
+                recovered_at = Some(Timestamp::now());
+            }
+        }
+        let steady_done = recovered_at.is_some() || now >= recover_by;
+        let detection_done = obs.detections_settled(Timestamp::now()) || now >= clears_by;
+        if steady_done && detection_done {
+            break;
+        }
+    }
+    let ms = recovered_at.map(|t| t.duration_since(rolled_back).as_millis().max(0) as u64);
+    let steady = obs.watched().iter().any(|w| w.role == crate::journal::ProbeRole::SteadyState);
+    if !steady {
+        return Ok(None);
+    }
+    let (recovered, detail) = match ms {
+        Some(ms) => (true, format!("the steady state held again {} after rollback", crate::progress::ms_text(ms))),
+        None => (false, format!("the steady state did not return within timing.recovery ({}): {}", crate::yaml::format_duration(exp.timing.recovery), left.join("; "))),
+    };
+    ctx.emit_best_effort(Event::RecoveryResult { recovered, time_to_recover_ms: ms, detail: detail.clone() });
+    Ok((!recovered).then_some(detail))
 }
 
 /// Runs `fut` unless a signal arrives first, in which case the run ends as
@@ -306,18 +468,19 @@ async fn prepare(
     safety: &Admission,
     setup: &mut Vec<SetupStep>,
     sigs: &mut Signals,
-) -> Result<(Vec<AlarmGuard>, Vec<Vec<Step>>), End> {
+) -> Result<Ready, End> {
     let env = &exp.environment;
     // Alarms exist before the run, so `${asg}` in an alarm name is the group as written.
-    let mut vars = Vars { asg: env.autoscaling_group.clone(), run_id: run_id.to_string(), instances: Vec::new() };
-    let guards = observe::alarm_guards(&exp.guardrails, &vars);
-    let (plan, in_place_steps) = or_signal(ctx, sigs, admit(ctx, exp, &guards, &vars, seed, safety)).await??;
+    let source_vars = Vars { asg: env.autoscaling_group.clone(), run_id: run_id.to_string(), instances: Vec::new() };
+    let mut vars = source_vars.clone();
+    let (plan, in_place_steps) = or_signal(ctx, sigs, admit(ctx, exp, &vars, seed, safety)).await??;
     let protected = &safety.policy.policy.protected_tags;
     let mut rng = StdRng::seed_from_u64(seed);
     let plans = match env.mode {
         Mode::InPlace => {
             let groups: Vec<String> = env.autoscaling_group.iter().cloned().collect();
             or_signal(ctx, sigs, take_locks(ctx, groups, plan.target_ids(), run_id, expires_at, setup)).await??;
+            vars.instances = plan.target_ids();
             in_place_steps
         }
         Mode::Parallel => {
@@ -348,7 +511,7 @@ async fn prepare(
             or_signal(ctx, sigs, resolve_all(ctx, exp, &scope, &vars, protected, &mut rng)).await??
         }
     };
-    Ok((guards, plans))
+    Ok(Ready { plans, run_vars: vars, source_vars })
 }
 
 fn not_run(reason: String) -> End {
@@ -362,8 +525,8 @@ fn error_before_injection(e: impl std::fmt::Display) -> End {
 /// Builds the plan (read-only: guardrail alarms checked, targets resolved in
 /// place), journals it, and lets the safety gate check it. Returns the plan
 /// and, in place, each fault's planned calls. On refusal, returns the verdict.
-async fn admit(ctx: &Ctx, exp: &Experiment, guards: &[AlarmGuard], vars: &Vars, seed: u64, safety: &Admission) -> Result<(plan::Plan, Vec<Vec<Step>>), End> {
-    let plan = match plan::build(&ctx.aws, exp, &safety.policy, guards, vars, seed).await {
+async fn admit(ctx: &Ctx, exp: &Experiment, vars: &Vars, seed: u64, safety: &Admission) -> Result<(plan::Plan, Vec<Vec<Step>>), End> {
+    let plan = match plan::build(&ctx.aws, exp, &safety.policy, vars, seed).await {
         Ok(p) => p,
         Err(PlanError::Targets { fault, source: TargetError::NoSuchGroup(g) }) => {
             return Err(not_run(format!("fault `{fault}`: Auto Scaling group `{g}` not found; nothing was injected")));
@@ -391,9 +554,11 @@ async fn admit(ctx: &Ctx, exp: &Experiment, guards: &[AlarmGuard], vars: &Vars, 
         ctx.refused.store(true, std::sync::atomic::Ordering::SeqCst);
         return Err(not_run(gate::refusal(&safety.policy, &rules)));
     }
-    let unhealthy: Vec<String> = plan.guardrails.iter().filter(|g| !g.ready).map(|g| format!("{}: {}", g.name, g.detail)).collect();
-    if !unhealthy.is_empty() {
-        return Err(not_run(format!("a guardrail is not healthy before injection, so nothing was injected: {}", unhealthy.join("; "))));
+    if let Err(e) = ctx.emit(plan.preflight.event()) {
+        return Err(error_before_injection(e));
+    }
+    if let Some(why) = plan.preflight.refusal() {
+        return Err(not_run(format!("a guardrail cannot protect this run, so nothing was injected: {why}")));
     }
     for (f, fp) in exp.faults.iter().zip(&plan.faults) {
         if matches!(fp.targets, Targets::Instances(_)) && fp.targets.count() == 0 && !f.target.allow_empty {
@@ -575,7 +740,10 @@ enum TaskDone {
 struct Dispatcher<'e> {
     ctx: Arc<Ctx>,
     exp: &'e Experiment,
-    guards: Vec<AlarmGuard>,
+    /// When the first fault took effect.
+    first_active: Option<Timestamp>,
+    /// When the latest rollback began (the end of the fault window).
+    last_rollback_start: Option<Timestamp>,
     faults: Vec<FaultRun>,
     tasks: JoinSet<TaskDone>,
     /// Cancelled by a second signal: skip waits, never rollback calls.
@@ -586,7 +754,7 @@ struct Dispatcher<'e> {
 }
 
 impl<'e> Dispatcher<'e> {
-    fn new(ctx: Arc<Ctx>, exp: &'e Experiment, guards: Vec<AlarmGuard>, plans: Vec<Vec<Step>>, hurry: CancellationToken) -> Self {
+    fn new(ctx: Arc<Ctx>, exp: &'e Experiment, plans: Vec<Vec<Step>>, hurry: CancellationToken) -> Self {
         let index: HashMap<&str, usize> = exp.faults.iter().enumerate().map(|(i, f)| (f.name.value.as_str(), i)).collect();
         let faults = exp
             .faults
@@ -606,7 +774,8 @@ impl<'e> Dispatcher<'e> {
         Dispatcher {
             ctx,
             exp,
-            guards,
+            first_active: None,
+            last_rollback_start: None,
             faults,
             tasks: JoinSet::new(),
             hurry,
@@ -616,11 +785,11 @@ impl<'e> Dispatcher<'e> {
         }
     }
 
-    async fn run(mut self, sigs: &mut Signals) -> End {
+    async fn run(mut self, sigs: &mut Signals, obs: &mut Observer) -> (End, Window) {
         let started = Instant::now();
         let deadline = started + self.exp.timing.max_duration;
         let stop_watch = CancellationToken::new();
-        let mut watch_rx = spawn_watcher(self.ctx.aws.clone(), self.guards.clone(), self.exp.timing.interval, stop_watch.clone());
+        let mut watch_rx = spawn_watcher(self.ctx.aws.clone(), obs.queries(), self.exp.timing.interval, stop_watch.clone());
         let mut watch_failures = 0u32;
         let mut status_tick = tokio::time::interval(Duration::from_millis(500));
 
@@ -629,6 +798,7 @@ impl<'e> Dispatcher<'e> {
             if self.ending.is_some() && self.tasks.is_empty() && !self.faults.iter().any(|f| matches!(f.status, Status::Active | Status::RollingBack)) {
                 break;
             }
+            obs.injected_at = obs.injected_at.or(self.first_active);
             let next_end = self.faults.iter().filter(|f| f.status == Status::Active).filter_map(|f| f.ends_at).min();
             let watching = self.ending.is_none();
             tokio::select! {
@@ -641,22 +811,27 @@ impl<'e> Dispatcher<'e> {
                         self.hurry.cancel();
                     }
                 }
-                Some((result, seen_at)) = watch_rx.recv(), if watching => {
+                // Read during rollback too: the faults are in effect until undone.
+                Some(result) = watch_rx.recv() => {
                     match result {
-                        Ok(breaches) => {
+                        Ok(reading) => {
                             watch_failures = 0;
-                            if let Some(b) = breaches.into_iter().next() {
+                            let seen_at = reading.at;
+                            let phase = if watching { Phase::Inject } else { Phase::Rollback };
+                            let judged = record(&self.ctx, obs, &reading, phase);
+                            if let (true, Some(b)) = (watching, judged.breaches.into_iter().next()) {
                                 self.ctx.emit_best_effort(Event::GuardrailBreached { guardrail: b.guardrail.clone(), detail: b.detail.clone(), seen_at });
                                 self.end(EndReason::Breach(b), seen_at);
                             }
                         }
-                        Err(e) => {
+                        Err(e) if watching => {
                             watch_failures += 1;
                             self.ctx.emit_best_effort(Event::Warning { message: format!("guardrail check failed ({watch_failures}/{MAX_WATCH_FAILURES}): {e}") });
                             if watch_failures >= MAX_WATCH_FAILURES {
-                                self.end(EndReason::WatchError(e.to_string()), seen_at);
+                                self.end(EndReason::WatchError(e.to_string()), Timestamp::now());
                             }
                         }
+                        Err(_) => {}
                     }
                 }
                 Some(joined) = self.tasks.join_next() => {
@@ -681,7 +856,11 @@ impl<'e> Dispatcher<'e> {
             }
         }
         stop_watch.cancel();
-        self.verdict()
+        let window = self.first_active.map(|from| (from, self.last_rollback_start.unwrap_or_else(Timestamp::now)));
+        if self.first_active.is_some() {
+            obs.rolled_back_at = Some(Timestamp::now());
+        }
+        (self.verdict(), window)
     }
 
     /// Starts faults whose turn has come, notices the end of the fault phase,
@@ -779,6 +958,7 @@ impl<'e> Dispatcher<'e> {
             };
             self.ctx.emit_best_effort(Event::RollbackStarted { trigger });
         }
+        self.last_rollback_start = Some(Timestamp::now());
         let f = &mut self.faults[idx];
         f.status = Status::RollingBack;
         let applied = f.applied.clone();
@@ -814,6 +994,7 @@ impl<'e> Dispatcher<'e> {
                 f.status = if f.applied.is_empty() { Status::Done } else { Status::Active };
                 f.ends_at = f.duration.map(|d| Instant::now() + d);
                 if f.status == Status::Active {
+                    self.first_active = self.first_active.or(Some(Timestamp::now()));
                     let until = f.duration.and_then(|d| Timestamp::now().checked_add(d).ok());
                     self.ctx.emit_best_effort(Event::FaultActive { fault: f.name.clone(), until });
                 }
@@ -880,14 +1061,9 @@ async fn sleep_until_opt(t: Option<Instant>) {
     }
 }
 
-/// Checks guardrails every `interval` until cancelled, sending each result with
-/// the time the answer arrived (when the breach became visible to us).
-fn spawn_watcher(
-    aws: Aws,
-    guards: Vec<AlarmGuard>,
-    interval: Duration,
-    stop: CancellationToken,
-) -> mpsc::Receiver<(Result<Vec<Breach>, AwsError>, Timestamp)> {
+/// Reads every probe every `interval` until cancelled, sending each reading
+/// (stamped with when the answers arrived: when a breach became visible to us).
+fn spawn_watcher(aws: Aws, queries: Arc<Queries>, interval: Duration, stop: CancellationToken) -> mpsc::Receiver<Result<Reading, AwsError>> {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -899,9 +1075,9 @@ fn spawn_watcher(
             }
             let result = tokio::select! {
                 _ = stop.cancelled() => return,
-                r = observe::check_alarm_guards(&aws, &guards) => r,
+                r = queries.read(&aws) => r,
             };
-            if tx.send((result, Timestamp::now())).await.is_err() {
+            if tx.send(result).await.is_err() {
                 return;
             }
         }

@@ -134,8 +134,8 @@ async fn a_second_ctrl_c_does_not_skip_the_rollback() {
 async fn a_guardrail_that_cannot_protect_the_run_means_nothing_is_injected() {
     let c = clients().await;
     let fleet = fleet(&c, 2).await;
-    for (alarm, why) in [(format!("{}-missing", fleet.alarm), "does not exist"), (fleet.alarm.clone(), "is in ALARM")] {
-        if why == "is in ALARM" {
+    for (alarm, why) in [(format!("{}-missing", fleet.alarm), "does not exist"), (fleet.alarm.clone(), "in ALARM")] {
+        if why == "in ALARM" {
             set_alarm(&c, &fleet.alarm, "ALARM").await;
         }
         let s = Scratch::new();

@@ -247,7 +247,7 @@ async fn plan_leaves_moto_state_unchanged() {
     }
     assert!(text.stdout.contains("us-east-1a"), "with its AZ:\n{}", text.stdout);
     assert!(text.stdout.contains("held 1s, then rolled back"), "the timeline is shown:\n{}", text.stdout);
-    assert!(text.stdout.contains(&format!("alarm `{}`: exists and is not in ALARM", fleet.alarm)), "{}", text.stdout);
+    assert!(text.stdout.contains(&format!("alarm `{}` not in ALARM: alarm `{}` exists and is OK", fleet.alarm, fleet.alarm)), "{}", text.stdout);
     assert!(text.stdout.contains("pass blast_radius.max_instances_per_fault"), "each rule is shown:\n{}", text.stdout);
     let json = plan_json(&gameday_plan(&s, &[file, "--output", "json"]).await);
     assert_eq!(json["admitted"], true);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use parse::{load, load_str, LoadError};
-pub use tolerance::Tolerance;
+pub use tolerance::{Expect, Tolerance};
 
 use crate::faults::Fault;
 use crate::yaml::{Loc, Spanned};
@@ -93,6 +93,9 @@ pub struct Timing {
     pub interval: Duration,
     /// The whole run may not take longer; reaching it aborts and rolls back.
     pub max_duration: Duration,
+    /// The run is refused when a guardrail's worst-case time from a real
+    /// breach to the abort is longer than this.
+    pub max_abort_delay: Option<Duration>,
 }
 
 impl Default for Timing {
@@ -102,6 +105,7 @@ impl Default for Timing {
             recovery: Duration::from_secs(300),
             interval: Duration::from_secs(5),
             max_duration: Duration::from_secs(30 * 60),
+            max_abort_delay: None,
         }
     }
 }
@@ -113,8 +117,44 @@ pub struct Probe {
     pub name: String,
     /// What is checked.
     pub kind: ProbeKind,
+    /// Steady state only: whether it must hold while faults are active too.
+    pub during: During,
     /// Where the entry starts, for messages.
     pub loc: Loc,
+}
+
+/// What a steady-state probe promises while faults are active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum During {
+    /// It holds throughout: a deviation while faults are active fails the run.
+    #[default]
+    Hold,
+    /// It may deviate while faults are active; it must hold again within
+    /// `timing.recovery` after rollback.
+    Recover,
+}
+
+/// How INSUFFICIENT_DATA of a guardrail alarm is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InsufficientData {
+    /// Refused at preflight (an alarm without data cannot fire); not a breach during the run.
+    #[default]
+    Ok,
+    /// Accepted at preflight; not a breach during the run.
+    Allow,
+    /// Refused at preflight, and a breach during the run.
+    Breach,
+}
+
+/// `compare`: how far the experiment may drift from the control (parallel mode).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Compare {
+    /// The experiment's mean may exceed the control's by at most this percent.
+    pub max_increase: Option<f64>,
+    /// The experiment's mean may fall below the control's by at most this percent.
+    pub max_decrease: Option<f64>,
+    /// A drift counts only when the Mann-Whitney U test's p-value is below this.
+    pub significance: f64,
 }
 
 /// The kinds of check a probe can make.
@@ -124,19 +164,31 @@ pub enum ProbeKind {
     /// tolerance is what must hold (`expect`); in `guardrails` it is the breach
     /// condition (`threshold`).
     Metric {
-        /// Which metric and statistic.
-        query: MetricQuery,
-        /// The comparison.
-        tolerance: Tolerance,
+        /// Which metric and statistic, or a metric math expression.
+        query: MetricSpec,
+        /// The comparison (possibly relative to the baseline).
+        tolerance: Expect,
         /// How many consecutive datapoints must be out of tolerance to count.
         datapoints: u32,
+        /// Steady state in parallel mode: judge against the control too.
+        compare: Option<Compare>,
     },
     /// A CloudWatch alarm (metric or composite): a breach while it is in ALARM.
     Alarm {
         /// The alarm's name (may contain variables such as `${asg}`).
         alarm: String,
-        /// Whether INSUFFICIENT_DATA counts as a breach too.
-        insufficient_data_breaches: bool,
+        /// How INSUFFICIENT_DATA is treated.
+        insufficient_data: InsufficientData,
+    },
+    /// Detection: the alarm must go to ALARM within `within` of the first
+    /// injection and back to OK within `clears_within` of the end of rollback.
+    AlarmFires {
+        /// The alarm's name.
+        alarm: String,
+        /// Time allowed from the first injection to ALARM.
+        within: Duration,
+        /// Time allowed from the end of rollback to OK.
+        clears_within: Duration,
     },
     /// Auto Scaling healthy capacity: InService and Healthy instances.
     AsgHealthy {
@@ -154,6 +206,78 @@ pub enum CapacityBound {
     AtLeast(u32),
     /// At least this percent of the desired capacity.
     Percent(u32),
+}
+
+impl CapacityBound {
+    /// Whether `healthy` instances out of `desired` satisfy the bound.
+    pub fn holds(self, healthy: usize, desired: usize) -> bool {
+        match self {
+            CapacityBound::AtLeast(n) => healthy >= n as usize,
+            CapacityBound::Percent(p) => healthy * 100 >= desired * p as usize,
+        }
+    }
+}
+
+impl std::fmt::Display for CapacityBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CapacityBound::AtLeast(n) => write!(f, ">= {n}"),
+            CapacityBound::Percent(p) => write!(f, ">= {p}% of desired"),
+        }
+    }
+}
+
+/// A metric probe's data: one metric, or a metric math expression over several.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricSpec {
+    /// One metric with a statistic.
+    Stat(MetricQuery),
+    /// `expression` over `metrics` (each named by its id, e.g. `m1`).
+    Math {
+        /// CloudWatch metric math, e.g. `100 * errors / requests`.
+        expression: String,
+        /// The metrics the expression names.
+        metrics: Vec<(String, MetricQuery)>,
+        /// The result's period in seconds.
+        period: u32,
+    },
+}
+
+impl MetricSpec {
+    /// The period of the datapoints the probe judges.
+    pub fn period(&self) -> u32 {
+        match self {
+            MetricSpec::Stat(q) => q.period,
+            MetricSpec::Math { period, .. } => *period,
+        }
+    }
+
+    /// Every metric queried.
+    pub fn metrics(&self) -> Vec<&MetricQuery> {
+        match self {
+            MetricSpec::Stat(q) => vec![q],
+            MetricSpec::Math { metrics, .. } => metrics.iter().map(|(_, q)| q).collect(),
+        }
+    }
+
+    /// Whether a dimension uses `${asg}` (so a control exists in parallel mode).
+    pub fn uses_asg(&self) -> bool {
+        self.metrics().iter().any(|q| q.dimensions.iter().any(|(_, v)| v.contains("${asg}")))
+    }
+
+    /// In words, e.g. `App/Latency p99 (60s)`.
+    pub fn describe(&self) -> String {
+        match self {
+            MetricSpec::Stat(q) => format!("{}/{} {} ({}s)", q.namespace, q.name, q.stat, q.period),
+            MetricSpec::Math { expression, period, .. } => format!("{expression} ({period}s)"),
+        }
+    }
+
+    /// Whether the statistic accumulates over its period (Sum, SampleCount),
+    /// so the period still in progress would understate it.
+    pub fn cumulative(&self) -> bool {
+        self.metrics().iter().any(|q| matches!(q.stat.as_str(), "Sum" | "SampleCount"))
+    }
 }
 
 /// One CloudWatch metric with a statistic over a period.

@@ -30,12 +30,15 @@ pub enum LoadError {
 const TOP_KEYS: &[&str] =
     &["version", "name", "description", "owner", "hypothesis", "environment", "steady_state", "guardrails", "faults", "timing"];
 const ENV_KEYS: &[&str] = &["mode", "autoscaling_group", "capacity", "ready_timeout"];
-const TIMING_KEYS: &[&str] = &["baseline", "recovery", "interval", "max_duration"];
+const TIMING_KEYS: &[&str] = &["baseline", "recovery", "interval", "max_duration", "max_abort_delay"];
 const FAULT_KEYS: &[&str] = &["name", "action", "target", "params", "duration", "start_after"];
 const TARGET_KEYS: &[&str] = &["tags", "filters", "ids", "az", "autoscaling_group", "select", "allow_empty"];
-const STEADY_KEYS: &[&str] = &["name", "metric", "expect", "datapoints", "alarm", "insufficient_data", "asg_healthy"];
+const STEADY_KEYS: &[&str] = &["name", "metric", "expect", "datapoints", "compare", "during", "alarm", "insufficient_data", "asg_healthy", "alarm_fires"];
 const GUARD_KEYS: &[&str] = &["name", "metric", "threshold", "datapoints", "alarm", "insufficient_data", "asg_healthy"];
 const METRIC_KEYS: &[&str] = &["namespace", "name", "dimensions", "stat", "period"];
+const MATH_KEYS: &[&str] = &["expression", "metrics", "period"];
+const COMPARE_KEYS: &[&str] = &["max_increase", "max_decrease", "significance"];
+const ALARM_FIRES_KEYS: &[&str] = &["alarm", "within", "clears_within"];
 
 /// Reads and validates an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, LoadError> {
@@ -116,6 +119,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
     }
     if let (Some(env), Some(probes)) = (&environment, &steady_state) {
         check_asg_probes(d, env, probes);
+        check_compare(d, env, probes);
     }
     if let (Some(env), Some(probes)) = (&environment, &guardrails) {
         check_asg_probes(d, env, probes);
@@ -183,12 +187,22 @@ fn decode_timing(d: &mut Decoder, node: &Node) -> Option<Timing> {
     let recovery = get(d, "recovery", def.recovery);
     let interval = get(d, "interval", def.interval);
     let max_duration = get(d, "max_duration", def.max_duration);
+    let max_abort_delay = match m.get("max_abort_delay") {
+        Some(n) => d.duration(n, "timing.max_abort_delay").map(|s| Some(s.value)),
+        None => Some(None),
+    };
     if let Some(i) = &interval
         && i.value < Duration::from_millis(200)
     {
         d.error(i.loc, "timing.interval: must be at least 200ms (each check makes AWS API calls)");
     }
-    Some(Timing { baseline: baseline?.value, recovery: recovery?.value, interval: interval?.value, max_duration: max_duration?.value })
+    Some(Timing {
+        baseline: baseline?.value,
+        recovery: recovery?.value,
+        interval: interval?.value,
+        max_duration: max_duration?.value,
+        max_abort_delay: max_abort_delay?,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -228,9 +242,11 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
         }
     }
     let m = d.map(node, what, keys)?;
-    let kinds: Vec<&str> = ["metric", "alarm", "asg_healthy"].into_iter().filter(|k| m.get(k).is_some()).collect();
+    let kinds: Vec<&str> = ["metric", "alarm", "asg_healthy", "alarm_fires"].into_iter().filter(|k| m.get(k).is_some()).collect();
     if kinds.len() != 1 {
-        let message = if kinds.is_empty() {
+        let message = if kinds.is_empty() && section == ProbeSection::SteadyState {
+            format!("{what}: expected one of `metric`, `alarm`, `asg_healthy` or `alarm_fires`")
+        } else if kinds.is_empty() {
             format!("{what}: expected one of `metric`, `alarm` or `asg_healthy`")
         } else {
             format!("{what}: `{}` cannot be combined in one entry; write one entry for each", kinds.join("` and `"))
@@ -239,14 +255,34 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
         return None;
     }
     let label = m.get("name").and_then(|n| d.string(n, &format!("{what}.name"))).map(|s| s.value);
+    let during = match m.get("during") {
+        None => Some(During::Hold),
+        Some(n) => match d.string(n, &format!("{what}.during"))?.value.as_str() {
+            "hold" => Some(During::Hold),
+            "recover" => Some(During::Recover),
+            other => {
+                d.error_help(
+                    yaml::loc(n),
+                    format!("{what}.during: `{other}`: expected `hold` or `recover`"),
+                    "`hold` (the default): it must hold while faults are active; `recover`: it may deviate then, and must hold again within timing.recovery",
+                );
+                None
+            }
+        },
+    };
+    if kinds[0] == "alarm_fires"
+        && let Some(n) = m.get("during")
+    {
+        d.error(yaml::loc(n), format!("{what}: `during` does not apply to `alarm_fires` (it is expected to fire while faults are active)"));
+    }
     let (kind, default_name) = match kinds[0] {
         "metric" => {
-            let query = decode_metric(d, m.get("metric")?, &format!("{what}.metric"));
+            let query = decode_metric_spec(d, m.get("metric")?, &format!("{what}.metric"));
             let tol_key = if section == ProbeSection::SteadyState { "expect" } else { "threshold" };
             let tolerance = match d.required(&m, tol_key, what) {
                 Some(n) => {
                     let text = d.string(n, &format!("{what}.{tol_key}"));
-                    text.and_then(|t| match Tolerance::parse(&t.value) {
+                    text.and_then(|t| match Expect::parse(&t.value) {
                         Ok(tol) => Some(tol),
                         Err(e) => {
                             let message = format!("{what}.{tol_key}: `{}`: {e}", t.value);
@@ -266,12 +302,36 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
                 Some(n) => d.integer(n, &format!("{what}.datapoints"), 1, 100).map(|v| v.value as u32),
                 None => Some(1),
             };
+            let compare = match m.get("compare") {
+                Some(n) => decode_compare(d, n, &format!("{what}.compare")).map(Some),
+                None => Some(None),
+            };
             let query = query?;
-            let name = format!("{} {}", query.name, query.stat);
-            (ProbeKind::Metric { query, tolerance: tolerance?, datapoints: datapoints? }, name)
+            let name = match &query {
+                MetricSpec::Stat(q) => format!("{} {}", q.name, q.stat),
+                MetricSpec::Math { expression, .. } => expression.clone(),
+            };
+            (ProbeKind::Metric { query, tolerance: tolerance?, datapoints: datapoints?, compare: compare? }, name)
+        }
+        "alarm_fires" => {
+            for k in ["expect", "datapoints", "compare"] {
+                if m.get(k).is_some() {
+                    d.error(m.loc(), format!("{what}: `{k}` does not apply to `alarm_fires`"));
+                }
+            }
+            let am = d.map(m.get("alarm_fires")?, &format!("{what}.alarm_fires"), ALARM_FIRES_KEYS)?;
+            let alarm = d.required(&am, "alarm", &format!("{what}.alarm_fires")).and_then(|n| d.string(n, &format!("{what}.alarm_fires.alarm")));
+            if let Some(a) = &alarm {
+                check_variables(d, a);
+            }
+            let within = d.required(&am, "within", &format!("{what}.alarm_fires")).and_then(|n| d.duration(n, &format!("{what}.alarm_fires.within")));
+            let clears = d.required(&am, "clears_within", &format!("{what}.alarm_fires")).and_then(|n| d.duration(n, &format!("{what}.alarm_fires.clears_within")));
+            let alarm = alarm?;
+            let name = format!("alarm {} fires", alarm.value);
+            (ProbeKind::AlarmFires { alarm: alarm.value, within: within?.value, clears_within: clears?.value }, name)
         }
         "alarm" => {
-            for k in ["expect", "threshold", "datapoints"] {
+            for k in ["expect", "threshold", "datapoints", "compare"] {
                 if m.get(k).is_some() {
                     d.error(m.loc(), format!("{what}: `{k}` does not apply to an alarm (its own threshold decides)"));
                 }
@@ -279,18 +339,23 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
             let alarm = d.string(m.get("alarm")?, &format!("{what}.alarm"))?;
             check_variables(d, &alarm);
             let insufficient = match m.get("insufficient_data") {
-                None => Some(false),
+                None => Some(InsufficientData::Ok),
                 Some(n) => match d.string(n, &format!("{what}.insufficient_data"))?.value.as_str() {
-                    "breach" => Some(true),
-                    "ok" => Some(false),
+                    "breach" => Some(InsufficientData::Breach),
+                    "ok" => Some(InsufficientData::Ok),
+                    "allow" => Some(InsufficientData::Allow),
                     other => {
-                        d.error(yaml::loc(n), format!("{what}.insufficient_data: `{other}`: expected `breach` or `ok`"));
+                        d.error_help(
+                            yaml::loc(n),
+                            format!("{what}.insufficient_data: `{other}`: expected `ok`, `allow` or `breach`"),
+                            "`ok` (default): refused before injection, ignored during the run; `allow`: accepted before injection too; `breach`: aborts the run",
+                        );
                         None
                     }
                 },
             };
             let name = format!("alarm {}", alarm.value);
-            (ProbeKind::Alarm { alarm: alarm.value, insufficient_data_breaches: insufficient? }, name)
+            (ProbeKind::Alarm { alarm: alarm.value, insufficient_data: insufficient? }, name)
         }
         _ => {
             let node = m.get("asg_healthy")?;
@@ -318,7 +383,86 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
             (ProbeKind::AsgHealthy { group, bound: bound? }, name)
         }
     };
-    Some(Probe { name: label.unwrap_or(default_name), kind, loc: m.loc() })
+    Some(Probe { name: label.unwrap_or(default_name), kind, during: during?, loc: m.loc() })
+}
+
+/// `metric:` is one metric (`namespace`, `name`, ...) or metric math
+/// (`expression` over `metrics`, each an id mapped to a metric).
+fn decode_metric_spec(d: &mut Decoder, node: &Node, what: &str) -> Option<MetricSpec> {
+    let is_math = matches!(node, Node::Mapping(m) if m.keys().any(|k| k.as_str() == "expression"));
+    if !is_math {
+        return decode_metric(d, node, what).map(MetricSpec::Stat);
+    }
+    let m = d.map(node, what, MATH_KEYS)?;
+    let expression = d.required(&m, "expression", what).and_then(|n| d.string(n, &format!("{what}.expression")));
+    let period = match m.get("period") {
+        Some(n) => decode_period(d, n, &format!("{what}.period")),
+        None => Some(60),
+    };
+    let metrics_node = d.required(&m, "metrics", what)?;
+    let mm = d.map(metrics_node, &format!("{what}.metrics"), &[])?;
+    let mut metrics = Vec::new();
+    let mut ok = true;
+    for (k, v) in mm.entries() {
+        let id = k.as_str();
+        let at = k.span().start().map(|s| Loc { line: s.line(), column: s.column() }).unwrap_or_default();
+        if !id.starts_with(|c: char| c.is_ascii_lowercase()) || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            d.error(at, format!("{what}.metrics: `{id}` is not a metric id: expected a lowercase letter, then letters, digits or `_` (e.g. `m1`)"));
+            ok = false;
+            continue;
+        }
+        match decode_metric(d, v, &format!("{what}.metrics.{id}")) {
+            Some(q) => metrics.push((id.to_string(), q)),
+            None => ok = false,
+        }
+    }
+    let expression = expression?;
+    if ok && metrics.is_empty() {
+        d.error(yaml::loc(metrics_node), format!("{what}.metrics: expected at least one metric, e.g. `m1: {{ namespace: App, name: Errors, stat: Sum }}`"));
+        return None;
+    }
+    for (id, _) in &metrics {
+        if !expression.value.contains(id.as_str()) {
+            d.error(expression.loc, format!("{what}.expression: `{}` does not use metric `{id}`", expression.value));
+            ok = false;
+        }
+    }
+    ok.then_some(MetricSpec::Math { expression: expression.value, metrics, period: period? })
+}
+
+/// `compare: { max_increase: 20%, max_decrease: 10%, significance: 0.05 }`.
+fn decode_compare(d: &mut Decoder, node: &Node, what: &str) -> Option<Compare> {
+    let m = d.map(node, what, COMPARE_KEYS)?;
+    let pct = |d: &mut Decoder, key: &str| -> Option<Option<f64>> {
+        let Some(n) = m.get(key) else { return Some(None) };
+        let text = d.string(n, &format!("{what}.{key}"))?;
+        match text.value.trim().trim_end_matches('%').trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Some(Some(v)),
+            _ => {
+                d.error(text.loc, format!("{what}.{key}: `{}`: expected a percentage such as `20%`", text.value));
+                None
+            }
+        }
+    };
+    let max_increase = pct(d, "max_increase");
+    let max_decrease = pct(d, "max_decrease");
+    let significance = match m.get("significance") {
+        None => Some(0.05),
+        Some(n) => d.number(n, &format!("{what}.significance")).and_then(|v| {
+            if v.value > 0.0 && v.value < 1.0 {
+                Some(v.value)
+            } else {
+                d.error(v.loc, format!("{what}.significance: `{}`: expected a p-value threshold between 0 and 1, e.g. 0.05", v.value));
+                None
+            }
+        }),
+    };
+    let (max_increase, max_decrease) = (max_increase?, max_decrease?);
+    if max_increase.is_none() && max_decrease.is_none() {
+        d.error(m.loc(), format!("{what}: expected `max_increase` and/or `max_decrease`, e.g. `{{ max_increase: 20% }}`"));
+        return None;
+    }
+    Some(Compare { max_increase, max_decrease, significance: significance? })
 }
 
 fn decode_metric(d: &mut Decoder, node: &Node, what: &str) -> Option<MetricQuery> {
@@ -644,6 +788,18 @@ fn check_environment_use(d: &mut Decoder, env: &Environment, faults: &[FaultSpec
 }
 
 /// `asg_healthy` without a group uses `${asg}`, which needs the environment's group.
+/// `compare` needs a control: parallel mode and a metric of `${asg}`.
+fn check_compare(d: &mut Decoder, env: &Environment, probes: &[Probe]) {
+    for p in probes {
+        let ProbeKind::Metric { query, compare: Some(_), .. } = &p.kind else { continue };
+        if env.mode != Mode::Parallel {
+            d.error_help(p.loc, format!("`{}`: `compare` needs a control, and only parallel mode has one", p.name), "remove `compare`, or run in `mode: parallel`, where the source group is the control");
+        } else if !query.uses_asg() {
+            d.error_help(p.loc, format!("`{}`: `compare` needs a metric of `${{asg}}`", p.name), "use `dimensions: { AutoScalingGroupName: \"${asg}\" }`: the copy is compared with the source group");
+        }
+    }
+}
+
 fn check_asg_probes(d: &mut Decoder, env: &Environment, probes: &[Probe]) {
     if env.autoscaling_group.is_some() {
         return;
@@ -651,8 +807,8 @@ fn check_asg_probes(d: &mut Decoder, env: &Environment, probes: &[Probe]) {
     for p in probes {
         let uses_asg = match &p.kind {
             ProbeKind::AsgHealthy { group, .. } => group.contains("${asg}"),
-            ProbeKind::Alarm { alarm, .. } => alarm.contains("${asg}"),
-            ProbeKind::Metric { query, .. } => query.dimensions.iter().any(|(_, v)| v.contains("${asg}")),
+            ProbeKind::Alarm { alarm, .. } | ProbeKind::AlarmFires { alarm, .. } => alarm.contains("${asg}"),
+            ProbeKind::Metric { query, .. } => query.uses_asg(),
         };
         if uses_asg {
             d.error(p.loc, format!("`{}` uses `${{asg}}`, but the environment names no `autoscaling_group`", p.name));

@@ -1,5 +1,7 @@
 //! Tolerances: the comparisons written in `expect` and `threshold`
-//! (`< 300`, `<= 0.01`, `> 50`, `== 0`, `between 10 and 20`).
+//! (`< 300`, `<= 0.01`, `> 50`, `== 0`, `between 10 and 20`), and the ones
+//! relative to the baseline measured in the same run (`< baseline * 1.2`,
+//! `within 10% of baseline`), which become fixed once the baseline is known.
 
 use std::fmt;
 
@@ -21,15 +23,123 @@ pub enum Tolerance {
 }
 
 /// What a tolerance looks like, for error messages.
-pub const SYNTAX: &str = "expected a comparison: `< N`, `<= N`, `> N`, `>= N`, `== N` or `between A and B`";
+pub const SYNTAX: &str = "expected a comparison: `< N`, `<= N`, `> N`, `>= N`, `== N`, `between A and B`, \
+or relative to this run's baseline: `< baseline * 1.2`, `> baseline - 5`, `within 10% of baseline`";
+
+/// A tolerance as written: fixed, or relative to the baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Expect {
+    /// Fixed numbers.
+    Fixed(Tolerance),
+    /// `OP baseline [* k | + k | - k]`.
+    Relative {
+        /// The operator: `<`, `<=`, `>`, `>=` or `==`.
+        op_text: &'static str,
+        /// Multiplies the baseline.
+        factor: f64,
+        /// Added after multiplying.
+        offset: f64,
+    },
+    /// `within P% of baseline`: between baseline*(1-P/100) and baseline*(1+P/100).
+    Within(f64),
+}
+
+impl Expect {
+    /// Parses the text of `expect` or `threshold`.
+    pub fn parse(text: &str) -> Result<Expect, String> {
+        let t = text.trim();
+        if !t.contains("baseline") {
+            return Tolerance::parse(t).map(Expect::Fixed);
+        }
+        if let Some(rest) = t.strip_prefix("within") {
+            let rest = rest.trim();
+            let pct = rest.strip_suffix("of baseline").map(str::trim).and_then(|p| p.strip_suffix('%')).ok_or_else(|| {
+                "expected `within P% of baseline`, e.g. `within 10% of baseline`".to_string()
+            })?;
+            let p = number(pct)?;
+            if !(0.0..=1000.0).contains(&p) {
+                return Err(format!("`{p}%` is not a percentage between 0 and 1000"));
+            }
+            return Ok(Expect::Within(p));
+        }
+        for (op_text, _) in OPERATORS {
+            let Some(rest) = t.strip_prefix(op_text) else { continue };
+            let rest = rest.trim();
+            let Some(arith) = rest.strip_prefix("baseline") else {
+                return Err(format!("expected `{op_text} baseline`, optionally followed by `* K`, `+ K` or `- K`"));
+            };
+            let arith = arith.trim();
+            let (factor, offset) = if arith.is_empty() {
+                (1.0, 0.0)
+            } else if let Some(k) = arith.strip_prefix('*') {
+                (number(k)?, 0.0)
+            } else if let Some(k) = arith.strip_prefix('+') {
+                (1.0, number(k)?)
+            } else if let Some(k) = arith.strip_prefix('-') {
+                (1.0, -number(k)?)
+            } else {
+                return Err(format!("after `baseline`: expected `* K`, `+ K` or `- K`, found `{arith}`"));
+            };
+            return Ok(Expect::Relative { op_text, factor, offset });
+        }
+        Err(SYNTAX.to_string())
+    }
+
+    /// Whether the baseline must be measured before this can be judged.
+    pub fn needs_baseline(&self) -> bool {
+        !matches!(self, Expect::Fixed(_))
+    }
+
+    /// The fixed tolerance, given this run's baseline value.
+    pub fn resolve(&self, baseline: f64) -> Tolerance {
+        match *self {
+            Expect::Fixed(t) => t,
+            Expect::Relative { op_text, factor, offset } => {
+                let op = OPERATORS.iter().find(|(t, _)| *t == op_text).map(|(_, op)| *op).unwrap_or(Tolerance::Eq);
+                op(baseline * factor + offset)
+            }
+            Expect::Within(p) => {
+                let d = baseline * p / 100.0;
+                let (a, b) = (baseline - d, baseline + d);
+                Tolerance::Between(a.min(b), a.max(b))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::Fixed(t) => t.fmt(f),
+            Expect::Relative { op_text, factor, offset, .. } => {
+                write!(f, "{op_text} baseline")?;
+                if *factor != 1.0 {
+                    write!(f, " * {factor}")?;
+                }
+                if *offset > 0.0 {
+                    write!(f, " + {offset}")?;
+                } else if *offset < 0.0 {
+                    write!(f, " - {}", -offset)?;
+                }
+                Ok(())
+            }
+            Expect::Within(p) => write!(f, "within {p}% of baseline"),
+        }
+    }
+}
+
+const OPERATORS: &[(&str, fn(f64) -> Tolerance)] =
+    &[("<=", Tolerance::Le), (">=", Tolerance::Ge), ("==", Tolerance::Eq), ("<", Tolerance::Lt), (">", Tolerance::Gt)];
+
+fn number(s: &str) -> Result<f64, String> {
+    s.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| format!("`{}` is not a number", s.trim()))
+}
 
 impl Tolerance {
     /// Parses the text of `expect` or `threshold`.
     pub fn parse(text: &str) -> Result<Tolerance, String> {
         let t = text.trim();
-        let num = |s: &str| -> Result<f64, String> {
-            s.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| format!("`{}` is not a number", s.trim()))
-        };
+        let num = number;
         if let Some(rest) = t.strip_prefix("between") {
             let (lo, hi) = rest.split_once(" and ").ok_or_else(|| "`between` needs `A and B`".to_string())?;
             let (lo, hi) = (num(lo)?, num(hi)?);
@@ -38,18 +148,20 @@ impl Tolerance {
             }
             return Ok(Tolerance::Between(lo, hi));
         }
-        for (op, make) in [
-            ("<=", Tolerance::Le as fn(f64) -> Tolerance),
-            (">=", Tolerance::Ge),
-            ("==", Tolerance::Eq),
-            ("<", Tolerance::Lt),
-            (">", Tolerance::Gt),
-        ] {
+        for (op, make) in OPERATORS {
             if let Some(rest) = t.strip_prefix(op) {
                 return Ok(make(num(rest)?));
             }
         }
         Err(SYNTAX.to_string())
+    }
+
+    /// The numbers a chart draws as lines for this tolerance.
+    pub fn limits(self) -> Vec<f64> {
+        match self {
+            Tolerance::Lt(x) | Tolerance::Le(x) | Tolerance::Gt(x) | Tolerance::Ge(x) | Tolerance::Eq(x) => vec![x],
+            Tolerance::Between(lo, hi) => vec![lo, hi],
+        }
     }
 
     /// Whether `value` satisfies the comparison.
@@ -98,6 +210,29 @@ mod tests {
         assert!(Tolerance::parse("< fast").unwrap_err().contains("`fast` is not a number"));
         assert!(Tolerance::parse("between 20 and 10").is_err());
         assert!(Tolerance::parse("between 10").is_err());
+    }
+
+    #[test]
+    fn relative_tolerances_resolve_against_the_baseline() {
+        let e = Expect::parse("< baseline * 1.2").unwrap();
+        assert!(e.needs_baseline());
+        assert_eq!(e.resolve(200.0), Tolerance::Lt(240.0));
+        assert_eq!(e.to_string(), "< baseline * 1.2");
+        assert_eq!(Expect::parse(">= baseline - 5").unwrap().resolve(10.0), Tolerance::Ge(5.0));
+        assert_eq!(Expect::parse("<= baseline").unwrap().resolve(3.0), Tolerance::Le(3.0));
+        assert_eq!(Expect::parse("within 10% of baseline").unwrap().resolve(100.0), Tolerance::Between(90.0, 110.0));
+        assert_eq!(Expect::parse("within 50% of baseline").unwrap().resolve(-10.0), Tolerance::Between(-15.0, -5.0));
+        assert_eq!(Expect::parse("< 300").unwrap(), Expect::Fixed(Tolerance::Lt(300.0)));
+        assert!(!Expect::parse("< 300").unwrap().needs_baseline());
+    }
+
+    #[test]
+    fn rejects_malformed_relative_tolerances() {
+        assert!(Expect::parse("< baseline ** 2").unwrap_err().contains("is not a number"));
+        assert!(Expect::parse("< baseline / 2").unwrap_err().contains("after `baseline`"));
+        assert!(Expect::parse("within 10 of baseline").is_err());
+        assert!(Expect::parse("< 2 * baseline").unwrap_err().contains("expected `< baseline`"));
+        assert!(Expect::parse("baseline").is_err());
     }
 
     #[test]
