@@ -5,6 +5,7 @@ mod support;
 
 mod faults;
 mod lifecycle;
+mod observe;
 mod run;
 mod safety;
 mod sandbox;
