@@ -241,6 +241,15 @@ impl Decoder {
         Some(Map { node: m, loc: span_loc(m.span()) })
     }
 
+    /// A mapping whose keys the user chooses (ids, names): no key is unknown.
+    pub fn open_map<'a>(&mut self, node: &'a Node, what: &str) -> Option<Map<'a>> {
+        let Node::Mapping(m) = node else {
+            self.error(loc(node), format!("{what}: expected a mapping (key: value pairs), found {}", kind(node)));
+            return None;
+        };
+        Some(Map { node: m, loc: span_loc(m.span()) })
+    }
+
     /// Reports a missing required key and returns `None` so callers can chain.
     pub fn required<'a>(&mut self, map: &Map<'a>, key: &str, what: &str) -> Option<&'a Node> {
         let node = map.get(key);

@@ -158,3 +158,76 @@ fn validate_exit_codes() {
     let (code, _, _) = validate(&[]);
     assert_eq!(code, 2, "a missing argument is a usage error");
 }
+
+#[test]
+fn every_probe_kind_loads() {
+    let text = "\
+version: 1
+name: probes
+hypothesis: it holds
+environment: { autoscaling_group: web }
+steady_state:
+  - name: latency
+    metric: { namespace: App, name: Latency, dimensions: { AutoScalingGroupName: \"${asg}\" }, stat: p99, period: 60 }
+    expect: \"< baseline * 1.2\"
+    compare: { max_increase: 20%, significance: 0.01 }
+  - name: error rate
+    metric:
+      expression: 100 * errors / requests
+      metrics:
+        errors: { namespace: App, name: Errors, stat: Sum, period: 60 }
+        requests: { namespace: App, name: RequestCount, stat: Sum, period: 60 }
+      period: 60
+    expect: within 10% of baseline
+  - asg_healthy: { at_least: 2 }
+    during: recover
+  - alarm_fires: { alarm: web-page, within: 3m, clears_within: 10m }
+guardrails:
+  - alarm: web-5xx
+    insufficient_data: allow
+  - metric: { namespace: App, name: Errors, stat: Sum, period: 10 }
+    threshold: \"> 50\"
+    datapoints: 2
+faults:
+  - name: stop
+    action: ec2:stop-instances
+    duration: 30s
+timing: { baseline: 1m, recovery: 5m, interval: 5s, max_abort_delay: 2m }
+";
+    let exp = experiment::load_str(Path::new("exp.yaml"), text).expect("valid");
+    assert_eq!(exp.steady_state.len(), 4);
+    assert_eq!(exp.timing.max_abort_delay, Some(std::time::Duration::from_secs(120)));
+}
+
+#[test]
+fn observation_keys_say_what_was_expected() {
+    let text = "\
+version: 1
+name: bad-probes
+hypothesis: h
+environment: { mode: in-place, autoscaling_group: web }
+steady_state:
+  - metric: { namespace: App, name: Latency, dimensions: { AutoScalingGroupName: \"${asg}\" } }
+    expect: \"< baseline / 2\"
+    compare: { max_increase: lots }
+    during: sometimes
+  - metric: { namespace: App, name: Latency, dimensions: { AutoScalingGroupName: \"${asg}\" } }
+    expect: \"< 3\"
+    compare: { max_increase: 20% }
+  - metric:
+      expression: m1 / m2
+      metrics: { m1: { namespace: App, name: Errors }, M2: { namespace: App, name: Requests } }
+    expect: \"< 1\"
+  - alarm_fires: { alarm: page, within: soon }
+    during: recover
+guardrails:
+  - alarm: web-5xx
+    insufficient_data: maybe
+  - alarm_fires: { alarm: page, within: 1m, clears_within: 1m }
+faults:
+  - name: stop
+    action: ec2:stop-instances
+timing: { max_abort_delay: fast }
+";
+    insta::assert_snapshot!(errors(text));
+}

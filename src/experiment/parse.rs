@@ -400,7 +400,7 @@ fn decode_metric_spec(d: &mut Decoder, node: &Node, what: &str) -> Option<Metric
         None => Some(60),
     };
     let metrics_node = d.required(&m, "metrics", what)?;
-    let mm = d.map(metrics_node, &format!("{what}.metrics"), &[])?;
+    let mm = d.open_map(metrics_node, &format!("{what}.metrics"))?;
     let mut metrics = Vec::new();
     let mut ok = true;
     for (k, v) in mm.entries() {
