@@ -353,3 +353,28 @@ async fn preflight_refuses_a_guardrail_too_slow_or_without_data() {
     assert!(out.stdout.contains("has no data (INSUFFICIENT_DATA)"), "{}", out.stdout);
     assert!(all_running(&c, &fleet.instances).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_guardrail_over_its_threshold_aborts_and_rolls_back() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let p = Publisher::start(&c, &fleet.group, 100.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = Scratch::new();
+    let text = experiment(&fleet, "in-place", "  - asg_healthy: { at_least: 1 }", "2m", "baseline: 1s, recovery: 10s")
+        .replace("guardrails:\n", &format!("guardrails:\n  - name: latency guard\n    {LATENCY}\n    threshold: \"> 300\"\n    datapoints: 2\n"));
+    let child = run(&s, &text).await;
+    wait_until_any_stopped(&c, &fleet.instances).await;
+    p.set(900.0);
+    let out = finish(child, Duration::from_secs(60)).await;
+    assert_eq!(out.code, 4, "aborted\n{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("latency guard"), "the verdict names the guardrail: {}", out.stdout);
+    assert!(all_running(&c, &fleet.instances).await, "the stopped instance runs again");
+    let j = s.journal();
+    assert_eq!(j["verdict"], "aborted");
+    let breach = events(&j, "guardrail_breached");
+    assert_eq!(breach.len(), 1, "{breach:?}");
+    let (seen, began) = (breach[0]["seen_at"].as_str().expect("seen_at"), events(&j, "rollback_started")[0]["at"].as_str().expect("rollback start"));
+    let (seen, began): (jiff::Timestamp, jiff::Timestamp) = (seen.parse().expect("time"), began.parse().expect("time"));
+    assert!(began >= seen && began.duration_since(seen).as_secs_f64() < 1.5, "the rollback began within a round trip of the breach: {seen} -> {began}");
+}
