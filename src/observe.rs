@@ -752,6 +752,7 @@ impl Observer {
 /// wrong side of the tolerance.
 fn judge_metric(role: ProbeRole, tolerance: Option<Tolerance>, recent: &[f64], n: u32) -> (bool, String) {
     let Some(&latest) = recent.first() else { return (true, "no datapoints yet".to_string()) };
+    let latest = value_text(latest);
     let Some(t) = tolerance else { return (true, format!("{latest} (its tolerance is set from the baseline)")) };
     let bad = |v: f64| if role == ProbeRole::Guardrail { t.holds(v) } else { !t.holds(v) };
     let all_bad = recent.len() >= n as usize && recent.iter().all(|v| bad(*v));
@@ -762,6 +763,14 @@ fn judge_metric(role: ProbeRole, tolerance: Option<Tolerance>, recent: &[f64], n
         (_, true) => (false, format!("{latest} is outside {t}{need}")),
         (_, false) => (true, format!("{latest} (expected {t})")),
     }
+}
+
+/// A datapoint as people read it: at most 3 decimals, no trailing zeros
+/// (`263.79`, not `263.7896609792007`); the journal keeps the exact value.
+pub fn value_text(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    if s == "-0" { "0".to_string() } else { s.to_string() }
 }
 
 /// Compares the experiment's samples with the control's: the relative change
@@ -976,6 +985,11 @@ mod tests {
         assert!(!judge_metric(ProbeRole::SteadyState, t, &[400.0, 350.0], 2).0);
         let g = Some(Tolerance::Gt(50.0));
         assert!(!judge_metric(ProbeRole::Guardrail, g, &[60.0], 1).0, "a guardrail's threshold is the breach");
+        assert_eq!(value_text(263.7896609792007), "263.79");
+        assert_eq!(value_text(300.0), "300");
+        assert_eq!(value_text(0.0004), "0");
+        assert_eq!(value_text(-0.0001), "0");
+        assert_eq!(value_text(0.25), "0.25");
         assert!(judge_metric(ProbeRole::Guardrail, g, &[40.0], 1).0);
         assert!(judge_metric(ProbeRole::SteadyState, None, &[1e9], 1).0, "relative tolerance before the baseline");
         assert!(judge_metric(ProbeRole::SteadyState, t, &[], 1).0, "no data yet");
