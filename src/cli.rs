@@ -109,6 +109,13 @@ enum Command {
     /// touched (exit 7 on refusal). Runs the policy marks as needing approval
     /// ask for the experiment's name on a terminal, or need --approve.
     ///
+    /// The phases: preflight (guardrails can fire, targets resolve) -> safety
+    /// gate -> locks and the temporary copy -> baseline (the steady state must
+    /// hold for timing.baseline, else not-run, exit 5) -> inject, watching every
+    /// probe each timing.interval (a guardrail breach aborts at once, exit 4) ->
+    /// rollback -> recovery (the steady state must return within
+    /// timing.recovery, else failed, exit 3) -> teardown -> verdict.
+    ///
     /// Ctrl-C (or SIGTERM) stops the run and rolls every fault back before
     /// exiting; a second Ctrl-C skips waiting for instances to be running again,
     /// never the rollback calls themselves.
