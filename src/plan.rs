@@ -20,7 +20,8 @@ use rand::rngs::StdRng;
 use serde::Serialize;
 
 use crate::aws::{Aws, AwsError};
-use crate::experiment::{During, Experiment, Mode, Probe, ProbeKind, Selection};
+use crate::experiment::{During, Experiment, FaultSpec, Mode, Probe, ProbeKind, Selection};
+use crate::faults::{Scope, Step};
 use crate::journal::ProbeRole;
 use crate::observe::{self, Preflight};
 use crate::safety::{self, LoadedPolicy};
@@ -122,6 +123,26 @@ pub enum Targets {
     Instances(Resolved),
     /// Parallel: a share of the clone, chosen when the clone exists.
     Clone(CloneTargets),
+    /// Group and alarm faults: the groups (the copy in parallel mode) or the
+    /// alarm they act on, with the calls planned.
+    Resources(ResourceTargets),
+}
+
+/// What a group or alarm fault acts on.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceTargets {
+    /// `autoscaling_group` or `alarm`.
+    pub kind: String,
+    /// The groups, or the one alarm.
+    pub names: Vec<String>,
+    /// Whether they exist now (a copy does not exist yet and counts as found).
+    pub found: bool,
+    /// What was found, in words.
+    pub detail: String,
+    /// Instances the fault takes out of service (capacity-drop), for the blast radius.
+    pub instances: usize,
+    /// The calls, as planned (their undos' recorded state is read just before each call).
+    pub steps: Vec<Step>,
 }
 
 /// A fault's share of the clone.
@@ -152,6 +173,64 @@ impl Targets {
         match self {
             Targets::Instances(r) => r.selected.len(),
             Targets::Clone(c) => c.count,
+            Targets::Resources(r) => r.instances,
+        }
+    }
+
+    /// Whether the fault has nothing to act on (the run is refused unless
+    /// its target says `allow_empty: true`).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Targets::Instances(r) => r.selected.is_empty(),
+            Targets::Clone(c) => c.count == 0,
+            Targets::Resources(r) => !r.found || r.names.is_empty(),
+        }
+    }
+}
+
+/// The groups or the alarm a group or alarm fault acts on: its target's
+/// `autoscaling_group` (expanded with `group_vars`) or `default_group`; the
+/// alarm of its params, expanded with `alarm_vars` (alarms exist before the
+/// run, so `${asg}` there is the group as written, as for guardrails).
+pub fn resource_names(f: &FaultSpec, group_vars: &Vars, alarm_vars: &Vars, default_group: Option<&str>) -> Vec<String> {
+    match f.fault.scope() {
+        Scope::Instances => Vec::new(),
+        Scope::Groups => f.target.autoscaling_group.as_deref().map(|g| group_vars.expand(g)).or_else(|| default_group.map(str::to_string)).into_iter().collect(),
+        Scope::Alarm => f.fault.alarm().map(|a| alarm_vars.expand(&a.value)).into_iter().collect(),
+    }
+}
+
+/// Reads what a group or alarm fault would act on (read-only) and plans its
+/// calls. `copy` names the parallel copy and its capacity, which do not exist yet.
+async fn resource_targets(aws: &Aws, f: &FaultSpec, names: Vec<String>, copy: Option<u32>, group_sizes: &mut BTreeMap<String, usize>) -> Result<ResourceTargets, PlanError> {
+    let steps = f.fault.plan_resources(&names);
+    let fail = |source| PlanError::Targets { fault: f.name.value.clone(), source };
+    match f.fault.scope() {
+        Scope::Alarm => {
+            let found = observe::describe_alarms(aws, &names).await.map_err(|e| fail(TargetError::Aws(e)))?;
+            let detail = match names.first().and_then(|n| found.get(n)) {
+                Some(a) => format!("now {}; set back to it at rollback", a.state),
+                None => format!("alarm `{}` not found", names.join(", ")),
+            };
+            Ok(ResourceTargets { kind: "alarm".into(), found: names.iter().all(|n| found.contains_key(n)), names, detail, instances: 0, steps })
+        }
+        _ => {
+            let mut instances = 0;
+            let mut details = Vec::new();
+            for g in &names {
+                let desired = match copy {
+                    Some(capacity) => capacity as usize,
+                    None => {
+                        let info = targets::describe_group(aws, g).await.map_err(fail)?;
+                        group_sizes.insert(g.clone(), info.instances.len());
+                        info.desired_capacity as usize
+                    }
+                };
+                let removed = f.fault.instances_removed(desired);
+                instances += removed;
+                details.push(if removed > 0 { format!("{g}: desired {desired}, {removed} instance(s) removed") } else { format!("{g}: desired {desired}") });
+            }
+            Ok(ResourceTargets { kind: "autoscaling_group".into(), names, found: true, detail: details.join("; "), instances, steps })
         }
     }
 }
@@ -226,8 +305,14 @@ pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, vars: &Va
             };
             let name = format!("gd-<run-id>-{source}");
             group_sizes.insert(name.clone(), capacity as usize);
-            environment = Some(CloneEnvironment { source: source.to_string(), name, capacity });
+            environment = Some(CloneEnvironment { source: source.to_string(), name: name.clone(), capacity });
             for f in &exp.faults {
+                if f.fault.scope() != Scope::Instances {
+                    let names = resource_names(f, &Vars { asg: Some(name.clone()), ..vars.clone() }, vars, Some(&name));
+                    let r = resource_targets(aws, f, names, Some(capacity), &mut group_sizes).await?;
+                    faults.push(fault_plan(f, Targets::Resources(r)));
+                    continue;
+                }
                 let count = f.target.select.how_many(capacity as usize);
                 faults.push(fault_plan(f, Targets::Clone(CloneTargets { select: f.target.select, count, of: capacity })));
             }
@@ -236,6 +321,12 @@ pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, vars: &Va
             let mut rng = StdRng::seed_from_u64(seed);
             let default_group = exp.environment.autoscaling_group.as_deref();
             for f in &exp.faults {
+                if f.fault.scope() != Scope::Instances {
+                    let names = resource_names(f, vars, vars, default_group);
+                    let r = resource_targets(aws, f, names, None, &mut group_sizes).await?;
+                    faults.push(fault_plan(f, Targets::Resources(r)));
+                    continue;
+                }
                 let resolved = targets::resolve(aws, &f.target, f.fault.as_ref(), default_group, None, vars, &policy.policy.protected_tags, &mut rng)
                     .await
                     .map_err(|source| PlanError::Targets { fault: f.name.value.clone(), source })?;
@@ -287,6 +378,7 @@ impl Plan {
             .map(|f| match &f.targets {
                 Targets::Instances(r) => serde_json::json!({ "fault": f.name, "eligible": r.eligible, "count": r.selected.len() }),
                 Targets::Clone(c) => serde_json::json!({ "fault": f.name, "clone_count": c.count, "of": c.of }),
+                Targets::Resources(r) => serde_json::json!({ "fault": f.name, "resources": r.names, "instances": r.instances }),
             })
             .collect();
         let doc = serde_json::json!({
@@ -315,7 +407,7 @@ impl Plan {
 fn selected(faults: &[FaultPlan]) -> impl Iterator<Item = &Instance> {
     faults.iter().flat_map(|f| match &f.targets {
         Targets::Instances(r) => r.selected.as_slice(),
-        Targets::Clone(_) => &[],
+        Targets::Clone(_) | Targets::Resources(_) => &[],
     })
 }
 
@@ -340,7 +432,7 @@ mod tests {
     use crate::targets::Instance;
 
     fn plan(eligible: &[&str], selected: &[&str], seed: u64, policy_sha256: &str) -> Plan {
-        let inst = |id: &&str| Instance { id: id.to_string(), az: "us-east-1a".into(), state: "running".into(), autoscaling_group: None, name: None };
+        let inst = |id: &&str| Instance { id: id.to_string(), az: "us-east-1a".into(), state: "running".into(), autoscaling_group: None, name: None, vpc_id: None };
         let resolved = Resolved {
             matched: eligible.len(),
             eligible: eligible.iter().map(|s| s.to_string()).collect(),

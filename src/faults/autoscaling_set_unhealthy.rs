@@ -7,14 +7,14 @@ use std::sync::Arc;
 use marked_yaml::Node;
 use tokio_util::sync::CancellationToken;
 
-use super::{no_params, ActionDef, BoxFuture, Fault, Step, Undo, UndoReport};
+use super::{no_params, ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport};
 use crate::aws::{api, Aws, AwsError};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
 
 pub(super) const DEF: ActionDef = ActionDef { name: "autoscaling:set-unhealthy", build };
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str) -> Option<Arc<dyn Fault>> {
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
     no_params(d, params, what)?;
     Some(Arc::new(SetUnhealthy))
 }
@@ -48,7 +48,7 @@ impl Fault for SetUnhealthy {
             .collect()
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             for id in &step.resources {
                 set_health(aws, id, "Unhealthy").await?;
