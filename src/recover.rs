@@ -323,21 +323,25 @@ pub async fn find_leftovers(aws: &Aws, runs_dir: &Path) -> Result<Vec<Leftover>,
     }
 
     let key = aws_sdk_autoscaling::types::Filter::builder().name("key").values(LOCK_TAG).build();
-    let tags = aws.autoscaling.describe_tags().filters(key).send().await.map_err(api("autoscaling", "DescribeTags"))?;
-    for t in tags.tags() {
-        if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(lock::parse))
-            && let Some(why) = may_clean(runs_dir, &run_id, Some(until), now)
-        {
-            out.push(Leftover::Lock { resource: res.to_string(), is_group: true, run_id, why });
+    let mut pages = aws.autoscaling.describe_tags().filters(key).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for t in page.map_err(api("autoscaling", "DescribeTags"))?.tags() {
+            if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(lock::parse))
+                && let Some(why) = may_clean(runs_dir, &run_id, Some(until), now)
+            {
+                out.push(Leftover::Lock { resource: res.to_string(), is_group: true, run_id, why });
+            }
         }
     }
     let key = aws_sdk_ec2::types::Filter::builder().name("key").values(LOCK_TAG).build();
-    let tags = aws.ec2.describe_tags().filters(key).send().await.map_err(api("ec2", "DescribeTags"))?;
-    for t in tags.tags() {
-        if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(lock::parse))
-            && let Some(why) = may_clean(runs_dir, &run_id, Some(until), now)
-        {
-            out.push(Leftover::Lock { resource: res.to_string(), is_group: false, run_id, why });
+    let mut pages = aws.ec2.describe_tags().filters(key).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for t in page.map_err(api("ec2", "DescribeTags"))?.tags() {
+            if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(lock::parse))
+                && let Some(why) = may_clean(runs_dir, &run_id, Some(until), now)
+            {
+                out.push(Leftover::Lock { resource: res.to_string(), is_group: false, run_id, why });
+            }
         }
     }
     Ok(out)

@@ -1118,10 +1118,10 @@ fn rollback_attempts() -> u32 {
     std::env::var("GAMEDAY_ROLLBACK_ATTEMPTS").ok().and_then(|v| v.parse().ok()).filter(|n| *n >= 1).unwrap_or(ROLLBACK_ATTEMPTS)
 }
 
-/// Undoes one setup or inject step, journaled, retried with backoff. Returns
+/// Undoes one setup or inject step, journaled, retried with the shared
+/// backoff ([`crate::aws::step_backoff`]) on top of the SDK's retries. Returns
 /// the undo when it could not be completed.
 pub(crate) async fn rollback_step(ctx: &Ctx, fault: &str, inject_id: u64, undo: &Undo, hurry: &CancellationToken) -> Result<(), Undo> {
-    let mut delay = Duration::from_secs(1);
     let attempts = rollback_attempts();
     for attempt in 1..=attempts {
         let action_id = ctx.journal.next_action_id();
@@ -1142,8 +1142,7 @@ pub(crate) async fn rollback_step(ctx: &Ctx, fault: &str, inject_id: u64, undo: 
             Err(e) => {
                 ctx.emit_best_effort(Event::Outcome { action_id, ok: false, error: Some(e), report: None });
                 if attempt < attempts {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
+                    tokio::time::sleep(crate::aws::step_backoff(attempt)).await;
                 }
             }
         }
