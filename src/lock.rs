@@ -90,15 +90,20 @@ pub async fn acquire(aws: &Aws, groups: &[String], instances: &[String], run_id:
 pub async fn release(aws: &Aws, groups: &[String], instances: &[String], run_id: &str) -> Result<UndoReport, AwsError> {
     let mut report = UndoReport::default();
     let ours: Vec<Held> = held(aws, groups, instances).await?.into_iter().filter(|h| h.run_id == run_id).collect();
+    let mut ec2_ids = Vec::new();
     for h in &ours {
         if groups.contains(&h.resource) {
             let tag = aws_sdk_autoscaling::types::Tag::builder().resource_id(&h.resource).resource_type("auto-scaling-group").key(LOCK_TAG).build();
             aws.autoscaling.delete_tags().tags(tag).send().await.map_err(api("autoscaling", "DeleteTags"))?;
         } else {
-            let tag = aws_sdk_ec2::types::Tag::builder().key(LOCK_TAG).build();
-            aws.ec2.delete_tags().resources(&h.resource).tags(tag).send().await.map_err(api("ec2", "DeleteTags"))?;
+            ec2_ids.push(h.resource.clone());
         }
         report.restored.push(h.resource.clone());
+    }
+    // Batched like CreateTags: one call per 200 instances, not one per instance.
+    for chunk in ec2_ids.chunks(200) {
+        let tag = aws_sdk_ec2::types::Tag::builder().key(LOCK_TAG).build();
+        aws.ec2.delete_tags().set_resources(Some(chunk.to_vec())).tags(tag).send().await.map_err(api("ec2", "DeleteTags"))?;
     }
     Ok(report)
 }

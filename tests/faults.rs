@@ -417,3 +417,40 @@ fn a_group_fault_in_parallel_mode_cannot_name_the_source() {
     let e = gameday::experiment::load_str(std::path::Path::new("p.yaml"), text).expect_err("invalid").to_string();
     assert!(e.contains("p.yaml:7:5: error: fault `s`: in parallel mode a group fault acts on the run's copy, but its target names `web`"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_deletes_blackhole_groups_of_expired_runs_and_spares_live_ones() {
+    let c = clients().await;
+    let vpc = c.ec2.create_vpc().cidr_block("10.9.0.0/16").send().await.expect("CreateVpc");
+    let vpc = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string();
+    let past = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_secs(60)).expect("time");
+    let future = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(3600)).expect("time");
+    let plant = |run: String, expires: jiff::Timestamp| {
+        let (c, vpc) = (&c, vpc.clone());
+        async move {
+            let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+            let spec = aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroup)
+                .tags(tag("gameday:run-id", &run))
+                .tags(tag("gameday:expires-at", &expires.to_string()))
+                .tags(tag("gameday:blackhole", "f"))
+                .build();
+            let name = format!("gd-{run}-f");
+            c.ec2.create_security_group().group_name(&name).description("planted").vpc_id(&vpc).tag_specifications(spec).send().await.expect("CreateSecurityGroup");
+            name
+        }
+    };
+    let lost_run = unique("19990101-000000-lost");
+    let live_run = unique("20990101-000000-live");
+    let lost = plant(lost_run.clone(), past).await;
+    plant(live_run.clone(), future).await;
+
+    let s = Scratch::new();
+    let out = finish(gameday(&s).arg("cleanup").arg("--runs-dir").arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(60)).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains(&format!("security group {lost} in {vpc}")), "{}", out.stdout);
+    assert!(blackhole_groups(&c, &lost_run).await.is_empty(), "the expired run's group is deleted");
+    let live = blackhole_groups(&c, &live_run).await;
+    assert_eq!(live.len(), 1, "a live run's group stays");
+    c.ec2.delete_security_group().group_id(&live[0].0).send().await.expect("delete the live group");
+}
