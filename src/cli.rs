@@ -689,10 +689,10 @@ fn render_plan(plan: &Plan, rules: &[RuleResult]) -> String {
             }
             Targets::Resources(r) => {
                 let _ = writeln!(s, "    acts on {} {} ({})", r.kind.replace('_', " "), r.names.join(", "), r.detail);
-                for step in &r.steps {
-                    let _ = writeln!(s, "      {} {}; undo: {}", step.operation, step.resources.join(", "), step.undo.operation());
-                }
             }
+        }
+        for call in &f.calls {
+            let _ = writeln!(s, "    calls {call}");
         }
     }
     let _ = writeln!(s, "  guardrails are checked every {}; the whole run lasts at most {}", plan.timing.interval, plan.timing.max_duration);

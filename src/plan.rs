@@ -113,6 +113,26 @@ pub struct FaultPlan {
     pub duration: Option<String>,
     /// What it hits.
     pub targets: Targets,
+    /// The mutating calls it will make, by operation (in place, and for
+    /// group and alarm faults; a copy's instances are chosen later).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<String>,
+}
+
+/// The planned calls in words, one line per operation in order of first use:
+/// `ec2:StopInstances: 5 call(s) on 500 resource(s); undo ec2:StartInstances`.
+fn calls(steps: &[Step]) -> Vec<String> {
+    let mut ops: Vec<(&str, usize, usize, &'static str)> = Vec::new();
+    for st in steps {
+        match ops.iter_mut().find(|o| o.0 == st.operation) {
+            Some(o) => {
+                o.1 += 1;
+                o.2 += st.resources.len();
+            }
+            None => ops.push((&st.operation, 1, st.resources.len(), st.undo.operation())),
+        }
+    }
+    ops.into_iter().map(|(op, n, r, undo)| format!("{op}: {n} call(s) on {r} resource(s); undo {undo}")).collect()
 }
 
 /// A fault's targets.
@@ -403,6 +423,24 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Every Auto Scaling group a group fault acts on (locked like targets in place).
+    pub fn target_groups(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .faults
+            .iter()
+            .filter_map(|f| match &f.targets {
+                Targets::Resources(r) if r.kind == "autoscaling_group" => Some(r.names.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 /// Every instance chosen by `faults` (in-place plans only; a clone has no ids yet).
 fn selected(faults: &[FaultPlan]) -> impl Iterator<Item = &Instance> {
     faults.iter().flat_map(|f| match &f.targets {
@@ -418,7 +456,12 @@ fn fault_plan(f: &crate::experiment::FaultSpec, targets: Targets) -> FaultPlan {
         [one] => format!("once `{one}` is injected"),
         many => format!("once {} are injected", many.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")),
     };
-    FaultPlan { name: f.name.value.clone(), action: f.action.value.clone(), starts, start_after, duration: f.duration.map(format_duration), targets }
+    let calls = match &targets {
+        Targets::Instances(r) => calls(&f.fault.plan(&r.selected)),
+        Targets::Resources(r) => calls(&r.steps),
+        Targets::Clone(_) => Vec::new(),
+    };
+    FaultPlan { name: f.name.value.clone(), action: f.action.value.clone(), starts, start_after, duration: f.duration.map(format_duration), targets, calls }
 }
 
 /// A probe in words, variables expanded as the plan knows them.
@@ -460,6 +503,7 @@ mod tests {
                 start_after: Vec::new(),
                 duration: None,
                 targets: Targets::Instances(resolved),
+                calls: Vec::new(),
             }],
             timing: TimingPlan { interval: "5s".into(), max_duration: "30m".into() },
             group_sizes: BTreeMap::new(),

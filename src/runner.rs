@@ -480,7 +480,9 @@ async fn prepare(
     let mut rng = StdRng::seed_from_u64(seed);
     let plans = match env.mode {
         Mode::InPlace => {
-            let groups: Vec<String> = env.autoscaling_group.iter().cloned().collect();
+            let mut groups: Vec<String> = env.autoscaling_group.iter().cloned().chain(plan.target_groups()).collect();
+            groups.sort();
+            groups.dedup();
             or_signal(ctx, sigs, take_locks(ctx, groups, plan.target_ids(), run_id, expires_at, setup)).await??;
             vars.instances = plan.target_ids();
             in_place_steps

@@ -341,7 +341,7 @@ async fn force_alarm_sets_the_state_then_sets_it_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plan_shows_the_calls_of_group_and_alarm_faults() {
+async fn plan_shows_each_faults_calls_with_their_undos() {
     let c = clients().await;
     let fleet = fleet(&c, 2).await;
     let s = Scratch::new();
@@ -350,7 +350,14 @@ async fn plan_shows_the_calls_of_group_and_alarm_faults() {
     let out = finish(gameday(&s).arg("plan").arg(&file).spawn().expect("spawn"), Duration::from_secs(30)).await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains(&format!("acts on autoscaling group {} ({}: desired 2, 1 instance(s) removed)", fleet.group, fleet.group)), "{}", out.stdout);
-    assert!(out.stdout.contains(&format!("autoscaling:UpdateAutoScalingGroup {}; undo: autoscaling:UpdateAutoScalingGroup (capacity)", fleet.group)), "{}", out.stdout);
+    assert!(out.stdout.contains("calls autoscaling:UpdateAutoScalingGroup: 1 call(s) on 1 resource(s); undo autoscaling:UpdateAutoScalingGroup (capacity)"), "{}", out.stdout);
+
+    let text = with_params(&fleet, "in-place", "ec2:network-blackhole", "{ select: all }", "", "1m");
+    let file = s.write("exp.yaml", &text);
+    let out = finish(gameday(&s).arg("plan").arg(&file).spawn().expect("spawn"), Duration::from_secs(30)).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("calls ec2:CreateSecurityGroup: 1 call(s) on 1 resource(s); undo ec2:DeleteSecurityGroup"), "{}", out.stdout);
+    assert!(out.stdout.contains("calls ec2:ModifyInstanceAttribute (groups): 1 call(s) on 2 resource(s); undo ec2:ModifyInstanceAttribute (original groups)"), "{}", out.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,4 +460,23 @@ async fn cleanup_deletes_blackhole_groups_of_expired_runs_and_spares_live_ones()
     let live = blackhole_groups(&c, &live_run).await;
     assert_eq!(live.len(), 1, "a live run's group stays");
     c.ec2.delete_security_group().group_id(&live[0].0).send().await.expect("delete the live group");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blast_radius_counts_the_instances_a_capacity_drop_removes() {
+    let c = clients().await;
+    let fleet = fleet(&c, 4).await;
+    let s = Scratch::new();
+    let policy = s.write("half.yaml", &PERMISSIVE_POLICY.replace("max_percent_of_group: 100", "max_percent_of_group: 50"));
+    let plan = |params: &str| {
+        let file = s.write("exp.yaml", &with_params(&fleet, "in-place", "autoscaling:capacity-drop", "", params, "1m"));
+        let mut cmd = gameday(&s);
+        cmd.arg("plan").arg(&file).arg("--policy").arg(&policy);
+        async move { finish(cmd.spawn().expect("spawn"), Duration::from_secs(30)).await }
+    };
+    let out = plan("{ by_percent: 50 }").await;
+    assert_eq!(out.code, 0, "2 of 4 is within 50%: {}{}", out.stdout, out.stderr);
+    let out = plan("{ to: 1 }").await;
+    assert_eq!(out.code, 7, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains(&format!("{}: 3 of 4 instances (75%)", fleet.group)), "{}", out.stdout);
 }
