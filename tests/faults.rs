@@ -480,3 +480,10 @@ async fn the_blast_radius_counts_the_instances_a_capacity_drop_removes() {
     assert_eq!(out.code, 7, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains(&format!("{}: 3 of 4 instances (75%)", fleet.group)), "{}", out.stdout);
 }
+
+#[test]
+fn forcing_a_guardrail_is_refused_also_when_spelled_with_asg() {
+    let text = "version: 1\nname: p\nhypothesis: h\nenvironment: { mode: in-place, autoscaling_group: web }\nguardrails: [{ alarm: web-5xx }]\nfaults:\n  - { name: a, action: cloudwatch:force-alarm, params: { alarm: \"${asg}-5xx\" } }\n";
+    let e = gameday::experiment::load_str(std::path::Path::new("p.yaml"), text).expect_err("invalid").to_string();
+    assert!(e.contains("fault `a` forces alarm `${asg}-5xx`, which is also a guardrail of this experiment (line 5)"), "{e}");
+}

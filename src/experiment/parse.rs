@@ -118,7 +118,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
         check_environment_use(d, env, faults, top.get("environment").map(yaml::loc).unwrap_or(top.loc()));
     }
     if let (Some(faults), Some(guardrails)) = (&faults, &guardrails) {
-        check_forced_alarms(d, faults, guardrails);
+        check_forced_alarms(d, faults, guardrails, environment.as_ref().and_then(|e| e.autoscaling_group.as_deref()));
     }
     if let (Some(env), Some(probes)) = (&environment, &steady_state) {
         check_asg_probes(d, env, probes);
@@ -843,12 +843,18 @@ fn check_environment_use(d: &mut Decoder, env: &Environment, faults: &[FaultSpec
 
 /// A forced alarm that is also a guardrail of the same run would abort the
 /// run the moment the fault is injected: almost certainly not what was meant.
-fn check_forced_alarms(d: &mut Decoder, faults: &[FaultSpec], guardrails: &[Probe]) {
+/// Names are compared as written and with `${asg}` as the environment's group
+/// (what both mean for alarms).
+fn check_forced_alarms(d: &mut Decoder, faults: &[FaultSpec], guardrails: &[Probe], group: Option<&str>) {
+    let expand = |name: &str| match group {
+        Some(g) => name.replace("${asg}", g),
+        None => name.to_string(),
+    };
     for f in faults {
         let Some(alarm) = f.fault.alarm() else { continue };
         for g in guardrails {
             if let ProbeKind::Alarm { alarm: watched, .. } = &g.kind
-                && *watched == alarm.value
+                && (*watched == alarm.value || expand(watched) == expand(&alarm.value))
             {
                 d.error_help(
                     alarm.loc,

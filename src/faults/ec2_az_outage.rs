@@ -170,3 +170,45 @@ pub(crate) async fn restore_subnets(aws: &Aws, group: &str, subnets: &str) -> Re
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn fleet() -> Vec<Instance> {
+        (0..12)
+            .map(|i| Instance {
+                id: format!("i-{i:02}"),
+                az: format!("us-east-1{}", ["a", "b", "c"][i % 3]),
+                state: "running".into(),
+                autoscaling_group: Some("web".into()),
+                name: None,
+                vpc_id: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_zone_is_the_one_given_or_one_chosen_with_the_seed() {
+        let given = AzOutage { az: Some("us-east-1b".into()) }.narrow(fleet(), &mut StdRng::seed_from_u64(1));
+        assert_eq!(given.len(), 4);
+        assert!(given.iter().all(|i| i.az == "us-east-1b"));
+
+        let random = AzOutage { az: None };
+        let zone = |seed| random.narrow(fleet(), &mut StdRng::seed_from_u64(seed))[0].az.clone();
+        assert_eq!(zone(7), zone(7), "the same seed picks the same zone");
+        let zones: BTreeSet<String> = (0..20).map(zone).collect();
+        assert!(zones.len() > 1, "seeds pick different zones: {zones:?}");
+        assert!(random.narrow(fleet(), &mut StdRng::seed_from_u64(3)).iter().all(|i| i.az == zone(3)), "one zone only");
+    }
+
+    #[test]
+    fn the_zone_leaves_the_group_before_its_instances_stop() {
+        let targets = AzOutage { az: Some("us-east-1a".into()) }.narrow(fleet(), &mut StdRng::seed_from_u64(1));
+        let steps = AzOutage { az: None }.plan(&targets);
+        let ops: Vec<&str> = steps.iter().map(|s| s.operation.as_str()).collect();
+        assert_eq!(ops, ["autoscaling:UpdateAutoScalingGroup", "ec2:StopInstances"]);
+        assert!(matches!(&steps[0].undo, Undo::RestoreSubnets { group, az, .. } if group == "web" && az == "us-east-1a"));
+    }
+}

@@ -368,3 +368,28 @@ pub(crate) fn batched_steps(targets: &[Instance], size: usize, operation: &str, 
 pub fn batches<T: Clone>(items: &[T], size: usize) -> impl Iterator<Item = Vec<T>> + '_ {
     items.chunks(size).map(|c| c.to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `gameday recover` reads undos back from the journal: each must survive
+    /// a JSON round trip with the state it recorded.
+    #[test]
+    fn undos_are_plain_data_that_round_trip_through_json() {
+        let undos = vec![
+            Undo::DeleteSecurityGroup { vpc_id: "vpc-1".into(), group_name: "gd-run-f".into() },
+            Undo::RestoreSecurityGroups { instances: vec![InstanceGroups { instance_id: "i-1".into(), vpc_id: "vpc-1".into(), group_ids: vec!["sg-a".into(), "sg-b".into()] }] },
+            Undo::RestoreSubnets { group: "web".into(), vpc_zone_identifier: "subnet-b,subnet-a".into(), az: "us-east-1b".into() },
+            Undo::ResumeProcesses { group: "web".into(), processes: vec!["Launch".into()] },
+            Undo::RestoreCapacity { group: "web".into(), min: 2, max: 5, desired: 3 },
+            Undo::SetAlarmState { alarm: "pager".into(), state: "INSUFFICIENT_DATA".into() },
+        ];
+        for u in undos {
+            let text = serde_json::to_string(&u).expect("serializes");
+            assert_eq!(serde_json::from_str::<Undo>(&text).expect("deserializes"), u, "{text}");
+        }
+        let text = serde_json::to_string(&Undo::RestoreCapacity { group: "web".into(), min: 2, max: 5, desired: 3 }).expect("serializes");
+        assert_eq!(text, r#"{"kind":"restore_capacity","group":"web","min":2,"max":5,"desired":3}"#);
+    }
+}
