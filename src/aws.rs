@@ -2,16 +2,39 @@
 //!
 //! One `SdkConfig` comes from the standard configuration chain, so
 //! `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_PROFILE`, SSO and roles work as they
-//! do for the AWS CLI. The SDK's standard retry mode (exponential backoff with
-//! jitter on throttling and 5xx) is the one shared retry policy for every call.
+//! do for the AWS CLI.
+//!
+//! One retry policy serves every call: the SDK's standard retry mode,
+//! configured here once on the shared `SdkConfig` ([`SDK_MAX_ATTEMPTS`]
+//! attempts, exponential backoff with jitter on throttling, 5xx and transport
+//! errors), so no call site retries an API call by itself. On top of it, and
+//! only where giving up is worse than waiting (a rollback or teardown step,
+//! whose undo re-reads the state each time), the runner repeats the whole
+//! step, pausing [`step_backoff`] between attempts: the same exponential
+//! backoff with jitter, from this module.
 //! API errors are turned into [`AwsError`], which names the service, the
 //! operation, the AWS error code and message, never a debug dump.
 
 use std::fmt;
+use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+/// Attempts per API call in the SDK's standard retry mode (the first and 4 retries).
+pub const SDK_MAX_ATTEMPTS: u32 = 5;
+
+/// The pause before attempt `attempt + 1` of a whole rollback step (attempts
+/// count from 1): 1 s doubling per attempt, capped at 20 s (the SDK's own
+/// cap), with jitter: a random point in the upper half, so that many
+/// rollbacks failing together (throttling) do not retry in lockstep.
+pub fn step_backoff(attempt: u32) -> Duration {
+    let base = Duration::from_secs(1).saturating_mul(1 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(20));
+    let half = base.as_millis() as u64 / 2;
+    let mut rng: rand::rngs::StdRng = rand::make_rng();
+    Duration::from_millis(half + rand::Rng::next_u64(&mut rng) % (half + 1))
+}
 
 /// Where to connect, as given on the command line; anything unset comes from
 /// the standard chain (environment variables, profiles).
@@ -55,7 +78,7 @@ impl Aws {
         // Standard mode: backoff with jitter on throttling and 5xx, shared by
         // all calls; AWS_MAX_ATTEMPTS / AWS_RETRY_MODE still win when set.
         if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() && std::env::var_os("AWS_RETRY_MODE").is_none() {
-            loader = loader.retry_config(RetryConfig::standard().with_max_attempts(5));
+            loader = loader.retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS));
         }
         if let Some(url) = &opts.endpoint_url {
             loader = loader.endpoint_url(url);
@@ -152,4 +175,19 @@ where
     R: fmt::Debug + Send + Sync + 'static,
 {
     move |e| AwsError::from_sdk(service, operation, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_backoff_doubles_with_jitter_in_the_upper_half_and_is_capped() {
+        for (attempt, base) in [(1, 1000), (2, 2000), (3, 4000), (4, 8000), (5, 16000), (6, 20000), (12, 20000)] {
+            for _ in 0..20 {
+                let d = step_backoff(attempt).as_millis() as u64;
+                assert!((base / 2..=base).contains(&d), "attempt {attempt}: {d} ms");
+            }
+        }
+    }
 }

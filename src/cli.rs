@@ -616,7 +616,7 @@ async fn plan_command(file: &Path, seed: Option<u64>, output: Output, safety_arg
         },
         Output::Text => print!("{}", render_plan(&plan, &rules)),
     }
-    let empty = p.exp.faults.iter().zip(&plan.faults).any(|(f, fp)| fp.targets.count() == 0 && !f.target.allow_empty);
+    let empty = p.exp.faults.iter().zip(&plan.faults).any(|(f, fp)| fp.targets.is_empty() && !f.target.allow_empty);
     if !admitted {
         exit::REFUSED
     } else if empty || plan.preflight.refusal().is_some() {
@@ -694,6 +694,12 @@ fn render_plan(plan: &Plan, rules: &[RuleResult]) -> String {
             Targets::Clone(c) => {
                 let _ = writeln!(s, "    targets: select {} of the clone's {} instances: {} instance(s), chosen once the clone is ready", c.rule(), c.of, c.count);
             }
+            Targets::Resources(r) => {
+                let _ = writeln!(s, "    acts on {} {} ({})", r.kind.replace('_', " "), r.names.join(", "), r.detail);
+            }
+        }
+        for call in &f.calls {
+            let _ = writeln!(s, "    calls {call}");
         }
     }
     let _ = writeln!(s, "  guardrails are checked every {}; the whole run lasts at most {}", plan.timing.interval, plan.timing.max_duration);

@@ -40,22 +40,26 @@ pub async fn held(aws: &Aws, groups: &[String], instances: &[String]) -> Result<
     for chunk in groups.chunks(50) {
         let filter = aws_sdk_autoscaling::types::Filter::builder().name("auto-scaling-group").set_values(Some(chunk.to_vec())).build();
         let key = aws_sdk_autoscaling::types::Filter::builder().name("key").values(LOCK_TAG).build();
-        let tags = aws.autoscaling.describe_tags().filters(filter).filters(key).send().await.map_err(api("autoscaling", "DescribeTags"))?;
-        for t in tags.tags() {
-            if t.key() == Some(LOCK_TAG)
-                && let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(parse))
-            {
-                out.push(Held { resource: res.to_string(), run_id, until });
+        let mut pages = aws.autoscaling.describe_tags().filters(filter).filters(key).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for t in page.map_err(api("autoscaling", "DescribeTags"))?.tags() {
+                if t.key() == Some(LOCK_TAG)
+                    && let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(parse))
+                {
+                    out.push(Held { resource: res.to_string(), run_id, until });
+                }
             }
         }
     }
     for chunk in instances.chunks(200) {
         let ids = aws_sdk_ec2::types::Filter::builder().name("resource-id").set_values(Some(chunk.to_vec())).build();
         let key = aws_sdk_ec2::types::Filter::builder().name("key").values(LOCK_TAG).build();
-        let tags = aws.ec2.describe_tags().filters(ids).filters(key).send().await.map_err(api("ec2", "DescribeTags"))?;
-        for t in tags.tags() {
-            if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(parse)) {
-                out.push(Held { resource: res.to_string(), run_id, until });
+        let mut pages = aws.ec2.describe_tags().filters(ids).filters(key).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for t in page.map_err(api("ec2", "DescribeTags"))?.tags() {
+                if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(parse)) {
+                    out.push(Held { resource: res.to_string(), run_id, until });
+                }
             }
         }
     }
@@ -86,15 +90,20 @@ pub async fn acquire(aws: &Aws, groups: &[String], instances: &[String], run_id:
 pub async fn release(aws: &Aws, groups: &[String], instances: &[String], run_id: &str) -> Result<UndoReport, AwsError> {
     let mut report = UndoReport::default();
     let ours: Vec<Held> = held(aws, groups, instances).await?.into_iter().filter(|h| h.run_id == run_id).collect();
+    let mut ec2_ids = Vec::new();
     for h in &ours {
         if groups.contains(&h.resource) {
             let tag = aws_sdk_autoscaling::types::Tag::builder().resource_id(&h.resource).resource_type("auto-scaling-group").key(LOCK_TAG).build();
             aws.autoscaling.delete_tags().tags(tag).send().await.map_err(api("autoscaling", "DeleteTags"))?;
         } else {
-            let tag = aws_sdk_ec2::types::Tag::builder().key(LOCK_TAG).build();
-            aws.ec2.delete_tags().resources(&h.resource).tags(tag).send().await.map_err(api("ec2", "DeleteTags"))?;
+            ec2_ids.push(h.resource.clone());
         }
         report.restored.push(h.resource.clone());
+    }
+    // Batched like CreateTags: one call per 200 instances, not one per instance.
+    for chunk in ec2_ids.chunks(200) {
+        let tag = aws_sdk_ec2::types::Tag::builder().key(LOCK_TAG).build();
+        aws.ec2.delete_tags().set_resources(Some(chunk.to_vec())).tags(tag).send().await.map_err(api("ec2", "DeleteTags"))?;
     }
     Ok(report)
 }

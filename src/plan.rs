@@ -20,7 +20,8 @@ use rand::rngs::StdRng;
 use serde::Serialize;
 
 use crate::aws::{Aws, AwsError};
-use crate::experiment::{During, Experiment, Mode, Probe, ProbeKind, Selection};
+use crate::experiment::{During, Experiment, FaultSpec, Mode, Probe, ProbeKind, Selection};
+use crate::faults::{Scope, Step};
 use crate::journal::ProbeRole;
 use crate::observe::{self, Preflight};
 use crate::safety::{self, LoadedPolicy};
@@ -112,6 +113,26 @@ pub struct FaultPlan {
     pub duration: Option<String>,
     /// What it hits.
     pub targets: Targets,
+    /// The mutating calls it will make, by operation (in place, and for
+    /// group and alarm faults; a copy's instances are chosen later).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<String>,
+}
+
+/// The planned calls in words, one line per operation in order of first use:
+/// `ec2:StopInstances: 5 call(s) on 500 resource(s); undo ec2:StartInstances`.
+fn calls(steps: &[Step]) -> Vec<String> {
+    let mut ops: Vec<(&str, usize, usize, &'static str)> = Vec::new();
+    for st in steps {
+        match ops.iter_mut().find(|o| o.0 == st.operation) {
+            Some(o) => {
+                o.1 += 1;
+                o.2 += st.resources.len();
+            }
+            None => ops.push((&st.operation, 1, st.resources.len(), st.undo.operation())),
+        }
+    }
+    ops.into_iter().map(|(op, n, r, undo)| format!("{op}: {n} call(s) on {r} resource(s); undo {undo}")).collect()
 }
 
 /// A fault's targets.
@@ -122,6 +143,26 @@ pub enum Targets {
     Instances(Resolved),
     /// Parallel: a share of the clone, chosen when the clone exists.
     Clone(CloneTargets),
+    /// Group and alarm faults: the groups (the copy in parallel mode) or the
+    /// alarm they act on, with the calls planned.
+    Resources(ResourceTargets),
+}
+
+/// What a group or alarm fault acts on.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceTargets {
+    /// `autoscaling_group` or `alarm`.
+    pub kind: String,
+    /// The groups, or the one alarm.
+    pub names: Vec<String>,
+    /// Whether they exist now (a copy does not exist yet and counts as found).
+    pub found: bool,
+    /// What was found, in words.
+    pub detail: String,
+    /// Instances the fault takes out of service (capacity-drop), for the blast radius.
+    pub instances: usize,
+    /// The calls, as planned (their undos' recorded state is read just before each call).
+    pub steps: Vec<Step>,
 }
 
 /// A fault's share of the clone.
@@ -152,6 +193,64 @@ impl Targets {
         match self {
             Targets::Instances(r) => r.selected.len(),
             Targets::Clone(c) => c.count,
+            Targets::Resources(r) => r.instances,
+        }
+    }
+
+    /// Whether the fault has nothing to act on (the run is refused unless
+    /// its target says `allow_empty: true`).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Targets::Instances(r) => r.selected.is_empty(),
+            Targets::Clone(c) => c.count == 0,
+            Targets::Resources(r) => !r.found || r.names.is_empty(),
+        }
+    }
+}
+
+/// The groups or the alarm a group or alarm fault acts on: its target's
+/// `autoscaling_group` (expanded with `group_vars`) or `default_group`; the
+/// alarm of its params, expanded with `alarm_vars` (alarms exist before the
+/// run, so `${asg}` there is the group as written, as for guardrails).
+pub fn resource_names(f: &FaultSpec, group_vars: &Vars, alarm_vars: &Vars, default_group: Option<&str>) -> Vec<String> {
+    match f.fault.scope() {
+        Scope::Instances => Vec::new(),
+        Scope::Groups => f.target.autoscaling_group.as_deref().map(|g| group_vars.expand(g)).or_else(|| default_group.map(str::to_string)).into_iter().collect(),
+        Scope::Alarm => f.fault.alarm().map(|a| alarm_vars.expand(&a.value)).into_iter().collect(),
+    }
+}
+
+/// Reads what a group or alarm fault would act on (read-only) and plans its
+/// calls. `copy` names the parallel copy and its capacity, which do not exist yet.
+async fn resource_targets(aws: &Aws, f: &FaultSpec, names: Vec<String>, copy: Option<u32>, group_sizes: &mut BTreeMap<String, usize>) -> Result<ResourceTargets, PlanError> {
+    let steps = f.fault.plan_resources(&names);
+    let fail = |source| PlanError::Targets { fault: f.name.value.clone(), source };
+    match f.fault.scope() {
+        Scope::Alarm => {
+            let found = observe::describe_alarms(aws, &names).await.map_err(|e| fail(TargetError::Aws(e)))?;
+            let detail = match names.first().and_then(|n| found.get(n)) {
+                Some(a) => format!("now {}; set back to it at rollback", a.state),
+                None => format!("alarm `{}` not found", names.join(", ")),
+            };
+            Ok(ResourceTargets { kind: "alarm".into(), found: names.iter().all(|n| found.contains_key(n)), names, detail, instances: 0, steps })
+        }
+        _ => {
+            let mut instances = 0;
+            let mut details = Vec::new();
+            for g in &names {
+                let desired = match copy {
+                    Some(capacity) => capacity as usize,
+                    None => {
+                        let info = targets::describe_group(aws, g).await.map_err(fail)?;
+                        group_sizes.insert(g.clone(), info.instances.len());
+                        info.desired_capacity as usize
+                    }
+                };
+                let removed = f.fault.instances_removed(desired);
+                instances += removed;
+                details.push(if removed > 0 { format!("{g}: desired {desired}, {removed} instance(s) removed") } else { format!("{g}: desired {desired}") });
+            }
+            Ok(ResourceTargets { kind: "autoscaling_group".into(), names, found: true, detail: details.join("; "), instances, steps })
         }
     }
 }
@@ -226,8 +325,14 @@ pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, vars: &Va
             };
             let name = format!("gd-<run-id>-{source}");
             group_sizes.insert(name.clone(), capacity as usize);
-            environment = Some(CloneEnvironment { source: source.to_string(), name, capacity });
+            environment = Some(CloneEnvironment { source: source.to_string(), name: name.clone(), capacity });
             for f in &exp.faults {
+                if f.fault.scope() != Scope::Instances {
+                    let names = resource_names(f, &Vars { asg: Some(name.clone()), ..vars.clone() }, vars, Some(&name));
+                    let r = resource_targets(aws, f, names, Some(capacity), &mut group_sizes).await?;
+                    faults.push(fault_plan(f, Targets::Resources(r)));
+                    continue;
+                }
                 let count = f.target.select.how_many(capacity as usize);
                 faults.push(fault_plan(f, Targets::Clone(CloneTargets { select: f.target.select, count, of: capacity })));
             }
@@ -236,6 +341,12 @@ pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, vars: &Va
             let mut rng = StdRng::seed_from_u64(seed);
             let default_group = exp.environment.autoscaling_group.as_deref();
             for f in &exp.faults {
+                if f.fault.scope() != Scope::Instances {
+                    let names = resource_names(f, vars, vars, default_group);
+                    let r = resource_targets(aws, f, names, None, &mut group_sizes).await?;
+                    faults.push(fault_plan(f, Targets::Resources(r)));
+                    continue;
+                }
                 let resolved = targets::resolve(aws, &f.target, f.fault.as_ref(), default_group, None, vars, &policy.policy.protected_tags, &mut rng)
                     .await
                     .map_err(|source| PlanError::Targets { fault: f.name.value.clone(), source })?;
@@ -287,6 +398,7 @@ impl Plan {
             .map(|f| match &f.targets {
                 Targets::Instances(r) => serde_json::json!({ "fault": f.name, "eligible": r.eligible, "count": r.selected.len() }),
                 Targets::Clone(c) => serde_json::json!({ "fault": f.name, "clone_count": c.count, "of": c.of }),
+                Targets::Resources(r) => serde_json::json!({ "fault": f.name, "resources": r.names, "instances": r.instances }),
             })
             .collect();
         let doc = serde_json::json!({
@@ -311,11 +423,29 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Every Auto Scaling group a group fault acts on (locked like targets in place).
+    pub fn target_groups(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .faults
+            .iter()
+            .filter_map(|f| match &f.targets {
+                Targets::Resources(r) if r.kind == "autoscaling_group" => Some(r.names.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 /// Every instance chosen by `faults` (in-place plans only; a clone has no ids yet).
 fn selected(faults: &[FaultPlan]) -> impl Iterator<Item = &Instance> {
     faults.iter().flat_map(|f| match &f.targets {
         Targets::Instances(r) => r.selected.as_slice(),
-        Targets::Clone(_) => &[],
+        Targets::Clone(_) | Targets::Resources(_) => &[],
     })
 }
 
@@ -326,7 +456,12 @@ fn fault_plan(f: &crate::experiment::FaultSpec, targets: Targets) -> FaultPlan {
         [one] => format!("once `{one}` is injected"),
         many => format!("once {} are injected", many.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")),
     };
-    FaultPlan { name: f.name.value.clone(), action: f.action.value.clone(), starts, start_after, duration: f.duration.map(format_duration), targets }
+    let calls = match &targets {
+        Targets::Instances(r) => calls(&f.fault.plan(&r.selected)),
+        Targets::Resources(r) => calls(&r.steps),
+        Targets::Clone(_) => Vec::new(),
+    };
+    FaultPlan { name: f.name.value.clone(), action: f.action.value.clone(), starts, start_after, duration: f.duration.map(format_duration), targets, calls }
 }
 
 /// A probe in words, variables expanded as the plan knows them.
@@ -340,7 +475,7 @@ mod tests {
     use crate::targets::Instance;
 
     fn plan(eligible: &[&str], selected: &[&str], seed: u64, policy_sha256: &str) -> Plan {
-        let inst = |id: &&str| Instance { id: id.to_string(), az: "us-east-1a".into(), state: "running".into(), autoscaling_group: None, name: None };
+        let inst = |id: &&str| Instance { id: id.to_string(), az: "us-east-1a".into(), state: "running".into(), autoscaling_group: None, name: None, vpc_id: None };
         let resolved = Resolved {
             matched: eligible.len(),
             eligible: eligible.iter().map(|s| s.to_string()).collect(),
@@ -368,6 +503,7 @@ mod tests {
                 start_after: Vec::new(),
                 duration: None,
                 targets: Targets::Instances(resolved),
+                calls: Vec::new(),
             }],
             timing: TimingPlan { interval: "5s".into(), max_duration: "30m".into() },
             group_sizes: BTreeMap::new(),

@@ -8,7 +8,7 @@
 //!
 //! `gameday cleanup` is the safety net for runs whose journal is lost with
 //! their machine: it finds resources by their `gameday:*` tags (clones, their
-//! instances, lock tags) and removes those whose run is finished or expired.
+//! instances, network-blackhole security groups, lock tags) and removes those whose run is finished or expired.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::{api, Aws, AwsError};
 use crate::environment::{self, CLONE_OF_TAG, EXPIRES_TAG, RUN_ID_TAG};
+use crate::faults::BLACKHOLE_TAG;
 use crate::journal::{self, Entry, Event, Journal, JournalError, Pending, Verdict};
 use crate::lock::{self, LOCK_TAG};
 use crate::progress::Progress;
@@ -216,6 +217,17 @@ pub enum Leftover {
         /// Why it may go.
         why: String,
     },
+    /// A network-blackhole security group to delete.
+    SecurityGroup {
+        /// Its name.
+        name: String,
+        /// Its VPC.
+        vpc_id: String,
+        /// Its run.
+        run_id: String,
+        /// Why it may go.
+        why: String,
+    },
     /// A lock tag to remove.
     Lock {
         /// The locked group or instance.
@@ -235,6 +247,7 @@ impl std::fmt::Display for Leftover {
             Leftover::Clone { group, run_id, why } => write!(f, "Auto Scaling group {group} (a clone made by run {run_id}; {why})"),
             Leftover::Instance { id, run_id, why } => write!(f, "instance {id} (launched by a clone of run {run_id}; {why})"),
             Leftover::Lock { resource, run_id, why, .. } => write!(f, "lock tag on {resource} (taken by run {run_id}; {why})"),
+            Leftover::SecurityGroup { name, vpc_id, run_id, why } => write!(f, "security group {name} in {vpc_id} (a network blackhole of run {run_id}; {why})"),
         }
     }
 }
@@ -296,22 +309,39 @@ pub async fn find_leftovers(aws: &Aws, runs_dir: &Path) -> Result<Vec<Leftover>,
         }
     }
 
+    let blackholes = aws_sdk_ec2::types::Filter::builder().name("tag-key").values(BLACKHOLE_TAG).build();
+    let mut pages = aws.ec2.describe_security_groups().filters(blackholes).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(api("ec2", "DescribeSecurityGroups"))?;
+        for g in page.security_groups() {
+            let tag = |k: &str| g.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
+            let (Some(name), Some(vpc_id), Some(run_id)) = (g.group_name(), g.vpc_id(), tag(RUN_ID_TAG)) else { continue };
+            if let Some(why) = may_clean(runs_dir, &run_id, tag(EXPIRES_TAG).and_then(|t| t.parse().ok()), now) {
+                out.push(Leftover::SecurityGroup { name: name.to_string(), vpc_id: vpc_id.to_string(), run_id, why });
+            }
+        }
+    }
+
     let key = aws_sdk_autoscaling::types::Filter::builder().name("key").values(LOCK_TAG).build();
-    let tags = aws.autoscaling.describe_tags().filters(key).send().await.map_err(api("autoscaling", "DescribeTags"))?;
-    for t in tags.tags() {
-        if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(lock::parse))
-            && let Some(why) = may_clean(runs_dir, &run_id, Some(until), now)
-        {
-            out.push(Leftover::Lock { resource: res.to_string(), is_group: true, run_id, why });
+    let mut pages = aws.autoscaling.describe_tags().filters(key).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for t in page.map_err(api("autoscaling", "DescribeTags"))?.tags() {
+            if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(lock::parse))
+                && let Some(why) = may_clean(runs_dir, &run_id, Some(until), now)
+            {
+                out.push(Leftover::Lock { resource: res.to_string(), is_group: true, run_id, why });
+            }
         }
     }
     let key = aws_sdk_ec2::types::Filter::builder().name("key").values(LOCK_TAG).build();
-    let tags = aws.ec2.describe_tags().filters(key).send().await.map_err(api("ec2", "DescribeTags"))?;
-    for t in tags.tags() {
-        if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(lock::parse))
-            && let Some(why) = may_clean(runs_dir, &run_id, Some(until), now)
-        {
-            out.push(Leftover::Lock { resource: res.to_string(), is_group: false, run_id, why });
+    let mut pages = aws.ec2.describe_tags().filters(key).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for t in page.map_err(api("ec2", "DescribeTags"))?.tags() {
+            if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(lock::parse))
+                && let Some(why) = may_clean(runs_dir, &run_id, Some(until), now)
+            {
+                out.push(Leftover::Lock { resource: res.to_string(), is_group: false, run_id, why });
+            }
         }
     }
     Ok(out)
@@ -325,6 +355,13 @@ pub async fn remove(aws: &Aws, leftover: &Leftover) -> Result<(), AwsError> {
         Leftover::Instance { id, .. } => {
             aws.ec2.terminate_instances().instance_ids(id).send().await.map_err(api("ec2", "TerminateInstances"))?;
             Ok(())
+        }
+        // Only the journal knows the instances' original groups; an instance
+        // still in the group makes the delete fail (use `gameday recover`).
+        Leftover::SecurityGroup { name, vpc_id, .. } => {
+            let now = CancellationToken::new();
+            now.cancel();
+            crate::faults::delete_blackhole_group(aws, vpc_id, name, &now).await.map(drop)
         }
         Leftover::Lock { resource, is_group, run_id, .. } => {
             let (groups, instances) = if *is_group { (vec![resource.clone()], vec![]) } else { (vec![], vec![resource.clone()]) };

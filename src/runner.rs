@@ -27,7 +27,7 @@ use crate::aws::{Aws, AwsError};
 use crate::environment::{self, EnvError};
 use crate::lock;
 use crate::experiment::{Experiment, Mode};
-use crate::faults::{Step, Undo};
+use crate::faults::{Scope, Step, StepContext, Undo};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
 use crate::observe::{self, Breach, Observer, Queries, Reading};
 use crate::plan::{self, PlanError, Targets};
@@ -258,6 +258,8 @@ struct Ready {
     run_vars: Vars,
     /// Variables of the real workload (the source in parallel mode).
     source_vars: Vars,
+    /// What faults' calls may need to know about the run.
+    cx: StepContext,
 }
 
 /// Baseline, fault phase, recovery and the hypothesis's verdict; every
@@ -273,7 +275,7 @@ async fn observe_and_inject(ctx: &Arc<Ctx>, exp: &Experiment, ready: Ready, hurr
             ctx.emit_best_effort(Event::Probes { probes: obs.infos() });
             match ctx.emit(Event::Phase { phase: Phase::Inject }) {
                 Ok(()) => {
-                    let (end, window) = Dispatcher::new(ctx.clone(), exp, ready.plans, hurry.clone()).run(sigs, &mut obs).await;
+                    let (end, window) = Dispatcher::new(ctx.clone(), exp, ready.plans, ready.cx, hurry.clone()).run(sigs, &mut obs).await;
                     conclude(ctx, exp, &mut obs, end, window, sigs).await
                 }
                 Err(e) => (Verdict::Error, format!("nothing was injected: {e}"), Vec::new()),
@@ -478,7 +480,9 @@ async fn prepare(
     let mut rng = StdRng::seed_from_u64(seed);
     let plans = match env.mode {
         Mode::InPlace => {
-            let groups: Vec<String> = env.autoscaling_group.iter().cloned().collect();
+            let mut groups: Vec<String> = env.autoscaling_group.iter().cloned().chain(plan.target_groups()).collect();
+            groups.sort();
+            groups.dedup();
             or_signal(ctx, sigs, take_locks(ctx, groups, plan.target_ids(), run_id, expires_at, setup)).await??;
             vars.instances = plan.target_ids();
             in_place_steps
@@ -508,10 +512,11 @@ async fn prepare(
             vars.asg = Some(clone.clone());
             vars.instances = instances.clone();
             let scope: BTreeSet<String> = instances.into_iter().collect();
-            or_signal(ctx, sigs, resolve_all(ctx, exp, &scope, &vars, protected, &mut rng)).await??
+            or_signal(ctx, sigs, resolve_all(ctx, exp, &scope, &vars, &source_vars, protected, &mut rng)).await??
         }
     };
-    Ok(Ready { plans, run_vars: vars, source_vars })
+    let cx = StepContext { run_id: run_id.to_string(), expires_at, fault: String::new() };
+    Ok(Ready { plans, run_vars: vars, source_vars, cx })
 }
 
 fn not_run(reason: String) -> End {
@@ -539,6 +544,9 @@ async fn admit(ctx: &Ctx, exp: &Experiment, vars: &Vars, seed: u64, safety: &Adm
     let mut steps = Vec::new();
     for (f, fp) in exp.faults.iter().zip(&plan.faults) {
         // In parallel mode targets are resolved later, inside the copy.
+        if let (Targets::Resources(r), Mode::InPlace) = (&fp.targets, exp.environment.mode) {
+            steps.push(r.steps.clone());
+        }
         let Targets::Instances(resolved) = &fp.targets else { continue };
         steps.push(f.fault.plan(&resolved.selected));
         if let Err(e) = ctx.emit(Event::TargetsResolved { fault: fp.name.clone(), action: fp.action.clone(), resolved: resolved.clone() }) {
@@ -561,7 +569,12 @@ async fn admit(ctx: &Ctx, exp: &Experiment, vars: &Vars, seed: u64, safety: &Adm
         return Err(not_run(format!("a guardrail cannot protect this run, so nothing was injected: {why}")));
     }
     for (f, fp) in exp.faults.iter().zip(&plan.faults) {
-        if matches!(fp.targets, Targets::Instances(_)) && fp.targets.count() == 0 && !f.target.allow_empty {
+        if let Targets::Resources(r) = &fp.targets
+            && !r.found
+        {
+            return Err(not_run(format!("fault `{}`: {}; nothing was injected", f.name.value, r.detail)));
+        }
+        if matches!(fp.targets, Targets::Instances(_)) && fp.targets.is_empty() && !f.target.allow_empty {
             return Err(not_run(empty_target(&f.name.value)));
         }
     }
@@ -579,11 +592,17 @@ async fn resolve_all(
     exp: &Experiment,
     scope: &BTreeSet<String>,
     vars: &Vars,
+    source_vars: &Vars,
     protected: &[(String, String)],
     rng: &mut StdRng,
 ) -> Result<Vec<Vec<Step>>, End> {
     let mut plans = Vec::new();
     for f in &exp.faults {
+        if f.fault.scope() != Scope::Instances {
+            // Validation keeps group faults on `${asg}`: the copy, never the source.
+            plans.push(f.fault.plan_resources(&plan::resource_names(f, vars, source_vars, vars.asg.as_deref())));
+            continue;
+        }
         let resolved = match targets::resolve(&ctx.aws, &f.target, f.fault.as_ref(), vars.asg.as_deref(), Some(scope), vars, protected, rng).await {
             Ok(r) => r,
             Err(targets::TargetError::NoSuchGroup(g)) => return Err(not_run(format!("fault `{}`: Auto Scaling group `{g}` not found; nothing was injected", f.name.value))),
@@ -751,10 +770,12 @@ struct Dispatcher<'e> {
     rollback_limit: Arc<Semaphore>,
     ending: Option<EndReason>,
     rollback_started: bool,
+    /// The run's id and expiry, for the faults' calls.
+    cx: StepContext,
 }
 
 impl<'e> Dispatcher<'e> {
-    fn new(ctx: Arc<Ctx>, exp: &'e Experiment, plans: Vec<Vec<Step>>, hurry: CancellationToken) -> Self {
+    fn new(ctx: Arc<Ctx>, exp: &'e Experiment, plans: Vec<Vec<Step>>, cx: StepContext, hurry: CancellationToken) -> Self {
         let index: HashMap<&str, usize> = exp.faults.iter().enumerate().map(|(i, f)| (f.name.value.as_str(), i)).collect();
         let faults = exp
             .faults
@@ -782,6 +803,7 @@ impl<'e> Dispatcher<'e> {
             rollback_limit: Arc::new(Semaphore::new(ROLLBACK_CONCURRENCY)),
             ending: None,
             rollback_started: false,
+            cx,
         }
     }
 
@@ -919,9 +941,15 @@ impl<'e> Dispatcher<'e> {
         let name = f.name.clone();
         let fault = self.exp.faults[idx].fault.clone();
         let ctx = self.ctx.clone();
+        let cx = StepContext { fault: name.clone(), ..self.cx.clone() };
         self.tasks.spawn(async move {
             let mut applied = Vec::new();
             for step in steps {
+                // The undo records the state just before the call.
+                let step = match fault.prepare(&ctx.aws, &cx, step).await {
+                    Ok(s) => s,
+                    Err(e) => return TaskDone::Injected { idx, applied, error: Some(e.to_string()) },
+                };
                 let action_id = ctx.journal.next_action_id();
                 let intent = Event::Intent {
                     action_id,
@@ -937,7 +965,7 @@ impl<'e> Dispatcher<'e> {
                     return TaskDone::Injected { idx, applied, error: Some(e.to_string()) };
                 }
                 applied.push((action_id, step.clone()));
-                let result = fault.apply(&ctx.aws, &step).await;
+                let result = fault.apply(&ctx.aws, &cx, &step).await;
                 let error = result.err();
                 ctx.emit_best_effort(Event::Outcome { action_id, ok: error.is_none(), error: error.clone(), report: None });
                 if let Some(e) = error {
@@ -1092,10 +1120,10 @@ fn rollback_attempts() -> u32 {
     std::env::var("GAMEDAY_ROLLBACK_ATTEMPTS").ok().and_then(|v| v.parse().ok()).filter(|n| *n >= 1).unwrap_or(ROLLBACK_ATTEMPTS)
 }
 
-/// Undoes one setup or inject step, journaled, retried with backoff. Returns
+/// Undoes one setup or inject step, journaled, retried with the shared
+/// backoff ([`crate::aws::step_backoff`]) on top of the SDK's retries. Returns
 /// the undo when it could not be completed.
 pub(crate) async fn rollback_step(ctx: &Ctx, fault: &str, inject_id: u64, undo: &Undo, hurry: &CancellationToken) -> Result<(), Undo> {
-    let mut delay = Duration::from_secs(1);
     let attempts = rollback_attempts();
     for attempt in 1..=attempts {
         let action_id = ctx.journal.next_action_id();
@@ -1116,8 +1144,7 @@ pub(crate) async fn rollback_step(ctx: &Ctx, fault: &str, inject_id: u64, undo: 
             Err(e) => {
                 ctx.emit_best_effort(Event::Outcome { action_id, ok: false, error: Some(e), report: None });
                 if attempt < attempts {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
+                    tokio::time::sleep(crate::aws::step_backoff(attempt)).await;
                 }
             }
         }

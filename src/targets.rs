@@ -28,6 +28,9 @@ pub struct Instance {
     /// Its `Name` tag, for people.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Its VPC (where `ec2:network-blackhole` creates its group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
 }
 
 /// Values for `${...}` in experiment files.
@@ -164,6 +167,9 @@ pub async fn resolve(
     }
     out.matched = eligible.len();
     out.eligible = eligible.iter().map(|i| i.id.clone()).collect();
+    // After `eligible` is recorded: the approval binds the eligible set, and
+    // a fault's seeded narrowing (one AZ) is replayed with the seed like the choice.
+    let eligible = fault.narrow(eligible, rng);
     out.selected = select(eligible, spec.select, rng);
     Ok(out)
 }
@@ -229,6 +235,7 @@ async fn describe(
                         state: i.state().and_then(|s| s.name()).map(|s| s.as_str().to_string()).unwrap_or_default(),
                         autoscaling_group: tag("aws:autoscaling:groupName").or_else(|| group.map(str::to_string)),
                         name: tag("Name"),
+                        vpc_id: i.vpc_id().map(str::to_string),
                     },
                     protected,
                 ));
@@ -245,7 +252,7 @@ mod tests {
 
     fn fleet(n: usize) -> Vec<Instance> {
         (0..n)
-            .map(|i| Instance { id: format!("i-{i:04}"), az: "us-east-1a".into(), state: "running".into(), autoscaling_group: None, name: None })
+            .map(|i| Instance { id: format!("i-{i:04}"), az: "us-east-1a".into(), state: "running".into(), autoscaling_group: None, name: None, vpc_id: None })
             .collect()
     }
 

@@ -96,7 +96,8 @@ faults:
     params: { forse: true }
     target: { ids: [web-1], select: { count: 0 } }
   - name: stop
-    action: cloudwatch:force-alarm
+    action: autoscaling:suspend-processes
+    params: { processes: [Lanch, Terminate] }
 ";
     insta::assert_snapshot!(errors(text));
 }

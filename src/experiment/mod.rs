@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use parse::{load, load_str, LoadError};
+pub(crate) use parse::check_variables;
 pub use tolerance::{Expect, Tolerance};
 
 use crate::faults::Fault;

@@ -117,6 +117,9 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
     if let (Some(env), Some(faults)) = (&environment, &faults) {
         check_environment_use(d, env, faults, top.get("environment").map(yaml::loc).unwrap_or(top.loc()));
     }
+    if let (Some(faults), Some(guardrails)) = (&faults, &guardrails) {
+        check_forced_alarms(d, faults, guardrails, environment.as_ref().and_then(|e| e.autoscaling_group.as_deref()));
+    }
     if let (Some(env), Some(probes)) = (&environment, &steady_state) {
         check_asg_probes(d, env, probes);
         check_compare(d, env, probes);
@@ -526,7 +529,7 @@ fn decode_period(d: &mut Decoder, node: &Node, what: &str) -> Option<u32> {
 }
 
 /// Reports `${name}` references that are not known variables.
-fn check_variables(d: &mut Decoder, text: &Spanned<String>) {
+pub(crate) fn check_variables(d: &mut Decoder, text: &Spanned<String>) {
     let mut rest = text.value.as_str();
     while let Some(start) = rest.find("${") {
         let after = &rest[start + 2..];
@@ -642,10 +645,15 @@ fn decode_fault(d: &mut Decoder, node: &Node, what: &str) -> Option<FaultSpec> {
             }
             return None;
         };
-        (def.build)(d, m.get("params"), &format!("{what}.params"))
+        (def.build)(d, m.get("params"), &format!("{what}.params"), m.loc())
     });
     let target = match m.get("target") {
-        Some(n) => decode_target(d, n, &format!("{what}.target")),
+        Some(n) => {
+            if let Some(f) = &fault {
+                check_target_keys(d, f.as_ref(), n, &format!("{what}.target"));
+            }
+            decode_target(d, n, &format!("{what}.target"))
+        }
         None => Some(TargetSpec::default()),
     };
     let duration = match m.get("duration") {
@@ -665,6 +673,30 @@ fn decode_fault(d: &mut Decoder, node: &Node, what: &str) -> Option<FaultSpec> {
         start_after: start_after?,
         loc: m.loc(),
     })
+}
+
+/// Group faults take only `autoscaling_group` from a target, alarm faults no
+/// target at all: criteria that select instances would silently do nothing.
+fn check_target_keys(d: &mut Decoder, fault: &dyn faults::Fault, node: &Node, what: &str) {
+    let Node::Mapping(m) = node else { return };
+    for (k, _) in m.iter() {
+        let key = k.as_str();
+        let at = k.span().start().map(|s| Loc { line: s.line(), column: s.column() }).unwrap_or_default();
+        match fault.scope() {
+            faults::Scope::Instances => {}
+            faults::Scope::Groups if key == "autoscaling_group" => {}
+            faults::Scope::Groups => d.error_help(
+                at,
+                format!("{what}.{key}: `{}` acts on Auto Scaling groups, not instances", fault.action()),
+                "only `target: { autoscaling_group: NAME }` applies (default: the environment's group, the copy in parallel mode)",
+            ),
+            faults::Scope::Alarm => d.error_help(
+                at,
+                format!("{what}.{key}: `{}` acts on the alarm named in its params and takes no target", fault.action()),
+                "remove `target`; name the alarm with `params: { alarm: NAME }`",
+            ),
+        }
+    }
 }
 
 fn decode_target(d: &mut Decoder, node: &Node, what: &str) -> Option<TargetSpec> {
@@ -764,6 +796,21 @@ fn decode_selection(d: &mut Decoder, node: &Node, what: &str) -> Option<Selectio
 /// Faults that take their targets from the environment, and parallel mode,
 /// both need the environment's Auto Scaling group.
 fn check_environment_use(d: &mut Decoder, env: &Environment, faults: &[FaultSpec], env_loc: Loc) {
+    if env.mode == Mode::Parallel {
+        // In parallel mode a group fault must hit the run's copy, never the source.
+        for f in faults {
+            if f.fault.scope() == faults::Scope::Groups
+                && let Some(g) = &f.target.autoscaling_group
+                && g != "${asg}"
+            {
+                d.error_help(
+                    f.loc,
+                    format!("fault `{}`: in parallel mode a group fault acts on the run's copy, but its target names `{g}`", f.name.value),
+                    "leave `autoscaling_group` out (or write `${asg}`, the copy), or set `mode: in-place` to act on a real group",
+                );
+            }
+        }
+    }
     if env.autoscaling_group.is_some() {
         return;
     }
@@ -777,12 +824,44 @@ fn check_environment_use(d: &mut Decoder, env: &Environment, faults: &[FaultSpec
     }
     let mut reported = HashSet::new();
     for f in faults {
+        if f.fault.scope() == faults::Scope::Groups && f.target.autoscaling_group.is_none() && reported.insert(f.name.value.clone()) {
+            d.error_help(
+                f.loc,
+                format!("fault `{}` acts on an Auto Scaling group, and neither its target nor the environment names one", f.name.value),
+                "add `target: { autoscaling_group: NAME }`, or set environment.autoscaling_group",
+            );
+        }
         if f.fault.needs_instances() && f.target.uses_environment() && reported.insert(f.name.value.clone()) {
             d.error_help(
                 f.loc,
                 format!("fault `{}` has no target and the environment names no `autoscaling_group`", f.name.value),
                 "add `target: { tags: {...} }` (or ids, filters, autoscaling_group), or set environment.autoscaling_group",
             );
+        }
+    }
+}
+
+/// A forced alarm that is also a guardrail of the same run would abort the
+/// run the moment the fault is injected: almost certainly not what was meant.
+/// Names are compared as written and with `${asg}` as the environment's group
+/// (what both mean for alarms).
+fn check_forced_alarms(d: &mut Decoder, faults: &[FaultSpec], guardrails: &[Probe], group: Option<&str>) {
+    let expand = |name: &str| match group {
+        Some(g) => name.replace("${asg}", g),
+        None => name.to_string(),
+    };
+    for f in faults {
+        let Some(alarm) = f.fault.alarm() else { continue };
+        for g in guardrails {
+            if let ProbeKind::Alarm { alarm: watched, .. } = &g.kind
+                && (*watched == alarm.value || expand(watched) == expand(&alarm.value))
+            {
+                d.error_help(
+                    alarm.loc,
+                    format!("fault `{}` forces alarm `{}`, which is also a guardrail of this experiment (line {}): the run would abort itself", f.name.value, alarm.value, g.loc.line),
+                    "force an alarm that is not a guardrail (the alerting path under test), or watch it with a steady-state `alarm_fires` probe instead",
+                );
+            }
         }
     }
 }

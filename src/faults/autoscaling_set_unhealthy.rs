@@ -7,14 +7,14 @@ use std::sync::Arc;
 use marked_yaml::Node;
 use tokio_util::sync::CancellationToken;
 
-use super::{no_params, ActionDef, BoxFuture, Fault, Step, Undo, UndoReport};
+use super::{no_params, ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport};
 use crate::aws::{api, Aws, AwsError};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
 
 pub(super) const DEF: ActionDef = ActionDef { name: "autoscaling:set-unhealthy", build };
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str) -> Option<Arc<dyn Fault>> {
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
     no_params(d, params, what)?;
     Some(Arc::new(SetUnhealthy))
 }
@@ -48,7 +48,7 @@ impl Fault for SetUnhealthy {
             .collect()
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             for id in &step.resources {
                 set_health(aws, id, "Unhealthy").await?;
@@ -74,19 +74,20 @@ async fn set_health(aws: &Aws, id: &str, status: &str) -> Result<(), AwsError> {
 /// group already replaced are reported as gone. Idempotent.
 pub(crate) async fn set_healthy(aws: &Aws, ids: &[String], _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
     let mut report = UndoReport::default();
-    let out = aws
-        .autoscaling
-        .describe_auto_scaling_instances()
-        .set_instance_ids(Some(ids.to_vec()))
-        .send()
-        .await
-        .map_err(api("autoscaling", "DescribeAutoScalingInstances"))?;
-    let present: Vec<String> = out
-        .auto_scaling_instances()
-        .iter()
-        .filter(|i| !matches!(i.lifecycle_state(), Some(s) if s.starts_with("Terminat")))
-        .filter_map(|i| i.instance_id().map(str::to_string))
-        .collect();
+    let mut present = std::collections::BTreeSet::new();
+    // DescribeAutoScalingInstances takes at most 50 ids per call.
+    for chunk in super::batches(ids, 50) {
+        let mut pages = aws.autoscaling.describe_auto_scaling_instances().set_instance_ids(Some(chunk)).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(api("autoscaling", "DescribeAutoScalingInstances"))?;
+            present.extend(
+                page.auto_scaling_instances()
+                    .iter()
+                    .filter(|i| !matches!(i.lifecycle_state(), Some(s) if s.starts_with("Terminat")))
+                    .filter_map(|i| i.instance_id().map(str::to_string)),
+            );
+        }
+    }
     for id in ids {
         if present.contains(id) {
             set_health(aws, id, "Healthy").await?;

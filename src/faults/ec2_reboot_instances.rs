@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use marked_yaml::Node;
 
-use super::{batched_steps, no_params, ActionDef, BoxFuture, Fault, Step, Undo};
+use super::{batched_steps, no_params, ActionDef, BoxFuture, Fault, Step, StepContext, Undo};
 use crate::aws::{api, Aws, AwsError};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
@@ -14,7 +14,7 @@ const BATCH: usize = 100;
 
 pub(super) const DEF: ActionDef = ActionDef { name: "ec2:reboot-instances", build };
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str) -> Option<Arc<dyn Fault>> {
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
     no_params(d, params, what)?;
     Some(Arc::new(RebootInstances))
 }
@@ -36,7 +36,7 @@ impl Fault for RebootInstances {
         batched_steps(targets, BATCH, "ec2:RebootInstances", |ids| Undo::WaitRunning { instance_ids: ids })
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             aws.ec2.reboot_instances().set_instance_ids(Some(step.resources.clone())).send().await.map_err(api("ec2", "RebootInstances"))?;
             Ok(())

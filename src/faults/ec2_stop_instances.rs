@@ -8,7 +8,7 @@ use std::time::Duration;
 use marked_yaml::Node;
 use tokio_util::sync::CancellationToken;
 
-use super::{batched_steps, batches, ActionDef, BoxFuture, Fault, Step, Undo, UndoReport};
+use super::{batched_steps, batches, ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport};
 use crate::aws::{api, Aws, AwsError};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
@@ -22,7 +22,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 pub(super) const DEF: ActionDef = ActionDef { name: "ec2:stop-instances", build };
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str) -> Option<Arc<dyn Fault>> {
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
     let mut force = false;
     if let Some(p) = params {
         let m = d.map(p, what, &["force"])?;
@@ -53,7 +53,7 @@ impl Fault for StopInstances {
         batched_steps(targets, BATCH, "ec2:StopInstances", |ids| Undo::StartInstances { instance_ids: ids })
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             aws.ec2
                 .stop_instances()

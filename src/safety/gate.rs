@@ -240,6 +240,16 @@ fn percent_of_group(policy: &Policy, plan: &Plan) -> RuleResult {
                     *e = (*e + c.count).min(c.of as usize);
                 }
             }
+            // A capacity drop takes instances out of its group without naming
+            // them: counted on top, capped at the group's size.
+            Targets::Resources(r) if r.instances > 0 => {
+                for g in &r.names {
+                    let size = plan.group_sizes.get(g).copied().unwrap_or(usize::MAX);
+                    let e = hit.entry(g.clone()).or_default();
+                    *e = (*e + r.instances / r.names.len().max(1)).min(size);
+                }
+            }
+            Targets::Resources(_) => {}
         }
     }
     let mut over = Vec::new();

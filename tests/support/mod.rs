@@ -123,19 +123,28 @@ pub struct Fleet {
 
 /// Creates a group of `n` instances in a fresh VPC and an OK alarm.
 pub async fn fleet(c: &Clients, n: i32) -> Fleet {
+    fleet_in(c, n, &["a"]).await
+}
+
+/// Like [`fleet`], with one subnet in each of `zones` (suffixes of the region: `a`, `b`).
+pub async fn fleet_in(c: &Clients, n: i32, zones: &[&str]) -> Fleet {
     let group = unique("grp");
     let vpc = c.ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("CreateVpc");
     let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string();
-    let subnet = c
-        .ec2
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.0.1.0/24")
-        .availability_zone(format!("{REGION}a"))
-        .send()
-        .await
-        .expect("CreateSubnet");
-    let subnet_id = subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_string();
+    let mut subnets = Vec::new();
+    for (i, z) in zones.iter().enumerate() {
+        let subnet = c
+            .ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(format!("10.0.{}.0/24", i + 1))
+            .availability_zone(format!("{REGION}{z}"))
+            .send()
+            .await
+            .expect("CreateSubnet");
+        subnets.push(subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_string());
+    }
+    let subnet_id = subnets.join(",");
     let image = c.ec2.describe_images().send().await.expect("DescribeImages");
     let image_id = image.images().first().and_then(|i| i.image_id()).expect("an image").to_string();
     let lt = c
@@ -266,6 +275,12 @@ impl Scratch {
         self.dir.path().join("runs")
     }
 
+    /// The only run's id (its folder's name), once the run has started.
+    pub fn run_id(&self) -> Option<String> {
+        let dir = std::fs::read_dir(self.runs()).ok()?.next()?.ok()?;
+        Some(dir.file_name().to_string_lossy().into_owned())
+    }
+
     /// The only run folder's journal, parsed.
     pub fn journal(&self) -> serde_json::Value {
         let run = std::fs::read_dir(self.runs()).expect("runs folder").next().expect("one run").expect("run entry").path();
@@ -280,7 +295,7 @@ impl Scratch {
 pub const PERMISSIVE_POLICY: &str = "\
 version: 1
 regions: any
-actions: [ec2:stop-instances, ec2:reboot-instances, ec2:terminate-instances, autoscaling:set-unhealthy]
+actions: [ec2:stop-instances, ec2:reboot-instances, ec2:terminate-instances, autoscaling:set-unhealthy, ec2:network-blackhole, ec2:az-outage, autoscaling:suspend-processes, autoscaling:capacity-drop, cloudwatch:force-alarm]
 protected_tags: { gameday:protected: \"true\" }
 blast_radius: { max_instances_per_fault: 100, max_percent_of_group: 100 }
 in_place: { allowed: true, requires_approval: false, allow_terminate: false }
@@ -386,3 +401,34 @@ pub async fn group_state(c: &Clients, name: &str) -> GroupState {
     }
 }
 
+
+/// Each instance's security group ids, in the order given.
+pub async fn security_groups(c: &Clients, ids: &[String]) -> Vec<Vec<String>> {
+    let out = c.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await.expect("DescribeInstances");
+    let found: Vec<(String, Vec<String>)> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| (i.instance_id().unwrap_or_default().to_string(), i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect()))
+        .collect();
+    ids.iter().map(|id| found.iter().find(|(i, _)| i == id).map(|(_, g)| g.clone()).unwrap_or_default()).collect()
+}
+
+/// Network-blackhole security groups of run `run_id`: (id, name).
+pub async fn blackhole_groups(c: &Clients, run_id: &str) -> Vec<(String, String)> {
+    let f = aws_sdk_ec2::types::Filter::builder().name("tag:gameday:run-id").values(run_id).build();
+    let out = c.ec2.describe_security_groups().filters(f).send().await.expect("DescribeSecurityGroups");
+    out.security_groups().iter().map(|g| (g.group_id().unwrap_or_default().to_string(), g.group_name().unwrap_or_default().to_string())).collect()
+}
+
+/// A group's VPCZoneIdentifier.
+pub async fn group_subnets(c: &Clients, name: &str) -> String {
+    let out = c.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await.expect("DescribeAutoScalingGroups");
+    out.auto_scaling_groups()[0].vpc_zone_identifier().unwrap_or_default().to_string()
+}
+
+/// An alarm's state.
+pub async fn alarm_state(c: &Clients, name: &str) -> String {
+    let out = c.cloudwatch.describe_alarms().alarm_names(name).send().await.expect("DescribeAlarms");
+    out.metric_alarms().first().and_then(|a| a.state_value()).map(|s| s.as_str().to_string()).unwrap_or_else(|| "missing".into())
+}

@@ -2,8 +2,9 @@
 //! to drive the runner's API-error paths against the real server. It is not a
 //! fake of AWS: every request it does not fail goes to moto unchanged.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -13,6 +14,8 @@ pub struct FailingProxy {
     /// The endpoint to give the runner.
     pub endpoint: String,
     failing: Arc<AtomicBool>,
+    /// Requests seen, per AWS operation (`Action=` of the Query protocol).
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -25,16 +28,29 @@ impl FailingProxy {
         let upstream = upstream.trim_start_matches("http://").to_string();
         let needle = format!("Action={operation}");
         let failing = Arc::new(AtomicBool::new(true));
-        let flag = failing.clone();
+        let counts = Arc::new(Mutex::new(BTreeMap::new()));
+        let (flag, seen) = (failing.clone(), counts.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (upstream, needle, flag) = (upstream.clone(), needle.clone(), flag.clone());
+                let (upstream, needle, flag, seen) = (upstream.clone(), needle.clone(), flag.clone(), seen.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, &upstream, &needle, &flag).await;
+                    let _ = serve(conn, &upstream, &needle, &flag, &seen).await;
                 });
             }
         });
-        FailingProxy { endpoint, failing, task }
+        FailingProxy { endpoint, failing, counts, task }
+    }
+
+    /// A proxy that fails nothing and only counts requests per operation.
+    pub async fn counting(upstream: &str) -> FailingProxy {
+        let p = FailingProxy::start(upstream, "").await;
+        p.heal();
+        p
+    }
+
+    /// Requests seen so far, per operation (retries count as requests).
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// Stops failing: every request goes through from now on.
@@ -75,8 +91,15 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> 
     Ok(Some(buf))
 }
 
-async fn serve(mut conn: TcpStream, upstream: &str, needle: &str, failing: &AtomicBool) -> std::io::Result<()> {
+async fn serve(mut conn: TcpStream, upstream: &str, needle: &str, failing: &AtomicBool, counts: &Mutex<BTreeMap<String, u64>>) -> std::io::Result<()> {
     while let Some(request) = read_request(&mut conn).await? {
+        let text = String::from_utf8_lossy(&request);
+        if let Some(at) = text.find("Action=") {
+            let op: String = text[at + 7..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            if let Ok(mut c) = counts.lock() {
+                *c.entry(op).or_default() += 1;
+            }
+        }
         if failing.load(Ordering::SeqCst) && String::from_utf8_lossy(&request).contains(needle) {
             let body = "<Response><Errors><Error><Code>ServiceUnavailable</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>test</RequestID></Response>";
             let reply = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}", body.len());
