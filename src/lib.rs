@@ -4,6 +4,7 @@
 //! arguments and maps outcomes to exit codes; everything else is one module
 //! per concern, named for it.
 
+pub mod activities;
 pub mod aws;
 pub mod cli;
 pub mod environment;

@@ -258,6 +258,8 @@ struct Ready {
     run_vars: Vars,
     /// Variables of the real workload (the source in parallel mode).
     source_vars: Vars,
+    /// When preparation began: Auto Scaling activities from then on are journaled.
+    started: Timestamp,
 }
 
 /// Baseline, fault phase, recovery and the hypothesis's verdict; every
@@ -283,7 +285,22 @@ async fn observe_and_inject(ctx: &Arc<Ctx>, exp: &Experiment, ready: Ready, hurr
     for e in obs.series() {
         ctx.emit_best_effort(e);
     }
+    journal_scaling_activities(ctx, &ready.run_vars, &ready.source_vars, ready.started).await;
     end
+}
+
+/// Journals what Auto Scaling did to the groups involved since `since`
+/// (before teardown deletes the copy and its history with it). A failed read
+/// is a warning: it must not change the verdict.
+async fn journal_scaling_activities(ctx: &Ctx, run: &Vars, source: &Vars, since: Timestamp) {
+    let mut groups: Vec<&String> = run.asg.iter().chain(source.asg.iter()).collect();
+    groups.dedup();
+    for g in groups {
+        match crate::activities::since(&ctx.aws, g, since).await {
+            Ok(events) => events.into_iter().for_each(|e| ctx.emit_best_effort(e)),
+            Err(e) => ctx.emit_best_effort(Event::Warning { message: format!("Auto Scaling activities of `{g}` not journaled: {e}") }),
+        }
+    }
 }
 
 /// Reads every probe once, journals the results, and returns them. Read
@@ -469,6 +486,7 @@ async fn prepare(
     setup: &mut Vec<SetupStep>,
     sigs: &mut Signals,
 ) -> Result<Ready, End> {
+    let started = Timestamp::now();
     let env = &exp.environment;
     // Alarms exist before the run, so `${asg}` in an alarm name is the group as written.
     let source_vars = Vars { asg: env.autoscaling_group.clone(), run_id: run_id.to_string(), instances: Vec::new() };
@@ -511,7 +529,7 @@ async fn prepare(
             or_signal(ctx, sigs, resolve_all(ctx, exp, &scope, &vars, protected, &mut rng)).await??
         }
     };
-    Ok(Ready { plans, run_vars: vars, source_vars })
+    Ok(Ready { plans, run_vars: vars, source_vars, started })
 }
 
 fn not_run(reason: String) -> End {
