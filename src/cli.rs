@@ -123,9 +123,16 @@ enum Command {
         /// Folder for run records (one subfolder per run).
         #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
         runs_dir: PathBuf,
-        /// Print only the verdict and errors.
+        /// Print only the verdict and errors (no progress on stderr).
         #[arg(long, short)]
         quiet: bool,
+        /// `text`: progress for people on stderr, the verdict on stdout.
+        /// `json`: every journal event as one JSON object per line on stdout
+        /// (the same objects as events.jsonl), then one last object with
+        /// the run id, verdict, reason and the paths of the journal and
+        /// reports; nothing but errors on stderr.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
         /// Approve the plan with this hash (printed by `gameday plan`); needed
         /// for runs the policy marks as needing approval when there is no
         /// terminal to confirm on. A changed plan no longer fits and is refused.
@@ -194,6 +201,52 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Write a run's reports again from its journal.
+    ///
+    /// Renders report.html (self-contained: charts inline, no script or
+    /// network), report.md and junit.xml from runs/<RUN>/journal.json alone,
+    /// byte-for-byte what the run wrote (the runner writes them the same way
+    /// after every run). Reads journals of every version since 1. Exits 0 when
+    /// written, 2 when the run does not exist, 1 when its journal cannot be
+    /// read, 6 when a report cannot be written.
+    #[command(after_help = "Examples:\n  gameday report 20261125-112701-5c57\n  gameday report runs/20261125-112701-5c57/journal.json\n  gameday report 20261125-112701-5c57 --runs-dir /mnt/ci-artifacts/runs")]
+    Report {
+        /// A run id (a folder of --runs-dir), a run folder, or a journal.json.
+        #[arg(value_name = "RUN_ID|PATH")]
+        run: String,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// List past runs with per-experiment trends, or compare two runs.
+    ///
+    /// Lists every run of the runs folder, newest first: date, experiment,
+    /// verdict, whether it aborted, time to recover and time to detect. Then,
+    /// per experiment, the trend (pass rate, time to recover and to detect over
+    /// time, oldest first) and REGRESSION when the latest run is worse than
+    /// the earlier ones: it failed or aborted right after a pass, or its time
+    /// to recover (or to detect) is over 1.5 times the earlier runs' median and
+    /// at least 1 s longer. Runs that did not test the hypothesis (not-run,
+    /// error, interrupted) are listed but not counted in the trend.
+    ///
+    /// Exits 0, or 3 with --fail-on-regression when a regression is flagged;
+    /// 2 when the runs folder or a run of --diff does not exist.
+    #[command(after_help = "Examples:\n  gameday history\n  gameday history --experiment shop-web-lose-a-third --output json\n  gameday history --diff 20261125-112701-5c57 20261126-090000-a1b2")]
+    History {
+        /// Only the runs of this experiment (its `name`).
+        #[arg(long, value_name = "NAME")]
+        experiment: Option<String>,
+        /// Compare two runs side by side (ids, run folders or journal.json paths).
+        #[arg(long, num_args = 2, value_names = ["RUN_A", "RUN_B"])]
+        diff: Option<Vec<String>>,
+        /// Exit 3 when the latest run of an experiment is a regression (for CI).
+        #[arg(long)]
+        fail_on_regression: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,12 +260,12 @@ enum PolicyCommand {
     },
 }
 
-/// Output formats for `plan`.
+/// Output formats for `plan`, `run` and `history`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     /// For people.
     Text,
-    /// For tools: one JSON object.
+    /// For tools: JSON (`run`: one object per line).
     Json,
 }
 
@@ -277,9 +330,14 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Validate { paths } => validate(&paths),
-        Command::Run { file, seed, runs_dir, quiet, approve, safety, aws } => {
-            with_runtime(run(&file, seed, runs_dir, quiet, approve, &safety, &aws))
+        Command::Run { file, seed, runs_dir, quiet, output, approve, safety, aws } => {
+            with_runtime(run(&file, seed, runs_dir, quiet, output, approve, &safety, &aws))
         }
+        Command::Report { run, runs } => report_command(&run, &runs.runs_dir),
+        Command::History { experiment, diff, fail_on_regression, output, runs } => match diff {
+            Some(pair) => history_diff(&pair[0], &pair[1], output, &runs.runs_dir),
+            None => history_command(experiment.as_deref(), fail_on_regression, output, &runs.runs_dir),
+        },
         Command::Plan { file, seed, output, safety, aws } => with_runtime(plan_command(&file, seed, output, &safety, &aws)),
         Command::Policy { command: PolicyCommand::Show { policy } } => policy_show(policy.as_deref()),
         Command::Recover { run_id, force, runs, aws } => with_runtime(recover(run_id, force, &runs.runs_dir, &aws)),
@@ -396,7 +454,9 @@ async fn cleanup(dry_run: bool, runs_dir: &Path, aws_args: &AwsArgs) -> i32 {
 fn init_logging() {
     // SDK and runner diagnostics, off unless asked for: GAMEDAY_LOG=debug.
     let filter = tracing_subscriber::EnvFilter::try_from_env("GAMEDAY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // No colour codes unless stderr is a terminal: logs in CI stay plain text.
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).try_init();
 }
 
 /// Every experiment file named by `paths` (folders are searched recursively).
@@ -511,7 +571,8 @@ fn random_seed() -> u64 {
     rand::make_rng::<rand::rngs::StdRng>().next_u64()
 }
 
-async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, approve: Option<String>, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
+#[allow(clippy::too_many_arguments)]
+async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, output: Output, approve: Option<String>, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
     let p = match prepare(file, safety_args, aws_args).await {
         Ok(p) => p,
         Err(code) => return code,
@@ -526,12 +587,28 @@ async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, app
     };
     let Prepared { exp, policy, account, aws } = p;
     let safety = Admission { policy, account, now: safety_args.now, approval };
-    let opts = RunOptions { runs_dir, seed: Some(seed), signals: SignalHandling::Standard, progress: Progress::auto(quiet), safety };
+    let progress = if output == Output::Json { Progress::Json } else { Progress::auto(quiet) };
+    let opts = RunOptions { runs_dir, seed: Some(seed), signals: SignalHandling::Standard, progress, safety };
     match runner::run(&exp, &aws, opts).await {
+        Ok(outcome) if output == Output::Json => {
+            let dir = &outcome.dir;
+            let last = serde_json::json!({
+                "event": "finished",
+                "run_id": outcome.run_id,
+                "verdict": outcome.verdict,
+                "reason": outcome.reason,
+                "refused": outcome.refused,
+                "journal": dir.join(crate::journal::JOURNAL_FILE),
+                "reports": [dir.join(crate::report::HTML_FILE), dir.join(crate::report::MARKDOWN_FILE), dir.join(crate::report::JUNIT_FILE)],
+            });
+            println!("{last}");
+            if outcome.refused { exit::REFUSED } else { exit::for_verdict(outcome.verdict) }
+        }
         Ok(outcome) => {
             println!("verdict: {} ({})", outcome.verdict.as_str(), outcome.reason);
             println!("run: {}", outcome.run_id);
             println!("journal: {}", outcome.dir.join(crate::journal::JOURNAL_FILE).display());
+            println!("report: {}", outcome.dir.join(crate::report::HTML_FILE).display());
             if outcome.verdict == Verdict::Error && !outcome.unfinished.is_empty() {
                 eprintln!("some faults are still in effect: run `gameday recover {}` once the cause is fixed", outcome.run_id);
             }
@@ -715,5 +792,125 @@ fn policy_show(explicit: Option<&Path>) -> i32 {
     println!("# policy: {}", loaded.source);
     println!("# sha256: {}", loaded.sha256);
     print!("{}", loaded.text);
+    exit::OK
+}
+
+fn report_command(run: &str, runs_dir: &Path) -> i32 {
+    let path = match crate::history::find(runs_dir, run) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    match crate::report::regenerate(&path) {
+        Ok(files) => {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            exit::OK
+        }
+        Err(e @ crate::report::ReportError::Journal(_)) => {
+            eprintln!("error: {e}");
+            exit::INVALID_INPUT
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+fn history_command(experiment: Option<&str>, fail_on_regression: bool, output: Output, runs_dir: &Path) -> i32 {
+    use crate::history;
+    let (rows, unreadable) = match history::load(runs_dir, experiment) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let trends = history::trends(&rows);
+    for u in &unreadable {
+        eprintln!("warning: skipped {}: {}", u.dir.display(), u.error);
+    }
+    match output {
+        Output::Json => println!("{}", serde_json::json!({ "runs": rows, "experiments": trends, "unreadable": unreadable })),
+        Output::Text => print!("{}", render_history(&rows, &trends)),
+    }
+    if fail_on_regression && trends.iter().any(|t| t.regression.is_some()) { exit::FAILED } else { exit::OK }
+}
+
+/// The history for people: runs newest first, then each experiment's trend.
+fn render_history(rows: &[crate::history::RunRow], trends: &[crate::history::Trend]) -> String {
+    use std::fmt::Write;
+    let ms = crate::report::ms_or_dash;
+    let mut s = String::new();
+    if rows.is_empty() {
+        let _ = writeln!(s, "no runs yet");
+        return s;
+    }
+    let width = rows.iter().map(|r| r.experiment.len()).max().unwrap_or(10).max(10);
+    let _ = writeln!(s, "{:<20}  {:<20}  {:<width$}  {:<11}  {:<7}  {:>8}  {:>8}", "started", "run", "experiment", "verdict", "aborted", "recover", "detect");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<20}  {:<20}  {:<width$}  {:<11}  {:<7}  {:>8}  {:>8}",
+            r.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+            r.run_id,
+            r.experiment,
+            r.verdict.map(Verdict::as_str).unwrap_or("unfinished"),
+            if r.aborted { "yes" } else { "no" },
+            ms(r.time_to_recover_ms),
+            ms(r.time_to_detect_ms)
+        );
+    }
+    let _ = writeln!(s, "\ntrends (oldest run first):");
+    let list = |v: &[u64]| if v.is_empty() { "-".to_string() } else { v.iter().map(|m| crate::progress::ms_text(*m)).collect::<Vec<_>>().join(" -> ") };
+    for t in trends {
+        let rate = t.pass_rate.map(|r| format!("{:.0}% ({} of {} that ran)", r * 100.0, t.passed, t.ran)).unwrap_or_else(|| "- (none tested the hypothesis)".into());
+        let _ = writeln!(s, "  {}: {} run(s), pass rate {rate}", t.experiment, t.runs);
+        let _ = writeln!(s, "    verdicts:        {}", t.verdicts.join(" -> "));
+        let _ = writeln!(s, "    time to recover: {}", list(&t.time_to_recover_ms));
+        let _ = writeln!(s, "    time to detect:  {}", list(&t.time_to_detect_ms));
+        if let Some(why) = &t.regression {
+            let _ = writeln!(s, "    REGRESSION: {why}");
+        }
+    }
+    s
+}
+
+fn history_diff(a: &str, b: &str, output: Output, runs_dir: &Path) -> i32 {
+    let load = |what: &str| crate::history::find(runs_dir, what).and_then(|p| crate::journal::load(&p).map_err(Into::into));
+    let (sa, sb) = match (load(a), load(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return match e {
+                crate::history::HistoryError::NoSuchRun(_) => exit::USAGE,
+                _ => exit::INVALID_INPUT,
+            };
+        }
+    };
+    if sa.experiment != sb.experiment {
+        eprintln!("error: run {} is of experiment `{}` and run {} of `{}`: --diff compares two runs of one experiment", sa.run_id, sa.experiment, sb.run_id, sb.experiment);
+        return exit::USAGE;
+    }
+    let rows = crate::history::diff(&sa, &sb);
+    match output {
+        Output::Json => {
+            let v: Vec<serde_json::Value> = rows.iter().map(|(k, x, y)| serde_json::json!({ "field": k, "a": x, "b": y, "same": x == y })).collect();
+            println!("{}", serde_json::json!({ "experiment": sa.experiment, "a": sa.run_id, "b": sb.run_id, "rows": v }));
+        }
+        Output::Text => {
+            let kw = rows.iter().map(|(k, _, _)| k.len()).max().unwrap_or(8);
+            let aw = rows.iter().map(|(_, x, _)| x.chars().count()).max().unwrap_or(8).min(60);
+            println!("experiment `{}`: {} (A) against {} (B); * marks a difference", sa.experiment, sa.run_id, sb.run_id);
+            for (k, x, y) in &rows {
+                let mark = if x == y { ' ' } else { '*' };
+                println!("{mark} {k:<kw$}  {x:<aw$}  {y}");
+            }
+        }
+    }
     exit::OK
 }

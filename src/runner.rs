@@ -174,7 +174,9 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
     ctx.progress.finish();
     match journal::read_events(&dir).map(|events| journal::summarize(&events)) {
         Ok(Some(summary)) => {
-            if let Err(e) = journal::write_summary(&dir, &summary) {
+            // The reports are rendered from journal.json as written, exactly as
+            // `gameday report` regenerates them.
+            if let Err(e) = journal::write_summary(&dir, &summary).map_err(crate::report::ReportError::from).and_then(|_| crate::report::regenerate(&dir)) {
                 eprintln!("warning: {e}");
             }
         }
@@ -339,6 +341,7 @@ async fn baseline(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, sigs: &mut Si
     ctx.emit(Event::Phase { phase: Phase::Baseline }).map_err(error_before_injection)?;
     let since = Timestamp::now();
     let until = Instant::now() + exp.timing.baseline;
+    ctx.progress.countdown("baseline", since.checked_add(exp.timing.baseline).unwrap_or(since));
     let queries = obs.queries();
     let mut tick = tokio::time::interval(exp.timing.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -414,6 +417,7 @@ async fn recovery(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, rolled_back: 
     ctx.emit_best_effort(Event::Phase { phase: Phase::Recovery });
     let started = Instant::now();
     let recover_by = started + exp.timing.recovery;
+    ctx.progress.countdown("recovery window", Timestamp::now().checked_add(exp.timing.recovery).unwrap_or_else(|_| Timestamp::now()));
     let clears_by = started + obs.watched().iter().filter_map(|w| if let observe::Check::Fires { clears_within, .. } = &w.check { Some(*clears_within) } else { None }).max().unwrap_or_default();
     let queries = obs.queries();
     let mut tick = tokio::time::interval(exp.timing.interval);
