@@ -63,6 +63,9 @@ impl State {
                 if !matches!(phase, Phase::Baseline | Phase::Recovery) {
                     self.countdown = None;
                 }
+                if matches!(phase, Phase::Teardown | Phase::Done) {
+                    self.latest.clear(); // no longer watched: old values would mislead
+                }
                 self.detail.clear();
             }
             Event::FaultActive { fault, until } => self.faults.push((fault.clone(), *until, false)),
