@@ -61,10 +61,11 @@ pub mod exit {
 
 const AFTER_HELP: &str = "\
 Exit codes:
-  0    passed (run) / all files valid (validate) / the plan may run (plan)
-  1    invalid experiment or policy file; nothing was touched
-  2    usage error
-  3    failed: the hypothesis did not hold
+  0    passed (run) / all files valid (validate) / the plan may run (plan) /
+       reports written (report) / history listed (history)
+  1    invalid experiment or policy file; nothing was touched (report: unreadable journal)
+  2    usage error (report, history: no such run or runs folder)
+  3    failed: the hypothesis did not hold (history --fail-on-regression: a regression)
   4    aborted: a guardrail tripped (everything rolled back)
   5    not-run: a precondition did not hold (nothing injected)
   6    error: the runner could not do its job (see the journal; `gameday recover`)
@@ -77,7 +78,12 @@ AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
 
 A run goes into a temporary copy of the workload's Auto Scaling group unless
 the experiment says `mode: in-place`. If a runner dies mid-run,
-`gameday recover` finishes its rollback from the journal.";
+`gameday recover` finishes its rollback from the journal.
+
+Every run leaves runs/<run-id>/ with journal.json and three reports:
+report.html (charts, open it in a browser), report.md (for a PR or wiki) and
+junit.xml (for CI). `gameday report RUN_ID` writes them again;
+`gameday history` shows the trend of every experiment.";
 
 /// Run game-day chaos experiments against AWS, safely.
 ///
@@ -836,7 +842,7 @@ fn history_command(experiment: Option<&str>, fail_on_regression: bool, output: O
     }
     match output {
         Output::Json => println!("{}", serde_json::json!({ "runs": rows, "experiments": trends, "unreadable": unreadable })),
-        Output::Text => print!("{}", render_history(&rows, &trends)),
+        Output::Text => print_text(&render_history(&rows, &trends)),
     }
     if fail_on_regression && trends.iter().any(|t| t.regression.is_some()) { exit::FAILED } else { exit::OK }
 }
@@ -903,14 +909,23 @@ fn history_diff(a: &str, b: &str, output: Output, runs_dir: &Path) -> i32 {
             println!("{}", serde_json::json!({ "experiment": sa.experiment, "a": sa.run_id, "b": sb.run_id, "rows": v }));
         }
         Output::Text => {
-            let kw = rows.iter().map(|(k, _, _)| k.len()).max().unwrap_or(8);
-            let aw = rows.iter().map(|(_, x, _)| x.chars().count()).max().unwrap_or(8).min(60);
-            println!("experiment `{}`: {} (A) against {} (B); * marks a difference", sa.experiment, sa.run_id, sb.run_id);
-            for (k, x, y) in &rows {
-                let mark = if x == y { ' ' } else { '*' };
-                println!("{mark} {k:<kw$}  {x:<aw$}  {y}");
+            // Long values (reasons, probe details) are cut for the side-by-side; --output json has them whole.
+            let cut = |v: &str| if v.chars().count() > 60 { format!("{}...", v.chars().take(57).collect::<String>()) } else { v.to_string() };
+            let rows: Vec<(char, String, String, String)> = rows.iter().map(|(k, x, y)| (if x == y { ' ' } else { '*' }, k.clone(), cut(x), cut(y))).collect();
+            let kw = rows.iter().map(|(_, k, _, _)| k.len()).max().unwrap_or(8);
+            let aw = rows.iter().map(|(_, _, x, _)| x.chars().count()).max().unwrap_or(8);
+            let mut text = format!("experiment `{}`: {} (A) against {} (B); * marks a difference\n", sa.experiment, sa.run_id, sb.run_id);
+            for (mark, k, x, y) in &rows {
+                text += &format!("{mark} {k:<kw$}  {x:<aw$}  {y}\n");
             }
+            print_text(&text);
         }
     }
     exit::OK
+}
+
+/// Prints to stdout; a closed pipe (`gameday history | head`) is not an error.
+fn print_text(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

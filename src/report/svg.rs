@@ -45,12 +45,17 @@ pub struct Chart<'a> {
 
 /// The chart as an `<svg>` element.
 pub fn render(c: &Chart) -> String {
-    let start = c.from.min(first_point(c).unwrap_or(c.from));
+    // A little lead before the run shows the level it started from; a
+    // control's long history before the run would squeeze the run itself.
+    let lead = c.to.duration_since(c.from).as_millis().max(0) as i64 / 10;
+    let earliest = c.from.checked_sub(jiff::SignedDuration::from_millis(lead)).unwrap_or(c.from);
+    let start = c.from.min(first_point(c).unwrap_or(c.from)).max(earliest);
     let span = (c.to.duration_since(start).as_millis() as f64).max(1000.0);
+    let shown = |t: Timestamp| t >= start;
     let x = |t: Timestamp| LEFT + (t.duration_since(start).as_millis() as f64 / span).clamp(0.0, 1.0) * (W - LEFT - RIGHT);
     let mut values: Vec<f64> = c.limits.iter().map(|(v, _)| *v).collect();
     for r in [c.experiment, c.control].into_iter().flatten() {
-        values.extend(r.points.iter().map(|p| p.v).filter(|v| v.is_finite()));
+        values.extend(r.points.iter().filter(|p| shown(p.t)).map(|p| p.v).filter(|v| v.is_finite()));
     }
     let (mut lo, mut hi) = (values.iter().copied().fold(f64::INFINITY, f64::min), values.iter().copied().fold(f64::NEG_INFINITY, f64::max));
     if !lo.is_finite() || !hi.is_finite() {
@@ -76,7 +81,7 @@ pub fn render(c: &Chart) -> String {
             H - TOP - BOTTOM,
             esc(&w.fault)
         );
-        let _ = write!(o, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#a04030\">{}</text>", x0 + 3.0, TOP + 12.0, esc(&w.fault));
+        let _ = write!(o, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#a04030\">{}</text>", x0 + 3.0, H - BOTTOM - 5.0, esc(&w.fault));
     }
     // Axes and ticks.
     let _ = write!(o, "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{:.1}\" stroke=\"#333\"/>", H - BOTTOM);
@@ -106,7 +111,7 @@ pub fn render(c: &Chart) -> String {
     }
     for (r, colour, dash, class) in [(c.control, CONTROL, " stroke-dasharray=\"4 3\"", "control"), (c.experiment, EXPERIMENT, "", "experiment")] {
         let Some(r) = r else { continue };
-        let pts: Vec<String> = r.points.iter().filter(|p| p.v.is_finite()).map(|p| format!("{:.1},{:.1}", x(p.t), y(p.v))).collect();
+        let pts: Vec<String> = r.points.iter().filter(|p| p.v.is_finite() && shown(p.t)).map(|p| format!("{:.1},{:.1}", x(p.t), y(p.v))).collect();
         if pts.is_empty() {
             continue;
         }
