@@ -118,6 +118,10 @@ enum Command {
     /// Ctrl-C (or SIGTERM) stops the run and rolls every fault back before
     /// exiting; a second Ctrl-C skips waiting for instances to be running again,
     /// never the rollback calls themselves.
+    ///
+    /// Whatever the verdict, the run folder runs/<run-id>/ then holds
+    /// journal.json (everything that happened), report.html (open it in a
+    /// browser: verdict, charts, timeline), report.md and junit.xml (for CI).
     Run {
         /// The experiment file.
         #[arg(value_name = "FILE")]
