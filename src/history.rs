@@ -290,7 +290,7 @@ mod tests {
         assert!(regression(&[&p1, &p2]).is_none(), "slightly slower is jitter");
         let slow = row(Verdict::Passed, Some(3000));
         assert!(regression(&[&p1, &p2, &slow]).is_some_and(|w| w.contains("time to recover 3s")));
-        let fast_jitter = row(Verdict::Passed, Some(1900));
+        let fast_jitter = row(Verdict::Passed, Some(900));
         assert!(regression(&[&row(Verdict::Passed, Some(100)), &fast_jitter]).is_none(), "over 1.5x but under 1 s longer");
         let failed = row(Verdict::Failed, None);
         assert!(regression(&[&p1, &failed]).is_some_and(|w| w.contains("is failed after")));

@@ -89,7 +89,7 @@ async fn run_in(s: &Scratch, file: &Path, extra: &[&str]) -> tokio::process::Chi
 }
 
 /// Every run folder of `s`, oldest first.
-fn run_dirs(s: &Scratch) -> Vec<PathBuf> {
+pub(crate) fn run_dirs(s: &Scratch) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(s.runs()).expect("runs").map(|e| e.expect("entry").path()).collect();
     dirs.sort();
     dirs
@@ -101,7 +101,7 @@ fn read(p: &Path) -> String {
 
 /// The run folder holds the journal and the three reports, and `gameday
 /// report` writes byte-for-byte the same reports from the journal.
-async fn assert_reports_regenerate(s: &Scratch, dir: &Path) {
+pub(crate) async fn assert_reports_regenerate(s: &Scratch, dir: &Path) {
     let names = ["report.html", "report.md", "junit.xml"];
     assert!(dir.join("journal.json").exists(), "journal.json in {}", dir.display());
     let before: Vec<Vec<u8>> = names.iter().map(|n| std::fs::read(dir.join(n)).unwrap_or_else(|e| panic!("{n} after the run: {e}"))).collect();
