@@ -143,6 +143,12 @@ enum Command {
         /// reports; nothing but errors on stderr.
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+        /// After the run, publish its outcome to CloudWatch: namespace
+        /// GameDay, dimensions Experiment and Verdict, metrics RunPassed and
+        /// RunAborted (1 or 0), TimeToRecover and AbortLatency (ms, when
+        /// measured). Needs cloudwatch:PutMetricData; a failure is a warning.
+        #[arg(long)]
+        publish_metrics: bool,
         /// Approve the plan with this hash (printed by `gameday plan`); needed
         /// for runs the policy marks as needing approval when there is no
         /// terminal to confirm on. A changed plan no longer fits and is refused.
@@ -340,8 +346,9 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Validate { paths } => validate(&paths),
-        Command::Run { file, seed, runs_dir, quiet, output, approve, safety, aws } => {
-            with_runtime(run(&file, seed, runs_dir, quiet, output, approve, &safety, &aws))
+        Command::Run { file, seed, runs_dir, quiet, output, publish_metrics, approve, safety, aws } => {
+            let shown = Shown { quiet, output, publish_metrics };
+            with_runtime(run(&file, seed, runs_dir, shown, approve, &safety, &aws))
         }
         Command::Report { run, runs } => report_command(&run, &runs.runs_dir),
         Command::History { experiment, diff, fail_on_regression, output, runs } => match diff {
@@ -581,8 +588,15 @@ fn random_seed() -> u64 {
     rand::make_rng::<rand::rngs::StdRng>().next_u64()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, output: Output, approve: Option<String>, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
+/// What `run` shows, and where its outcome goes besides the run folder.
+struct Shown {
+    quiet: bool,
+    output: Output,
+    publish_metrics: bool,
+}
+
+async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, shown: Shown, approve: Option<String>, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
+    let Shown { quiet, output, publish_metrics } = shown;
     let p = match prepare(file, safety_args, aws_args).await {
         Ok(p) => p,
         Err(code) => return code,
@@ -599,7 +613,19 @@ async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, out
     let safety = Admission { policy, account, now: safety_args.now, approval };
     let progress = if output == Output::Json { Progress::Json } else { Progress::auto(quiet) };
     let opts = RunOptions { runs_dir, seed: Some(seed), signals: SignalHandling::Standard, progress, safety };
-    match runner::run(&exp, &aws, opts).await {
+    let result = runner::run(&exp, &aws, opts).await;
+    if let (Ok(outcome), true) = (&result, publish_metrics) {
+        let published = match crate::journal::load(&outcome.dir) {
+            Ok(summary) => crate::publish::publish(&aws, &summary).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match published {
+            Ok(n) if output == Output::Text && !quiet => eprintln!("published {n} metric(s) of the run to CloudWatch namespace {}", crate::publish::NAMESPACE),
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: the run's metrics were not published: {e}"),
+        }
+    }
+    match result {
         Ok(outcome) if output == Output::Json => {
             let dir = &outcome.dir;
             let last = serde_json::json!({

@@ -15,6 +15,7 @@ pub mod journal;
 pub mod lock;
 pub mod observe;
 pub mod plan;
+pub mod publish;
 pub mod progress;
 pub mod recover;
 pub mod report;

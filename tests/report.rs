@@ -428,3 +428,48 @@ async fn output_json_prints_every_event_as_a_json_line_with_the_verdict() {
     assert!(out.stderr.trim().is_empty(), "nothing but errors on stderr: {}", out.stderr);
     assert!(lines.iter().any(|l| l["event"] == "intent" && l["operation"] == "ec2:StopInstances"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_metrics_puts_the_runs_outcome_in_cloudwatch() {
+    use aws_sdk_cloudwatch::types::{DimensionFilter, Statistic};
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let s = Scratch::new();
+    // A unique experiment name keeps this test's datapoints apart from any other run's.
+    let name = unique("publish").replace('-', "_");
+    let text = stop_experiment(&fleet.group, &fleet.alarm, "{ count: 1 }", "1s").replace("name: test-stop", &format!("name: {name}"));
+    let file = s.write("exp.yaml", &text);
+    let started = std::time::SystemTime::now() - Duration::from_secs(60);
+    let out = finish(run_in(&s, &file, &["--publish-metrics"]).await, Duration::from_secs(60)).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("published 2 metric(s) of the run to CloudWatch namespace GameDay"), "{}", out.stderr);
+    let listed = c
+        .cloudwatch
+        .list_metrics()
+        .namespace("GameDay")
+        .dimensions(DimensionFilter::builder().name("Experiment").value(&name).build())
+        .send()
+        .await
+        .expect("ListMetrics");
+    let mut names: Vec<&str> = listed.metrics().iter().filter_map(|m| m.metric_name()).collect();
+    names.sort();
+    assert_eq!(names, ["RunAborted", "RunPassed"], "no recovery or abort was measured, so only the two flags");
+    let m = &listed.metrics()[0];
+    assert!(m.dimensions().iter().any(|d| d.name() == Some("Verdict") && d.value() == Some("passed")), "{m:?}");
+    let stats = c
+        .cloudwatch
+        .get_metric_statistics()
+        .namespace("GameDay")
+        .metric_name("RunPassed")
+        .dimensions(Dimension::builder().name("Experiment").value(&name).build())
+        .dimensions(Dimension::builder().name("Verdict").value("passed").build())
+        .start_time(started.into())
+        .end_time((std::time::SystemTime::now() + Duration::from_secs(60)).into())
+        .period(60)
+        .statistics(Statistic::Sum)
+        .send()
+        .await
+        .expect("GetMetricStatistics");
+    let sum: f64 = stats.datapoints().iter().filter_map(|d| d.sum()).sum();
+    assert_eq!(sum, 1.0, "one passed run: {:?}", stats.datapoints());
+}
