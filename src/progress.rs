@@ -138,7 +138,9 @@ impl Progress {
     pub fn auto(quiet: bool) -> Progress {
         if quiet {
             Progress::Quiet
-        } else if std::io::stderr().is_terminal() {
+        } else if std::io::stderr().is_terminal() && !ProgressDrawTarget::stderr().is_hidden() {
+            // (indicatif draws nothing on a terminal it cannot drive, e.g. TERM=dumb:
+            // then plain lines, or the events would vanish with the status.)
             let state = Arc::new(Mutex::new(State::default()));
             let shared = state.clone();
             let live = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {

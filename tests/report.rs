@@ -473,3 +473,25 @@ async fn publish_metrics_puts_the_runs_outcome_in_cloudwatch() {
     let sum: f64 = stats.datapoints().iter().filter_map(|d| d.sum()).sum();
     assert_eq!(sum, 1.0, "one passed run: {:?}", stats.datapoints());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_the_live_status_shows_the_phase_countdowns_and_each_probe_against_its_tolerance() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let s = Scratch::new();
+    let text = experiment(&fleet, "report-live", false, "3s").replace("baseline: 1s", "baseline: 2s");
+    let file = s.write("exp.yaml", &text);
+    let args = format!("run {} --runs-dir {}", file.display(), s.runs().display());
+    let mut child = gameday_on_terminal(&s, &args).env("TERM", "xterm-256color").spawn().expect("spawn script");
+    let stdin = child.stdin.take().expect("stdin");
+    let out = finish(child, Duration::from_secs(90)).await;
+    drop(stdin);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    // What the terminal showed, escape codes and all.
+    assert!(out.stdout.contains("[baseline] baseline: ") && out.stdout.contains("s left"), "a countdown of the baseline: {}", out.stdout);
+    assert!(out.stdout.contains("[fault phase] | stop: "), "each fault's time left: {}", out.stdout);
+    assert!(out.stdout.contains(&format!("capacity & <co>: 2 [healthy capacity of `{}` >= 1] ok", fleet.group)), "each probe's value against its tolerance: {}", out.stdout);
+    assert!(out.stdout.contains(&format!("guardrail alarm {}: OK", fleet.alarm)), "{}", out.stdout);
+    assert!(out.stdout.contains("[recovery] recovery window: "), "{}", out.stdout);
+    assert!(out.stdout.contains("verdict: passed"), "{}", out.stdout);
+}
