@@ -227,6 +227,7 @@ pub fn find(runs_dir: &Path, what: &str) -> Result<PathBuf, HistoryError> {
 /// Two runs side by side: (what, run A, run B).
 pub fn diff(a: &Summary, b: &Summary) -> Vec<(String, String, String)> {
     let ms = crate::report::ms_or_dash;
+    let lat = crate::report::latency_text;
     let short = |h: &str| h[..12.min(h.len())].to_string();
     let targets = |s: &Summary| {
         s.targets.iter().map(|t| format!("{}: {}", t.fault, t.resolved.selected.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(" "))).collect::<Vec<_>>().join("; ")
@@ -247,7 +248,7 @@ pub fn diff(a: &Summary, b: &Summary) -> Vec<(String, String, String)> {
         ("time to recover".into(), ms(a.time_to_recover_ms), ms(b.time_to_recover_ms)),
         ("time to detect".into(), ms(a.time_to_detect_ms), ms(b.time_to_detect_ms)),
         ("aborted".into(), a.abort.as_ref().map(|x| x.reason.clone()).unwrap_or_else(|| "no".into()), b.abort.as_ref().map(|x| x.reason.clone()).unwrap_or_else(|| "no".into())),
-        ("abort latency".into(), ms(a.abort.as_ref().and_then(|x| x.latency_ms)), ms(b.abort.as_ref().and_then(|x| x.latency_ms))),
+        ("abort latency".into(), lat(a.abort.as_ref().and_then(|x| x.latency_ms)), lat(b.abort.as_ref().and_then(|x| x.latency_ms))),
         ("gameday".into(), a.gameday_version.clone(), b.gameday_version.clone()),
     ];
     let (ra, rb) = (crate::report::Run::new(a), crate::report::Run::new(b));

@@ -107,7 +107,7 @@ pub fn render(run: &Run) -> String {
     fact("time to recover", ms_or_dash(s.time_to_recover_ms));
     fact("time to detect", ms_or_dash(s.time_to_detect_ms));
     if let Some(a) = &s.abort {
-        fact("abort", format!("{} — latency {} from the cause seen to the first rollback call", esc(&a.reason), ms_or_dash(a.latency_ms)));
+        fact("abort", format!("{} — latency {} from the cause seen to the first rollback call", esc(&a.reason), super::latency_text(a.latency_ms)));
     }
     fact("gameday", esc(&s.gameday_version));
     let _ = writeln!(o, "</table>");

@@ -72,7 +72,7 @@ pub fn render(run: &Run) -> String {
     row(&mut o, "time to recover", ms_or_dash(s.time_to_recover_ms));
     row(&mut o, "time to detect", ms_or_dash(s.time_to_detect_ms));
     if let Some(a) = &s.abort {
-        row(&mut o, "abort latency", format!("{} (cause seen to first rollback call)", ms_or_dash(a.latency_ms)));
+        row(&mut o, "abort latency", format!("{} (cause seen to first rollback call)", super::latency_text(a.latency_ms)));
     }
     row(&mut o, "gameday", cell(&s.gameday_version));
     let _ = writeln!(o);

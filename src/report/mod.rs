@@ -178,6 +178,14 @@ pub fn num(v: f64) -> String {
     }
 }
 
+/// A short latency for people: `240 ms` under a second, else as [`ms_text`].
+pub fn latency_text(ms: Option<u64>) -> String {
+    match ms {
+        Some(ms) if ms < 1000 => format!("{ms} ms"),
+        other => ms_or_dash(other),
+    }
+}
+
 /// Milliseconds for people, or `-`.
 pub fn ms_or_dash(ms: Option<u64>) -> String {
     ms.map(ms_text).unwrap_or_else(|| "-".to_string())
