@@ -245,7 +245,9 @@ enum Command {
     /// error, interrupted) are listed but not counted in the trend.
     ///
     /// Exits 0, or 3 with --fail-on-regression when a regression is flagged;
-    /// 2 when the runs folder or a run of --diff does not exist.
+    /// 2 when the runs folder or a run of --diff does not exist, or the two
+    /// runs of --diff are of different experiments; 1 when a journal of
+    /// --diff cannot be read (unreadable runs in the listing are warnings).
     #[command(after_help = "Examples:\n  gameday history\n  gameday history --experiment shop-web-lose-a-third --output json\n  gameday history --diff 20261125-112701-5c57 20261126-090000-a1b2")]
     History {
         /// Only the runs of this experiment (its `name`).
