@@ -39,3 +39,37 @@ use_shared_target_dir() {
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# The browser test of report.html needs Debian's chromium. Installs it with
+# apt-get when missing (we may be root in CI). When it cannot, the tests still
+# run and only the browser test is skipped, loudly (GAMEDAY_SKIP_BROWSER_TEST).
+ensure_chromium() {
+    if [ -n "${GAMEDAY_CHROMIUM:-}" ] && [ -x "$GAMEDAY_CHROMIUM" ]; then
+        return
+    fi
+    if command -v chromium >/dev/null; then
+        export GAMEDAY_CHROMIUM=$(command -v chromium)
+        return
+    fi
+    local why=""
+    if ! command -v apt-get >/dev/null; then
+        why="apt-get is not available to install chromium"
+    elif [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
+        why="installing chromium needs root (or sudo)"
+    else
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        echo "installing chromium for the browser test of report.html (first time only)..." >&2
+        if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null; } >&2; then
+            why="apt-get could not install chromium"
+        fi
+    fi
+    if command -v chromium >/dev/null; then
+        export GAMEDAY_CHROMIUM=$(command -v chromium)
+    else
+        echo "" >&2
+        echo "!!! WARNING: $why: the browser test of report.html will be SKIPPED !!!" >&2
+        echo "" >&2
+        export GAMEDAY_SKIP_BROWSER_TEST="$why"
+    fi
+}

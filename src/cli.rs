@@ -61,10 +61,11 @@ pub mod exit {
 
 const AFTER_HELP: &str = "\
 Exit codes:
-  0    passed (run) / all files valid (validate) / the plan may run (plan)
-  1    invalid experiment or policy file; nothing was touched
-  2    usage error
-  3    failed: the hypothesis did not hold
+  0    passed (run) / all files valid (validate) / the plan may run (plan) /
+       reports written (report) / history listed (history)
+  1    invalid experiment or policy file; nothing was touched (report: unreadable journal)
+  2    usage error (report, history: no such run or runs folder)
+  3    failed: the hypothesis did not hold (history --fail-on-regression: a regression)
   4    aborted: a guardrail tripped (everything rolled back)
   5    not-run: a precondition did not hold (nothing injected)
   6    error: the runner could not do its job (see the journal; `gameday recover`)
@@ -77,7 +78,12 @@ AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
 
 A run goes into a temporary copy of the workload's Auto Scaling group unless
 the experiment says `mode: in-place`. If a runner dies mid-run,
-`gameday recover` finishes its rollback from the journal.";
+`gameday recover` finishes its rollback from the journal.
+
+Every run leaves runs/<run-id>/ with journal.json and three reports:
+report.html (charts, open it in a browser), report.md (for a PR or wiki) and
+junit.xml (for CI). `gameday report RUN_ID` writes them again;
+`gameday history` shows the trend of every experiment.";
 
 /// Run game-day chaos experiments against AWS, safely.
 ///
@@ -119,6 +125,10 @@ enum Command {
     /// Ctrl-C (or SIGTERM) stops the run and rolls every fault back before
     /// exiting; a second Ctrl-C skips waiting for instances to be running again,
     /// never the rollback calls themselves.
+    ///
+    /// Whatever the verdict, the run folder runs/<run-id>/ then holds
+    /// journal.json (everything that happened), report.html (open it in a
+    /// browser: verdict, charts, timeline), report.md and junit.xml (for CI).
     Run {
         /// The experiment file.
         #[arg(value_name = "FILE")]
@@ -130,9 +140,22 @@ enum Command {
         /// Folder for run records (one subfolder per run).
         #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
         runs_dir: PathBuf,
-        /// Print only the verdict and errors.
+        /// Print only the verdict and errors (no progress on stderr).
         #[arg(long, short)]
         quiet: bool,
+        /// `text`: progress for people on stderr, the verdict on stdout.
+        /// `json`: every journal event as one JSON object per line on stdout
+        /// (the same objects as events.jsonl), then one last object with
+        /// the run id, verdict, reason and the paths of the journal and
+        /// reports; nothing but errors on stderr.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        /// After the run, publish its outcome to CloudWatch: namespace
+        /// GameDay, dimensions Experiment and Verdict, metrics RunPassed and
+        /// RunAborted (1 or 0), TimeToRecover and AbortLatency (ms, when
+        /// measured). Needs cloudwatch:PutMetricData; a failure is a warning.
+        #[arg(long)]
+        publish_metrics: bool,
         /// Approve the plan with this hash (printed by `gameday plan`); needed
         /// for runs the policy marks as needing approval when there is no
         /// terminal to confirm on. A changed plan no longer fits and is refused.
@@ -201,6 +224,54 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Write a run's reports again from its journal.
+    ///
+    /// Renders report.html (self-contained: charts inline, no script or
+    /// network), report.md and junit.xml from runs/<RUN>/journal.json alone,
+    /// byte-for-byte what the run wrote (the runner writes them the same way
+    /// after every run). Reads journals of every version since 1. Exits 0 when
+    /// written, 2 when the run does not exist, 1 when its journal cannot be
+    /// read, 6 when a report cannot be written.
+    #[command(after_help = "Examples:\n  gameday report 20261125-112701-5c57\n  gameday report runs/20261125-112701-5c57/journal.json\n  gameday report 20261125-112701-5c57 --runs-dir /mnt/ci-artifacts/runs")]
+    Report {
+        /// A run id (a folder of --runs-dir), a run folder, or a journal.json.
+        #[arg(value_name = "RUN_ID|PATH")]
+        run: String,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// List past runs with per-experiment trends, or compare two runs.
+    ///
+    /// Lists every run of the runs folder, newest first: date, experiment,
+    /// verdict, whether it aborted, time to recover and time to detect. Then,
+    /// per experiment, the trend (pass rate, time to recover and to detect over
+    /// time, oldest first) and REGRESSION when the latest run is worse than
+    /// the earlier ones: it failed or aborted right after a pass, or its time
+    /// to recover (or to detect) is over 1.5 times the earlier runs' median and
+    /// at least 1 s longer. Runs that did not test the hypothesis (not-run,
+    /// error, interrupted) are listed but not counted in the trend.
+    ///
+    /// Exits 0, or 3 with --fail-on-regression when a regression is flagged;
+    /// 2 when the runs folder or a run of --diff does not exist, or the two
+    /// runs of --diff are of different experiments; 1 when a journal of
+    /// --diff cannot be read (unreadable runs in the listing are warnings).
+    #[command(after_help = "Examples:\n  gameday history\n  gameday history --experiment shop-web-lose-a-third --output json\n  gameday history --diff 20261125-112701-5c57 20261126-090000-a1b2")]
+    History {
+        /// Only the runs of this experiment (its `name`).
+        #[arg(long, value_name = "NAME")]
+        experiment: Option<String>,
+        /// Compare two runs side by side (ids, run folders or journal.json paths).
+        #[arg(long, num_args = 2, value_names = ["RUN_A", "RUN_B"])]
+        diff: Option<Vec<String>>,
+        /// Exit 3 when the latest run of an experiment is a regression (for CI).
+        #[arg(long)]
+        fail_on_regression: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,12 +285,12 @@ enum PolicyCommand {
     },
 }
 
-/// Output formats for `plan`.
+/// Output formats for `plan`, `run` and `history`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     /// For people.
     Text,
-    /// For tools: one JSON object.
+    /// For tools: JSON (`run`: one object per line).
     Json,
 }
 
@@ -284,9 +355,15 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Validate { paths } => validate(&paths),
-        Command::Run { file, seed, runs_dir, quiet, approve, safety, aws } => {
-            with_runtime(run(&file, seed, runs_dir, quiet, approve, &safety, &aws))
+        Command::Run { file, seed, runs_dir, quiet, output, publish_metrics, approve, safety, aws } => {
+            let shown = Shown { quiet, output, publish_metrics };
+            with_runtime(run(&file, seed, runs_dir, shown, approve, &safety, &aws))
         }
+        Command::Report { run, runs } => report_command(&run, &runs.runs_dir),
+        Command::History { experiment, diff, fail_on_regression, output, runs } => match diff {
+            Some(pair) => history_diff(&pair[0], &pair[1], output, &runs.runs_dir),
+            None => history_command(experiment.as_deref(), fail_on_regression, output, &runs.runs_dir),
+        },
         Command::Plan { file, seed, output, safety, aws } => with_runtime(plan_command(&file, seed, output, &safety, &aws)),
         Command::Policy { command: PolicyCommand::Show { policy } } => policy_show(policy.as_deref()),
         Command::Recover { run_id, force, runs, aws } => with_runtime(recover(run_id, force, &runs.runs_dir, &aws)),
@@ -403,7 +480,9 @@ async fn cleanup(dry_run: bool, runs_dir: &Path, aws_args: &AwsArgs) -> i32 {
 fn init_logging() {
     // SDK and runner diagnostics, off unless asked for: GAMEDAY_LOG=debug.
     let filter = tracing_subscriber::EnvFilter::try_from_env("GAMEDAY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // No colour codes unless stderr is a terminal: logs in CI stay plain text.
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).try_init();
 }
 
 /// Every experiment file named by `paths` (folders are searched recursively).
@@ -518,7 +597,15 @@ fn random_seed() -> u64 {
     rand::make_rng::<rand::rngs::StdRng>().next_u64()
 }
 
-async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, approve: Option<String>, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
+/// What `run` shows, and where its outcome goes besides the run folder.
+struct Shown {
+    quiet: bool,
+    output: Output,
+    publish_metrics: bool,
+}
+
+async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, shown: Shown, approve: Option<String>, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
+    let Shown { quiet, output, publish_metrics } = shown;
     let p = match prepare(file, safety_args, aws_args).await {
         Ok(p) => p,
         Err(code) => return code,
@@ -533,12 +620,40 @@ async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, quiet: bool, app
     };
     let Prepared { exp, policy, account, aws } = p;
     let safety = Admission { policy, account, now: safety_args.now, approval };
-    let opts = RunOptions { runs_dir, seed: Some(seed), signals: SignalHandling::Standard, progress: Progress::auto(quiet), safety };
-    match runner::run(&exp, &aws, opts).await {
+    let progress = if output == Output::Json { Progress::Json } else { Progress::auto(quiet) };
+    let opts = RunOptions { runs_dir, seed: Some(seed), signals: SignalHandling::Standard, progress, safety };
+    let result = runner::run(&exp, &aws, opts).await;
+    if let (Ok(outcome), true) = (&result, publish_metrics) {
+        let published = match crate::journal::load(&outcome.dir) {
+            Ok(summary) => crate::publish::publish(&aws, &summary).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match published {
+            Ok(n) if output == Output::Text && !quiet => eprintln!("published {n} metric(s) of the run to CloudWatch namespace {}", crate::publish::NAMESPACE),
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: the run's metrics were not published: {e}"),
+        }
+    }
+    match result {
+        Ok(outcome) if output == Output::Json => {
+            let dir = &outcome.dir;
+            let last = serde_json::json!({
+                "event": "finished",
+                "run_id": outcome.run_id,
+                "verdict": outcome.verdict,
+                "reason": outcome.reason,
+                "refused": outcome.refused,
+                "journal": dir.join(crate::journal::JOURNAL_FILE),
+                "reports": [dir.join(crate::report::HTML_FILE), dir.join(crate::report::MARKDOWN_FILE), dir.join(crate::report::JUNIT_FILE)],
+            });
+            println!("{last}");
+            if outcome.refused { exit::REFUSED } else { exit::for_verdict(outcome.verdict) }
+        }
         Ok(outcome) => {
             println!("verdict: {} ({})", outcome.verdict.as_str(), outcome.reason);
             println!("run: {}", outcome.run_id);
             println!("journal: {}", outcome.dir.join(crate::journal::JOURNAL_FILE).display());
+            println!("report: {}", outcome.dir.join(crate::report::HTML_FILE).display());
             if outcome.verdict == Verdict::Error && !outcome.unfinished.is_empty() {
                 eprintln!("some faults are still in effect: run `gameday recover {}` once the cause is fixed", outcome.run_id);
             }
@@ -729,4 +844,133 @@ fn policy_show(explicit: Option<&Path>) -> i32 {
     println!("# sha256: {}", loaded.sha256);
     print!("{}", loaded.text);
     exit::OK
+}
+
+fn report_command(run: &str, runs_dir: &Path) -> i32 {
+    let path = match crate::history::find(runs_dir, run) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    match crate::report::regenerate(&path) {
+        Ok(files) => {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            exit::OK
+        }
+        Err(e @ crate::report::ReportError::Journal(_)) => {
+            eprintln!("error: {e}");
+            exit::INVALID_INPUT
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+fn history_command(experiment: Option<&str>, fail_on_regression: bool, output: Output, runs_dir: &Path) -> i32 {
+    use crate::history;
+    let (rows, unreadable) = match history::load(runs_dir, experiment) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let trends = history::trends(&rows);
+    for u in &unreadable {
+        eprintln!("warning: skipped {}: {}", u.dir.display(), u.error);
+    }
+    match output {
+        Output::Json => println!("{}", serde_json::json!({ "runs": rows, "experiments": trends, "unreadable": unreadable })),
+        Output::Text => print_text(&render_history(&rows, &trends)),
+    }
+    if fail_on_regression && trends.iter().any(|t| t.regression.is_some()) { exit::FAILED } else { exit::OK }
+}
+
+/// The history for people: runs newest first, then each experiment's trend.
+fn render_history(rows: &[crate::history::RunRow], trends: &[crate::history::Trend]) -> String {
+    use std::fmt::Write;
+    let ms = crate::report::ms_or_dash;
+    let mut s = String::new();
+    if rows.is_empty() {
+        let _ = writeln!(s, "no runs yet");
+        return s;
+    }
+    let width = rows.iter().map(|r| r.experiment.len()).max().unwrap_or(10).max(10);
+    let _ = writeln!(s, "{:<20}  {:<20}  {:<width$}  {:<11}  {:<7}  {:>8}  {:>8}", "started", "run", "experiment", "verdict", "aborted", "recover", "detect");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<20}  {:<20}  {:<width$}  {:<11}  {:<7}  {:>8}  {:>8}",
+            r.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+            r.run_id,
+            r.experiment,
+            r.verdict.map(Verdict::as_str).unwrap_or("unfinished"),
+            if r.aborted { "yes" } else { "no" },
+            ms(r.time_to_recover_ms),
+            ms(r.time_to_detect_ms)
+        );
+    }
+    let _ = writeln!(s, "\ntrends (oldest run first):");
+    let list = |v: &[u64]| if v.is_empty() { "-".to_string() } else { v.iter().map(|m| crate::progress::ms_text(*m)).collect::<Vec<_>>().join(" -> ") };
+    for t in trends {
+        let rate = t.pass_rate.map(|r| format!("{:.0}% ({} of {} that ran)", r * 100.0, t.passed, t.ran)).unwrap_or_else(|| "- (none tested the hypothesis)".into());
+        let _ = writeln!(s, "  {}: {} run(s), pass rate {rate}", t.experiment, t.runs);
+        let _ = writeln!(s, "    verdicts:        {}", t.verdicts.join(" -> "));
+        let _ = writeln!(s, "    time to recover: {}", list(&t.time_to_recover_ms));
+        let _ = writeln!(s, "    time to detect:  {}", list(&t.time_to_detect_ms));
+        if let Some(why) = &t.regression {
+            let _ = writeln!(s, "    REGRESSION: {why}");
+        }
+    }
+    s
+}
+
+fn history_diff(a: &str, b: &str, output: Output, runs_dir: &Path) -> i32 {
+    let load = |what: &str| crate::history::find(runs_dir, what).and_then(|p| crate::journal::load(&p).map_err(Into::into));
+    let (sa, sb) = match (load(a), load(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return match e {
+                crate::history::HistoryError::NoSuchRun(_) => exit::USAGE,
+                _ => exit::INVALID_INPUT,
+            };
+        }
+    };
+    if sa.experiment != sb.experiment {
+        eprintln!("error: run {} is of experiment `{}` and run {} of `{}`: --diff compares two runs of one experiment", sa.run_id, sa.experiment, sb.run_id, sb.experiment);
+        return exit::USAGE;
+    }
+    let rows = crate::history::diff(&sa, &sb);
+    match output {
+        Output::Json => {
+            let v: Vec<serde_json::Value> = rows.iter().map(|(k, x, y)| serde_json::json!({ "field": k, "a": x, "b": y, "same": x == y })).collect();
+            println!("{}", serde_json::json!({ "experiment": sa.experiment, "a": sa.run_id, "b": sb.run_id, "rows": v }));
+        }
+        Output::Text => {
+            // Long values (reasons, probe details) are cut for the side-by-side; --output json has them whole.
+            let cut = |v: &str| if v.chars().count() > 60 { format!("{}...", v.chars().take(57).collect::<String>()) } else { v.to_string() };
+            let rows: Vec<(char, String, String, String)> = rows.iter().map(|(k, x, y)| (if x == y { ' ' } else { '*' }, k.clone(), cut(x), cut(y))).collect();
+            let kw = rows.iter().map(|(_, k, _, _)| k.len()).max().unwrap_or(8);
+            let aw = rows.iter().map(|(_, _, x, _)| x.chars().count()).max().unwrap_or(8);
+            let mut text = format!("experiment `{}`: {} (A) against {} (B); * marks a difference\n", sa.experiment, sa.run_id, sb.run_id);
+            for (mark, k, x, y) in &rows {
+                text += &format!("{mark} {k:<kw$}  {x:<aw$}  {y}\n");
+            }
+            print_text(&text);
+        }
+    }
+    exit::OK
+}
+
+/// Prints to stdout; a closed pipe (`gameday history | head`) is not an error.
+fn print_text(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

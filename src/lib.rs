@@ -4,17 +4,21 @@
 //! arguments and maps outcomes to exit codes; everything else is one module
 //! per concern, named for it.
 
+pub mod activities;
 pub mod aws;
 pub mod cli;
 pub mod environment;
 pub mod experiment;
 pub mod faults;
+pub mod history;
 pub mod journal;
 pub mod lock;
 pub mod observe;
 pub mod plan;
+pub mod publish;
 pub mod progress;
 pub mod recover;
+pub mod report;
 pub mod runner;
 pub mod safety;
 pub mod stats;

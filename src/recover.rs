@@ -187,7 +187,7 @@ pub async fn recover(aws: &Aws, runs_dir: &Path, run_id: &str, force: bool, prog
 fn rewrite_summary(dir: &Path) {
     match journal::read_events(dir).map(|e| journal::summarize(&e)) {
         Ok(Some(s)) => {
-            if let Err(e) = journal::write_summary(dir, &s) {
+            if let Err(e) = journal::write_summary(dir, &s).map_err(crate::report::ReportError::from).and_then(|_| crate::report::regenerate(dir)) {
                 eprintln!("warning: {e}");
             }
         }

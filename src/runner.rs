@@ -174,7 +174,9 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
     ctx.progress.finish();
     match journal::read_events(&dir).map(|events| journal::summarize(&events)) {
         Ok(Some(summary)) => {
-            if let Err(e) = journal::write_summary(&dir, &summary) {
+            // The reports are rendered from journal.json as written, exactly as
+            // `gameday report` regenerates them.
+            if let Err(e) = journal::write_summary(&dir, &summary).map_err(crate::report::ReportError::from).and_then(|_| crate::report::regenerate(&dir)) {
                 eprintln!("warning: {e}");
             }
         }
@@ -260,6 +262,8 @@ struct Ready {
     source_vars: Vars,
     /// What faults' calls may need to know about the run.
     cx: StepContext,
+    /// When preparation began: Auto Scaling activities from then on are journaled.
+    started: Timestamp,
 }
 
 /// Baseline, fault phase, recovery and the hypothesis's verdict; every
@@ -285,7 +289,22 @@ async fn observe_and_inject(ctx: &Arc<Ctx>, exp: &Experiment, ready: Ready, hurr
     for e in obs.series() {
         ctx.emit_best_effort(e);
     }
+    journal_scaling_activities(ctx, &ready.run_vars, &ready.source_vars, ready.started).await;
     end
+}
+
+/// Journals what Auto Scaling did to the groups involved since `since`
+/// (before teardown deletes the copy and its history with it). A failed read
+/// is a warning: it must not change the verdict.
+async fn journal_scaling_activities(ctx: &Ctx, run: &Vars, source: &Vars, since: Timestamp) {
+    let mut groups: Vec<&String> = run.asg.iter().chain(source.asg.iter()).collect();
+    groups.dedup();
+    for g in groups {
+        match crate::activities::since(&ctx.aws, g, since).await {
+            Ok(events) => events.into_iter().for_each(|e| ctx.emit_best_effort(e)),
+            Err(e) => ctx.emit_best_effort(Event::Warning { message: format!("Auto Scaling activities of `{g}` not journaled: {e}") }),
+        }
+    }
 }
 
 /// Reads every probe once, journals the results, and returns them. Read
@@ -324,6 +343,7 @@ async fn baseline(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, sigs: &mut Si
     ctx.emit(Event::Phase { phase: Phase::Baseline }).map_err(error_before_injection)?;
     let since = Timestamp::now();
     let until = Instant::now() + exp.timing.baseline;
+    ctx.progress.countdown("baseline", since.checked_add(exp.timing.baseline).unwrap_or(since));
     let queries = obs.queries();
     let mut tick = tokio::time::interval(exp.timing.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -399,6 +419,7 @@ async fn recovery(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, rolled_back: 
     ctx.emit_best_effort(Event::Phase { phase: Phase::Recovery });
     let started = Instant::now();
     let recover_by = started + exp.timing.recovery;
+    ctx.progress.countdown("recovery window", Timestamp::now().checked_add(exp.timing.recovery).unwrap_or_else(|_| Timestamp::now()));
     let clears_by = started + obs.watched().iter().filter_map(|w| if let observe::Check::Fires { clears_within, .. } = &w.check { Some(*clears_within) } else { None }).max().unwrap_or_default();
     let queries = obs.queries();
     let mut tick = tokio::time::interval(exp.timing.interval);
@@ -471,6 +492,7 @@ async fn prepare(
     setup: &mut Vec<SetupStep>,
     sigs: &mut Signals,
 ) -> Result<Ready, End> {
+    let started = Timestamp::now();
     let env = &exp.environment;
     // Alarms exist before the run, so `${asg}` in an alarm name is the group as written.
     let source_vars = Vars { asg: env.autoscaling_group.clone(), run_id: run_id.to_string(), instances: Vec::new() };
@@ -516,7 +538,7 @@ async fn prepare(
         }
     };
     let cx = StepContext { run_id: run_id.to_string(), expires_at, fault: String::new() };
-    Ok(Ready { plans, run_vars: vars, source_vars, cx })
+    Ok(Ready { plans, run_vars: vars, source_vars, cx, started })
 }
 
 fn not_run(reason: String) -> End {

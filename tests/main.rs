@@ -6,6 +6,7 @@ mod support;
 mod faults;
 mod lifecycle;
 mod observe;
+mod report;
 mod run;
 mod safety;
 mod sandbox;

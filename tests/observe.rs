@@ -170,6 +170,11 @@ async fn a_metric_pushed_out_of_tolerance_during_the_fault_fails_the_run() {
     let rec = events(&j, "recovery_result");
     assert_eq!(rec.len(), 1, "the recovery phase ran");
     assert_eq!(rec[0]["recovered"], true, "{:?}", rec[0]);
+    let dir = crate::report::run_dirs(&s).remove(0);
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).expect("junit.xml after a failed run");
+    let case = junit.split("<testcase ").find(|c| c.contains("name=\"steady state `latency`")).expect("a test case for the latency probe");
+    assert!(case.contains("<failure message=") && case.contains("outside &lt; 300"), "the probe that failed the run fails in JUnit: {junit}");
+    crate::report::assert_reports_regenerate(&s, &dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,7 @@ async fn ctrl_c_mid_fault_rolls_back_before_exiting() {
     assert_eq!(out.code, 130, "exit code for interrupted\n{}{}", out.stdout, out.stderr);
     assert!(all_running(&states(&c, &fleet.instances).await), "every instance runs again after Ctrl-C");
     assert_eq!(s.journal()["verdict"], "interrupted");
+    crate::report::assert_reports_regenerate(&s, &crate::report::run_dirs(&s)[0]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,6 +149,7 @@ async fn a_guardrail_that_cannot_protect_the_run_means_nothing_is_injected() {
         assert_eq!(j["verdict"], "not-run");
         assert!(j["actions"].as_array().expect("actions").is_empty(), "no mutating call was made");
         assert!(all_running(&states(&c, &fleet.instances).await));
+        crate::report::assert_reports_regenerate(&s, &crate::report::run_dirs(&s)[0]).await;
     }
 }
 
@@ -234,4 +236,5 @@ async fn an_unreachable_endpoint_is_an_error_that_names_the_call() {
     assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("cloudwatch:DescribeAlarms failed: DispatchFailure"), "{}", out.stdout);
     assert!(!out.stdout.contains("DispatchFailure(") && !out.stdout.contains("{ "), "no debug dump: {}", out.stdout);
+    crate::report::assert_reports_regenerate(&s, &crate::report::run_dirs(&s)[0]).await;
 }

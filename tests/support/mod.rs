@@ -281,6 +281,12 @@ impl Scratch {
         Some(dir.file_name().to_string_lossy().into_owned())
     }
 
+    /// A run folder's journal, parsed.
+    pub fn journal_of(&self, run: &Path) -> serde_json::Value {
+        let text = std::fs::read_to_string(run.join("journal.json")).expect("journal.json");
+        serde_json::from_str(&text).expect("journal.json is JSON")
+    }
+
     /// The only run folder's journal, parsed.
     pub fn journal(&self) -> serde_json::Value {
         let run = std::fs::read_dir(self.runs()).expect("runs folder").next().expect("one run").expect("run entry").path();

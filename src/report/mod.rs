@@ -1,0 +1,419 @@
+//! Reports: what a run found, for people (HTML, Markdown) and for CI (JUnit).
+//!
+//! Every report is rendered from the journal alone (`journal.json`), with no
+//! clock and no AWS call, so `gameday report` regenerates byte-for-byte the
+//! files the runner wrote. This module derives what every format shows (the
+//! verdict in words, the timeline, each probe's outcome, the fault windows);
+//! `html`, `markdown` and `junit` lay it out, `svg` draws the charts.
+
+pub mod html;
+pub mod junit;
+pub mod markdown;
+pub mod svg;
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+
+use crate::journal::{self, ActionKind, Entry, Event, JournalError, Phase, ProbeInfo, ProbeRole, SeriesOf, SeriesRecord, Summary, Verdict};
+use crate::progress::{ms_text, short_list};
+
+/// File name of the HTML report inside a run folder.
+pub const HTML_FILE: &str = "report.html";
+/// File name of the Markdown report inside a run folder.
+pub const MARKDOWN_FILE: &str = "report.md";
+/// File name of the JUnit report inside a run folder.
+pub const JUNIT_FILE: &str = "junit.xml";
+
+/// Why reports could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The journal could not be read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A report file could not be written.
+    #[error("cannot write the report {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Reads the journal at `path` (a `journal.json` or its run folder) and writes
+/// the three reports beside it. Returns their paths.
+pub fn regenerate(path: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
+    let summary = journal::load(path)?;
+    write_all(&dir, &summary)
+}
+
+/// Writes `report.html`, `report.md` and `junit.xml` into `dir`.
+pub fn write_all(dir: &Path, summary: &Summary) -> Result<Vec<PathBuf>, ReportError> {
+    let run = Run::new(summary);
+    let mut out = Vec::new();
+    for (name, text) in [(HTML_FILE, html::render(&run)), (MARKDOWN_FILE, markdown::render(&run)), (JUNIT_FILE, junit::render(&run))] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| ReportError::Write { path: path.clone(), source })?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+/// The verdict in plain words: what it means for the team.
+pub fn verdict_words(v: Option<Verdict>) -> &'static str {
+    match v {
+        Some(Verdict::Passed) => "Passed: the hypothesis held, and every fault was rolled back.",
+        Some(Verdict::Failed) => "Failed: the hypothesis did not hold. The system did not behave as the experiment claims.",
+        Some(Verdict::Aborted) => "Aborted: a guardrail tripped (or the run reached its maximum duration), so the run stopped early and rolled everything back.",
+        Some(Verdict::NotRun) => "Not run: a precondition did not hold, so nothing was injected.",
+        Some(Verdict::Error) => "Error: the runner could not do its job. Read the reason: if it lists anything left, run `gameday recover`.",
+        Some(Verdict::Interrupted) => "Interrupted: an operator stopped the run, and everything was rolled back.",
+        None => "Unfinished: the runner stopped before recording a verdict. Run `gameday recover` for this run.",
+    }
+}
+
+/// One line of the timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// When it happened.
+    pub at: Timestamp,
+    /// Since the run began (ms; negative for an activity that began earlier).
+    pub offset_ms: i64,
+    /// A short category: phase, inject, rollback, setup, teardown, outcome,
+    /// guardrail, abort, deviation, alarm, scaling, probe, safety, signal, warning, verdict.
+    pub kind: &'static str,
+    /// In words.
+    pub text: String,
+    /// Whether a reader should look here first (a breach, an abort, a failure).
+    pub alert: bool,
+}
+
+/// How a probe fared over the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeOutcome {
+    /// The probe as declared.
+    pub info: ProbeInfo,
+    /// Whether it counts against the run: a guardrail that tripped, a
+    /// steady-state or detection probe that the verdict's reason names.
+    pub failed: bool,
+    /// Why it failed, or how it held, in words.
+    pub detail: String,
+    /// Ticks it was checked at.
+    pub checks: usize,
+    /// Ticks it was out of tolerance at.
+    pub out_of_tolerance: usize,
+    /// The latest value it was read at, if any.
+    pub last_value: Option<f64>,
+}
+
+/// A fault's window: from its taking effect to the start of its rollback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// The fault.
+    pub fault: String,
+    /// When it took effect.
+    pub from: Timestamp,
+    /// When its rollback began (the end of the run if it never did).
+    pub to: Timestamp,
+}
+
+/// Everything the reports show, derived once from the journal.
+#[derive(Debug)]
+pub struct Run<'a> {
+    /// The journal.
+    pub s: &'a Summary,
+    /// Every event a reader wants to see, in time order.
+    pub timeline: Vec<Item>,
+    /// Every probe's outcome, in the experiment's order.
+    pub probes: Vec<ProbeOutcome>,
+    /// Each fault's window.
+    pub windows: Vec<Window>,
+    /// When the run ended (its verdict, else its last event).
+    pub ended_at: Timestamp,
+}
+
+impl<'a> Run<'a> {
+    /// Derives the reports' content from a journal.
+    pub fn new(s: &'a Summary) -> Run<'a> {
+        let ended_at = s.finished_at.or_else(|| s.events.last().map(|e| e.at)).unwrap_or(s.started_at);
+        Run { s, timeline: timeline(s), probes: probes(s), windows: windows(s, ended_at), ended_at }
+    }
+
+    /// The run's length in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        self.ended_at.duration_since(self.s.started_at).as_millis().max(0) as u64
+    }
+
+    /// A series of a probe.
+    pub fn series(&self, probe: &str, of: SeriesOf) -> Option<&SeriesRecord> {
+        self.s.series.iter().find(|r| r.probe == probe && r.of == of)
+    }
+
+    /// The verdict's spelling, `unfinished` without one.
+    pub fn verdict(&self) -> &'static str {
+        self.s.verdict.map(Verdict::as_str).unwrap_or("unfinished")
+    }
+
+    /// `+12.3s` from the run's start.
+    pub fn offset(&self, at: Timestamp) -> String {
+        offset_text(at.duration_since(self.s.started_at).as_millis() as i64)
+    }
+}
+
+/// `+12.3s`, `-0.5s`.
+pub fn offset_text(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "+" };
+    format!("{sign}{:.1}s", ms.unsigned_abs() as f64 / 1000.0)
+}
+
+/// A value for people: integers without decimals, others with up to 3.
+pub fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// A short latency for people: `240 ms` under a second, else as [`ms_text`].
+pub fn latency_text(ms: Option<u64>) -> String {
+    match ms {
+        Some(ms) if ms < 1000 => format!("{ms} ms"),
+        other => ms_or_dash(other),
+    }
+}
+
+/// Milliseconds for people, or `-`.
+pub fn ms_or_dash(ms: Option<u64>) -> String {
+    ms.map(ms_text).unwrap_or_else(|| "-".to_string())
+}
+
+fn timeline(s: &Summary) -> Vec<Item> {
+    let mut items: Vec<Item> = Vec::new();
+    let mut kinds: std::collections::HashMap<u64, (ActionKind, String)> = std::collections::HashMap::new();
+    for e in &s.events {
+        if let Some((kind, text, alert)) = describe(e, &mut kinds) {
+            items.push(Item { at: e.at, offset_ms: 0, kind, text, alert });
+        }
+    }
+    for a in &s.scaling_activities {
+        let Some(at) = a.started_at else { continue };
+        let cause = if a.cause.is_empty() { String::new() } else { format!(" ({})", a.cause) };
+        items.push(Item { at, offset_ms: 0, kind: "scaling", text: format!("Auto Scaling `{}`: {} [{}]{cause}", a.group, a.description, a.status), alert: false });
+    }
+    // Stable: events keep their journal order among equal times.
+    items.sort_by_key(|i| i.at);
+    for i in &mut items {
+        i.offset_ms = i.at.duration_since(s.started_at).as_millis() as i64;
+    }
+    items
+}
+
+/// One event as a timeline line; `None` for the bulk ones (checks, series).
+fn describe(e: &Entry, kinds: &mut std::collections::HashMap<u64, (ActionKind, String)>) -> Option<(&'static str, String, bool)> {
+    Some(match &e.event {
+        Event::RunStarted { experiment, mode, seed, region, .. } => ("phase", format!("run started: experiment `{experiment}` ({}, region {region}, seed {seed})", mode.as_str()), false),
+        Event::Phase { phase } => {
+            let text = match phase {
+                Phase::Preflight => "preflight: guardrails checked, targets resolved (read-only)",
+                Phase::Baseline => "baseline: proving the steady state before any fault",
+                Phase::Inject => "fault phase: injecting faults, guardrails watched",
+                Phase::Rollback => "rollback: undoing every active fault",
+                Phase::Recovery => "recovery: waiting for the steady state to return",
+                Phase::Teardown => "teardown: deleting what the run created, releasing locks",
+                Phase::Done => return None,
+            };
+            ("phase", text.to_string(), false)
+        }
+        Event::SafetyGate { plan_hash, admitted, rules } => {
+            let failed: Vec<&str> = rules.iter().filter(|r| !r.passed).map(|r| r.rule.as_str()).collect();
+            if *admitted {
+                ("safety", format!("safety policy: {} rule(s) passed (plan {plan_hash})", rules.len()), false)
+            } else {
+                ("safety", format!("safety policy REFUSED the run: {} (plan {plan_hash})", failed.join(", ")), true)
+            }
+        }
+        Event::GuardrailPreflight { guardrails, worst_case_abort_ms, .. } => {
+            let bad: Vec<String> = guardrails.iter().filter(|g| !g.ok).map(|g| format!("{}: {}", g.guardrail, g.detail)).collect();
+            let worst = worst_case_abort_ms.map(|m| format!("; worst-case time to abort {}", ms_text(m))).unwrap_or_default();
+            if bad.is_empty() {
+                ("guardrail", format!("guardrails: {} can fire{worst}", guardrails.len()), false)
+            } else {
+                ("guardrail", format!("guardrails that cannot protect the run: {}", bad.join("; ")), true)
+            }
+        }
+        Event::TargetsResolved { fault, action, resolved } => {
+            let ids: Vec<String> = resolved.selected.iter().map(|i| i.id.clone()).collect();
+            ("targets", format!("fault `{fault}` ({action}): {} of {} eligible instance(s): {}", ids.len(), resolved.matched, short_list(&ids)), false)
+        }
+        Event::Environment { group: Some(g), source: Some(src), instances, .. } => {
+            ("setup", format!("parallel environment ready: `{g}`, a copy of `{src}` with {} instance(s)", instances.len()), false)
+        }
+        Event::Intent { action_id, fault, kind, operation, resources, .. } => {
+            kinds.insert(*action_id, (*kind, operation.clone()));
+            let (k, what) = match kind {
+                ActionKind::Setup => ("setup", "setup".to_string()),
+                ActionKind::Inject => ("inject", format!("inject `{fault}`")),
+                ActionKind::Rollback if fault == crate::runner::ENVIRONMENT => ("teardown", "teardown".to_string()),
+                ActionKind::Rollback => ("rollback", format!("rollback `{fault}`")),
+            };
+            (k, format!("{what}: {operation} {}", short_list(resources)), false)
+        }
+        Event::Outcome { action_id, ok, error, report } => {
+            let op = kinds.get(action_id).map(|(_, op)| op.clone()).unwrap_or_default();
+            match (ok, error) {
+                (true, _) => {
+                    let gone = report.as_ref().filter(|r| !r.gone.is_empty()).map(|r| format!("; gone, nothing to restore: {}", short_list(&r.gone))).unwrap_or_default();
+                    ("outcome", format!("{op} ok{gone}"), false)
+                }
+                (false, Some(e)) => ("outcome", format!("{op} FAILED: {e}"), true),
+                (false, None) => ("outcome", format!("{op} FAILED"), true),
+            }
+        }
+        Event::FaultActive { fault, until: Some(t) } => ("inject", format!("fault `{fault}` in effect until {}", t.strftime("%H:%M:%SZ")), false),
+        Event::FaultActive { fault, until: None } => ("inject", format!("fault `{fault}` in effect until the fault phase ends"), false),
+        Event::FaultRolledBack { fault } => ("rollback", format!("fault `{fault}` rolled back"), false),
+        Event::GuardrailBreached { guardrail, detail, seen_at } => {
+            ("guardrail", format!("GUARDRAIL TRIPPED: `{guardrail}` (seen {}): {detail}", seen_at.strftime("%H:%M:%S%.3fZ")), true)
+        }
+        Event::Abort { reason, seen_at } => ("abort", format!("ABORT: {reason} (cause seen {})", seen_at.strftime("%H:%M:%S%.3fZ")), true),
+        Event::RollbackStarted { trigger } => ("rollback", format!("rollback started: {trigger}"), false),
+        Event::Deviation { probe, phase, detail, .. } => ("deviation", format!("`{probe}` out of tolerance ({}): {detail}", phase_name(*phase)), true),
+        Event::BaselineMeasured { probe, value, written, resolved } => ("probe", format!("baseline of `{probe}`: {}; `{written}` became `{resolved}`", num(*value)), false),
+        Event::AlarmChanged { alarm, from: Some(from), to, reason } => {
+            let why = if reason.is_empty() { String::new() } else { format!(": {reason}") };
+            ("alarm", format!("alarm `{alarm}`: {from} -> {to}{why}"), to == "ALARM")
+        }
+        Event::Comparison { probe, detail, ok, .. } => ("probe", format!("`{probe}` against the control: {detail}"), !ok),
+        Event::Detection { probe, detail, ok, .. } => ("probe", format!("detection `{probe}`: {detail}"), !ok),
+        Event::RecoveryResult { recovered, detail, .. } => ("probe", format!("recovery: {detail}"), !recovered),
+        Event::Signal { signal, count } => ("signal", format!("{signal} received (#{count})"), true),
+        Event::Warning { message } => ("warning", format!("warning: {message}"), false),
+        Event::Recovery { pending } => ("phase", format!("`gameday recover` took over: {pending} call(s) to undo"), false),
+        Event::Verdict { verdict, reason, .. } => ("verdict", format!("verdict: {} ({reason})", verdict.as_str()), *verdict != Verdict::Passed),
+        _ => return None,
+    })
+}
+
+fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Preflight => "preflight",
+        Phase::Baseline => "baseline",
+        Phase::Inject => "fault phase",
+        Phase::Rollback => "rollback",
+        Phase::Recovery => "recovery",
+        Phase::Teardown => "teardown",
+        Phase::Done => "done",
+    }
+}
+
+/// The probes of the run: from its `probes` event, else (a run that ended
+/// before observing) the guardrails its preflight checked.
+fn probes(s: &Summary) -> Vec<ProbeOutcome> {
+    let mut infos = s.probes.clone();
+    if infos.is_empty() {
+        for e in &s.events {
+            if let Event::GuardrailPreflight { guardrails, .. } = &e.event {
+                infos = guardrails
+                    .iter()
+                    .map(|g| ProbeInfo { name: g.guardrail.clone(), role: ProbeRole::Guardrail, kind: "alarm".into(), check: g.detail.clone(), limits: Vec::new(), control: false })
+                    .collect();
+            }
+        }
+    }
+    let reason = s.reason.clone().unwrap_or_default();
+    let judged = matches!(s.verdict, Some(Verdict::Failed | Verdict::Aborted));
+    infos
+        .into_iter()
+        .map(|info| {
+            let mut checks = 0;
+            let mut out = 0;
+            let mut last_value = None;
+            let mut last_bad = None;
+            for e in &s.events {
+                if let Event::Checked { results, .. } = &e.event {
+                    for r in results.iter().filter(|r| r.probe == info.name) {
+                        checks += 1;
+                        if !r.ok {
+                            out += 1;
+                            last_bad = Some(r.detail.clone());
+                        }
+                        last_value = r.value.or(last_value);
+                    }
+                }
+            }
+            let breach = s.events.iter().find_map(|e| match &e.event {
+                Event::GuardrailBreached { guardrail, detail, .. } if *guardrail == info.name => Some(detail.clone()),
+                _ => None,
+            });
+            let named = judged && reason.contains(&format!("`{}`", info.name));
+            let (failed, detail) = match (info.role, breach) {
+                (ProbeRole::Guardrail, Some(d)) => (true, format!("tripped: {d}")),
+                (ProbeRole::Guardrail, None) if named => (true, "tripped".to_string()),
+                (ProbeRole::Guardrail, None) => (false, "never tripped".to_string()),
+                (_, _) if named => (true, probe_failure(s, &info.name).or(last_bad).unwrap_or_else(|| "named in the verdict's reason".to_string())),
+                (_, _) if out > 0 => (false, format!("held where it had to (out of tolerance at {out} of {checks} checks, allowed)")),
+                (_, _) if checks == 0 => (false, "not checked".to_string()),
+                (_, _) => (false, format!("held at every one of {checks} checks")),
+            };
+            ProbeOutcome { info, failed, detail, checks, out_of_tolerance: out, last_value }
+        })
+        .collect()
+}
+
+/// What the journal says against a probe: its detection or comparison
+/// result, else its first deviation.
+fn probe_failure(s: &Summary, probe: &str) -> Option<String> {
+    let mut deviation = None;
+    for e in &s.events {
+        match &e.event {
+            Event::Detection { probe: p, ok: false, detail, .. } if p == probe => return Some(detail.clone()),
+            Event::Comparison { probe: p, ok: false, judged: true, detail, .. } if p == probe => return Some(format!("against the control: {detail}")),
+            Event::Deviation { probe: p, detail, phase, .. } if p == probe && deviation.is_none() => deviation = Some(format!("{detail} ({})", phase_name(*phase))),
+            _ => {}
+        }
+    }
+    deviation
+}
+
+fn windows(s: &Summary, ended_at: Timestamp) -> Vec<Window> {
+    let mut out: Vec<Window> = Vec::new();
+    for e in &s.events {
+        match &e.event {
+            Event::FaultActive { fault, .. } => out.push(Window { fault: fault.clone(), from: e.at, to: ended_at }),
+            Event::Intent { fault, kind: ActionKind::Rollback, .. } => {
+                if let Some(w) = out.iter_mut().rev().find(|w| w.fault == *fault && w.to == ended_at) {
+                    w.to = e.at;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The role of a probe, for people.
+pub fn role_name(r: ProbeRole) -> &'static str {
+    match r {
+        ProbeRole::SteadyState => "steady state",
+        ProbeRole::Detection => "detection",
+        ProbeRole::Guardrail => "guardrail",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_offsets_read_well() {
+        assert_eq!(num(3.0), "3");
+        assert_eq!(num(2.5), "2.5");
+        assert_eq!(num(1.23456), "1.235");
+        assert_eq!(offset_text(1234), "+1.2s");
+        assert_eq!(offset_text(-500), "-0.5s");
+    }
+}
