@@ -158,5 +158,7 @@ timing: {{ interval: 1s, max_duration: 30m }}
     println!("rollback (StartInstances until all running): {rollback:.0} ms");
     println!("runner wall time: {:.1} s (including the 2 s hold); runner CPU time (user + system): {cpu:.1} s", wall.as_secs_f64());
     println!("runner API requests: {total} ({})", counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    let times = proxy.times();
+    println!("time moto took to answer them: {}", times.iter().map(|(k, v)| format!("{k} {:.1} s", v / 1000.0)).collect::<Vec<_>>().join(", "));
     println!("runner peak memory (max RSS): {:.1} MiB", peak_kib as f64 / 1024.0);
 }

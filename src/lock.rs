@@ -51,13 +51,20 @@ pub async fn held(aws: &Aws, groups: &[String], instances: &[String]) -> Result<
             }
         }
     }
-    for chunk in instances.chunks(200) {
-        let ids = aws_sdk_ec2::types::Filter::builder().name("resource-id").set_values(Some(chunk.to_vec())).build();
+    // Lock tags are few (one per instance of a live or dead in-place run), so
+    // one paginated read of every instance lock tag costs a call or two however
+    // many instances the run targets, where filtering by resource id costs a
+    // call per 200 instances, each of them a scan of the account's tags.
+    if !instances.is_empty() {
+        let wanted: std::collections::BTreeSet<&str> = instances.iter().map(String::as_str).collect();
+        let kind = aws_sdk_ec2::types::Filter::builder().name("resource-type").values("instance").build();
         let key = aws_sdk_ec2::types::Filter::builder().name("key").values(LOCK_TAG).build();
-        let mut pages = aws.ec2.describe_tags().filters(ids).filters(key).into_paginator().send();
+        let mut pages = aws.ec2.describe_tags().filters(kind).filters(key).into_paginator().send();
         while let Some(page) = pages.next().await {
             for t in page.map_err(api("ec2", "DescribeTags"))?.tags() {
-                if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(parse)) {
+                if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(parse))
+                    && wanted.contains(res)
+                {
                     out.push(Held { resource: res.to_string(), run_id, until });
                 }
             }

@@ -286,6 +286,23 @@ async fn a_second_run_on_a_locked_group_is_refused_naming_the_holder() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_place_run_on_an_instance_another_run_locked_is_refused() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let until = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(3600)).expect("time");
+    let lock = aws_sdk_ec2::types::Tag::builder().key("gameday:lock").value(format!("20990101-000000-cafe until {until}")).build();
+    c.ec2.create_tags().resources(&fleet.instances[1]).tags(lock).send().await.expect("CreateTags");
+    let s = Scratch::new();
+    let file = s.write("exp.yaml", &in_place_experiment(&fleet, "1s", "1m"));
+    let out = finish(gameday(&s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(60)).await;
+    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("run 20990101-000000-cafe, holds") && out.stdout.contains(&fleet.instances[1]), "{}", out.stdout);
+    assert!(states(&c, &fleet.instances).await.iter().all(|st| st == "running"), "nothing was stopped");
+    let j = s.journal();
+    assert!(j["actions"].as_array().expect("actions").iter().all(|a| a["kind"] != "inject"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_removes_leftovers_of_expired_runs_and_spares_live_ones() {
     let c = clients().await;
     let fleet = fleet(&c, 2).await;

@@ -14,8 +14,9 @@ pub struct FailingProxy {
     /// The endpoint to give the runner.
     pub endpoint: String,
     failing: Arc<AtomicBool>,
-    /// Requests seen, per AWS operation (`Action=` of the Query protocol).
-    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Requests seen, per AWS operation (`Action=` of the Query protocol):
+    /// how many, and the milliseconds moto took to answer them in all.
+    counts: Arc<Mutex<BTreeMap<String, (u64, f64)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -50,7 +51,12 @@ impl FailingProxy {
 
     /// Requests seen so far, per operation (retries count as requests).
     pub fn counts(&self) -> BTreeMap<String, u64> {
-        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+        self.counts.lock().map(|c| c.iter().map(|(k, (n, _))| (k.clone(), *n)).collect()).unwrap_or_default()
+    }
+
+    /// Milliseconds spent waiting for answers so far, per operation.
+    pub fn times(&self) -> BTreeMap<String, f64> {
+        self.counts.lock().map(|c| c.iter().map(|(k, (_, ms))| (k.clone(), *ms)).collect()).unwrap_or_default()
     }
 
     /// Stops failing: every request goes through from now on.
@@ -91,15 +97,14 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> 
     Ok(Some(buf))
 }
 
-async fn serve(mut conn: TcpStream, upstream: &str, needle: &str, failing: &AtomicBool, counts: &Mutex<BTreeMap<String, u64>>) -> std::io::Result<()> {
+async fn serve(mut conn: TcpStream, upstream: &str, needle: &str, failing: &AtomicBool, counts: &Mutex<BTreeMap<String, (u64, f64)>>) -> std::io::Result<()> {
     while let Some(request) = read_request(&mut conn).await? {
         let text = String::from_utf8_lossy(&request);
-        if let Some(at) = text.find("Action=") {
-            let op: String = text[at + 7..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
-            if let Ok(mut c) = counts.lock() {
-                *c.entry(op).or_default() += 1;
-            }
+        let op: Option<String> = text.find("Action=").map(|at| text[at + 7..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect());
+        if let (Some(op), Ok(mut c)) = (&op, counts.lock()) {
+            c.entry(op.clone()).or_default().0 += 1;
         }
+        let asked = std::time::Instant::now();
         if failing.load(Ordering::SeqCst) && String::from_utf8_lossy(&request).contains(needle) {
             let body = "<Response><Errors><Error><Code>ServiceUnavailable</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>test</RequestID></Response>";
             let reply = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}", body.len());
@@ -125,6 +130,9 @@ async fn serve(mut conn: TcpStream, upstream: &str, needle: &str, failing: &Atom
         up.write_all(&request).await?;
         let mut response = Vec::new();
         up.read_to_end(&mut response).await?;
+        if let (Some(op), Ok(mut c)) = (&op, counts.lock()) {
+            c.entry(op.clone()).or_default().1 += asked.elapsed().as_secs_f64() * 1000.0;
+        }
         conn.write_all(&response).await?;
         return Ok(()); // the response says Connection: close
     }
