@@ -13,23 +13,8 @@ use std::fmt::Write;
 use super::{role_name, Run};
 use crate::journal::{ProbeRole, Verdict};
 
-/// Escapes text for XML attributes and content.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Control characters are not allowed in XML 1.0.
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for markup: see [`super::escape_markup`].
+pub use super::escape_markup as esc;
 
 enum Case {
     Pass,

@@ -168,15 +168,8 @@ pub fn offset_text(ms: i64) -> String {
     format!("{sign}{:.1}s", ms.unsigned_abs() as f64 / 1000.0)
 }
 
-/// A value for people: integers without decimals, others with up to 3.
-pub fn num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
-}
+/// A number as people read it: see [`crate::observe::value_text`].
+pub use crate::observe::value_text as num;
 
 /// A short latency for people: `240 ms` under a second, else as [`ms_text`].
 pub fn latency_text(ms: Option<u64>) -> String {
@@ -404,6 +397,26 @@ pub fn role_name(r: ProbeRole) -> &'static str {
     }
 }
 
+/// Escapes text for HTML and XML alike (content and quoted attributes):
+/// `&`, `<`, `>`, both quotes, and the control characters XML 1.0 forbids
+/// (replaced by a space). Every value from an experiment file or from AWS
+/// goes through it.
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,5 +428,11 @@ mod tests {
         assert_eq!(num(1.23456), "1.235");
         assert_eq!(offset_text(1234), "+1.2s");
         assert_eq!(offset_text(-500), "-0.5s");
+    }
+
+    #[test]
+    fn markup_escaping_is_safe_in_html_and_xml() {
+        assert_eq!(escape_markup("<script>alert('x') & \"y\"</script>"), "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;");
+        assert_eq!(escape_markup("a\u{1}b\tc\nd"), "a b\tc\nd", "XML 1.0 forbids most control characters");
     }
 }

@@ -104,6 +104,8 @@ async fn serve(mut conn: TcpStream, upstream: &str, needle: &str, failing: &Atom
         if let (Some(op), Ok(mut c)) = (&op, counts.lock()) {
             c.entry(op.clone()).or_default().0 += 1;
         }
+        let logged: Option<String> =
+            std::env::var_os("GAMEDAY_PROXY_LOG").map(|_| text.split("\r\n\r\n").nth(1).unwrap_or_default().chars().take(300).collect());
         let asked = std::time::Instant::now();
         if failing.load(Ordering::SeqCst) && String::from_utf8_lossy(&request).contains(needle) {
             let body = "<Response><Errors><Error><Code>ServiceUnavailable</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>test</RequestID></Response>";
@@ -132,6 +134,10 @@ async fn serve(mut conn: TcpStream, upstream: &str, needle: &str, failing: &Atom
         up.read_to_end(&mut response).await?;
         if let (Some(op), Ok(mut c)) = (&op, counts.lock()) {
             c.entry(op.clone()).or_default().1 += asked.elapsed().as_secs_f64() * 1000.0;
+        }
+        if let Some(body) = logged {
+            // GAMEDAY_PROXY_LOG: each request's time and body, to see where a benchmark's time goes.
+            eprintln!("proxy: {} ms {body}", asked.elapsed().as_millis());
         }
         conn.write_all(&response).await?;
         return Ok(()); // the response says Connection: close
