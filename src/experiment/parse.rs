@@ -635,13 +635,9 @@ fn decode_fault(d: &mut Decoder, node: &Node, what: &str) -> Option<FaultSpec> {
     let fault = action.as_ref().and_then(|a| {
         let Some(def) = faults::find(&a.value) else {
             let message = format!("{what}.action: unknown action `{}`", a.value);
-            if faults::PLANNED.contains(&a.value.as_str()) {
-                d.error_help(a.loc, format!("{what}.action: `{}` is not implemented in this version of gameday", a.value), format!("implemented actions: {}", faults::names().join(", ")));
-            } else {
-                match yaml::did_you_mean(&a.value, faults::names()) {
-                    Some(s) => d.error_help(a.loc, message, format!("did you mean `{s}`?")),
-                    None => d.error_help(a.loc, message, format!("expected one of: {}", faults::names().join(", "))),
-                }
+            match yaml::did_you_mean(&a.value, faults::names()) {
+                Some(s) => d.error_help(a.loc, message, format!("did you mean `{s}`?")),
+                None => d.error_help(a.loc, message, format!("expected one of: {}", faults::names().join(", "))),
             }
             return None;
         };

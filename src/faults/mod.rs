@@ -335,10 +335,6 @@ pub const ACTIONS: &[ActionDef] = &[
     cloudwatch_force_alarm::DEF,
 ];
 
-/// Actions from the design's fault table that this version does not implement
-/// yet; files using them get a clear "not implemented" error instead of "unknown".
-pub const PLANNED: &[&str] = &[];
-
 /// The definition of an implemented action.
 pub fn find(name: &str) -> Option<&'static ActionDef> {
     ACTIONS.iter().find(|a| a.name == name)
