@@ -195,7 +195,12 @@ async fn an_instance_behind_only_an_empty_security_group_does_not_serve() {
 
     wait_for_serving_low(&c, &s, &fleet.group, 2.0).await;
     assert_eq!(states(&c, &fleet.instances).await, vec!["running"; 3], "the instance runs; only the network cuts it off");
-    assert!(sandbox_log(&s).contains("2/3 instances serving (1 unreachable)"), "{}", sandbox_log(&s));
+    // The sandbox prints its report every 2 s, which may come after the metric.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !sandbox_log(&s).contains("2/3 instances serving (1 unreachable)") {
+        assert!(std::time::Instant::now() < deadline, "the sandbox never said why the instance does not serve\n{}", sandbox_log(&s));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     workload.kill().await.expect("stop the sandbox");
 }
 
