@@ -33,6 +33,17 @@ ensure_moto() {
 
 use_shared_target_dir() {
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gameday/target}"
+    # Cargo decides whether gameday itself is fresh from the mtimes of its
+    # sources, not their folder: after a build from another checkout (a CI
+    # clone, a second work tree) it could reuse that checkout's binaries,
+    # paths compiled in. When the checkout changes, touch ours so gameday is
+    # rebuilt (seconds); the dependencies stay shared.
+    local marker="$CARGO_TARGET_DIR/.gameday-checkout"
+    if [ "$(cat "$marker" 2>/dev/null)" != "$ROOT" ]; then
+        find "$ROOT/src" "$ROOT/tests" "$ROOT/benches" -type f -exec touch {} +
+        mkdir -p "$CARGO_TARGET_DIR"
+        printf '%s\n' "$ROOT" >"$marker"
+    fi
 }
 
 # Prints a free TCP port on 127.0.0.1.
