@@ -158,7 +158,7 @@ pub async fn recover(aws: &Aws, runs_dir: &Path, run_id: &str, force: bool, prog
                 reason: "the runner stopped before writing its verdict; nothing was left to undo".into(),
                 unfinished: Vec::new(),
             });
-            rewrite_summary(&dir);
+            crate::report::write_run_records(&dir);
         }
         return Ok(Recovered { undone: 0, unfinished: Vec::new() });
     }
@@ -180,20 +180,8 @@ pub async fn recover(aws: &Aws, runs_dir: &Path, run_id: &str, force: bool, prog
     };
     ctx.emit_best_effort(Event::Verdict { verdict: Verdict::Error, reason, unfinished: unfinished.clone() });
     ctx.progress.finish();
-    rewrite_summary(&dir);
+    crate::report::write_run_records(&dir);
     Ok(Recovered { undone, unfinished })
-}
-
-fn rewrite_summary(dir: &Path) {
-    match journal::read_events(dir).map(|e| journal::summarize(&e)) {
-        Ok(Some(s)) => {
-            if let Err(e) = journal::write_summary(dir, &s).map_err(crate::report::ReportError::from).and_then(|_| crate::report::regenerate(dir)) {
-                eprintln!("warning: {e}");
-            }
-        }
-        Ok(None) => {}
-        Err(e) => eprintln!("warning: {e}"),
-    }
 }
 
 /// One thing `cleanup` found.

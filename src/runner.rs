@@ -172,17 +172,7 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
     ctx.emit_best_effort(Event::Phase { phase: Phase::Done });
     ctx.emit_best_effort(Event::Verdict { verdict, reason: reason.clone(), unfinished: unfinished.clone() });
     ctx.progress.finish();
-    match journal::read_events(&dir).map(|events| journal::summarize(&events)) {
-        Ok(Some(summary)) => {
-            // The reports are rendered from journal.json as written, exactly as
-            // `gameday report` regenerates them.
-            if let Err(e) = journal::write_summary(&dir, &summary).map_err(crate::report::ReportError::from).and_then(|_| crate::report::regenerate(&dir)) {
-                eprintln!("warning: {e}");
-            }
-        }
-        Ok(None) => {}
-        Err(e) => eprintln!("warning: {e}"),
-    }
+    crate::report::write_run_records(&dir);
     let refused = ctx.refused.load(std::sync::atomic::Ordering::SeqCst);
     Ok(Outcome { run_id, dir, verdict, reason, unfinished, refused })
 }

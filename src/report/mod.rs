@@ -41,6 +41,22 @@ pub enum ReportError {
     },
 }
 
+/// Derives `journal.json` from the run's `events.jsonl` and renders the three
+/// reports from it, exactly as `gameday report` regenerates them; used at the
+/// end of a run and of `gameday recover`. The run itself is over, so a problem
+/// here is a warning, not a change of verdict.
+pub fn write_run_records(dir: &Path) {
+    match journal::read_events(dir).map(|events| journal::summarize(&events)) {
+        Ok(Some(summary)) => {
+            if let Err(e) = journal::write_summary(dir, &summary).map_err(ReportError::from).and_then(|_| regenerate(dir)) {
+                eprintln!("warning: {e}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: {e}"),
+    }
+}
+
 /// Reads the journal at `path` (a `journal.json` or its run folder) and writes
 /// the three reports beside it. Returns their paths.
 pub fn regenerate(path: &Path) -> Result<Vec<PathBuf>, ReportError> {
