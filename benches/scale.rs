@@ -80,20 +80,7 @@ async fn main() {
     launch(&c, &image, TARGETED, &target).await;
     println!("fleet: {FLEET} instances ({TARGETED} tagged bench={target}) launched in moto in {:.1} s", started.elapsed().as_secs_f64());
     let alarm = format!("{target}-guard");
-    c.cloudwatch
-        .put_metric_alarm()
-        .alarm_name(&alarm)
-        .namespace("App")
-        .metric_name("Errors")
-        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(50.0)
-        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .expect("PutMetricAlarm");
-    set_alarm(&c, &alarm, "OK").await;
+    errors_alarm(&c, &alarm).await;
 
     let s = Scratch::new();
     let policy = s.write("policy.yaml", POLICY);

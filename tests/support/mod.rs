@@ -174,9 +174,15 @@ pub async fn fleet_in(c: &Clients, n: i32, zones: &[&str]) -> Fleet {
     instances.sort();
     assert_eq!(instances.len(), n as usize, "moto should launch the group's instances");
     let alarm = format!("{group}-5xx");
+    errors_alarm(c, &alarm).await;
+    Fleet { tag: group.clone(), group, alarm, instances }
+}
+
+/// Creates the guardrail alarm `name` (App/Errors Sum over 60 s > 50) in OK.
+pub async fn errors_alarm(c: &Clients, name: &str) {
     c.cloudwatch
         .put_metric_alarm()
-        .alarm_name(&alarm)
+        .alarm_name(name)
         .namespace("App")
         .metric_name("Errors")
         .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
@@ -187,8 +193,7 @@ pub async fn fleet_in(c: &Clients, n: i32, zones: &[&str]) -> Fleet {
         .send()
         .await
         .expect("PutMetricAlarm");
-    set_alarm(c, &alarm, "OK").await;
-    Fleet { tag: group.clone(), group, alarm, instances }
+    set_alarm(c, name, "OK").await;
 }
 
 /// Sets an alarm's state, as CloudWatch would on a breach (moto does not evaluate alarms).
