@@ -22,7 +22,12 @@ fn experiment(fleet: &Fleet) -> String {
 fn summary(name: &str, mut v: Vec<Duration>) {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("{name}: median {:.0} ms, max {:.0} ms over {} trips", ms(v[v.len() / 2]), ms(v[v.len() - 1]), v.len());
+    println!(
+        "{name}: median {:.0} ms, max {:.0} ms over {} trips",
+        ms(v[v.len() / 2]),
+        ms(v[v.len() - 1]),
+        v.len()
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -36,15 +41,28 @@ async fn main() {
         let fleet = fleet(&c, 3).await;
         let s = Scratch::new();
         let file = s.write("exp.yaml", &experiment(&fleet));
-        let child = gameday(&s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn gameday");
+        let child = gameday(&s)
+            .arg("run")
+            .arg(&file)
+            .arg("--runs-dir")
+            .arg(s.runs())
+            .spawn()
+            .expect("spawn gameday");
         wait_until_any_stopped(&c, &fleet.instances).await;
         // A random moment within the watch interval, so breaches land anywhere in the tick.
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..1000))).await;
         set_alarm(&c, &fleet.alarm, "ALARM").await;
         let breach_wall = jiff::Timestamp::now();
         let breach = Instant::now();
-        while states(&c, &fleet.instances).await.iter().any(|st| st != "running") {
-            assert!(breach.elapsed() < Duration::from_secs(60), "not rolled back within 60s");
+        while states(&c, &fleet.instances)
+            .await
+            .iter()
+            .any(|st| st != "running")
+        {
+            assert!(
+                breach.elapsed() < Duration::from_secs(60),
+                "not rolled back within 60s"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let running = breach.elapsed();
@@ -61,7 +79,11 @@ async fn main() {
             .parse()
             .expect("a timestamp");
         let rollback = Duration::try_from(started.duration_since(breach_wall)).unwrap_or_default();
-        println!("trip {trip}: rollback began {:.0} ms after the breach, all running after {:.0} ms", rollback.as_secs_f64() * 1000.0, running.as_secs_f64() * 1000.0);
+        println!(
+            "trip {trip}: rollback began {:.0} ms after the breach, all running after {:.0} ms",
+            rollback.as_secs_f64() * 1000.0,
+            running.as_secs_f64() * 1000.0
+        );
         to_rollback.push(rollback);
         to_running.push(running);
     }

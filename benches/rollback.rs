@@ -36,7 +36,12 @@ fn summary(name: &str, mut v: Vec<Duration>) {
     v.sort();
     let median = v[v.len() / 2];
     let max = v[v.len() - 1];
-    println!("{name}: median {:.0} ms, max {:.0} ms over {} trips", median.as_secs_f64() * 1000.0, max.as_secs_f64() * 1000.0, v.len());
+    println!(
+        "{name}: median {:.0} ms, max {:.0} ms over {} trips",
+        median.as_secs_f64() * 1000.0,
+        max.as_secs_f64() * 1000.0,
+        v.len()
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -48,9 +53,19 @@ async fn main() {
         let fleet = fleet(&c, INSTANCES).await;
         let s = Scratch::new();
         let file = s.write("exp.yaml", &experiment(&fleet));
-        let child = gameday(&s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn gameday");
+        let child = gameday(&s)
+            .arg("run")
+            .arg(&file)
+            .arg("--runs-dir")
+            .arg(s.runs())
+            .spawn()
+            .expect("spawn gameday");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while states(&c, &fleet.instances).await.iter().any(|st| st != "stopped") {
+        while states(&c, &fleet.instances)
+            .await
+            .iter()
+            .any(|st| st != "stopped")
+        {
             assert!(Instant::now() < deadline, "the fault never took effect");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -61,16 +76,28 @@ async fn main() {
             (out, sent.elapsed())
         });
         loop {
-            if states(&c, &fleet.instances).await.iter().all(|st| st == "running") {
+            if states(&c, &fleet.instances)
+                .await
+                .iter()
+                .all(|st| st == "running")
+            {
                 break;
             }
-            assert!(sent.elapsed() < Duration::from_secs(120), "not rolled back within 120s");
+            assert!(
+                sent.elapsed() < Duration::from_secs(120),
+                "not rolled back within 120s"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let running = sent.elapsed();
         let (out, exited) = child_wait.await.expect("wait task");
         assert_eq!(out.code, 130, "{}{}", out.stdout, out.stderr);
-        println!("trip {}: all {INSTANCES} running after {:.0} ms, runner exited after {:.0} ms", trip + 1, running.as_secs_f64() * 1000.0, exited.as_secs_f64() * 1000.0);
+        println!(
+            "trip {}: all {INSTANCES} running after {:.0} ms, runner exited after {:.0} ms",
+            trip + 1,
+            running.as_secs_f64() * 1000.0,
+            exited.as_secs_f64() * 1000.0
+        );
         to_running.push(running);
         to_exit.push(exited);
     }

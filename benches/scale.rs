@@ -72,13 +72,26 @@ fn ms(from: jiff::Timestamp, to: jiff::Timestamp) -> f64 {
 async fn main() {
     let c = clients().await;
     let target = unique("target");
-    let image = c.ec2.describe_images().send().await.expect("DescribeImages").images().first().and_then(|i| i.image_id()).expect("an image").to_string();
+    let image = c
+        .ec2
+        .describe_images()
+        .send()
+        .await
+        .expect("DescribeImages")
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .expect("an image")
+        .to_string();
     let started = Instant::now();
     for _ in 0..(FLEET - TARGETED) / PER_CALL {
         launch(&c, &image, PER_CALL, "other").await;
     }
     launch(&c, &image, TARGETED, &target).await;
-    println!("fleet: {FLEET} instances ({TARGETED} tagged bench={target}) launched in moto in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "fleet: {FLEET} instances ({TARGETED} tagged bench={target}) launched in moto in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let alarm = format!("{target}-guard");
     errors_alarm(&c, &alarm).await;
 
@@ -123,29 +136,78 @@ timing: {{ interval: 1s, max_duration: 30m }}
     let j = s.journal();
     let selected = j["targets"][0]["selected"].as_array().expect("selected").len();
     assert_eq!(selected, (TARGETED / 2) as usize);
-    let tagged = aws_sdk_ec2::types::Filter::builder().name("tag:bench").values(&target).build();
+    let tagged = aws_sdk_ec2::types::Filter::builder()
+        .name("tag:bench")
+        .values(&target)
+        .build();
     let mut pages = c.ec2.describe_instances().filters(tagged).into_paginator().send();
     let mut not_running = 0;
     while let Some(page) = pages.next().await {
-        not_running += page.expect("DescribeInstances").reservations().iter().flat_map(|r| r.instances()).filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("running")).count();
+        not_running += page
+            .expect("DescribeInstances")
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("running"))
+            .count();
     }
     assert_eq!(not_running, 0, "every targeted instance runs again");
 
     let kind = |k: &'static str| move |e: &serde_json::Value| e["event"] == k;
-    let resolution = ms(at(&j, |e| e["event"] == "phase" && e["phase"] == "preflight", false), at(&j, kind("targets_resolved"), false));
+    let resolution = ms(
+        at(&j, |e| e["event"] == "phase" && e["phase"] == "preflight", false),
+        at(&j, kind("targets_resolved"), false),
+    );
     let first_inject = at(&j, |e| e["event"] == "intent" && e["kind"] == "inject", false);
-    let inject_ids: Vec<u64> = j["events"].as_array().expect("events").iter().filter(|e| e["event"] == "intent" && e["kind"] == "inject").filter_map(|e| e["action_id"].as_u64()).collect();
-    let last_inject = at(&j, |e| e["event"] == "outcome" && e["action_id"].as_u64().is_some_and(|id| inject_ids.contains(&id)), true);
-    let rollback = ms(at(&j, kind("rollback_started"), false), at(&j, kind("fault_rolled_back"), false));
+    let inject_ids: Vec<u64> = j["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event"] == "intent" && e["kind"] == "inject")
+        .filter_map(|e| e["action_id"].as_u64())
+        .collect();
+    let last_inject = at(
+        &j,
+        |e| e["event"] == "outcome" && e["action_id"].as_u64().is_some_and(|id| inject_ids.contains(&id)),
+        true,
+    );
+    let rollback = ms(
+        at(&j, kind("rollback_started"), false),
+        at(&j, kind("fault_rolled_back"), false),
+    );
     let counts = proxy.counts();
     let total: u64 = counts.values().sum();
     println!("run: stop 50% of {TARGETED} tagged among {FLEET}: {selected} instances");
     println!("resolution (preflight: alarms + targets): {resolution:.0} ms");
-    println!("inject ({} StopInstances steps): {:.0} ms", inject_ids.len(), ms(first_inject, last_inject));
+    println!(
+        "inject ({} StopInstances steps): {:.0} ms",
+        inject_ids.len(),
+        ms(first_inject, last_inject)
+    );
     println!("rollback (StartInstances until all running): {rollback:.0} ms");
-    println!("runner wall time: {:.1} s (including the 2 s hold); runner CPU time (user + system): {cpu:.1} s", wall.as_secs_f64());
-    println!("runner API requests: {total} ({})", counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "runner wall time: {:.1} s (including the 2 s hold); runner CPU time (user + system): {cpu:.1} s",
+        wall.as_secs_f64()
+    );
+    println!(
+        "runner API requests: {total} ({})",
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let times = proxy.times();
-    println!("time moto took to answer them: {}", times.iter().map(|(k, v)| format!("{k} {:.1} s", v / 1000.0)).collect::<Vec<_>>().join(", "));
-    println!("runner peak memory (max RSS): {:.1} MiB", peak_kib as f64 / 1024.0);
+    println!(
+        "time moto took to answer them: {}",
+        times
+            .iter()
+            .map(|(k, v)| format!("{k} {:.1} s", v / 1000.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "runner peak memory (max RSS): {:.1} MiB",
+        peak_kib as f64 / 1024.0
+    );
 }

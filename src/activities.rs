@@ -9,7 +9,7 @@
 
 use jiff::Timestamp;
 
-use crate::aws::{api, Aws, AwsError};
+use crate::aws::{Aws, AwsError, api};
 use crate::journal::Event;
 
 /// DescribeScalingActivities returns at most this many per page.
@@ -44,7 +44,10 @@ pub async fn since(aws: &Aws, group: &str, since: Timestamp) -> Result<Vec<Event
                 activity_id: a.activity_id().unwrap_or_default().to_string(),
                 description: a.description().unwrap_or_default().to_string(),
                 cause: a.cause().unwrap_or_default().to_string(),
-                status: a.status_code().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                status: a
+                    .status_code()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
                 started_at,
                 ended_at: a.end_time().and_then(to_timestamp),
             });

@@ -30,7 +30,9 @@ pub const SDK_MAX_ATTEMPTS: u32 = 5;
 /// cap), with jitter: a random point in the upper half, so that many
 /// rollbacks failing together (throttling) do not retry in lockstep.
 pub fn step_backoff(attempt: u32) -> Duration {
-    let base = Duration::from_secs(1).saturating_mul(1 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(20));
+    let base = Duration::from_secs(1)
+        .saturating_mul(1 << attempt.saturating_sub(1).min(5))
+        .min(Duration::from_secs(20));
     let half = base.as_millis() as u64 / 2;
     let mut rng: rand::rngs::StdRng = rand::make_rng();
     Duration::from_millis(half + rand::Rng::next_u64(&mut rng) % (half + 1))
@@ -91,7 +93,10 @@ impl Aws {
         }
         let config = loader.load().await;
         let region = config.region().ok_or(ConnectError::NoRegion)?.to_string();
-        let endpoint = opts.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok().filter(|s| !s.is_empty()));
+        let endpoint = opts
+            .endpoint_url
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok().filter(|s| !s.is_empty()));
         Ok(Aws {
             ec2: aws_sdk_ec2::Client::new(&config),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
@@ -118,7 +123,11 @@ pub struct AwsError {
 
 impl fmt::Display for AwsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{} failed: {}: {}", self.service, self.operation, self.code, self.message)
+        write!(
+            f,
+            "{}:{} failed: {}: {}",
+            self.service, self.operation, self.code, self.message
+        )
     }
 }
 
@@ -134,14 +143,28 @@ impl AwsError {
         let (code, message) = match &err {
             SdkError::ServiceError(se) => {
                 let e = se.err();
-                (e.code().unwrap_or("Unknown").to_string(), e.message().map(str::to_string).unwrap_or_else(|| e.to_string()))
+                (
+                    e.code().unwrap_or("Unknown").to_string(),
+                    e.message().map(str::to_string).unwrap_or_else(|| e.to_string()),
+                )
             }
             SdkError::TimeoutError(_) => ("Timeout".to_string(), "the request timed out".to_string()),
-            SdkError::DispatchFailure(_) => ("DispatchFailure".to_string(), format!("could not reach the AWS endpoint: {}", source_chain(&err))),
-            SdkError::ResponseError(_) => ("ResponseError".to_string(), format!("the response could not be read: {}", source_chain(&err))),
+            SdkError::DispatchFailure(_) => (
+                "DispatchFailure".to_string(),
+                format!("could not reach the AWS endpoint: {}", source_chain(&err)),
+            ),
+            SdkError::ResponseError(_) => (
+                "ResponseError".to_string(),
+                format!("the response could not be read: {}", source_chain(&err)),
+            ),
             _ => ("RequestError".to_string(), source_chain(&err)),
         };
-        AwsError { service: service.to_string(), operation: operation.to_string(), code, message: one_line(&message) }
+        AwsError {
+            service: service.to_string(),
+            operation: operation.to_string(),
+            code,
+            message: one_line(&message),
+        }
     }
 }
 
@@ -183,7 +206,15 @@ mod tests {
 
     #[test]
     fn step_backoff_doubles_with_jitter_in_the_upper_half_and_is_capped() {
-        for (attempt, base) in [(1, 1000), (2, 2000), (3, 4000), (4, 8000), (5, 16000), (6, 20000), (12, 20000)] {
+        for (attempt, base) in [
+            (1, 1000),
+            (2, 2000),
+            (3, 4000),
+            (4, 8000),
+            (5, 16000),
+            (6, 20000),
+            (12, 20000),
+        ] {
             for _ in 0..20 {
                 let d = step_backoff(attempt).as_millis() as u64;
                 assert!((base / 2..=base).contains(&d), "attempt {attempt}: {d} ms");

@@ -10,11 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
 
 use crate::aws::{Aws, ConnectOptions};
+use crate::engine::{self, RunOptions, SignalHandling};
 use crate::experiment::{self, Experiment, LoadError};
 use crate::journal::Verdict;
 use crate::plan::{self, Plan, PlanError, Targets};
 use crate::progress::Progress;
-use crate::runner::{self, RunOptions, SignalHandling};
 use crate::safety::account::{self, Account};
 use crate::safety::gate::{self, Admission, Approval, RuleResult};
 use crate::safety::{self, LoadedPolicy, PolicyError};
@@ -232,7 +232,9 @@ enum Command {
     /// after every run). Reads journals of every version since 1. Exits 0 when
     /// written, 2 when the run does not exist, 1 when its journal cannot be
     /// read, 6 when a report cannot be written.
-    #[command(after_help = "Examples:\n  gameday report 20261125-112701-5c57\n  gameday report runs/20261125-112701-5c57/journal.json\n  gameday report 20261125-112701-5c57 --runs-dir /mnt/ci-artifacts/runs")]
+    #[command(
+        after_help = "Examples:\n  gameday report 20261125-112701-5c57\n  gameday report runs/20261125-112701-5c57/journal.json\n  gameday report 20261125-112701-5c57 --runs-dir /mnt/ci-artifacts/runs"
+    )]
     Report {
         /// A run id (a folder of --runs-dir), a run folder, or a journal.json.
         #[arg(value_name = "RUN_ID|PATH")]
@@ -255,7 +257,9 @@ enum Command {
     /// 2 when the runs folder or a run of --diff does not exist, or the two
     /// runs of --diff are of different experiments; 1 when a journal of
     /// --diff cannot be read (unreadable runs in the listing are warnings).
-    #[command(after_help = "Examples:\n  gameday history\n  gameday history --experiment shop-web-lose-a-third --output json\n  gameday history --diff 20261125-112701-5c57 20261126-090000-a1b2")]
+    #[command(
+        after_help = "Examples:\n  gameday history\n  gameday history --experiment shop-web-lose-a-third --output json\n  gameday history --diff 20261125-112701-5c57 20261126-090000-a1b2"
+    )]
     History {
         /// Only the runs of this experiment (its `name`).
         #[arg(long, value_name = "NAME")]
@@ -311,7 +315,8 @@ struct SafetyArgs {
 }
 
 fn parse_now(text: &str) -> Result<Timestamp, String> {
-    text.parse().map_err(|e| format!("expected an RFC 3339 time such as 2026-11-25T10:00:00Z: {e}"))
+    text.parse()
+        .map_err(|e| format!("expected an RFC 3339 time such as 2026-11-25T10:00:00Z: {e}"))
 }
 
 /// Flags of the commands that read run records.
@@ -339,7 +344,11 @@ struct AwsArgs {
 
 impl AwsArgs {
     fn options(&self) -> ConnectOptions {
-        ConnectOptions { endpoint_url: self.endpoint_url.clone(), region: self.region.clone(), profile: self.profile.clone() }
+        ConnectOptions {
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+        }
     }
 }
 
@@ -355,24 +364,61 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Validate { paths } => validate(&paths),
-        Command::Run { file, seed, runs_dir, quiet, output, publish_metrics, approve, safety, aws } => {
-            let shown = Shown { quiet, output, publish_metrics };
+        Command::Run {
+            file,
+            seed,
+            runs_dir,
+            quiet,
+            output,
+            publish_metrics,
+            approve,
+            safety,
+            aws,
+        } => {
+            let shown = Shown {
+                quiet,
+                output,
+                publish_metrics,
+            };
             with_runtime(run(&file, seed, runs_dir, shown, approve, &safety, &aws))
         }
         Command::Report { run, runs } => report_command(&run, &runs.runs_dir),
-        Command::History { experiment, diff, fail_on_regression, output, runs } => match diff {
+        Command::History {
+            experiment,
+            diff,
+            fail_on_regression,
+            output,
+            runs,
+        } => match diff {
             Some(pair) => history_diff(&pair[0], &pair[1], output, &runs.runs_dir),
             None => history_command(experiment.as_deref(), fail_on_regression, output, &runs.runs_dir),
         },
-        Command::Plan { file, seed, output, safety, aws } => with_runtime(plan_command(&file, seed, output, &safety, &aws)),
-        Command::Policy { command: PolicyCommand::Show { policy } } => policy_show(policy.as_deref()),
-        Command::Recover { run_id, force, runs, aws } => with_runtime(recover(run_id, force, &runs.runs_dir, &aws)),
+        Command::Plan {
+            file,
+            seed,
+            output,
+            safety,
+            aws,
+        } => with_runtime(plan_command(&file, seed, output, &safety, &aws)),
+        Command::Policy {
+            command: PolicyCommand::Show { policy },
+        } => policy_show(policy.as_deref()),
+        Command::Recover {
+            run_id,
+            force,
+            runs,
+            aws,
+        } => with_runtime(recover(run_id, force, &runs.runs_dir, &aws)),
         Command::Cleanup { dry_run, runs, aws } => with_runtime(cleanup(dry_run, &runs.runs_dir, &aws)),
     }
 }
 
 fn with_runtime(work: impl std::future::Future<Output = i32>) -> i32 {
-    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(work),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -396,10 +442,23 @@ async fn recover(run_id: Option<String>, force: bool, runs_dir: &Path, aws_args:
                 exit::OK
             }
             Ok(runs) => {
-                println!("runs with faults or temporary resources left behind (recover each with `gameday recover RUN_ID`):");
+                println!(
+                    "runs with faults or temporary resources left behind (recover each with `gameday recover RUN_ID`):"
+                );
                 for r in runs {
-                    let state = if r.verdict.is_some() { "rollback incomplete" } else { "runner stopped without finishing" };
-                    println!("  {}  {}  started {}  {}: {} call(s) to undo", r.run_id, r.experiment, r.started_at.strftime("%Y-%m-%d %H:%M:%SZ"), state, r.pending.len());
+                    let state = if r.verdict.is_some() {
+                        "rollback incomplete"
+                    } else {
+                        "runner stopped without finishing"
+                    };
+                    println!(
+                        "  {}  {}  started {}  {}: {} call(s) to undo",
+                        r.run_id,
+                        r.experiment,
+                        r.started_at.strftime("%Y-%m-%d %H:%M:%SZ"),
+                        state,
+                        r.pending.len()
+                    );
                 }
                 exit::OK
             }
@@ -415,11 +474,20 @@ async fn recover(run_id: Option<String>, force: bool, runs_dir: &Path, aws_args:
     };
     match crate::recover::recover(&aws, runs_dir, &run_id, force, Progress::auto(false)).await {
         Ok(r) if r.unfinished.is_empty() && r.undone == 0 => {
-            println!("run {run_id}: nothing to recover: every fault was rolled back and everything the run created is gone");
+            println!(
+                "run {run_id}: nothing to recover: every fault was rolled back and everything the run created is gone"
+            );
             exit::OK
         }
         Ok(r) if r.unfinished.is_empty() => {
-            println!("run {run_id}: recovered: {} call(s) undone; journal: {}", r.undone, runs_dir.join(&run_id).join(crate::journal::JOURNAL_FILE).display());
+            println!(
+                "run {run_id}: recovered: {} call(s) undone; journal: {}",
+                r.undone,
+                runs_dir
+                    .join(&run_id)
+                    .join(crate::journal::JOURNAL_FILE)
+                    .display()
+            );
             exit::OK
         }
         Ok(r) => {
@@ -472,17 +540,25 @@ async fn cleanup(dry_run: bool, runs_dir: &Path, aws_args: &AwsArgs) -> i32 {
         }
     }
     if dry_run {
-        println!("{} leftover(s); run without --dry-run to remove them", leftovers.len());
+        println!(
+            "{} leftover(s); run without --dry-run to remove them",
+            leftovers.len()
+        );
     }
     if failed > 0 { exit::ERROR } else { exit::OK }
 }
 
 fn init_logging() {
     // SDK and runner diagnostics, off unless asked for: GAMEDAY_LOG=debug.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GAMEDAY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GAMEDAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
     // No colour codes unless stderr is a terminal: logs in CI stay plain text.
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Every experiment file named by `paths` (folders are searched recursively).
@@ -505,7 +581,9 @@ fn experiment_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 }
 
 fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -528,7 +606,13 @@ fn validate(paths: &[PathBuf]) -> i32 {
     let mut invalid = 0;
     for f in &files {
         match experiment::load(f) {
-            Ok(exp) => println!("ok: {} (experiment `{}`, {} fault(s), {} guardrail(s))", f.display(), exp.name, exp.faults.len(), exp.guardrails.len()),
+            Ok(exp) => println!(
+                "ok: {} (experiment `{}`, {} fault(s), {} guardrail(s))",
+                f.display(),
+                exp.name,
+                exp.faults.len(),
+                exp.guardrails.len()
+            ),
             Err(e) => {
                 invalid += 1;
                 eprintln!("{e}");
@@ -561,14 +645,22 @@ async fn prepare(file: &Path, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> R
         }
         Err(e) => {
             eprintln!("{e}");
-            eprintln!("nothing was touched: fix the experiment and run again (`gameday validate {}`)", file.display());
+            eprintln!(
+                "nothing was touched: fix the experiment and run again (`gameday validate {}`)",
+                file.display()
+            );
             return Err(exit::INVALID_INPUT);
         }
     };
     let policy = load_policy(safety_args.policy.as_deref(), Some(file))?;
     let aws = connect(aws_args).await?;
     let account = account::detect(safety_args.account.as_deref(), aws_args.profile.as_deref());
-    Ok(Prepared { exp, policy, account, aws })
+    Ok(Prepared {
+        exp,
+        policy,
+        account,
+        aws,
+    })
 }
 
 fn load_policy(explicit: Option<&Path>, experiment_file: Option<&Path>) -> Result<LoadedPolicy, i32> {
@@ -580,7 +672,9 @@ fn load_policy(explicit: Option<&Path>, experiment_file: Option<&Path>) -> Resul
         }
         Err(e) => {
             eprintln!("{e}");
-            eprintln!("nothing was touched: fix the safety policy and run again (`gameday policy show --policy FILE` checks it)");
+            eprintln!(
+                "nothing was touched: fix the safety policy and run again (`gameday policy show --policy FILE` checks it)"
+            );
             Err(exit::INVALID_INPUT)
         }
     }
@@ -588,7 +682,11 @@ fn load_policy(explicit: Option<&Path>, experiment_file: Option<&Path>) -> Resul
 
 async fn build_plan(p: &Prepared, seed: u64) -> Result<Plan, PlanError> {
     // The run id is chosen when a run starts; a plan names it as a placeholder.
-    let vars = Vars { asg: p.exp.environment.autoscaling_group.clone(), run_id: "<run-id>".to_string(), instances: Vec::new() };
+    let vars = Vars {
+        asg: p.exp.environment.autoscaling_group.clone(),
+        run_id: "<run-id>".to_string(),
+        instances: Vec::new(),
+    };
     plan::build(&p.aws, &p.exp, &p.policy, &vars, seed).await
 }
 
@@ -604,8 +702,20 @@ struct Shown {
     publish_metrics: bool,
 }
 
-async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, shown: Shown, approve: Option<String>, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
-    let Shown { quiet, output, publish_metrics } = shown;
+async fn run(
+    file: &Path,
+    seed: Option<u64>,
+    runs_dir: PathBuf,
+    shown: Shown,
+    approve: Option<String>,
+    safety_args: &SafetyArgs,
+    aws_args: &AwsArgs,
+) -> i32 {
+    let Shown {
+        quiet,
+        output,
+        publish_metrics,
+    } = shown;
     let p = match prepare(file, safety_args, aws_args).await {
         Ok(p) => p,
         Err(code) => return code,
@@ -615,21 +725,48 @@ async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, shown: Shown, ap
     let approval = match approve {
         // Hashes are lowercase hex; a pasted one may carry spaces or capitals.
         Some(hash) => Approval::Hash(hash.trim().to_ascii_lowercase()),
-        None if gate::approval_needed(&p.policy.policy, &p.exp).is_some() && on_terminal() => confirm_on_terminal(&p, seed, safety_args.now).await,
+        None if gate::approval_needed(&p.policy.policy, &p.exp).is_some() && on_terminal() => {
+            confirm_on_terminal(&p, seed, safety_args.now).await
+        }
         None => Approval::Missing,
     };
-    let Prepared { exp, policy, account, aws } = p;
-    let safety = Admission { policy, account, now: safety_args.now, approval };
-    let progress = if output == Output::Json { Progress::Json } else { Progress::auto(quiet) };
-    let opts = RunOptions { runs_dir, seed: Some(seed), signals: SignalHandling::Standard, progress, safety };
-    let result = runner::run(&exp, &aws, opts).await;
+    let Prepared {
+        exp,
+        policy,
+        account,
+        aws,
+    } = p;
+    let safety = Admission {
+        policy,
+        account,
+        now: safety_args.now,
+        approval,
+    };
+    let progress = if output == Output::Json {
+        Progress::Json
+    } else {
+        Progress::auto(quiet)
+    };
+    let opts = RunOptions {
+        runs_dir,
+        seed: Some(seed),
+        signals: SignalHandling::Standard,
+        progress,
+        safety,
+    };
+    let result = engine::run(&exp, &aws, opts).await;
     if let (Ok(outcome), true) = (&result, publish_metrics) {
         let published = match crate::journal::load(&outcome.dir) {
-            Ok(summary) => crate::publish::publish(&aws, &summary).await.map_err(|e| e.to_string()),
+            Ok(summary) => crate::publish::publish(&aws, &summary)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match published {
-            Ok(n) if output == Output::Text && !quiet => eprintln!("published {n} metric(s) of the run to CloudWatch namespace {}", crate::publish::NAMESPACE),
+            Ok(n) if output == Output::Text && !quiet => eprintln!(
+                "published {n} metric(s) of the run to CloudWatch namespace {}",
+                crate::publish::NAMESPACE
+            ),
             Ok(_) => {}
             Err(e) => eprintln!("warning: the run's metrics were not published: {e}"),
         }
@@ -647,17 +784,31 @@ async fn run(file: &Path, seed: Option<u64>, runs_dir: PathBuf, shown: Shown, ap
                 "reports": [dir.join(crate::report::HTML_FILE), dir.join(crate::report::MARKDOWN_FILE), dir.join(crate::report::JUNIT_FILE)],
             });
             println!("{last}");
-            if outcome.refused { exit::REFUSED } else { exit::for_verdict(outcome.verdict) }
+            if outcome.refused {
+                exit::REFUSED
+            } else {
+                exit::for_verdict(outcome.verdict)
+            }
         }
         Ok(outcome) => {
             println!("verdict: {} ({})", outcome.verdict.as_str(), outcome.reason);
             println!("run: {}", outcome.run_id);
-            println!("journal: {}", outcome.dir.join(crate::journal::JOURNAL_FILE).display());
+            println!(
+                "journal: {}",
+                outcome.dir.join(crate::journal::JOURNAL_FILE).display()
+            );
             println!("report: {}", outcome.dir.join(crate::report::HTML_FILE).display());
             if outcome.verdict == Verdict::Error && !outcome.unfinished.is_empty() {
-                eprintln!("some faults are still in effect: run `gameday recover {}` once the cause is fixed", outcome.run_id);
+                eprintln!(
+                    "some faults are still in effect: run `gameday recover {}` once the cause is fixed",
+                    outcome.run_id
+                );
             }
-            if outcome.refused { exit::REFUSED } else { exit::for_verdict(outcome.verdict) }
+            if outcome.refused {
+                exit::REFUSED
+            } else {
+                exit::for_verdict(outcome.verdict)
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -675,16 +826,33 @@ fn on_terminal() -> bool {
 /// the policy refuses anyway is not offered for confirmation: the run then
 /// reports every failed rule.
 async fn confirm_on_terminal(p: &Prepared, seed: u64, now: Option<Timestamp>) -> Approval {
-    let Ok(plan) = build_plan(p, seed).await else { return Approval::Missing };
-    let adm = Admission { policy: p.policy.clone(), account: p.account.clone(), now, approval: Approval::Hash(plan.hash.clone()) };
+    let Ok(plan) = build_plan(p, seed).await else {
+        return Approval::Missing;
+    };
+    let adm = Admission {
+        policy: p.policy.clone(),
+        account: p.account.clone(),
+        now,
+        approval: Approval::Hash(plan.hash.clone()),
+    };
     let rules = gate::check(&adm, &p.exp, &plan);
     if !gate::admitted(&rules) {
         return Approval::Missing;
     }
     eprint!("{}", render_plan(&plan, &rules));
     eprintln!();
-    eprintln!("This run needs approval. It will act on: {}", if plan.target_ids().is_empty() { "(no instance)".to_string() } else { plan.target_ids().join(", ") });
-    eprint!("Type the experiment's name (`{}`) to approve, anything else to cancel: ", p.exp.name);
+    eprintln!(
+        "This run needs approval. It will act on: {}",
+        if plan.target_ids().is_empty() {
+            "(no instance)".to_string()
+        } else {
+            plan.target_ids().join(", ")
+        }
+    );
+    eprint!(
+        "Type the experiment's name (`{}`) to approve, anything else to cancel: ",
+        p.exp.name
+    );
     let mut answer = String::new();
     if std::io::stdin().read_line(&mut answer).is_err() || answer.trim() != p.exp.name {
         return Approval::Declined;
@@ -702,7 +870,13 @@ struct PlanOutput<'a> {
     admitted: bool,
 }
 
-async fn plan_command(file: &Path, seed: Option<u64>, output: Output, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> i32 {
+async fn plan_command(
+    file: &Path,
+    seed: Option<u64>,
+    output: Output,
+    safety_args: &SafetyArgs,
+    aws_args: &AwsArgs,
+) -> i32 {
     let p = match prepare(file, safety_args, aws_args).await {
         Ok(p) => p,
         Err(code) => return code,
@@ -713,16 +887,29 @@ async fn plan_command(file: &Path, seed: Option<u64>, output: Output, safety_arg
         Err(e) => {
             eprintln!("error: {e}");
             return match e {
-                PlanError::Targets { source: TargetError::NoSuchGroup(_), .. } | PlanError::Environment(TargetError::NoSuchGroup(_)) => exit::NOT_RUN,
+                PlanError::Targets {
+                    source: TargetError::NoSuchGroup(_),
+                    ..
+                }
+                | PlanError::Environment(TargetError::NoSuchGroup(_)) => exit::NOT_RUN,
                 _ => exit::ERROR,
             };
         }
     };
-    let adm = Admission { policy: p.policy.clone(), account: p.account.clone(), now: safety_args.now, approval: Approval::DryRun };
+    let adm = Admission {
+        policy: p.policy.clone(),
+        account: p.account.clone(),
+        now: safety_args.now,
+        approval: Approval::DryRun,
+    };
     let rules = gate::check(&adm, &p.exp, &plan);
     let admitted = gate::admitted(&rules);
     match output {
-        Output::Json => match serde_json::to_string_pretty(&PlanOutput { plan: &plan, rules: &rules, admitted }) {
+        Output::Json => match serde_json::to_string_pretty(&PlanOutput {
+            plan: &plan,
+            rules: &rules,
+            admitted,
+        }) {
             Ok(text) => println!("{text}"),
             Err(e) => {
                 eprintln!("error: cannot write the plan as JSON: {e}");
@@ -731,7 +918,12 @@ async fn plan_command(file: &Path, seed: Option<u64>, output: Output, safety_arg
         },
         Output::Text => print!("{}", render_plan(&plan, &rules)),
     }
-    let empty = p.exp.faults.iter().zip(&plan.faults).any(|(f, fp)| fp.targets.is_empty() && !f.target.allow_empty);
+    let empty = p
+        .exp
+        .faults
+        .iter()
+        .zip(&plan.faults)
+        .any(|(f, fp)| fp.targets.is_empty() && !f.target.allow_empty);
     if !admitted {
         exit::REFUSED
     } else if empty || plan.preflight.refusal().is_some() {
@@ -745,26 +937,64 @@ async fn plan_command(file: &Path, seed: Option<u64>, output: Output, safety_arg
 fn render_plan(plan: &Plan, rules: &[RuleResult]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(s, "plan for experiment `{}` ({})", plan.experiment, plan.file.display());
-    let _ = writeln!(s, "  mode {}, region {}, seed {}, policy {}", plan.mode.as_str(), plan.region, plan.seed, plan.policy);
+    let _ = writeln!(
+        s,
+        "plan for experiment `{}` ({})",
+        plan.experiment,
+        plan.file.display()
+    );
+    let _ = writeln!(
+        s,
+        "  mode {}, region {}, seed {}, policy {}",
+        plan.mode.as_str(),
+        plan.region,
+        plan.seed,
+        plan.policy
+    );
     let _ = writeln!(s, "\nenvironment:");
     match &plan.environment {
         Some(env) => {
-            let _ = writeln!(s, "  to create: `{}`, a clone of `{}` with {} instance(s), deleted when the run ends", env.name, env.source, env.capacity);
+            let _ = writeln!(
+                s,
+                "  to create: `{}`, a clone of `{}` with {} instance(s), deleted when the run ends",
+                env.name, env.source, env.capacity
+            );
         }
         None => {
-            let _ = writeln!(s, "  none created: in place, the faults hit the real resources below");
+            let _ = writeln!(
+                s,
+                "  none created: in place, the faults hit the real resources below"
+            );
         }
     }
     let _ = writeln!(s, "\nguardrails (any breach aborts the run):");
     for g in &plan.guardrails {
-        let worst = g.worst_case_abort.as_ref().map(|w| format!(" (worst-case time to abort {w})")).unwrap_or_default();
-        let _ = writeln!(s, "  [{}] {}: {}: {}{worst}", if g.ready { "ready" } else { "NOT READY" }, g.name, g.check, g.detail);
+        let worst = g
+            .worst_case_abort
+            .as_ref()
+            .map(|w| format!(" (worst-case time to abort {w})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  [{}] {}: {}: {}{worst}",
+            if g.ready { "ready" } else { "NOT READY" },
+            g.name,
+            g.check,
+            g.detail
+        );
     }
-    let limit = plan.preflight.max_abort_delay_ms.map(|m| format!(", timing.max_abort_delay {}", crate::progress::ms_text(m))).unwrap_or_default();
+    let limit = plan
+        .preflight
+        .max_abort_delay_ms
+        .map(|m| format!(", timing.max_abort_delay {}", crate::progress::ms_text(m)))
+        .unwrap_or_default();
     match plan.preflight.worst_case_abort_ms {
         Some(w) => {
-            let _ = writeln!(s, "  worst-case time from a breach to the abort: {}{limit}", crate::progress::ms_text(w));
+            let _ = writeln!(
+                s,
+                "  worst-case time from a breach to the abort: {}{limit}",
+                crate::progress::ms_text(w)
+            );
         }
         None => {
             let _ = writeln!(s, "  worst-case time from a breach to the abort: unknown{limit}");
@@ -788,7 +1018,12 @@ fn render_plan(plan: &Plan, rules: &[RuleResult]) -> String {
         let _ = writeln!(s, "  `{}` ({}): starts {}; {}", f.name, f.action, f.starts, held);
         match &f.targets {
             Targets::Instances(r) => {
-                let _ = writeln!(s, "    targets: {} of {} eligible instance(s)", r.selected.len(), r.matched);
+                let _ = writeln!(
+                    s,
+                    "    targets: {} of {} eligible instance(s)",
+                    r.selected.len(),
+                    r.matched
+                );
                 for i in &r.selected {
                     let _ = writeln!(
                         s,
@@ -803,24 +1038,55 @@ fn render_plan(plan: &Plan, rules: &[RuleResult]) -> String {
                     let _ = writeln!(s, "    protected, never touched: {}", r.protected.join(", "));
                 }
                 if !r.ineligible.is_empty() {
-                    let _ = writeln!(s, "    not eligible in their current state: {}", r.ineligible.join(", "));
+                    let _ = writeln!(
+                        s,
+                        "    not eligible in their current state: {}",
+                        r.ineligible.join(", ")
+                    );
                 }
             }
             Targets::Clone(c) => {
-                let _ = writeln!(s, "    targets: select {} of the clone's {} instances: {} instance(s), chosen once the clone is ready", c.rule(), c.of, c.count);
+                let _ = writeln!(
+                    s,
+                    "    targets: select {} of the clone's {} instances: {} instance(s), chosen once the clone is ready",
+                    c.rule(),
+                    c.of,
+                    c.count
+                );
             }
             Targets::Resources(r) => {
-                let _ = writeln!(s, "    acts on {} {} ({})", r.kind.replace('_', " "), r.names.join(", "), r.detail);
+                let _ = writeln!(
+                    s,
+                    "    acts on {} {} ({})",
+                    r.kind.replace('_', " "),
+                    r.names.join(", "),
+                    r.detail
+                );
             }
         }
         for call in &f.calls {
             let _ = writeln!(s, "    calls {call}");
         }
     }
-    let _ = writeln!(s, "  guardrails are checked every {}; the whole run lasts at most {}", plan.timing.interval, plan.timing.max_duration);
-    let _ = writeln!(s, "\nsafety policy ({}, sha256 {}):", plan.policy, &plan.policy_sha256[..12.min(plan.policy_sha256.len())]);
+    let _ = writeln!(
+        s,
+        "  guardrails are checked every {}; the whole run lasts at most {}",
+        plan.timing.interval, plan.timing.max_duration
+    );
+    let _ = writeln!(
+        s,
+        "\nsafety policy ({}, sha256 {}):",
+        plan.policy,
+        &plan.policy_sha256[..12.min(plan.policy_sha256.len())]
+    );
     for r in rules {
-        let _ = writeln!(s, "  {} {}: {}", if r.passed { "pass" } else { "FAIL" }, r.rule, r.detail);
+        let _ = writeln!(
+            s,
+            "  {} {}: {}",
+            if r.passed { "pass" } else { "FAIL" },
+            r.rule,
+            r.detail
+        );
         if !r.passed {
             if !r.resources.is_empty() {
                 let _ = writeln!(s, "       resources: {}", r.resources.join(", "));
@@ -831,7 +1097,13 @@ fn render_plan(plan: &Plan, rules: &[RuleResult]) -> String {
         }
     }
     let _ = writeln!(s, "\nplan hash: {}", plan.hash);
-    let _ = writeln!(s, "run exactly this plan: gameday run {} --seed {} --approve {}", plan.file.display(), plan.seed, plan.hash);
+    let _ = writeln!(
+        s,
+        "run exactly this plan: gameday run {} --seed {} --approve {}",
+        plan.file.display(),
+        plan.seed,
+        plan.hash
+    );
     s
 }
 
@@ -872,7 +1144,12 @@ fn report_command(run: &str, runs_dir: &Path) -> i32 {
     }
 }
 
-fn history_command(experiment: Option<&str>, fail_on_regression: bool, output: Output, runs_dir: &Path) -> i32 {
+fn history_command(
+    experiment: Option<&str>,
+    fail_on_regression: bool,
+    output: Output,
+    runs_dir: &Path,
+) -> i32 {
     use crate::history;
     let (rows, unreadable) = match history::load(runs_dir, experiment) {
         Ok(r) => r,
@@ -886,10 +1163,17 @@ fn history_command(experiment: Option<&str>, fail_on_regression: bool, output: O
         eprintln!("warning: skipped {}: {}", u.dir.display(), u.error);
     }
     match output {
-        Output::Json => println!("{}", serde_json::json!({ "runs": rows, "experiments": trends, "unreadable": unreadable })),
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({ "runs": rows, "experiments": trends, "unreadable": unreadable })
+        ),
         Output::Text => print_text(&render_history(&rows, &trends)),
     }
-    if fail_on_regression && trends.iter().any(|t| t.regression.is_some()) { exit::FAILED } else { exit::OK }
+    if fail_on_regression && trends.iter().any(|t| t.regression.is_some()) {
+        exit::FAILED
+    } else {
+        exit::OK
+    }
 }
 
 /// The history for people: runs newest first, then each experiment's trend.
@@ -901,8 +1185,17 @@ fn render_history(rows: &[crate::history::RunRow], trends: &[crate::history::Tre
         let _ = writeln!(s, "no runs yet");
         return s;
     }
-    let width = rows.iter().map(|r| r.experiment.len()).max().unwrap_or(10).max(10);
-    let _ = writeln!(s, "{:<20}  {:<20}  {:<width$}  {:<11}  {:<7}  {:>8}  {:>8}", "started", "run", "experiment", "verdict", "aborted", "recover", "detect");
+    let width = rows
+        .iter()
+        .map(|r| r.experiment.len())
+        .max()
+        .unwrap_or(10)
+        .max(10);
+    let _ = writeln!(
+        s,
+        "{:<20}  {:<20}  {:<width$}  {:<11}  {:<7}  {:>8}  {:>8}",
+        "started", "run", "experiment", "verdict", "aborted", "recover", "detect"
+    );
     for r in rows {
         let _ = writeln!(
             s,
@@ -917,9 +1210,21 @@ fn render_history(rows: &[crate::history::RunRow], trends: &[crate::history::Tre
         );
     }
     let _ = writeln!(s, "\ntrends (oldest run first):");
-    let list = |v: &[u64]| if v.is_empty() { "-".to_string() } else { v.iter().map(|m| crate::progress::ms_text(*m)).collect::<Vec<_>>().join(" -> ") };
+    let list = |v: &[u64]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.iter()
+                .map(|m| crate::progress::ms_text(*m))
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        }
+    };
     for t in trends {
-        let rate = t.pass_rate.map(|r| format!("{:.0}% ({} of {} that ran)", r * 100.0, t.passed, t.ran)).unwrap_or_else(|| "- (none tested the hypothesis)".into());
+        let rate = t
+            .pass_rate
+            .map(|r| format!("{:.0}% ({} of {} that ran)", r * 100.0, t.passed, t.ran))
+            .unwrap_or_else(|| "- (none tested the hypothesis)".into());
         let _ = writeln!(s, "  {}: {} run(s), pass rate {rate}", t.experiment, t.runs);
         let _ = writeln!(s, "    verdicts:        {}", t.verdicts.join(" -> "));
         let _ = writeln!(s, "    time to recover: {}", list(&t.time_to_recover_ms));
@@ -932,7 +1237,9 @@ fn render_history(rows: &[crate::history::RunRow], trends: &[crate::history::Tre
 }
 
 fn history_diff(a: &str, b: &str, output: Output, runs_dir: &Path) -> i32 {
-    let load = |what: &str| crate::history::find(runs_dir, what).and_then(|p| crate::journal::load(&p).map_err(Into::into));
+    let load = |what: &str| {
+        crate::history::find(runs_dir, what).and_then(|p| crate::journal::load(&p).map_err(Into::into))
+    };
     let (sa, sb) = match (load(a), load(b)) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => {
@@ -944,22 +1251,47 @@ fn history_diff(a: &str, b: &str, output: Output, runs_dir: &Path) -> i32 {
         }
     };
     if sa.experiment != sb.experiment {
-        eprintln!("error: run {} is of experiment `{}` and run {} of `{}`: --diff compares two runs of one experiment", sa.run_id, sa.experiment, sb.run_id, sb.experiment);
+        eprintln!(
+            "error: run {} is of experiment `{}` and run {} of `{}`: --diff compares two runs of one experiment",
+            sa.run_id, sa.experiment, sb.run_id, sb.experiment
+        );
         return exit::USAGE;
     }
     let rows = crate::history::diff(&sa, &sb);
     match output {
         Output::Json => {
-            let v: Vec<serde_json::Value> = rows.iter().map(|(k, x, y)| serde_json::json!({ "field": k, "a": x, "b": y, "same": x == y })).collect();
-            println!("{}", serde_json::json!({ "experiment": sa.experiment, "a": sa.run_id, "b": sb.run_id, "rows": v }));
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(k, x, y)| serde_json::json!({ "field": k, "a": x, "b": y, "same": x == y }))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({ "experiment": sa.experiment, "a": sa.run_id, "b": sb.run_id, "rows": v })
+            );
         }
         Output::Text => {
             // Long values (reasons, probe details) are cut for the side-by-side; --output json has them whole.
-            let cut = |v: &str| if v.chars().count() > 60 { format!("{}...", v.chars().take(57).collect::<String>()) } else { v.to_string() };
-            let rows: Vec<(char, String, String, String)> = rows.iter().map(|(k, x, y)| (if x == y { ' ' } else { '*' }, k.clone(), cut(x), cut(y))).collect();
+            let cut = |v: &str| {
+                if v.chars().count() > 60 {
+                    format!("{}...", v.chars().take(57).collect::<String>())
+                } else {
+                    v.to_string()
+                }
+            };
+            let rows: Vec<(char, String, String, String)> = rows
+                .iter()
+                .map(|(k, x, y)| (if x == y { ' ' } else { '*' }, k.clone(), cut(x), cut(y)))
+                .collect();
             let kw = rows.iter().map(|(_, k, _, _)| k.len()).max().unwrap_or(8);
-            let aw = rows.iter().map(|(_, _, x, _)| x.chars().count()).max().unwrap_or(8);
-            let mut text = format!("experiment `{}`: {} (A) against {} (B); * marks a difference\n", sa.experiment, sa.run_id, sb.run_id);
+            let aw = rows
+                .iter()
+                .map(|(_, _, x, _)| x.chars().count())
+                .max()
+                .unwrap_or(8);
+            let mut text = format!(
+                "experiment `{}`: {} (A) against {} (B); * marks a difference\n",
+                sa.experiment, sa.run_id, sb.run_id
+            );
             for (mark, k, x, y) in &rows {
                 text += &format!("{mark} {k:<kw$}  {x:<aw$}  {y}\n");
             }

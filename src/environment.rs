@@ -15,7 +15,7 @@ use aws_sdk_autoscaling::types::{AutoScalingGroup, LaunchTemplateSpecification, 
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{api, Aws, AwsError};
+use crate::aws::{Aws, AwsError, api};
 use crate::faults::UndoReport;
 
 /// Tag with the id of the run that created a resource.
@@ -44,10 +44,14 @@ pub enum EnvError {
     #[error("Auto Scaling group `{0}` not found")]
     NoSuchGroup(String),
     /// The source group has nothing to launch instances from.
-    #[error("Auto Scaling group `{0}` has no launch template, launch configuration or mixed-instances policy to copy")]
+    #[error(
+        "Auto Scaling group `{0}` has no launch template, launch configuration or mixed-instances policy to copy"
+    )]
     Unclonable(String),
     /// The clone did not become healthy in time.
-    #[error("the clone `{group}` had {healthy} of {wanted} healthy instances after {waited}s (environment.ready_timeout)")]
+    #[error(
+        "the clone `{group}` had {healthy} of {wanted} healthy instances after {waited}s (environment.ready_timeout)"
+    )]
     NotReady {
         /// The clone.
         group: String,
@@ -109,26 +113,41 @@ pub async fn describe_group(aws: &Aws, name: &str) -> Result<Option<AutoScalingG
 
 /// Whether `g` has something to launch a clone's instances from.
 pub fn check_clonable(g: &AutoScalingGroup) -> Result<(), EnvError> {
-    if g.launch_template().is_some() || g.mixed_instances_policy().is_some() || g.launch_configuration_name().is_some() {
+    if g.launch_template().is_some()
+        || g.mixed_instances_policy().is_some()
+        || g.launch_configuration_name().is_some()
+    {
         Ok(())
     } else {
-        Err(EnvError::Unclonable(g.auto_scaling_group_name().unwrap_or_default().to_string()))
+        Err(EnvError::Unclonable(
+            g.auto_scaling_group_name().unwrap_or_default().to_string(),
+        ))
     }
 }
 
 /// Creates the clone `name` of the group `g` with `capacity` instances.
 /// Idempotent: a clone that already exists (a retried call) is left as it is.
-pub async fn create_clone(aws: &Aws, g: &AutoScalingGroup, name: &str, capacity: i32, tags: &RunTags) -> Result<(), AwsError> {
+pub async fn create_clone(
+    aws: &Aws,
+    g: &AutoScalingGroup,
+    name: &str,
+    capacity: i32,
+    tags: &RunTags,
+) -> Result<(), AwsError> {
     if describe_group(aws, name).await?.is_some() {
         return Ok(());
     }
     let source = g.auto_scaling_group_name().unwrap_or_default();
-    let mut req = aws.autoscaling.create_auto_scaling_group().auto_scaling_group_name(name);
+    let mut req = aws
+        .autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name);
     if let Some(lt) = g.launch_template() {
         // The API takes the template's id or its name, never both.
         let spec = match lt.launch_template_id() {
             Some(id) => LaunchTemplateSpecification::builder().launch_template_id(id),
-            None => LaunchTemplateSpecification::builder().set_launch_template_name(lt.launch_template_name().map(str::to_string)),
+            None => LaunchTemplateSpecification::builder()
+                .set_launch_template_name(lt.launch_template_name().map(str::to_string)),
         };
         req = req.launch_template(spec.set_version(lt.version().map(str::to_string)).build());
     } else if let Some(mip) = g.mixed_instances_policy() {
@@ -155,12 +174,20 @@ pub async fn create_clone(aws: &Aws, g: &AutoScalingGroup, name: &str, capacity:
         if key.is_empty() || key.starts_with("aws:") || key.starts_with("gameday:") {
             continue;
         }
-        req = req.tags(Tag::builder().key(key).value(t.value().unwrap_or_default()).propagate_at_launch(t.propagate_at_launch().unwrap_or(false)).build());
+        req = req.tags(
+            Tag::builder()
+                .key(key)
+                .value(t.value().unwrap_or_default())
+                .propagate_at_launch(t.propagate_at_launch().unwrap_or(false))
+                .build(),
+        );
     }
     for (k, v) in tags.pairs(source) {
         req = req.tags(Tag::builder().key(k).value(v).propagate_at_launch(true).build());
     }
-    req.send().await.map_err(api("autoscaling", "CreateAutoScalingGroup"))?;
+    req.send()
+        .await
+        .map_err(api("autoscaling", "CreateAutoScalingGroup"))?;
     Ok(())
 }
 
@@ -169,7 +196,11 @@ pub fn in_service(g: &AutoScalingGroup) -> Vec<String> {
     let mut ids: Vec<String> = g
         .instances()
         .iter()
-        .filter(|i| i.lifecycle_state().is_some_and(|s| s.as_str() == "InService") && i.health_status().is_some_and(|h| h.eq_ignore_ascii_case("Healthy")))
+        .filter(|i| {
+            i.lifecycle_state().is_some_and(|s| s.as_str() == "InService")
+                && i.health_status()
+                    .is_some_and(|h| h.eq_ignore_ascii_case("Healthy"))
+        })
         .filter_map(|i| i.instance_id().map(str::to_string))
         .collect();
     ids.sort();
@@ -178,20 +209,35 @@ pub fn in_service(g: &AutoScalingGroup) -> Vec<String> {
 
 /// Waits until the clone has `wanted` InService, Healthy, running instances;
 /// returns their ids (sorted). To stop waiting early, drop the future.
-pub async fn wait_ready(aws: &Aws, name: &str, wanted: usize, timeout: Duration) -> Result<Vec<String>, EnvError> {
+pub async fn wait_ready(
+    aws: &Aws,
+    name: &str,
+    wanted: usize,
+    timeout: Duration,
+) -> Result<Vec<String>, EnvError> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(250);
     loop {
-        let g = describe_group(aws, name).await?.ok_or_else(|| EnvError::NoSuchGroup(name.to_string()))?;
+        let g = describe_group(aws, name)
+            .await?
+            .ok_or_else(|| EnvError::NoSuchGroup(name.to_string()))?;
         let serving = in_service(&g);
         let states = crate::faults::instance_states(aws, &serving).await?;
-        let ready: Vec<String> = serving.into_iter().filter(|id| states.get(id).is_some_and(|s| s == "running")).collect();
+        let ready: Vec<String> = serving
+            .into_iter()
+            .filter(|id| states.get(id).is_some_and(|s| s == "running"))
+            .collect();
         if ready.len() >= wanted {
             return Ok(ready);
         }
         let waited = started.elapsed();
         if waited >= timeout {
-            return Err(EnvError::NotReady { group: name.to_string(), healthy: ready.len(), wanted, waited: waited.as_secs() });
+            return Err(EnvError::NotReady {
+                group: name.to_string(),
+                healthy: ready.len(),
+                wanted,
+                waited: waited.as_secs(),
+            });
         }
         tokio::time::sleep(pause.min(timeout - waited)).await;
         pause = (pause * 2).min(Duration::from_secs(5));
@@ -203,17 +249,26 @@ pub async fn wait_ready(aws: &Aws, name: &str, wanted: usize, timeout: Duration)
 /// must never delete the workload itself. Idempotent.
 pub async fn delete_clone(aws: &Aws, name: &str, hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
     let Some(g) = describe_group(aws, name).await? else {
-        return Ok(UndoReport { gone: vec![name.to_string()], ..Default::default() });
+        return Ok(UndoReport {
+            gone: vec![name.to_string()],
+            ..Default::default()
+        });
     };
     if !g.tags().iter().any(|t| t.key() == Some(RUN_ID_TAG)) {
         return Err(AwsError {
             service: "autoscaling".into(),
             operation: "DeleteAutoScalingGroup".into(),
             code: "NotAGamedayClone".into(),
-            message: format!("refusing to delete `{name}`: it has no `{RUN_ID_TAG}` tag, so gameday did not create it"),
+            message: format!(
+                "refusing to delete `{name}`: it has no `{RUN_ID_TAG}` tag, so gameday did not create it"
+            ),
         });
     }
-    let instances: Vec<String> = g.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+    let instances: Vec<String> = g
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
     aws.autoscaling
         .delete_auto_scaling_group()
         .auto_scaling_group_name(name)
@@ -221,11 +276,18 @@ pub async fn delete_clone(aws: &Aws, name: &str, hurry: &CancellationToken) -> R
         .send()
         .await
         .map_err(api("autoscaling", "DeleteAutoScalingGroup"))?;
-    let mut report = UndoReport { restored: vec![name.to_string()], ..Default::default() };
+    let mut report = UndoReport {
+        restored: vec![name.to_string()],
+        ..Default::default()
+    };
     let deadline = tokio::time::Instant::now() + TEARDOWN_TIMEOUT;
     loop {
         let states = crate::faults::instance_states(aws, &instances).await?;
-        let alive: Vec<String> = instances.iter().filter(|id| states.get(*id).is_some_and(|s| s != "terminated")).cloned().collect();
+        let alive: Vec<String> = instances
+            .iter()
+            .filter(|id| states.get(*id).is_some_and(|s| s != "terminated"))
+            .cloned()
+            .collect();
         if alive.is_empty() {
             return Ok(report);
         }
@@ -238,7 +300,11 @@ pub async fn delete_clone(aws: &Aws, name: &str, hurry: &CancellationToken) -> R
                 service: "ec2".into(),
                 operation: "TerminateInstances".into(),
                 code: "WaitTimeout".into(),
-                message: format!("instances of deleted clone `{name}` not terminated after {}s: {}", TEARDOWN_TIMEOUT.as_secs(), alive.join(", ")),
+                message: format!(
+                    "instances of deleted clone `{name}` not terminated after {}s: {}",
+                    TEARDOWN_TIMEOUT.as_secs(),
+                    alive.join(", ")
+                ),
             });
         }
         tokio::select! {
@@ -254,7 +320,11 @@ mod tests {
     use aws_sdk_autoscaling::types::{Instance, LifecycleState};
 
     fn inst(id: &str, state: LifecycleState, health: &str) -> Instance {
-        Instance::builder().instance_id(id).lifecycle_state(state).health_status(health).build()
+        Instance::builder()
+            .instance_id(id)
+            .lifecycle_state(state)
+            .health_status(health)
+            .build()
     }
 
     #[test]
@@ -270,7 +340,10 @@ mod tests {
 
     #[test]
     fn clone_names_fit_the_api_limit() {
-        assert_eq!(clone_name("20261125-101010-ab12", "web"), "gd-20261125-101010-ab12-web");
+        assert_eq!(
+            clone_name("20261125-101010-ab12", "web"),
+            "gd-20261125-101010-ab12-web"
+        );
         assert_eq!(clone_name("r", &"x".repeat(300)).len(), MAX_GROUP_NAME);
     }
 }

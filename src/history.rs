@@ -66,7 +66,10 @@ impl RunRow {
 
     /// Whether the run tested the hypothesis (passed, failed or aborted).
     pub fn ran(&self) -> bool {
-        matches!(self.verdict, Some(Verdict::Passed | Verdict::Failed | Verdict::Aborted))
+        matches!(
+            self.verdict,
+            Some(Verdict::Passed | Verdict::Failed | Verdict::Aborted)
+        )
     }
 }
 
@@ -122,28 +125,51 @@ pub enum HistoryError {
 }
 
 /// Reads every run of `runs_dir`, newest first, optionally of one experiment.
-pub fn load(runs_dir: &Path, experiment: Option<&str>) -> Result<(Vec<RunRow>, Vec<Unreadable>), HistoryError> {
-    let entries = std::fs::read_dir(runs_dir).map_err(|source| HistoryError::RunsDir { dir: runs_dir.to_path_buf(), source })?;
+pub fn load(
+    runs_dir: &Path,
+    experiment: Option<&str>,
+) -> Result<(Vec<RunRow>, Vec<Unreadable>), HistoryError> {
+    let entries = std::fs::read_dir(runs_dir).map_err(|source| HistoryError::RunsDir {
+        dir: runs_dir.to_path_buf(),
+        source,
+    })?;
     let mut rows = Vec::new();
     let mut bad = Vec::new();
-    for dir in entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()) {
+    for dir in entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+    {
         let summary = if dir.join(journal::JOURNAL_FILE).exists() {
             journal::load(&dir)
         } else if dir.join(journal::EVENTS_FILE).exists() {
             // A run whose runner died: its events are all there is.
-            journal::read_events(&dir).map(|e| journal::summarize(&e)).and_then(|s| {
-                s.ok_or_else(|| journal::JournalError::Invalid { path: dir.join(journal::EVENTS_FILE), message: "no run_started event".into() })
-            })
+            journal::read_events(&dir)
+                .map(|e| journal::summarize(&e))
+                .and_then(|s| {
+                    s.ok_or_else(|| journal::JournalError::Invalid {
+                        path: dir.join(journal::EVENTS_FILE),
+                        message: "no run_started event".into(),
+                    })
+                })
         } else {
             continue;
         };
         match summary {
-            Ok(s) if experiment.is_none_or(|e| e == s.experiment) => rows.push(RunRow::from_summary(&s, &dir)),
+            Ok(s) if experiment.is_none_or(|e| e == s.experiment) => {
+                rows.push(RunRow::from_summary(&s, &dir))
+            }
             Ok(_) => {}
-            Err(e) => bad.push(Unreadable { dir, error: e.to_string() }),
+            Err(e) => bad.push(Unreadable {
+                dir,
+                error: e.to_string(),
+            }),
         }
     }
-    rows.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.run_id.cmp(&a.run_id)));
+    rows.sort_by(|a, b| {
+        b.started_at
+            .cmp(&a.started_at)
+            .then_with(|| b.run_id.cmp(&a.run_id))
+    });
     bad.sort_by(|a, b| a.dir.cmp(&b.dir));
     Ok((rows, bad))
 }
@@ -166,7 +192,10 @@ pub fn trends(rows: &[RunRow]) -> Vec<Trend> {
                 ran: ran.len(),
                 passed,
                 pass_rate: (!ran.is_empty()).then(|| passed as f64 / ran.len() as f64),
-                verdicts: runs.iter().map(|r| r.verdict.map(Verdict::as_str).unwrap_or("unfinished").to_string()).collect(),
+                verdicts: runs
+                    .iter()
+                    .map(|r| r.verdict.map(Verdict::as_str).unwrap_or("unfinished").to_string())
+                    .collect(),
                 time_to_recover_ms: ran.iter().filter_map(|r| r.time_to_recover_ms).collect(),
                 time_to_detect_ms: ran.iter().filter_map(|r| r.time_to_detect_ms).collect(),
                 regression: regression(&ran),
@@ -181,10 +210,23 @@ pub fn regression(ran: &[&RunRow]) -> Option<String> {
     let (latest, earlier) = ran.split_last()?;
     let previous = earlier.last()?;
     let mut why = Vec::new();
-    if matches!(latest.verdict, Some(Verdict::Failed | Verdict::Aborted)) && previous.verdict == Some(Verdict::Passed) {
-        why.push(format!("the latest run {} is {} after {} passed", latest.run_id, latest.verdict.map(Verdict::as_str).unwrap_or_default(), previous.run_id));
+    if matches!(latest.verdict, Some(Verdict::Failed | Verdict::Aborted))
+        && previous.verdict == Some(Verdict::Passed)
+    {
+        why.push(format!(
+            "the latest run {} is {} after {} passed",
+            latest.run_id,
+            latest.verdict.map(Verdict::as_str).unwrap_or_default(),
+            previous.run_id
+        ));
     }
-    for (what, get) in [("time to recover", (|r: &RunRow| r.time_to_recover_ms) as fn(&RunRow) -> Option<u64>), ("time to detect", |r: &RunRow| r.time_to_detect_ms)] {
+    for (what, get) in [
+        (
+            "time to recover",
+            (|r: &RunRow| r.time_to_recover_ms) as fn(&RunRow) -> Option<u64>,
+        ),
+        ("time to detect", |r: &RunRow| r.time_to_detect_ms),
+    ] {
         let Some(now) = get(latest) else { continue };
         let before: Vec<u64> = earlier.iter().filter_map(|r| get(r)).collect();
         let Some(median) = median(&before) else { continue };
@@ -207,7 +249,11 @@ fn median(v: &[u64]) -> Option<u64> {
     let mut s = v.to_vec();
     s.sort_unstable();
     let n = s.len();
-    Some(if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2 })
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2
+    })
 }
 
 /// Finds a run by id (under `runs_dir`), folder or `journal.json` path.
@@ -230,29 +276,103 @@ pub fn diff(a: &Summary, b: &Summary) -> Vec<(String, String, String)> {
     let lat = crate::report::latency_text;
     let short = |h: &str| h[..12.min(h.len())].to_string();
     let targets = |s: &Summary| {
-        s.targets.iter().map(|t| format!("{}: {}", t.fault, t.resolved.selected.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(" "))).collect::<Vec<_>>().join("; ")
+        s.targets
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}: {}",
+                    t.fault,
+                    t.resolved
+                        .selected
+                        .iter()
+                        .map(|i| i.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     };
-    let duration = |s: &Summary| s.finished_at.map(|f| crate::progress::ms_text(f.duration_since(s.started_at).as_millis().max(0) as u64)).unwrap_or_else(|| "-".into());
+    let duration = |s: &Summary| {
+        s.finished_at
+            .map(|f| crate::progress::ms_text(f.duration_since(s.started_at).as_millis().max(0) as u64))
+            .unwrap_or_else(|| "-".into())
+    };
     let mut rows = vec![
         ("run".to_string(), a.run_id.clone(), b.run_id.clone()),
-        ("started".into(), a.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(), b.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string()),
-        ("verdict".into(), a.verdict.map(Verdict::as_str).unwrap_or("unfinished").into(), b.verdict.map(Verdict::as_str).unwrap_or("unfinished").into()),
-        ("reason".into(), a.reason.clone().unwrap_or_default(), b.reason.clone().unwrap_or_default()),
-        ("experiment file sha256".into(), short(&a.file_sha256), short(&b.file_sha256)),
-        ("policy sha256".into(), short(&a.policy_sha256), short(&b.policy_sha256)),
+        (
+            "started".into(),
+            a.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+            b.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+        ),
+        (
+            "verdict".into(),
+            a.verdict.map(Verdict::as_str).unwrap_or("unfinished").into(),
+            b.verdict.map(Verdict::as_str).unwrap_or("unfinished").into(),
+        ),
+        (
+            "reason".into(),
+            a.reason.clone().unwrap_or_default(),
+            b.reason.clone().unwrap_or_default(),
+        ),
+        (
+            "experiment file sha256".into(),
+            short(&a.file_sha256),
+            short(&b.file_sha256),
+        ),
+        (
+            "policy sha256".into(),
+            short(&a.policy_sha256),
+            short(&b.policy_sha256),
+        ),
         ("seed".into(), a.seed.to_string(), b.seed.to_string()),
         ("region".into(), a.region.clone(), b.region.clone()),
-        ("mode".into(), a.mode.map(|m| m.as_str()).unwrap_or("-").into(), b.mode.map(|m| m.as_str()).unwrap_or("-").into()),
+        (
+            "mode".into(),
+            a.mode.map(|m| m.as_str()).unwrap_or("-").into(),
+            b.mode.map(|m| m.as_str()).unwrap_or("-").into(),
+        ),
         ("targets".into(), targets(a), targets(b)),
         ("duration".into(), duration(a), duration(b)),
-        ("time to recover".into(), ms(a.time_to_recover_ms), ms(b.time_to_recover_ms)),
-        ("time to detect".into(), ms(a.time_to_detect_ms), ms(b.time_to_detect_ms)),
-        ("aborted".into(), a.abort.as_ref().map(|x| x.reason.clone()).unwrap_or_else(|| "no".into()), b.abort.as_ref().map(|x| x.reason.clone()).unwrap_or_else(|| "no".into())),
-        ("abort latency".into(), lat(a.abort.as_ref().and_then(|x| x.latency_ms)), lat(b.abort.as_ref().and_then(|x| x.latency_ms))),
-        ("gameday".into(), a.gameday_version.clone(), b.gameday_version.clone()),
+        (
+            "time to recover".into(),
+            ms(a.time_to_recover_ms),
+            ms(b.time_to_recover_ms),
+        ),
+        (
+            "time to detect".into(),
+            ms(a.time_to_detect_ms),
+            ms(b.time_to_detect_ms),
+        ),
+        (
+            "aborted".into(),
+            a.abort
+                .as_ref()
+                .map(|x| x.reason.clone())
+                .unwrap_or_else(|| "no".into()),
+            b.abort
+                .as_ref()
+                .map(|x| x.reason.clone())
+                .unwrap_or_else(|| "no".into()),
+        ),
+        (
+            "abort latency".into(),
+            lat(a.abort.as_ref().and_then(|x| x.latency_ms)),
+            lat(b.abort.as_ref().and_then(|x| x.latency_ms)),
+        ),
+        (
+            "gameday".into(),
+            a.gameday_version.clone(),
+            b.gameday_version.clone(),
+        ),
     ];
     let (ra, rb) = (crate::report::Run::new(a), crate::report::Run::new(b));
-    let mut names: Vec<String> = ra.probes.iter().chain(&rb.probes).map(|p| p.info.name.clone()).collect();
+    let mut names: Vec<String> = ra
+        .probes
+        .iter()
+        .chain(&rb.probes)
+        .map(|p| p.info.name.clone())
+        .collect();
     names.dedup();
     let mut seen = std::collections::BTreeSet::new();
     for n in names {
@@ -260,7 +380,11 @@ pub fn diff(a: &Summary, b: &Summary) -> Vec<(String, String, String)> {
             continue;
         }
         let show = |r: &crate::report::Run| {
-            r.probes.iter().find(|p| p.info.name == n).map(|p| format!("{}: {}", if p.failed { "FAILED" } else { "ok" }, p.detail)).unwrap_or_else(|| "-".into())
+            r.probes
+                .iter()
+                .find(|p| p.info.name == n)
+                .map(|p| format!("{}: {}", if p.failed { "FAILED" } else { "ok" }, p.detail))
+                .unwrap_or_else(|| "-".into())
         };
         rows.push((format!("probe `{n}`"), show(&ra), show(&rb)));
     }
@@ -292,10 +416,19 @@ mod tests {
         let slow = row(Verdict::Passed, Some(3000));
         assert!(regression(&[&p1, &p2, &slow]).is_some_and(|w| w.contains("time to recover 3s")));
         let fast_jitter = row(Verdict::Passed, Some(900));
-        assert!(regression(&[&row(Verdict::Passed, Some(100)), &fast_jitter]).is_none(), "over 1.5x but under 1 s longer");
+        assert!(
+            regression(&[&row(Verdict::Passed, Some(100)), &fast_jitter]).is_none(),
+            "over 1.5x but under 1 s longer"
+        );
         let failed = row(Verdict::Failed, None);
         assert!(regression(&[&p1, &failed]).is_some_and(|w| w.contains("is failed after")));
-        assert!(regression(&[&failed, &row(Verdict::Failed, None)]).is_none(), "still failing is not a new regression");
-        assert!(regression(&[&p1]).is_none(), "one run has nothing to compare with");
+        assert!(
+            regression(&[&failed, &row(Verdict::Failed, None)]).is_none(),
+            "still failing is not a new regression"
+        );
+        assert!(
+            regression(&[&p1]).is_none(),
+            "one run has nothing to compare with"
+        );
     }
 }

@@ -585,10 +585,24 @@ impl Journal {
     /// Creates `dir` and its events file; fails if the file already exists.
     pub fn create(dir: &Path) -> Result<Journal, JournalError> {
         let path = dir.join(EVENTS_FILE);
-        let werr = |source| JournalError::Write { path: path.clone(), source };
+        let werr = |source| JournalError::Write {
+            path: path.clone(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(werr)?;
-        let file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(werr)?;
-        Ok(Journal { dir: dir.to_path_buf(), inner: Mutex::new(Inner { file, seq: 0, next_action: 1 }) })
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(werr)?;
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            inner: Mutex::new(Inner {
+                file,
+                seq: 0,
+                next_action: 1,
+            }),
+        })
     }
 
     /// Opens an existing run's events file to append to it (for `gameday
@@ -596,7 +610,13 @@ impl Journal {
     pub fn open_append(dir: &Path) -> Result<(Journal, Vec<Entry>), JournalError> {
         let events = read_events(dir)?;
         let path = dir.join(EVENTS_FILE);
-        let file = OpenOptions::new().append(true).open(&path).map_err(|source| JournalError::Write { path: path.clone(), source })?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|source| JournalError::Write {
+                path: path.clone(),
+                source,
+            })?;
         let seq = events.last().map_or(0, |e| e.seq);
         let next_action = events
             .iter()
@@ -607,7 +627,17 @@ impl Journal {
             .max()
             .unwrap_or(0)
             + 1;
-        Ok((Journal { dir: dir.to_path_buf(), inner: Mutex::new(Inner { file, seq, next_action }) }, events))
+        Ok((
+            Journal {
+                dir: dir.to_path_buf(),
+                inner: Mutex::new(Inner {
+                    file,
+                    seq,
+                    next_action,
+                }),
+            },
+            events,
+        ))
     }
 
     /// The run folder.
@@ -627,11 +657,18 @@ impl Journal {
     pub fn append(&self, event: Event) -> Result<Entry, JournalError> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.seq += 1;
-        let entry = Entry { seq: inner.seq, at: Timestamp::now(), event };
+        let entry = Entry {
+            seq: inner.seq,
+            at: Timestamp::now(),
+            event,
+        };
         let mut line = serde_json::to_vec(&entry).expect("journal events always serialise");
         line.push(b'\n');
         let path = self.dir.join(EVENTS_FILE);
-        let werr = |source| JournalError::Write { path: path.clone(), source };
+        let werr = |source| JournalError::Write {
+            path: path.clone(),
+            source,
+        };
         inner.file.write_all(&line).map_err(werr)?;
         inner.file.sync_data().map_err(werr)?;
         Ok(entry)
@@ -641,11 +678,17 @@ impl Journal {
 /// Reads a run's events. A torn last line (the runner died mid-write) is ignored.
 pub fn read_events(dir: &Path) -> Result<Vec<Entry>, JournalError> {
     let path = dir.join(EVENTS_FILE);
-    let file = File::open(&path).map_err(|source| JournalError::Read { path: path.clone(), source })?;
+    let file = File::open(&path).map_err(|source| JournalError::Read {
+        path: path.clone(),
+        source,
+    })?;
     let lines: Vec<String> = BufReader::new(file)
         .lines()
         .collect::<Result<_, _>>()
-        .map_err(|source| JournalError::Read { path: path.clone(), source })?;
+        .map_err(|source| JournalError::Read {
+            path: path.clone(),
+            source,
+        })?;
     let mut out = Vec::new();
     let last = lines.len();
     for (i, line) in lines.iter().enumerate() {
@@ -655,7 +698,13 @@ pub fn read_events(dir: &Path) -> Result<Vec<Entry>, JournalError> {
         match serde_json::from_str::<Entry>(line) {
             Ok(e) => out.push(e),
             Err(_) if i + 1 == last => break,
-            Err(e) => return Err(JournalError::Corrupt { path: path.clone(), line: i + 1, message: e.to_string() }),
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    path: path.clone(),
+                    line: i + 1,
+                    message: e.to_string(),
+                });
+            }
         }
     }
     Ok(out)
@@ -683,13 +732,29 @@ pub fn pending_undos(events: &[Entry]) -> Vec<Pending> {
     let mut rollback_of: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     for e in events {
         match &e.event {
-            Event::Intent { action_id, fault, kind, undo: Some(undo), rollback_of: None, .. } => {
-                pending.push(Pending { action_id: *action_id, fault: fault.clone(), kind: *kind, undo: undo.clone() })
-            }
-            Event::Intent { action_id, rollback_of: Some(of), .. } => {
+            Event::Intent {
+                action_id,
+                fault,
+                kind,
+                undo: Some(undo),
+                rollback_of: None,
+                ..
+            } => pending.push(Pending {
+                action_id: *action_id,
+                fault: fault.clone(),
+                kind: *kind,
+                undo: undo.clone(),
+            }),
+            Event::Intent {
+                action_id,
+                rollback_of: Some(of),
+                ..
+            } => {
                 rollback_of.insert(*action_id, *of);
             }
-            Event::Outcome { action_id, ok: true, .. } => {
+            Event::Outcome {
+                action_id, ok: true, ..
+            } => {
                 if let Some(of) = rollback_of.get(action_id) {
                     pending.retain(|p| p.action_id != *of);
                 }
@@ -934,7 +999,20 @@ pub struct FaultTargets {
 pub fn summarize(events: &[Entry]) -> Option<Summary> {
     let first = events.first()?;
     let Event::RunStarted {
-        run_id, gameday_version, experiment, file, file_sha256, source, hypothesis, mode, seed, region, endpoint, policy_file, policy_sha256, ..
+        run_id,
+        gameday_version,
+        experiment,
+        file,
+        file_sha256,
+        source,
+        hypothesis,
+        mode,
+        seed,
+        region,
+        endpoint,
+        policy_file,
+        policy_sha256,
+        ..
     } = &first.event
     else {
         return None;
@@ -975,10 +1053,24 @@ pub fn summarize(events: &[Entry]) -> Option<Summary> {
     let mut breach: Option<String> = None;
     for e in events {
         match &e.event {
-            Event::TargetsResolved { fault, action, resolved } => {
-                s.targets.push(FaultTargets { fault: fault.clone(), action: action.clone(), resolved: resolved.clone() })
-            }
-            Event::Intent { action_id, fault, kind, operation, resources, rollback_of, .. } => s.actions.push(ActionRecord {
+            Event::TargetsResolved {
+                fault,
+                action,
+                resolved,
+            } => s.targets.push(FaultTargets {
+                fault: fault.clone(),
+                action: action.clone(),
+                resolved: resolved.clone(),
+            }),
+            Event::Intent {
+                action_id,
+                fault,
+                kind,
+                operation,
+                resources,
+                rollback_of,
+                ..
+            } => s.actions.push(ActionRecord {
                 action_id: *action_id,
                 fault: fault.clone(),
                 kind: *kind,
@@ -990,7 +1082,9 @@ pub fn summarize(events: &[Entry]) -> Option<Summary> {
                 ok: None,
                 error: None,
             }),
-            Event::Outcome { action_id, ok, error, .. } => {
+            Event::Outcome {
+                action_id, ok, error, ..
+            } => {
                 if let Some(a) = s.actions.iter_mut().find(|a| a.action_id == *action_id) {
                     a.finished_at = Some(e.at);
                     a.ok = Some(*ok);
@@ -1002,15 +1096,41 @@ pub fn summarize(events: &[Entry]) -> Option<Summary> {
                 s.reason = Some(reason.clone());
                 s.finished_at = Some(e.at);
             }
-            Event::Environment { mode, group, source, instances } => {
-                s.environment = Some(EnvironmentRecord { mode: *mode, group: group.clone(), source: source.clone(), instances: instances.clone() })
+            Event::Environment {
+                mode,
+                group,
+                source,
+                instances,
+            } => {
+                s.environment = Some(EnvironmentRecord {
+                    mode: *mode,
+                    group: group.clone(),
+                    source: source.clone(),
+                    instances: instances.clone(),
+                })
             }
             // The last list wins: it carries the tolerances the baseline fixed.
             Event::Probes { probes } => s.probes = probes.clone(),
-            Event::Series { probe, of, dimensions, points } => {
-                s.series.push(SeriesRecord { probe: probe.clone(), of: *of, dimensions: dimensions.clone(), points: points.clone() })
-            }
-            Event::ScalingActivity { group, description, cause, status, started_at, ended_at, .. } => s.scaling_activities.push(ScalingActivityRecord {
+            Event::Series {
+                probe,
+                of,
+                dimensions,
+                points,
+            } => s.series.push(SeriesRecord {
+                probe: probe.clone(),
+                of: *of,
+                dimensions: dimensions.clone(),
+                points: points.clone(),
+            }),
+            Event::ScalingActivity {
+                group,
+                description,
+                cause,
+                status,
+                started_at,
+                ended_at,
+                ..
+            } => s.scaling_activities.push(ScalingActivityRecord {
                 group: group.clone(),
                 description: description.clone(),
                 cause: cause.clone(),
@@ -1018,12 +1138,26 @@ pub fn summarize(events: &[Entry]) -> Option<Summary> {
                 started_at: *started_at,
                 ended_at: *ended_at,
             }),
-            Event::AlarmChanged { alarm, from: Some(from), to, .. } => {
-                s.alarm_changes.push(AlarmChangeRecord { at: e.at, alarm: alarm.clone(), from: from.clone(), to: to.clone() })
-            }
+            Event::AlarmChanged {
+                alarm,
+                from: Some(from),
+                to,
+                ..
+            } => s.alarm_changes.push(AlarmChangeRecord {
+                at: e.at,
+                alarm: alarm.clone(),
+                from: from.clone(),
+                to: to.clone(),
+            }),
             Event::GuardrailBreached { guardrail, .. } => breach = breach.or(Some(guardrail.clone())),
             Event::Abort { reason, seen_at } if s.abort.is_none() => {
-                s.abort = Some(AbortRecord { reason: reason.clone(), seen_at: *seen_at, guardrail: breach.clone(), rollback_started_at: None, latency_ms: None })
+                s.abort = Some(AbortRecord {
+                    reason: reason.clone(),
+                    seen_at: *seen_at,
+                    guardrail: breach.clone(),
+                    rollback_started_at: None,
+                    latency_ms: None,
+                })
             }
             Event::RollbackStarted { .. } => {
                 if let Some(a) = s.abort.as_mut().filter(|a| a.rollback_started_at.is_none()) {
@@ -1031,11 +1165,22 @@ pub fn summarize(events: &[Entry]) -> Option<Summary> {
                     a.latency_ms = Some(e.at.duration_since(a.seen_at).as_millis().max(0) as u64);
                 }
             }
-            Event::RecoveryResult { recovered, time_to_recover_ms, .. } => {
+            Event::RecoveryResult {
+                recovered,
+                time_to_recover_ms,
+                ..
+            } => {
                 s.recovered = Some(*recovered);
                 s.time_to_recover_ms = *time_to_recover_ms;
             }
-            Event::Detection { probe, alarm, time_to_detect_ms, time_to_clear_ms, ok, detail } => s.detections.push(DetectionRecord {
+            Event::Detection {
+                probe,
+                alarm,
+                time_to_detect_ms,
+                time_to_clear_ms,
+                ok,
+                detail,
+            } => s.detections.push(DetectionRecord {
                 probe: probe.clone(),
                 alarm: alarm.clone(),
                 time_to_detect_ms: *time_to_detect_ms,
@@ -1057,14 +1202,25 @@ pub fn summarize(events: &[Entry]) -> Option<Summary> {
 /// summary is derived again from the events it holds, so an older journal
 /// comes back with every field of the current version.
 pub fn load(path: &Path) -> Result<Summary, JournalError> {
-    let file = if path.is_dir() { path.join(JOURNAL_FILE) } else { path.to_path_buf() };
-    let text = std::fs::read_to_string(&file).map_err(|source| JournalError::Read { path: file.clone(), source })?;
-    let corrupt = |message: String| JournalError::Invalid { path: file.clone(), message };
+    let file = if path.is_dir() {
+        path.join(JOURNAL_FILE)
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|source| JournalError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    let corrupt = |message: String| JournalError::Invalid {
+        path: file.clone(),
+        message,
+    };
     #[derive(Deserialize)]
     struct Head {
         journal_version: u32,
     }
-    let head: Head = serde_json::from_str(&text).map_err(|e| corrupt(format!("not a gameday journal: {e}")))?;
+    let head: Head =
+        serde_json::from_str(&text).map_err(|e| corrupt(format!("not a gameday journal: {e}")))?;
     if !(OLDEST_READABLE_VERSION..=JOURNAL_VERSION).contains(&head.journal_version) {
         return Err(corrupt(format!(
             "journal_version {} is not one this gameday ({}) reads ({OLDEST_READABLE_VERSION} to {JOURNAL_VERSION}); use a newer gameday",
@@ -1084,7 +1240,10 @@ pub fn load(path: &Path) -> Result<Summary, JournalError> {
 pub fn write_summary(dir: &Path, summary: &Summary) -> Result<PathBuf, JournalError> {
     let path = dir.join(JOURNAL_FILE);
     let tmp = dir.join(format!("{JOURNAL_FILE}.tmp"));
-    let werr = |source| JournalError::Write { path: path.clone(), source };
+    let werr = |source| JournalError::Write {
+        path: path.clone(),
+        source,
+    };
     let mut text = serde_json::to_vec_pretty(summary).expect("journal summaries always serialise");
     text.push(b'\n');
     let mut f = File::create(&tmp).map_err(werr)?;

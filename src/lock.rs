@@ -6,7 +6,7 @@
 
 use jiff::Timestamp;
 
-use crate::aws::{api, Aws, AwsError};
+use crate::aws::{Aws, AwsError, api};
 use crate::faults::UndoReport;
 
 /// The lock tag's key.
@@ -38,15 +38,31 @@ pub fn parse(value: &str) -> Option<(String, Timestamp)> {
 pub async fn held(aws: &Aws, groups: &[String], instances: &[String]) -> Result<Vec<Held>, AwsError> {
     let mut out = Vec::new();
     for chunk in groups.chunks(50) {
-        let filter = aws_sdk_autoscaling::types::Filter::builder().name("auto-scaling-group").set_values(Some(chunk.to_vec())).build();
-        let key = aws_sdk_autoscaling::types::Filter::builder().name("key").values(LOCK_TAG).build();
-        let mut pages = aws.autoscaling.describe_tags().filters(filter).filters(key).into_paginator().send();
+        let filter = aws_sdk_autoscaling::types::Filter::builder()
+            .name("auto-scaling-group")
+            .set_values(Some(chunk.to_vec()))
+            .build();
+        let key = aws_sdk_autoscaling::types::Filter::builder()
+            .name("key")
+            .values(LOCK_TAG)
+            .build();
+        let mut pages = aws
+            .autoscaling
+            .describe_tags()
+            .filters(filter)
+            .filters(key)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             for t in page.map_err(api("autoscaling", "DescribeTags"))?.tags() {
                 if t.key() == Some(LOCK_TAG)
                     && let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(parse))
                 {
-                    out.push(Held { resource: res.to_string(), run_id, until });
+                    out.push(Held {
+                        resource: res.to_string(),
+                        run_id,
+                        until,
+                    });
                 }
             }
         }
@@ -57,15 +73,31 @@ pub async fn held(aws: &Aws, groups: &[String], instances: &[String]) -> Result<
     // call per 200 instances, each of them a scan of the account's tags.
     if !instances.is_empty() {
         let wanted: std::collections::BTreeSet<&str> = instances.iter().map(String::as_str).collect();
-        let kind = aws_sdk_ec2::types::Filter::builder().name("resource-type").values("instance").build();
-        let key = aws_sdk_ec2::types::Filter::builder().name("key").values(LOCK_TAG).build();
-        let mut pages = aws.ec2.describe_tags().filters(kind).filters(key).into_paginator().send();
+        let kind = aws_sdk_ec2::types::Filter::builder()
+            .name("resource-type")
+            .values("instance")
+            .build();
+        let key = aws_sdk_ec2::types::Filter::builder()
+            .name("key")
+            .values(LOCK_TAG)
+            .build();
+        let mut pages = aws
+            .ec2
+            .describe_tags()
+            .filters(kind)
+            .filters(key)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             for t in page.map_err(api("ec2", "DescribeTags"))?.tags() {
                 if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(parse))
                     && wanted.contains(res)
                 {
-                    out.push(Held { resource: res.to_string(), run_id, until });
+                    out.push(Held {
+                        resource: res.to_string(),
+                        run_id,
+                        until,
+                    });
                 }
             }
         }
@@ -74,7 +106,13 @@ pub async fn held(aws: &Aws, groups: &[String], instances: &[String]) -> Result<
 }
 
 /// Tags `groups` and `instances` as locked by `run_id` until `until`.
-pub async fn acquire(aws: &Aws, groups: &[String], instances: &[String], run_id: &str, until: Timestamp) -> Result<(), AwsError> {
+pub async fn acquire(
+    aws: &Aws,
+    groups: &[String],
+    instances: &[String],
+    run_id: &str,
+    until: Timestamp,
+) -> Result<(), AwsError> {
     let v = value(run_id, until);
     for g in groups {
         let tag = aws_sdk_autoscaling::types::Tag::builder()
@@ -84,24 +122,53 @@ pub async fn acquire(aws: &Aws, groups: &[String], instances: &[String], run_id:
             .value(&v)
             .propagate_at_launch(false)
             .build();
-        aws.autoscaling.create_or_update_tags().tags(tag).send().await.map_err(api("autoscaling", "CreateOrUpdateTags"))?;
+        aws.autoscaling
+            .create_or_update_tags()
+            .tags(tag)
+            .send()
+            .await
+            .map_err(api("autoscaling", "CreateOrUpdateTags"))?;
     }
     for chunk in instances.chunks(200) {
         let tag = aws_sdk_ec2::types::Tag::builder().key(LOCK_TAG).value(&v).build();
-        aws.ec2.create_tags().set_resources(Some(chunk.to_vec())).tags(tag).send().await.map_err(api("ec2", "CreateTags"))?;
+        aws.ec2
+            .create_tags()
+            .set_resources(Some(chunk.to_vec()))
+            .tags(tag)
+            .send()
+            .await
+            .map_err(api("ec2", "CreateTags"))?;
     }
     Ok(())
 }
 
 /// Removes `run_id`'s lock tags (another run's lock is left alone). Idempotent.
-pub async fn release(aws: &Aws, groups: &[String], instances: &[String], run_id: &str) -> Result<UndoReport, AwsError> {
+pub async fn release(
+    aws: &Aws,
+    groups: &[String],
+    instances: &[String],
+    run_id: &str,
+) -> Result<UndoReport, AwsError> {
     let mut report = UndoReport::default();
-    let ours: Vec<Held> = held(aws, groups, instances).await?.into_iter().filter(|h| h.run_id == run_id).collect();
+    let ours: Vec<Held> = held(aws, groups, instances)
+        .await?
+        .into_iter()
+        .filter(|h| h.run_id == run_id)
+        .collect();
     let mut ec2_ids = Vec::new();
     for h in &ours {
         if groups.contains(&h.resource) {
-            let tag = aws_sdk_autoscaling::types::Tag::builder().resource_id(&h.resource).resource_type("auto-scaling-group").key(LOCK_TAG).build();
-            aws.autoscaling.delete_tags().tags(tag).send().await.map_err(api("autoscaling", "DeleteTags"))?;
+            let tag = aws_sdk_autoscaling::types::Tag::builder()
+                .resource_id(&h.resource)
+                .resource_type("auto-scaling-group")
+                .key(LOCK_TAG)
+                .build();
+            aws.autoscaling
+                .delete_tags()
+                .tags(tag)
+                .send()
+                .await
+                .map_err(api("autoscaling", "DeleteTags"))?;
         } else {
             ec2_ids.push(h.resource.clone());
         }
@@ -110,7 +177,13 @@ pub async fn release(aws: &Aws, groups: &[String], instances: &[String], run_id:
     // Batched like CreateTags: one call per 200 instances, not one per instance.
     for chunk in ec2_ids.chunks(200) {
         let tag = aws_sdk_ec2::types::Tag::builder().key(LOCK_TAG).build();
-        aws.ec2.delete_tags().set_resources(Some(chunk.to_vec())).tags(tag).send().await.map_err(api("ec2", "DeleteTags"))?;
+        aws.ec2
+            .delete_tags()
+            .set_resources(Some(chunk.to_vec()))
+            .tags(tag)
+            .send()
+            .await
+            .map_err(api("ec2", "DeleteTags"))?;
     }
     Ok(report)
 }

@@ -19,8 +19,11 @@ use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric, MetricDataQuery, M
 use aws_smithy_types::DateTime;
 use jiff::Timestamp;
 
-use crate::aws::{api, Aws, AwsError};
-use crate::experiment::{CapacityBound, Compare, During, Expect, Experiment, InsufficientData, MetricQuery, MetricSpec, Probe, ProbeKind, Tolerance};
+use crate::aws::{Aws, AwsError, api};
+use crate::experiment::{
+    CapacityBound, Compare, During, Expect, Experiment, InsufficientData, MetricQuery, MetricSpec, Probe,
+    ProbeKind, Tolerance,
+};
 use crate::journal::{Event, GuardrailCheck, Phase, Point, ProbeInfo, ProbeResult, ProbeRole, SeriesOf};
 use crate::stats;
 use crate::targets::Vars;
@@ -90,16 +93,42 @@ pub async fn describe_alarms(aws: &Aws, names: &[String]) -> Result<HashMap<Stri
                 for q in a.metrics() {
                     if let Some(ms) = q.metric_stat() {
                         period = period.max(ms.period().and_then(|p| u32::try_from(p).ok()));
-                        dimensions.extend(ms.metric().map(|m| m.dimensions()).unwrap_or_default().iter().map(dim_pair));
+                        dimensions.extend(
+                            ms.metric()
+                                .map(|m| m.dimensions())
+                                .unwrap_or_default()
+                                .iter()
+                                .map(dim_pair),
+                        );
                     }
                 }
-                let kind = AlarmKind::Metric { period, evaluation_periods: a.evaluation_periods().and_then(|e| u32::try_from(e).ok()), dimensions };
-                out.insert(name.to_string(), AlarmInfo { state: state_text(a.state_value()), reason: a.state_reason().unwrap_or_default().to_string(), kind });
+                let kind = AlarmKind::Metric {
+                    period,
+                    evaluation_periods: a.evaluation_periods().and_then(|e| u32::try_from(e).ok()),
+                    dimensions,
+                };
+                out.insert(
+                    name.to_string(),
+                    AlarmInfo {
+                        state: state_text(a.state_value()),
+                        reason: a.state_reason().unwrap_or_default().to_string(),
+                        kind,
+                    },
+                );
             }
             for a in page.composite_alarms() {
                 let Some(name) = a.alarm_name() else { continue };
-                let kind = AlarmKind::Composite { rule: a.alarm_rule().unwrap_or_default().to_string() };
-                out.insert(name.to_string(), AlarmInfo { state: state_text(a.state_value()), reason: a.state_reason().unwrap_or_default().to_string(), kind });
+                let kind = AlarmKind::Composite {
+                    rule: a.alarm_rule().unwrap_or_default().to_string(),
+                };
+                out.insert(
+                    name.to_string(),
+                    AlarmInfo {
+                        state: state_text(a.state_value()),
+                        reason: a.state_reason().unwrap_or_default().to_string(),
+                        kind,
+                    },
+                );
             }
         }
     }
@@ -107,7 +136,10 @@ pub async fn describe_alarms(aws: &Aws, names: &[String]) -> Result<HashMap<Stri
 }
 
 fn dim_pair(d: &Dimension) -> (String, String) {
-    (d.name().unwrap_or_default().to_string(), d.value().unwrap_or_default().to_string())
+    (
+        d.name().unwrap_or_default().to_string(),
+        d.value().unwrap_or_default().to_string(),
+    )
 }
 
 fn state_text(v: Option<&StateValue>) -> String {
@@ -193,36 +225,103 @@ pub enum Check {
 /// exist before the run, see `source`; the control series of a metric of
 /// `${asg}` is read in parallel mode from `source`.
 pub fn watch_list(exp: &Experiment, run: &Vars, source: &Vars, parallel: bool) -> Vec<Watched> {
-    let steady = exp.steady_state.iter().map(|p| watched(p, ProbeRole::SteadyState, run, source, parallel));
-    steady.chain(exp.guardrails.iter().map(|p| watched(p, ProbeRole::Guardrail, run, source, parallel))).collect()
+    let steady = exp
+        .steady_state
+        .iter()
+        .map(|p| watched(p, ProbeRole::SteadyState, run, source, parallel));
+    steady
+        .chain(
+            exp.guardrails
+                .iter()
+                .map(|p| watched(p, ProbeRole::Guardrail, run, source, parallel)),
+        )
+        .collect()
 }
 
 /// One probe, watched in `role` (an `alarm_fires` probe is always detection).
 pub fn watched(p: &Probe, role: ProbeRole, run: &Vars, source: &Vars, parallel: bool) -> Watched {
     let (role, check) = match &p.kind {
-        ProbeKind::Metric { query, tolerance, datapoints, compare } => {
-            let control = (parallel && query.uses_asg() && source.asg.is_some()).then(|| expand_spec(query, source));
-            (role, Check::Metric { spec: expand_spec(query, run), control, expect: *tolerance, datapoints: *datapoints, compare: *compare })
+        ProbeKind::Metric {
+            query,
+            tolerance,
+            datapoints,
+            compare,
+        } => {
+            let control =
+                (parallel && query.uses_asg() && source.asg.is_some()).then(|| expand_spec(query, source));
+            (
+                role,
+                Check::Metric {
+                    spec: expand_spec(query, run),
+                    control,
+                    expect: *tolerance,
+                    datapoints: *datapoints,
+                    compare: *compare,
+                },
+            )
         }
-        ProbeKind::Alarm { alarm, insufficient_data } => (role, Check::Alarm { alarm: source.expand(alarm), insufficient: *insufficient_data }),
-        ProbeKind::AsgHealthy { group, bound } => (role, Check::Capacity { group: run.expand(group), bound: *bound }),
-        ProbeKind::AlarmFires { alarm, within, clears_within } => {
-            (ProbeRole::Detection, Check::Fires { alarm: source.expand(alarm), within: *within, clears_within: *clears_within })
-        }
+        ProbeKind::Alarm {
+            alarm,
+            insufficient_data,
+        } => (
+            role,
+            Check::Alarm {
+                alarm: source.expand(alarm),
+                insufficient: *insufficient_data,
+            },
+        ),
+        ProbeKind::AsgHealthy { group, bound } => (
+            role,
+            Check::Capacity {
+                group: run.expand(group),
+                bound: *bound,
+            },
+        ),
+        ProbeKind::AlarmFires {
+            alarm,
+            within,
+            clears_within,
+        } => (
+            ProbeRole::Detection,
+            Check::Fires {
+                alarm: source.expand(alarm),
+                within: *within,
+                clears_within: *clears_within,
+            },
+        ),
     };
-    Watched { name: p.name.clone(), role, during: p.during, check }
+    Watched {
+        name: p.name.clone(),
+        role,
+        during: p.during,
+        check,
+    }
 }
 
 fn expand_query(q: &MetricQuery, vars: &Vars) -> MetricQuery {
-    MetricQuery { dimensions: q.dimensions.iter().map(|(k, v)| (k.clone(), vars.expand(v))).collect(), ..q.clone() }
+    MetricQuery {
+        dimensions: q
+            .dimensions
+            .iter()
+            .map(|(k, v)| (k.clone(), vars.expand(v)))
+            .collect(),
+        ..q.clone()
+    }
 }
 
 fn expand_spec(spec: &MetricSpec, vars: &Vars) -> MetricSpec {
     match spec {
         MetricSpec::Stat(q) => MetricSpec::Stat(expand_query(q, vars)),
-        MetricSpec::Math { expression, metrics, period } => MetricSpec::Math {
+        MetricSpec::Math {
+            expression,
+            metrics,
+            period,
+        } => MetricSpec::Math {
             expression: expression.clone(),
-            metrics: metrics.iter().map(|(id, q)| (id.clone(), expand_query(q, vars))).collect(),
+            metrics: metrics
+                .iter()
+                .map(|(id, q)| (id.clone(), expand_query(q, vars)))
+                .collect(),
             period: *period,
         },
     }
@@ -232,27 +331,69 @@ impl Watched {
     /// The probe as reports show it.
     pub fn info(&self, tolerance: Option<Tolerance>) -> ProbeInfo {
         let (kind, check, limits, control) = match &self.check {
-            Check::Metric { spec, control, expect, datapoints, .. } => {
-                let n = if *datapoints > 1 { format!(" ({datapoints} datapoints)") } else { String::new() };
-                let shown = tolerance.map(|t| t.to_string()).unwrap_or_else(|| expect.to_string());
-                ("metric", format!("{} {shown}{n}", spec.describe()), tolerance.map(Tolerance::limits).unwrap_or_default(), control.is_some())
+            Check::Metric {
+                spec,
+                control,
+                expect,
+                datapoints,
+                ..
+            } => {
+                let n = if *datapoints > 1 {
+                    format!(" ({datapoints} datapoints)")
+                } else {
+                    String::new()
+                };
+                let shown = tolerance
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| expect.to_string());
+                (
+                    "metric",
+                    format!("{} {shown}{n}", spec.describe()),
+                    tolerance.map(Tolerance::limits).unwrap_or_default(),
+                    control.is_some(),
+                )
             }
-            Check::Alarm { alarm, .. } => ("alarm", format!("alarm `{alarm}` not in ALARM"), Vec::new(), false),
+            Check::Alarm { alarm, .. } => (
+                "alarm",
+                format!("alarm `{alarm}` not in ALARM"),
+                Vec::new(),
+                false,
+            ),
             Check::Capacity { group, bound } => {
                 let limits = match bound {
                     CapacityBound::AtLeast(n) => vec![*n as f64],
                     CapacityBound::Percent(_) => Vec::new(),
                 };
-                ("asg_healthy", format!("healthy capacity of `{group}` {bound}"), limits, false)
+                (
+                    "asg_healthy",
+                    format!("healthy capacity of `{group}` {bound}"),
+                    limits,
+                    false,
+                )
             }
-            Check::Fires { alarm, within, clears_within } => (
+            Check::Fires {
+                alarm,
+                within,
+                clears_within,
+            } => (
                 "alarm_fires",
-                format!("alarm `{alarm}` fires within {} of injection and clears within {} of rollback", fmt_dur(*within), fmt_dur(*clears_within)),
+                format!(
+                    "alarm `{alarm}` fires within {} of injection and clears within {} of rollback",
+                    fmt_dur(*within),
+                    fmt_dur(*clears_within)
+                ),
                 Vec::new(),
                 false,
             ),
         };
-        ProbeInfo { name: self.name.clone(), role: self.role, kind: kind.to_string(), check, limits, control }
+        ProbeInfo {
+            name: self.name.clone(),
+            role: self.role,
+            kind: kind.to_string(),
+            check,
+            limits,
+            control,
+        }
     }
 }
 
@@ -296,11 +437,23 @@ pub struct Queries {
 impl Queries {
     /// The queries for `watched`.
     pub fn new(watched: &[Watched]) -> Arc<Queries> {
-        let mut q = Queries { metric: Vec::new(), ids: Vec::new(), alarms: Vec::new(), groups: Vec::new(), lookback: Duration::from_secs(60), align: 1 };
+        let mut q = Queries {
+            metric: Vec::new(),
+            ids: Vec::new(),
+            alarms: Vec::new(),
+            groups: Vec::new(),
+            lookback: Duration::from_secs(60),
+            align: 1,
+        };
         for (i, w) in watched.iter().enumerate() {
             let mut ids = (None, None);
             match &w.check {
-                Check::Metric { spec, control, datapoints, .. } => {
+                Check::Metric {
+                    spec,
+                    control,
+                    datapoints,
+                    ..
+                } => {
                     let e = format!("p{i}e");
                     q.metric.extend(data_queries(spec, &e));
                     ids.0 = Some(e);
@@ -310,7 +463,9 @@ impl Queries {
                         ids.1 = Some(cid);
                     }
                     let period = spec.period() as u64;
-                    q.lookback = q.lookback.max(Duration::from_secs(period * (*datapoints as u64 + 3)));
+                    q.lookback = q
+                        .lookback
+                        .max(Duration::from_secs(period * (*datapoints as u64 + 3)));
                     q.align = lcm(q.align, period as i64).min(86_400);
                 }
                 Check::Alarm { alarm, .. } | Check::Fires { alarm, .. } => q.alarms.push(alarm.clone()),
@@ -327,8 +482,17 @@ impl Queries {
 
     /// Reads every metric, alarm and group once, concurrently.
     pub async fn read(&self, aws: &Aws) -> Result<Reading, AwsError> {
-        let (metrics, alarms, groups) = tokio::try_join!(self.read_metrics(aws), describe_alarms(aws, &self.alarms), group_capacity(aws, &self.groups))?;
-        Ok(Reading { at: Timestamp::now(), metrics, alarms, groups })
+        let (metrics, alarms, groups) = tokio::try_join!(
+            self.read_metrics(aws),
+            describe_alarms(aws, &self.alarms),
+            group_capacity(aws, &self.groups)
+        )?;
+        Ok(Reading {
+            at: Timestamp::now(),
+            metrics,
+            alarms,
+            groups,
+        })
     }
 
     async fn read_metrics(&self, aws: &Aws) -> Result<HashMap<String, Vec<(i64, f64)>>, AwsError> {
@@ -355,7 +519,12 @@ impl Queries {
                 for r in page.metric_data_results() {
                     let Some(id) = r.id() else { continue };
                     let points = out.entry(id.to_string()).or_default();
-                    points.extend(r.timestamps().iter().map(|t| t.secs()).zip(r.values().iter().copied()));
+                    points.extend(
+                        r.timestamps()
+                            .iter()
+                            .map(|t| t.secs())
+                            .zip(r.values().iter().copied()),
+                    );
                 }
             }
         }
@@ -366,8 +535,15 @@ impl Queries {
 fn data_queries(spec: &MetricSpec, id: &str) -> Vec<MetricDataQuery> {
     match spec {
         MetricSpec::Stat(q) => vec![stat_query(q, id, true)],
-        MetricSpec::Math { expression, metrics, period } => {
-            let mut out: Vec<MetricDataQuery> = metrics.iter().map(|(m, q)| stat_query(q, &format!("{id}_{m}"), false)).collect();
+        MetricSpec::Math {
+            expression,
+            metrics,
+            period,
+        } => {
+            let mut out: Vec<MetricDataQuery> = metrics
+                .iter()
+                .map(|(m, q)| stat_query(q, &format!("{id}_{m}"), false))
+                .collect();
             let ids: Vec<&str> = metrics.iter().map(|(m, _)| m.as_str()).collect();
             out.push(
                 MetricDataQuery::builder()
@@ -383,10 +559,26 @@ fn data_queries(spec: &MetricSpec, id: &str) -> Vec<MetricDataQuery> {
 }
 
 fn stat_query(q: &MetricQuery, id: &str, return_data: bool) -> MetricDataQuery {
-    let dims: Vec<Dimension> = q.dimensions.iter().map(|(k, v)| Dimension::builder().name(k).value(v).build()).collect();
-    let metric = Metric::builder().namespace(&q.namespace).metric_name(&q.name).set_dimensions(Some(dims)).build();
-    let stat = MetricStat::builder().metric(metric).period(q.period as i32).stat(&q.stat).build();
-    MetricDataQuery::builder().id(id).metric_stat(stat).return_data(return_data).build()
+    let dims: Vec<Dimension> = q
+        .dimensions
+        .iter()
+        .map(|(k, v)| Dimension::builder().name(k).value(v).build())
+        .collect();
+    let metric = Metric::builder()
+        .namespace(&q.namespace)
+        .metric_name(&q.name)
+        .set_dimensions(Some(dims))
+        .build();
+    let stat = MetricStat::builder()
+        .metric(metric)
+        .period(q.period as i32)
+        .stat(&q.stat)
+        .build();
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(stat)
+        .return_data(return_data)
+        .build()
 }
 
 /// Prefixes the metric ids an expression names, so several probes' ids never
@@ -418,24 +610,42 @@ fn lcm(a: i64, b: i64) -> i64 {
     fn gcd(a: i64, b: i64) -> i64 {
         if b == 0 { a } else { gcd(b, a % b) }
     }
-    if a == 0 || b == 0 { a.max(b) } else { a / gcd(a, b) * b }
+    if a == 0 || b == 0 {
+        a.max(b)
+    } else {
+        a / gcd(a, b) * b
+    }
 }
 
 /// Healthy capacity of `groups`; missing groups are absent.
 pub async fn group_capacity(aws: &Aws, groups: &[String]) -> Result<HashMap<String, Capacity>, AwsError> {
     let mut out = HashMap::new();
     for chunk in groups.chunks(GROUPS_PER_CALL) {
-        let mut pages = aws.autoscaling.describe_auto_scaling_groups().set_auto_scaling_group_names(Some(chunk.to_vec())).into_paginator().send();
+        let mut pages = aws
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .set_auto_scaling_group_names(Some(chunk.to_vec()))
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(api("autoscaling", "DescribeAutoScalingGroups"))?;
             for g in page.auto_scaling_groups() {
                 let healthy = g
                     .instances()
                     .iter()
-                    .filter(|i| i.lifecycle_state().is_some_and(|s| s.as_str() == "InService") && i.health_status() == Some("Healthy"))
+                    .filter(|i| {
+                        i.lifecycle_state().is_some_and(|s| s.as_str() == "InService")
+                            && i.health_status() == Some("Healthy")
+                    })
                     .count();
-                let desired = g.desired_capacity().and_then(|d| usize::try_from(d).ok()).unwrap_or(0);
-                out.insert(g.auto_scaling_group_name().unwrap_or_default().to_string(), Capacity { healthy, desired });
+                let desired = g
+                    .desired_capacity()
+                    .and_then(|d| usize::try_from(d).ok())
+                    .unwrap_or(0);
+                out.insert(
+                    g.auto_scaling_group_name().unwrap_or_default().to_string(),
+                    Capacity { healthy, desired },
+                );
             }
         }
     }
@@ -500,14 +710,24 @@ impl Observer {
             .iter()
             .map(|w| State {
                 tolerance: match &w.check {
-                    Check::Metric { expect: Expect::Fixed(t), .. } => Some(*t),
+                    Check::Metric {
+                        expect: Expect::Fixed(t),
+                        ..
+                    } => Some(*t),
                     _ => None,
                 },
                 last_ok: true,
                 ..State::default()
             })
             .collect();
-        Observer { watched, queries, states, alarm_last: HashMap::new(), injected_at: None, rolled_back_at: None }
+        Observer {
+            watched,
+            queries,
+            states,
+            alarm_last: HashMap::new(),
+            injected_at: None,
+            rolled_back_at: None,
+        }
     }
 
     /// The calls a tick makes (shared with the watcher task).
@@ -528,12 +748,20 @@ impl Observer {
     /// Whether a baseline is needed: a hypothesis to prove, or a metric
     /// guardrail whose data must be seen before it is trusted.
     pub fn needs_baseline(&self) -> bool {
-        self.has_hypothesis() || self.watched.iter().any(|w| matches!(w.check, Check::Metric { .. }))
+        self.has_hypothesis()
+            || self
+                .watched
+                .iter()
+                .any(|w| matches!(w.check, Check::Metric { .. }))
     }
 
     /// The probes as reports show them.
     pub fn infos(&self) -> Vec<ProbeInfo> {
-        self.watched.iter().zip(&self.states).map(|(w, s)| w.info(s.tolerance)).collect()
+        self.watched
+            .iter()
+            .zip(&self.states)
+            .map(|(w, s)| w.info(s.tolerance))
+            .collect()
     }
 
     /// Judges one reading taken during `phase`.
@@ -545,27 +773,48 @@ impl Observer {
             let info = &r.alarms[name];
             let prev = self.alarm_last.insert(name.clone(), info.state.clone());
             if prev.as_deref() != Some(info.state.as_str()) {
-                out.events.push(Event::AlarmChanged { alarm: name.clone(), from: prev, to: info.state.clone(), reason: info.reason.clone() });
+                out.events.push(Event::AlarmChanged {
+                    alarm: name.clone(),
+                    from: prev,
+                    to: info.state.clone(),
+                    reason: info.reason.clone(),
+                });
             }
         }
         let faults_active = matches!(phase, Phase::Inject | Phase::Rollback);
         for i in 0..self.watched.len() {
             let w = &self.watched[i];
             let (ids, st) = (&self.queries.ids[i], &mut self.states[i]);
-            let mut result = ProbeResult { probe: w.name.clone(), role: w.role, ok: true, value: None, control: None, state: None, detail: String::new() };
+            let mut result = ProbeResult {
+                probe: w.name.clone(),
+                role: w.role,
+                ok: true,
+                value: None,
+                control: None,
+                state: None,
+                detail: String::new(),
+            };
             match &w.check {
                 Check::Metric { spec, datapoints, .. } => {
                     let now = r.at.as_second();
                     let keep = |t: i64| !spec.cumulative() || t + spec.period() as i64 <= now;
                     if let Some(points) = ids.0.as_ref().and_then(|id| r.metrics.get(id)) {
-                        st.experiment.extend(points.iter().copied().filter(|(t, _)| keep(*t)));
+                        st.experiment
+                            .extend(points.iter().copied().filter(|(t, _)| keep(*t)));
                     }
                     if let Some(points) = ids.1.as_ref().and_then(|id| r.metrics.get(id)) {
-                        st.control.extend(points.iter().copied().filter(|(t, _)| keep(*t)));
+                        st.control
+                            .extend(points.iter().copied().filter(|(t, _)| keep(*t)));
                     }
                     result.value = st.experiment.values().next_back().copied();
                     result.control = st.control.values().next_back().copied();
-                    let recent: Vec<f64> = st.experiment.values().rev().take(*datapoints as usize).copied().collect();
+                    let recent: Vec<f64> = st
+                        .experiment
+                        .values()
+                        .rev()
+                        .take(*datapoints as usize)
+                        .copied()
+                        .collect();
                     let (ok, detail) = judge_metric(w.role, st.tolerance, &recent, *datapoints);
                     result.ok = ok;
                     result.detail = detail;
@@ -573,11 +822,26 @@ impl Observer {
                 Check::Alarm { alarm, insufficient } => {
                     let (ok, state, detail) = match r.alarms.get(alarm) {
                         None => (false, None, format!("alarm `{alarm}` does not exist")),
-                        Some(a) if a.state == "ALARM" => (false, Some(a.state.clone()), format!("alarm `{alarm}` is in ALARM: {}", a.reason)),
-                        Some(a) if a.state == "INSUFFICIENT_DATA" && *insufficient == InsufficientData::Breach => {
-                            (false, Some(a.state.clone()), format!("alarm `{alarm}` has INSUFFICIENT_DATA"))
+                        Some(a) if a.state == "ALARM" => (
+                            false,
+                            Some(a.state.clone()),
+                            format!("alarm `{alarm}` is in ALARM: {}", a.reason),
+                        ),
+                        Some(a)
+                            if a.state == "INSUFFICIENT_DATA"
+                                && *insufficient == InsufficientData::Breach =>
+                        {
+                            (
+                                false,
+                                Some(a.state.clone()),
+                                format!("alarm `{alarm}` has INSUFFICIENT_DATA"),
+                            )
                         }
-                        Some(a) => (true, Some(a.state.clone()), format!("alarm `{alarm}` is {}", a.state)),
+                        Some(a) => (
+                            true,
+                            Some(a.state.clone()),
+                            format!("alarm `{alarm}` is {}", a.state),
+                        ),
                     };
                     (result.ok, result.state, result.detail) = (ok, state, detail);
                 }
@@ -586,36 +850,62 @@ impl Observer {
                     Some(c) => {
                         result.value = Some(c.healthy as f64);
                         result.ok = bound.holds(c.healthy, c.desired);
-                        result.detail = format!("{} healthy of {} desired (expected {bound})", c.healthy, c.desired);
+                        result.detail = format!(
+                            "{} healthy of {} desired (expected {bound})",
+                            c.healthy, c.desired
+                        );
                     }
                 },
                 Check::Fires { alarm, .. } => {
                     let state = r.alarms.get(alarm).map(|a| a.state.clone());
-                    if state.as_deref() == Some("ALARM") && self.injected_at.is_some() && st.detected_at.is_none() {
+                    if state.as_deref() == Some("ALARM")
+                        && self.injected_at.is_some()
+                        && st.detected_at.is_none()
+                    {
                         st.detected_at = Some(r.at);
                     }
-                    if state.as_deref() == Some("OK") && self.rolled_back_at.is_some() && st.detected_at.is_some() && st.cleared_at.is_none() {
+                    if state.as_deref() == Some("OK")
+                        && self.rolled_back_at.is_some()
+                        && st.detected_at.is_some()
+                        && st.cleared_at.is_none()
+                    {
                         st.cleared_at = Some(r.at);
                     }
                     (result.ok, result.detail) = match state.as_deref() {
                         None => (false, format!("alarm `{alarm}` does not exist")),
                         // Before injection it must be quiet, or its firing would prove nothing.
-                        Some("ALARM") if phase == Phase::Baseline => (false, format!("alarm `{alarm}` is already in ALARM before any fault")),
+                        Some("ALARM") if phase == Phase::Baseline => (
+                            false,
+                            format!("alarm `{alarm}` is already in ALARM before any fault"),
+                        ),
                         Some(s) => (true, format!("alarm `{alarm}` is {s}")),
                     };
                     result.state = state;
                 }
             }
             if !result.ok && !st.deviating {
-                out.events.push(Event::Deviation { probe: w.name.clone(), role: w.role, phase, detail: result.detail.clone() });
+                out.events.push(Event::Deviation {
+                    probe: w.name.clone(),
+                    role: w.role,
+                    phase,
+                    detail: result.detail.clone(),
+                });
             }
             st.deviating = !result.ok;
             (st.last_ok, st.last_detail) = (result.ok, result.detail.clone());
-            if !result.ok && faults_active && w.role == ProbeRole::SteadyState && w.during == During::Hold && st.failed_during.is_none() {
+            if !result.ok
+                && faults_active
+                && w.role == ProbeRole::SteadyState
+                && w.during == During::Hold
+                && st.failed_during.is_none()
+            {
                 st.failed_during = Some(result.detail.clone());
             }
             if !result.ok && w.role == ProbeRole::Guardrail {
-                out.breaches.push(Breach { guardrail: w.name.clone(), detail: result.detail.clone() });
+                out.breaches.push(Breach {
+                    guardrail: w.name.clone(),
+                    detail: result.detail.clone(),
+                });
             }
             out.results.push(result);
         }
@@ -629,29 +919,52 @@ impl Observer {
         let mut events = Vec::new();
         let mut problems = Vec::new();
         for (w, st) in self.watched.iter().zip(&mut self.states) {
-            let Check::Metric { spec, expect, .. } = &w.check else { continue };
+            let Check::Metric { spec, expect, .. } = &w.check else {
+                continue;
+            };
             let from = since.as_second() - spec.period() as i64;
             let window: Vec<f64> = st.experiment.range(from..).map(|(_, v)| *v).collect();
             let Some(mean) = stats::mean(&window) else {
                 problems.push(match w.role {
-                    ProbeRole::Guardrail => format!("guardrail `{}` has no datapoints for {}: it could never fire", w.name, spec.describe()),
-                    _ => format!("steady state `{}` has no datapoints for {} during the baseline", w.name, spec.describe()),
+                    ProbeRole::Guardrail => format!(
+                        "guardrail `{}` has no datapoints for {}: it could never fire",
+                        w.name,
+                        spec.describe()
+                    ),
+                    _ => format!(
+                        "steady state `{}` has no datapoints for {} during the baseline",
+                        w.name,
+                        spec.describe()
+                    ),
                 });
                 continue;
             };
             if expect.needs_baseline() {
                 let resolved = expect.resolve(mean);
                 st.tolerance = Some(resolved);
-                events.push(Event::BaselineMeasured { probe: w.name.clone(), value: mean, written: expect.to_string(), resolved: resolved.to_string() });
+                events.push(Event::BaselineMeasured {
+                    probe: w.name.clone(),
+                    value: mean,
+                    written: expect.to_string(),
+                    resolved: resolved.to_string(),
+                });
             }
         }
-        if problems.is_empty() { Ok(events) } else { Err(problems.join("; ")) }
+        if problems.is_empty() {
+            Ok(events)
+        } else {
+            Err(problems.join("; "))
+        }
     }
 
     /// Steady-state probes that went out of tolerance while faults were
     /// active although they must hold, with what was seen.
     pub fn deviations_during_faults(&self) -> Vec<String> {
-        self.watched.iter().zip(&self.states).filter_map(|(w, s)| s.failed_during.as_ref().map(|d| format!("`{}`: {d}", w.name))).collect()
+        self.watched
+            .iter()
+            .zip(&self.states)
+            .filter_map(|(w, s)| s.failed_during.as_ref().map(|d| format!("`{}`: {d}", w.name)))
+            .collect()
     }
 
     /// Steady-state probes that do not hold yet with evidence from after
@@ -664,10 +977,16 @@ impl Observer {
             }
             if let Check::Metric { spec, .. } = &w.check {
                 // Only a datapoint whose period ends after the rollback shows the state after it.
-                let fresh = st.experiment.iter().next_back().filter(|(t, _)| **t + spec.period() as i64 > since.as_second());
+                let fresh = st
+                    .experiment
+                    .iter()
+                    .next_back()
+                    .filter(|(t, _)| **t + spec.period() as i64 > since.as_second());
                 match (fresh, st.tolerance) {
                     (None, _) => out.push(format!("`{}`: no datapoint since rollback yet", w.name)),
-                    (Some((_, v)), Some(t)) if !t.holds(*v) => out.push(format!("`{}`: {v} (expected {t})", w.name)),
+                    (Some((_, v)), Some(t)) if !t.holds(*v) => {
+                        out.push(format!("`{}`: {v} (expected {t})", w.name))
+                    }
                     _ => {}
                 }
             } else if !st.last_ok {
@@ -688,7 +1007,14 @@ impl Observer {
         let ms = |a: Timestamp, b: Timestamp| b.duration_since(a).as_millis().max(0) as u64;
         let mut out = Vec::new();
         for (w, st) in self.watched.iter().zip(&self.states) {
-            let Check::Fires { alarm, within, clears_within } = &w.check else { continue };
+            let Check::Fires {
+                alarm,
+                within,
+                clears_within,
+            } = &w.check
+            else {
+                continue;
+            };
             let detect = self.injected_at.zip(st.detected_at).map(|(i, d)| ms(i, d));
             let clear = self.rolled_back_at.zip(st.cleared_at).map(|(r, c)| ms(r, c));
             let within_ms = within.as_millis() as u64;
@@ -696,22 +1022,67 @@ impl Observer {
             let since_inject = self.injected_at.map(|i| ms(i, now));
             let since_rollback = self.rolled_back_at.map(|r| ms(r, now));
             let (ok, settled, detail) = match (detect, clear) {
-                (Some(d), _) if d > within_ms => (false, true, format!("fired {} after injection, later than {}", ms_text(d), fmt_dur(*within))),
-                (Some(d), Some(c)) if c <= clears_ms => {
-                    (true, true, format!("fired {} after injection and cleared {} after rollback", ms_text(d), ms_text(c)))
-                }
-                (Some(_), Some(c)) => (false, true, format!("cleared {} after rollback, later than {}", ms_text(c), fmt_dur(*clears_within))),
-                (Some(d), None) if since_rollback.is_some_and(|s| s > clears_ms) => {
-                    (false, true, format!("fired {} after injection but did not clear within {} of rollback", ms_text(d), fmt_dur(*clears_within)))
-                }
-                (Some(d), None) => (false, false, format!("fired {} after injection; waiting for it to clear", ms_text(d))),
-                (None, _) if self.injected_at.is_none() => (false, true, "no fault took effect, so nothing could be detected".to_string()),
-                (None, _) if since_inject.is_some_and(|s| s > within_ms) => {
-                    (false, true, format!("never fired within {} of injection", fmt_dur(*within)))
-                }
+                (Some(d), _) if d > within_ms => (
+                    false,
+                    true,
+                    format!(
+                        "fired {} after injection, later than {}",
+                        ms_text(d),
+                        fmt_dur(*within)
+                    ),
+                ),
+                (Some(d), Some(c)) if c <= clears_ms => (
+                    true,
+                    true,
+                    format!(
+                        "fired {} after injection and cleared {} after rollback",
+                        ms_text(d),
+                        ms_text(c)
+                    ),
+                ),
+                (Some(_), Some(c)) => (
+                    false,
+                    true,
+                    format!(
+                        "cleared {} after rollback, later than {}",
+                        ms_text(c),
+                        fmt_dur(*clears_within)
+                    ),
+                ),
+                (Some(d), None) if since_rollback.is_some_and(|s| s > clears_ms) => (
+                    false,
+                    true,
+                    format!(
+                        "fired {} after injection but did not clear within {} of rollback",
+                        ms_text(d),
+                        fmt_dur(*clears_within)
+                    ),
+                ),
+                (Some(d), None) => (
+                    false,
+                    false,
+                    format!("fired {} after injection; waiting for it to clear", ms_text(d)),
+                ),
+                (None, _) if self.injected_at.is_none() => (
+                    false,
+                    true,
+                    "no fault took effect, so nothing could be detected".to_string(),
+                ),
+                (None, _) if since_inject.is_some_and(|s| s > within_ms) => (
+                    false,
+                    true,
+                    format!("never fired within {} of injection", fmt_dur(*within)),
+                ),
                 (None, _) => (false, false, "has not fired yet".to_string()),
             };
-            let event = Event::Detection { probe: w.name.clone(), alarm: alarm.clone(), time_to_detect_ms: detect, time_to_clear_ms: clear, ok, detail };
+            let event = Event::Detection {
+                probe: w.name.clone(),
+                alarm: alarm.clone(),
+                time_to_detect_ms: detect,
+                time_to_clear_ms: clear,
+                ok,
+                detail,
+            };
             out.push((event, settled));
         }
         out
@@ -722,9 +1093,19 @@ impl Observer {
     pub fn comparisons(&self, from: Timestamp, to: Timestamp) -> Vec<Event> {
         let mut out = Vec::new();
         for (w, st) in self.watched.iter().zip(&self.states) {
-            let Check::Metric { spec, control: Some(_), compare, .. } = &w.check else { continue };
+            let Check::Metric {
+                spec,
+                control: Some(_),
+                compare,
+                ..
+            } = &w.check
+            else {
+                continue;
+            };
             let lo = from.as_second() - spec.period() as i64 + 1;
-            let window = |m: &BTreeMap<i64, f64>| -> Vec<f64> { m.range(lo..=to.as_second()).map(|(_, v)| *v).collect() };
+            let window = |m: &BTreeMap<i64, f64>| -> Vec<f64> {
+                m.range(lo..=to.as_second()).map(|(_, v)| *v).collect()
+            };
             let (e, c) = (window(&st.experiment), window(&st.control));
             out.push(compare_samples(&w.name, &e, &c, compare.as_ref()));
         }
@@ -735,12 +1116,35 @@ impl Observer {
     pub fn series(&self) -> Vec<Event> {
         let mut out = Vec::new();
         for (w, st) in self.watched.iter().zip(&self.states) {
-            let Check::Metric { spec, control, .. } = &w.check else { continue };
-            let points = |m: &BTreeMap<i64, f64>| -> Vec<Point> { m.iter().filter_map(|(t, v)| Some(Point { t: Timestamp::from_second(*t).ok()?, v: *v })).collect() };
-            let dims = |s: &MetricSpec| -> Vec<(String, String)> { s.metrics().iter().flat_map(|q| q.dimensions.clone()).collect() };
-            out.push(Event::Series { probe: w.name.clone(), of: SeriesOf::Experiment, dimensions: dims(spec), points: points(&st.experiment) });
+            let Check::Metric { spec, control, .. } = &w.check else {
+                continue;
+            };
+            let points = |m: &BTreeMap<i64, f64>| -> Vec<Point> {
+                m.iter()
+                    .filter_map(|(t, v)| {
+                        Some(Point {
+                            t: Timestamp::from_second(*t).ok()?,
+                            v: *v,
+                        })
+                    })
+                    .collect()
+            };
+            let dims = |s: &MetricSpec| -> Vec<(String, String)> {
+                s.metrics().iter().flat_map(|q| q.dimensions.clone()).collect()
+            };
+            out.push(Event::Series {
+                probe: w.name.clone(),
+                of: SeriesOf::Experiment,
+                dimensions: dims(spec),
+                points: points(&st.experiment),
+            });
             if let Some(c) = control {
-                out.push(Event::Series { probe: w.name.clone(), of: SeriesOf::Control, dimensions: dims(c), points: points(&st.control) });
+                out.push(Event::Series {
+                    probe: w.name.clone(),
+                    of: SeriesOf::Control,
+                    dimensions: dims(c),
+                    points: points(&st.control),
+                });
             }
         }
         out
@@ -751,12 +1155,26 @@ impl Observer {
 /// deviates, and a guardrail is breached, when all of the last `n` are on the
 /// wrong side of the tolerance.
 fn judge_metric(role: ProbeRole, tolerance: Option<Tolerance>, recent: &[f64], n: u32) -> (bool, String) {
-    let Some(&latest) = recent.first() else { return (true, "no datapoints yet".to_string()) };
+    let Some(&latest) = recent.first() else {
+        return (true, "no datapoints yet".to_string());
+    };
     let latest = value_text(latest);
-    let Some(t) = tolerance else { return (true, format!("{latest} (its tolerance is set from the baseline)")) };
-    let bad = |v: f64| if role == ProbeRole::Guardrail { t.holds(v) } else { !t.holds(v) };
+    let Some(t) = tolerance else {
+        return (true, format!("{latest} (its tolerance is set from the baseline)"));
+    };
+    let bad = |v: f64| {
+        if role == ProbeRole::Guardrail {
+            t.holds(v)
+        } else {
+            !t.holds(v)
+        }
+    };
     let all_bad = recent.len() >= n as usize && recent.iter().all(|v| bad(*v));
-    let need = if n > 1 { format!("; {n} datapoints in a row count") } else { String::new() };
+    let need = if n > 1 {
+        format!("; {n} datapoints in a row count")
+    } else {
+        String::new()
+    };
     match (role, all_bad) {
         (ProbeRole::Guardrail, true) => (false, format!("{latest} breaches the threshold {t}{need}")),
         (ProbeRole::Guardrail, false) => (true, format!("{latest} (threshold {t})")),
@@ -769,7 +1187,11 @@ fn judge_metric(role: ProbeRole, tolerance: Option<Tolerance>, recent: &[f64], n
 /// (`263.79`, not `263.7896609792007`); the journal keeps the exact value.
 pub fn value_text(v: f64) -> String {
     let s = format!("{v:.3}");
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
     if s == "-0" { "0".to_string() } else { s.to_string() }
 }
 
@@ -777,7 +1199,9 @@ pub fn value_text(v: f64) -> String {
 /// of the means, and the Mann-Whitney U test's p-value; judged by `compare`.
 pub fn compare_samples(probe: &str, e: &[f64], c: &[f64], compare: Option<&Compare>) -> Event {
     let (em, cm) = (stats::mean(e), stats::mean(c));
-    let change = em.zip(cm).and_then(|(e, c)| (c != 0.0).then(|| (e - c) / c.abs() * 100.0));
+    let change = em
+        .zip(cm)
+        .and_then(|(e, c)| (c != 0.0).then(|| (e - c) / c.abs() * 100.0));
     let test = stats::mann_whitney(e, c);
     let p = test.map(|t| t.p_value);
     let mut detail = match (em, cm) {
@@ -794,7 +1218,9 @@ pub fn compare_samples(probe: &str, e: &[f64], c: &[f64], compare: Option<&Compa
     let ok = match compare {
         None => true,
         Some(_) if e.len() < MIN_COMPARE_SAMPLES || c.len() < MIN_COMPARE_SAMPLES => {
-            detail += &format!("; too few datapoints (at least {MIN_COMPARE_SAMPLES} each) to judge: hold the fault longer or use a shorter period");
+            detail += &format!(
+                "; too few datapoints (at least {MIN_COMPARE_SAMPLES} each) to judge: hold the fault longer or use a shorter period"
+            );
             false
         }
         Some(cmp) => {
@@ -811,7 +1237,10 @@ pub fn compare_samples(probe: &str, e: &[f64], c: &[f64], compare: Option<&Compa
             if drift && significant {
                 detail += &format!("; beyond {limit} and significant (p < {})", cmp.significance);
             } else if drift {
-                detail += &format!("; beyond {limit} but not significant (p >= {}), so within", cmp.significance);
+                detail += &format!(
+                    "; beyond {limit} but not significant (p >= {}), so within",
+                    cmp.significance
+                );
             } else {
                 detail += &format!("; within {limit}");
             }
@@ -852,7 +1281,12 @@ pub struct Preflight {
 impl Preflight {
     /// Why the run must not start, if it must not.
     pub fn refusal(&self) -> Option<String> {
-        let mut why: Vec<String> = self.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.guardrail, c.detail)).collect();
+        let mut why: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.guardrail, c.detail))
+            .collect();
         if let Some(max) = self.max_abort_delay_ms {
             for c in &self.checks {
                 match c.worst_case_abort_ms {
@@ -872,7 +1306,11 @@ impl Preflight {
 
     /// The journal event.
     pub fn event(&self) -> Event {
-        Event::GuardrailPreflight { guardrails: self.checks.clone(), worst_case_abort_ms: self.worst_case_abort_ms, max_abort_delay_ms: self.max_abort_delay_ms }
+        Event::GuardrailPreflight {
+            guardrails: self.checks.clone(),
+            worst_case_abort_ms: self.worst_case_abort_ms,
+            max_abort_delay_ms: self.max_abort_delay_ms,
+        }
     }
 }
 
@@ -882,15 +1320,33 @@ impl Preflight {
 /// computes each one's worst-case time from a real breach to the abort.
 /// Metric guardrails get their data checked at the end of the baseline.
 pub async fn preflight(aws: &Aws, exp: &Experiment, vars: &Vars) -> Result<Preflight, AwsError> {
-    let watched: Vec<Watched> = watch_list(exp, vars, vars, false).into_iter().filter(|w| w.role == ProbeRole::Guardrail).collect();
+    let watched: Vec<Watched> = watch_list(exp, vars, vars, false)
+        .into_iter()
+        .filter(|w| w.role == ProbeRole::Guardrail)
+        .collect();
     let interval_ms = exp.timing.interval.as_millis() as u64;
-    let mut names: Vec<String> = watched.iter().filter_map(|w| if let Check::Alarm { alarm, .. } = &w.check { Some(alarm.clone()) } else { None }).collect();
+    let mut names: Vec<String> = watched
+        .iter()
+        .filter_map(|w| {
+            if let Check::Alarm { alarm, .. } = &w.check {
+                Some(alarm.clone())
+            } else {
+                None
+            }
+        })
+        .collect();
     let mut alarms = describe_alarms(aws, &names).await?;
     // Composite alarms: their children decide how fast they can fire (three levels deep).
     for _ in 0..3 {
         let children: Vec<String> = alarms
             .values()
-            .filter_map(|a| if let AlarmKind::Composite { rule } = &a.kind { Some(rule_alarms(rule)) } else { None })
+            .filter_map(|a| {
+                if let AlarmKind::Composite { rule } = &a.kind {
+                    Some(rule_alarms(rule))
+                } else {
+                    None
+                }
+            })
             .flatten()
             .filter(|n| !alarms.contains_key(n))
             .collect();
@@ -905,7 +1361,12 @@ pub async fn preflight(aws: &Aws, exp: &Experiment, vars: &Vars) -> Result<Prefl
     for w in &watched {
         let check = match &w.check {
             Check::Alarm { alarm, insufficient } => match alarms.get(alarm) {
-                None => GuardrailCheck { guardrail: w.name.clone(), ok: false, worst_case_abort_ms: None, detail: format!("alarm `{alarm}` does not exist") },
+                None => GuardrailCheck {
+                    guardrail: w.name.clone(),
+                    ok: false,
+                    worst_case_abort_ms: None,
+                    detail: format!("alarm `{alarm}` does not exist"),
+                },
                 Some(a) => {
                     let worst = alarm_delay_ms(alarm, &alarms, 0).map(|d| d + interval_ms);
                     let wrong_group = match &a.kind {
@@ -916,22 +1377,44 @@ pub async fn preflight(aws: &Aws, exp: &Experiment, vars: &Vars) -> Result<Prefl
                         AlarmKind::Composite { .. } => None,
                     };
                     let (ok, detail) = if a.state == "ALARM" {
-                        (false, format!("alarm `{alarm}` is already in ALARM: {}", a.reason))
+                        (
+                            false,
+                            format!("alarm `{alarm}` is already in ALARM: {}", a.reason),
+                        )
                     } else if a.state == "INSUFFICIENT_DATA" && *insufficient != InsufficientData::Allow {
-                        (false, format!("alarm `{alarm}` has no data (INSUFFICIENT_DATA), so it cannot fire; set `insufficient_data: allow` if that is expected"))
+                        (
+                            false,
+                            format!(
+                                "alarm `{alarm}` has no data (INSUFFICIENT_DATA), so it cannot fire; set `insufficient_data: allow` if that is expected"
+                            ),
+                        )
                     } else if let Some(other) = wrong_group {
-                        (false, format!("alarm `{alarm}` watches group `{other}`, not this run's `{}`: it cannot see this run", group.unwrap_or_default()))
+                        (
+                            false,
+                            format!(
+                                "alarm `{alarm}` watches group `{other}`, not this run's `{}`: it cannot see this run",
+                                group.unwrap_or_default()
+                            ),
+                        )
                     } else {
                         (true, format!("alarm `{alarm}` exists and is {}", a.state))
                     };
-                    GuardrailCheck { guardrail: w.name.clone(), ok, worst_case_abort_ms: worst, detail }
+                    GuardrailCheck {
+                        guardrail: w.name.clone(),
+                        ok,
+                        worst_case_abort_ms: worst,
+                        detail,
+                    }
                 }
             },
             Check::Metric { spec, datapoints, .. } => GuardrailCheck {
                 guardrail: w.name.clone(),
                 ok: true,
                 worst_case_abort_ms: Some(spec.period() as u64 * *datapoints as u64 * 1000 + interval_ms),
-                detail: format!("metric {}: its data is checked during the baseline", spec.describe()),
+                detail: format!(
+                    "metric {}: its data is checked during the baseline",
+                    spec.describe()
+                ),
             },
             Check::Capacity { group, .. } => GuardrailCheck {
                 guardrail: w.name.clone(),
@@ -943,21 +1426,42 @@ pub async fn preflight(aws: &Aws, exp: &Experiment, vars: &Vars) -> Result<Prefl
         };
         checks.push(check);
     }
-    let worst = checks.iter().map(|c| c.worst_case_abort_ms).collect::<Option<Vec<u64>>>().and_then(|v| v.into_iter().max());
-    Ok(Preflight { checks, worst_case_abort_ms: worst, max_abort_delay_ms: exp.timing.max_abort_delay.map(|d| d.as_millis() as u64) })
+    let worst = checks
+        .iter()
+        .map(|c| c.worst_case_abort_ms)
+        .collect::<Option<Vec<u64>>>()
+        .and_then(|v| v.into_iter().max());
+    Ok(Preflight {
+        checks,
+        worst_case_abort_ms: worst,
+        max_abort_delay_ms: exp.timing.max_abort_delay.map(|d| d.as_millis() as u64),
+    })
 }
 
 /// How long `alarm` can take to go to ALARM after its metric breaches: period
 /// x evaluation periods; for a composite, its slowest child.
 fn alarm_delay_ms(alarm: &str, alarms: &HashMap<String, AlarmInfo>, depth: u32) -> Option<u64> {
     match &alarms.get(alarm)?.kind {
-        AlarmKind::Metric { period, evaluation_periods, .. } => Some(period.zip(*evaluation_periods).map(|(p, e)| p as u64 * e as u64 * 1000)?),
+        AlarmKind::Metric {
+            period,
+            evaluation_periods,
+            ..
+        } => Some(
+            period
+                .zip(*evaluation_periods)
+                .map(|(p, e)| p as u64 * e as u64 * 1000)?,
+        ),
         AlarmKind::Composite { rule } if depth < 3 => {
             let children = rule_alarms(rule);
             if children.is_empty() {
                 return None;
             }
-            children.iter().map(|c| alarm_delay_ms(c, alarms, depth + 1)).collect::<Option<Vec<u64>>>()?.into_iter().max()
+            children
+                .iter()
+                .map(|c| alarm_delay_ms(c, alarms, depth + 1))
+                .collect::<Option<Vec<u64>>>()?
+                .into_iter()
+                .max()
         }
         AlarmKind::Composite { .. } => None,
     }
@@ -969,45 +1473,81 @@ mod tests {
 
     #[test]
     fn metric_ids_in_expressions_are_prefixed_per_probe() {
-        assert_eq!(rename_ids("100 * m1 / (m1 + m2)", &["m1", "m2"], "p3e"), "100 * p3e_m1 / (p3e_m1 + p3e_m2)");
-        assert_eq!(rename_ids("FILL(m1, 0) + m10", &["m1"], "p0e"), "FILL(p0e_m1, 0) + m10");
+        assert_eq!(
+            rename_ids("100 * m1 / (m1 + m2)", &["m1", "m2"], "p3e"),
+            "100 * p3e_m1 / (p3e_m1 + p3e_m2)"
+        );
+        assert_eq!(
+            rename_ids("FILL(m1, 0) + m10", &["m1"], "p0e"),
+            "FILL(p0e_m1, 0) + m10"
+        );
     }
 
     #[test]
     fn composite_rules_name_their_alarms() {
-        assert_eq!(rule_alarms(r#"ALARM("web-5xx") OR (ALARM(latency) AND NOT OK('db'))"#), vec!["web-5xx", "latency", "db"]);
+        assert_eq!(
+            rule_alarms(r#"ALARM("web-5xx") OR (ALARM(latency) AND NOT OK('db'))"#),
+            vec!["web-5xx", "latency", "db"]
+        );
     }
 
     #[test]
     fn a_metric_deviates_only_after_n_datapoints_out_of_tolerance() {
         let t = Some(Tolerance::Lt(300.0));
-        assert!(judge_metric(ProbeRole::SteadyState, t, &[400.0, 200.0], 2).0, "one bad datapoint of two needed");
+        assert!(
+            judge_metric(ProbeRole::SteadyState, t, &[400.0, 200.0], 2).0,
+            "one bad datapoint of two needed"
+        );
         assert!(!judge_metric(ProbeRole::SteadyState, t, &[400.0, 350.0], 2).0);
         let g = Some(Tolerance::Gt(50.0));
-        assert!(!judge_metric(ProbeRole::Guardrail, g, &[60.0], 1).0, "a guardrail's threshold is the breach");
+        assert!(
+            !judge_metric(ProbeRole::Guardrail, g, &[60.0], 1).0,
+            "a guardrail's threshold is the breach"
+        );
         assert_eq!(value_text(263.7896609792007), "263.79");
         assert_eq!(value_text(300.0), "300");
         assert_eq!(value_text(0.0004), "0");
         assert_eq!(value_text(-0.0001), "0");
         assert_eq!(value_text(0.25), "0.25");
         assert!(judge_metric(ProbeRole::Guardrail, g, &[40.0], 1).0);
-        assert!(judge_metric(ProbeRole::SteadyState, None, &[1e9], 1).0, "relative tolerance before the baseline");
+        assert!(
+            judge_metric(ProbeRole::SteadyState, None, &[1e9], 1).0,
+            "relative tolerance before the baseline"
+        );
         assert!(judge_metric(ProbeRole::SteadyState, t, &[], 1).0, "no data yet");
     }
 
     #[test]
     fn the_control_comparison_needs_a_significant_drift_beyond_the_limit() {
-        let cmp = Compare { max_increase: Some(20.0), max_decrease: None, significance: 0.05 };
+        let cmp = Compare {
+            max_increase: Some(20.0),
+            max_decrease: None,
+            significance: 0.05,
+        };
         let control = [100.0, 101.0, 99.0, 100.5, 99.5, 100.2];
         let hurt = [150.0, 160.0, 155.0, 158.0, 149.0, 152.0];
-        let Event::Comparison { ok, p_value, change_percent, .. } = compare_samples("p", &hurt, &control, Some(&cmp)) else { unreachable!() };
+        let Event::Comparison {
+            ok,
+            p_value,
+            change_percent,
+            ..
+        } = compare_samples("p", &hurt, &control, Some(&cmp))
+        else {
+            unreachable!()
+        };
         assert!(!ok && p_value.unwrap() < 0.05 && change_percent.unwrap() > 40.0);
         let fine = [101.0, 100.0, 102.0, 99.0, 100.0, 101.5];
-        let Event::Comparison { ok, .. } = compare_samples("p", &fine, &control, Some(&cmp)) else { unreachable!() };
+        let Event::Comparison { ok, .. } = compare_samples("p", &fine, &control, Some(&cmp)) else {
+            unreachable!()
+        };
         assert!(ok);
-        let Event::Comparison { ok, .. } = compare_samples("p", &hurt[..2], &control, Some(&cmp)) else { unreachable!() };
+        let Event::Comparison { ok, .. } = compare_samples("p", &hurt[..2], &control, Some(&cmp)) else {
+            unreachable!()
+        };
         assert!(!ok, "too few datapoints cannot confirm the hypothesis");
-        let Event::Comparison { ok, judged, .. } = compare_samples("p", &hurt, &control, None) else { unreachable!() };
+        let Event::Comparison { ok, judged, .. } = compare_samples("p", &hurt, &control, None) else {
+            unreachable!()
+        };
         assert!(ok && !judged, "recorded, not judged, without `compare`");
     }
 }

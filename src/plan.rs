@@ -132,7 +132,9 @@ fn calls(steps: &[Step]) -> Vec<String> {
             None => ops.push((&st.operation, 1, st.resources.len(), st.undo.operation())),
         }
     }
-    ops.into_iter().map(|(op, n, r, undo)| format!("{op}: {n} call(s) on {r} resource(s); undo {undo}")).collect()
+    ops.into_iter()
+        .map(|(op, n, r, undo)| format!("{op}: {n} call(s) on {r} resource(s); undo {undo}"))
+        .collect()
 }
 
 /// A fault's targets.
@@ -212,27 +214,62 @@ impl Targets {
 /// `autoscaling_group` (expanded with `group_vars`) or `default_group`; the
 /// alarm of its params, expanded with `alarm_vars` (alarms exist before the
 /// run, so `${asg}` there is the group as written, as for guardrails).
-pub fn resource_names(f: &FaultSpec, group_vars: &Vars, alarm_vars: &Vars, default_group: Option<&str>) -> Vec<String> {
+pub fn resource_names(
+    f: &FaultSpec,
+    group_vars: &Vars,
+    alarm_vars: &Vars,
+    default_group: Option<&str>,
+) -> Vec<String> {
     match f.fault.scope() {
         Scope::Instances => Vec::new(),
-        Scope::Groups => f.target.autoscaling_group.as_deref().map(|g| group_vars.expand(g)).or_else(|| default_group.map(str::to_string)).into_iter().collect(),
-        Scope::Alarm => f.fault.alarm().map(|a| alarm_vars.expand(&a.value)).into_iter().collect(),
+        Scope::Groups => f
+            .target
+            .autoscaling_group
+            .as_deref()
+            .map(|g| group_vars.expand(g))
+            .or_else(|| default_group.map(str::to_string))
+            .into_iter()
+            .collect(),
+        Scope::Alarm => f
+            .fault
+            .alarm()
+            .map(|a| alarm_vars.expand(&a.value))
+            .into_iter()
+            .collect(),
     }
 }
 
 /// Reads what a group or alarm fault would act on (read-only) and plans its
 /// calls. `copy` names the parallel copy and its capacity, which do not exist yet.
-async fn resource_targets(aws: &Aws, f: &FaultSpec, names: Vec<String>, copy: Option<u32>, group_sizes: &mut BTreeMap<String, usize>) -> Result<ResourceTargets, PlanError> {
+async fn resource_targets(
+    aws: &Aws,
+    f: &FaultSpec,
+    names: Vec<String>,
+    copy: Option<u32>,
+    group_sizes: &mut BTreeMap<String, usize>,
+) -> Result<ResourceTargets, PlanError> {
     let steps = f.fault.plan_resources(&names);
-    let fail = |source| PlanError::Targets { fault: f.name.value.clone(), source };
+    let fail = |source| PlanError::Targets {
+        fault: f.name.value.clone(),
+        source,
+    };
     match f.fault.scope() {
         Scope::Alarm => {
-            let found = observe::describe_alarms(aws, &names).await.map_err(|e| fail(TargetError::Aws(e)))?;
+            let found = observe::describe_alarms(aws, &names)
+                .await
+                .map_err(|e| fail(TargetError::Aws(e)))?;
             let detail = match names.first().and_then(|n| found.get(n)) {
                 Some(a) => format!("now {}; set back to it at rollback", a.state),
                 None => format!("alarm `{}` not found", names.join(", ")),
             };
-            Ok(ResourceTargets { kind: "alarm".into(), found: names.iter().all(|n| found.contains_key(n)), names, detail, instances: 0, steps })
+            Ok(ResourceTargets {
+                kind: "alarm".into(),
+                found: names.iter().all(|n| found.contains_key(n)),
+                names,
+                detail,
+                instances: 0,
+                steps,
+            })
         }
         _ => {
             let mut instances = 0;
@@ -248,9 +285,20 @@ async fn resource_targets(aws: &Aws, f: &FaultSpec, names: Vec<String>, copy: Op
                 };
                 let removed = f.fault.instances_removed(desired);
                 instances += removed;
-                details.push(if removed > 0 { format!("{g}: desired {desired}, {removed} instance(s) removed") } else { format!("{g}: desired {desired}") });
+                details.push(if removed > 0 {
+                    format!("{g}: desired {desired}, {removed} instance(s) removed")
+                } else {
+                    format!("{g}: desired {desired}")
+                });
             }
-            Ok(ResourceTargets { kind: "autoscaling_group".into(), names, found: true, detail: details.join("; "), instances, steps })
+            Ok(ResourceTargets {
+                kind: "autoscaling_group".into(),
+                names,
+                found: true,
+                detail: details.join("; "),
+                instances,
+                steps,
+            })
         }
     }
 }
@@ -284,8 +332,16 @@ pub enum PlanError {
 }
 
 /// Builds the plan for `exp`. Read-only: Describe calls only.
-pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, vars: &Vars, seed: u64) -> Result<Plan, PlanError> {
-    let preflight = observe::preflight(aws, exp, vars).await.map_err(PlanError::Guardrails)?;
+pub async fn build(
+    aws: &Aws,
+    exp: &Experiment,
+    policy: &LoadedPolicy,
+    vars: &Vars,
+    seed: u64,
+) -> Result<Plan, PlanError> {
+    let preflight = observe::preflight(aws, exp, vars)
+        .await
+        .map_err(PlanError::Guardrails)?;
     let guardrails = preflight
         .checks
         .iter()
@@ -321,20 +377,44 @@ pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, vars: &Va
         (Mode::Parallel, Some(source)) => {
             let capacity = match exp.environment.capacity {
                 Some(c) => c,
-                None => targets::describe_group(aws, source).await.map_err(PlanError::Environment)?.desired_capacity,
+                None => {
+                    targets::describe_group(aws, source)
+                        .await
+                        .map_err(PlanError::Environment)?
+                        .desired_capacity
+                }
             };
             let name = format!("gd-<run-id>-{source}");
             group_sizes.insert(name.clone(), capacity as usize);
-            environment = Some(CloneEnvironment { source: source.to_string(), name: name.clone(), capacity });
+            environment = Some(CloneEnvironment {
+                source: source.to_string(),
+                name: name.clone(),
+                capacity,
+            });
             for f in &exp.faults {
                 if f.fault.scope() != Scope::Instances {
-                    let names = resource_names(f, &Vars { asg: Some(name.clone()), ..vars.clone() }, vars, Some(&name));
+                    let names = resource_names(
+                        f,
+                        &Vars {
+                            asg: Some(name.clone()),
+                            ..vars.clone()
+                        },
+                        vars,
+                        Some(&name),
+                    );
                     let r = resource_targets(aws, f, names, Some(capacity), &mut group_sizes).await?;
                     faults.push(fault_plan(f, Targets::Resources(r)));
                     continue;
                 }
                 let count = f.target.select.how_many(capacity as usize);
-                faults.push(fault_plan(f, Targets::Clone(CloneTargets { select: f.target.select, count, of: capacity })));
+                faults.push(fault_plan(
+                    f,
+                    Targets::Clone(CloneTargets {
+                        select: f.target.select,
+                        count,
+                        of: capacity,
+                    }),
+                ));
             }
         }
         _ => {
@@ -347,12 +427,26 @@ pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, vars: &Va
                     faults.push(fault_plan(f, Targets::Resources(r)));
                     continue;
                 }
-                let resolved = targets::resolve(aws, &f.target, f.fault.as_ref(), default_group, None, vars, &policy.policy.protected_tags, &mut rng)
-                    .await
-                    .map_err(|source| PlanError::Targets { fault: f.name.value.clone(), source })?;
+                let resolved = targets::resolve(
+                    aws,
+                    &f.target,
+                    f.fault.as_ref(),
+                    default_group,
+                    None,
+                    vars,
+                    &policy.policy.protected_tags,
+                    &mut rng,
+                )
+                .await
+                .map_err(|source| PlanError::Targets {
+                    fault: f.name.value.clone(),
+                    source,
+                })?;
                 faults.push(fault_plan(f, Targets::Instances(resolved)));
             }
-            let groups: BTreeSet<String> = selected(&faults).filter_map(|i| i.autoscaling_group.clone()).collect();
+            let groups: BTreeSet<String> = selected(&faults)
+                .filter_map(|i| i.autoscaling_group.clone())
+                .collect();
             for g in groups {
                 // A group deleted since resolution has no size; the blast-radius rule then says so.
                 if let Ok(ids) = targets::group_instances(aws, &g).await {
@@ -379,7 +473,10 @@ pub async fn build(aws: &Aws, exp: &Experiment, policy: &LoadedPolicy, vars: &Va
         preflight,
         steady_state,
         faults,
-        timing: TimingPlan { interval: format_duration(exp.timing.interval), max_duration: format_duration(exp.timing.max_duration) },
+        timing: TimingPlan {
+            interval: format_duration(exp.timing.interval),
+            max_duration: format_duration(exp.timing.max_duration),
+        },
         group_sizes,
         hash: String::new(),
     };
@@ -396,9 +493,15 @@ impl Plan {
             .faults
             .iter()
             .map(|f| match &f.targets {
-                Targets::Instances(r) => serde_json::json!({ "fault": f.name, "eligible": r.eligible, "count": r.selected.len() }),
-                Targets::Clone(c) => serde_json::json!({ "fault": f.name, "clone_count": c.count, "of": c.of }),
-                Targets::Resources(r) => serde_json::json!({ "fault": f.name, "resources": r.names, "instances": r.instances }),
+                Targets::Instances(r) => {
+                    serde_json::json!({ "fault": f.name, "eligible": r.eligible, "count": r.selected.len() })
+                }
+                Targets::Clone(c) => {
+                    serde_json::json!({ "fault": f.name, "clone_count": c.count, "of": c.of })
+                }
+                Targets::Resources(r) => {
+                    serde_json::json!({ "fault": f.name, "resources": r.names, "instances": r.instances })
+                }
             })
             .collect();
         let doc = serde_json::json!({
@@ -454,19 +557,35 @@ fn fault_plan(f: &crate::experiment::FaultSpec, targets: Targets) -> FaultPlan {
     let starts = match start_after.as_slice() {
         [] => "at the start of the fault phase".to_string(),
         [one] => format!("once `{one}` is injected"),
-        many => format!("once {} are injected", many.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")),
+        many => format!(
+            "once {} are injected",
+            many.iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let calls = match &targets {
         Targets::Instances(r) => calls(&f.fault.plan(&r.selected)),
         Targets::Resources(r) => calls(&r.steps),
         Targets::Clone(_) => Vec::new(),
     };
-    FaultPlan { name: f.name.value.clone(), action: f.action.value.clone(), starts, start_after, duration: f.duration.map(format_duration), targets, calls }
+    FaultPlan {
+        name: f.name.value.clone(),
+        action: f.action.value.clone(),
+        starts,
+        start_after,
+        duration: f.duration.map(format_duration),
+        targets,
+        calls,
+    }
 }
 
 /// A probe in words, variables expanded as the plan knows them.
 fn describe(p: &Probe, vars: &Vars) -> String {
-    observe::watched(p, ProbeRole::SteadyState, vars, vars, false).info(None).check
+    observe::watched(p, ProbeRole::SteadyState, vars, vars, false)
+        .info(None)
+        .check
 }
 
 #[cfg(test)]
@@ -475,7 +594,14 @@ mod tests {
     use crate::targets::Instance;
 
     fn plan(eligible: &[&str], selected: &[&str], seed: u64, policy_sha256: &str) -> Plan {
-        let inst = |id: &&str| Instance { id: id.to_string(), az: "us-east-1a".into(), state: "running".into(), autoscaling_group: None, name: None, vpc_id: None };
+        let inst = |id: &&str| Instance {
+            id: id.to_string(),
+            az: "us-east-1a".into(),
+            state: "running".into(),
+            autoscaling_group: None,
+            name: None,
+            vpc_id: None,
+        };
         let resolved = Resolved {
             matched: eligible.len(),
             eligible: eligible.iter().map(|s| s.to_string()).collect(),
@@ -494,7 +620,11 @@ mod tests {
             seed,
             environment: None,
             guardrails: Vec::new(),
-            preflight: Preflight { checks: Vec::new(), worst_case_abort_ms: None, max_abort_delay_ms: None },
+            preflight: Preflight {
+                checks: Vec::new(),
+                worst_case_abort_ms: None,
+                max_abort_delay_ms: None,
+            },
             steady_state: Vec::new(),
             faults: vec![FaultPlan {
                 name: "stop".into(),
@@ -505,7 +635,10 @@ mod tests {
                 targets: Targets::Instances(resolved),
                 calls: Vec::new(),
             }],
-            timing: TimingPlan { interval: "5s".into(), max_duration: "30m".into() },
+            timing: TimingPlan {
+                interval: "5s".into(),
+                max_duration: "30m".into(),
+            },
             group_sizes: BTreeMap::new(),
             hash: String::new(),
         };
@@ -517,9 +650,25 @@ mod tests {
     fn the_hash_binds_the_eligible_targets_and_the_policy_not_the_random_choice() {
         let base = plan(&["i-1", "i-2", "i-3"], &["i-1"], 1, "p");
         assert_eq!(base.hash.len(), HASH_LEN);
-        assert_eq!(base.hash, plan(&["i-1", "i-2", "i-3"], &["i-2"], 2, "p").hash, "another seed's choice among the same targets");
-        assert_ne!(base.hash, plan(&["i-1", "i-2", "i-4"], &["i-1"], 1, "p").hash, "an instance was replaced");
-        assert_ne!(base.hash, plan(&["i-1", "i-2", "i-3"], &["i-1", "i-2"], 1, "p").hash, "more instances are chosen");
-        assert_ne!(base.hash, plan(&["i-1", "i-2", "i-3"], &["i-1"], 1, "q").hash, "the policy changed");
+        assert_eq!(
+            base.hash,
+            plan(&["i-1", "i-2", "i-3"], &["i-2"], 2, "p").hash,
+            "another seed's choice among the same targets"
+        );
+        assert_ne!(
+            base.hash,
+            plan(&["i-1", "i-2", "i-4"], &["i-1"], 1, "p").hash,
+            "an instance was replaced"
+        );
+        assert_ne!(
+            base.hash,
+            plan(&["i-1", "i-2", "i-3"], &["i-1", "i-2"], 1, "p").hash,
+            "more instances are chosen"
+        );
+        assert_ne!(
+            base.hash,
+            plan(&["i-1", "i-2", "i-3"], &["i-1"], 1, "q").hash,
+            "the policy changed"
+        );
     }
 }

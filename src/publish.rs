@@ -9,7 +9,7 @@
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
-use crate::aws::{api, Aws, AwsError};
+use crate::aws::{Aws, AwsError, api};
 use crate::journal::{Summary, Verdict};
 
 /// The CloudWatch namespace of run outcomes.
@@ -19,8 +19,16 @@ pub const NAMESPACE: &str = "GameDay";
 pub fn datapoints(s: &Summary) -> Vec<(&'static str, f64, StandardUnit)> {
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let mut out = vec![
-        ("RunPassed", flag(s.verdict == Some(Verdict::Passed)), StandardUnit::Count),
-        ("RunAborted", flag(s.verdict == Some(Verdict::Aborted)), StandardUnit::Count),
+        (
+            "RunPassed",
+            flag(s.verdict == Some(Verdict::Passed)),
+            StandardUnit::Count,
+        ),
+        (
+            "RunAborted",
+            flag(s.verdict == Some(Verdict::Aborted)),
+            StandardUnit::Count,
+        ),
     ];
     if let Some(ms) = s.time_to_recover_ms {
         out.push(("TimeToRecover", ms as f64, StandardUnit::Milliseconds));
@@ -41,7 +49,12 @@ pub async fn publish(aws: &Aws, s: &Summary) -> Result<usize, AwsError> {
         .map(|(name, value, unit)| {
             MetricDatum::builder()
                 .metric_name(name)
-                .dimensions(Dimension::builder().name("Experiment").value(&s.experiment).build())
+                .dimensions(
+                    Dimension::builder()
+                        .name("Experiment")
+                        .value(&s.experiment)
+                        .build(),
+                )
                 .dimensions(Dimension::builder().name("Verdict").value(verdict).build())
                 .value(value)
                 .unit(unit)
@@ -50,6 +63,12 @@ pub async fn publish(aws: &Aws, s: &Summary) -> Result<usize, AwsError> {
         })
         .collect();
     let n = data.len();
-    aws.cloudwatch.put_metric_data().namespace(NAMESPACE).set_metric_data(Some(data)).send().await.map_err(api("cloudwatch", "PutMetricData"))?;
+    aws.cloudwatch
+        .put_metric_data()
+        .namespace(NAMESPACE)
+        .set_metric_data(Some(data))
+        .send()
+        .await
+        .map_err(api("cloudwatch", "PutMetricData"))?;
     Ok(n)
 }

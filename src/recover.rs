@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{api, Aws, AwsError};
+use crate::aws::{Aws, AwsError, api};
+use crate::engine::{self, Ctx};
 use crate::environment::{self, CLONE_OF_TAG, EXPIRES_TAG, RUN_ID_TAG};
 use crate::faults::BLACKHOLE_TAG;
 use crate::journal::{self, Entry, Event, Journal, JournalError, Pending, Verdict};
 use crate::lock::{self, LOCK_TAG};
 use crate::progress::Progress;
-use crate::runner::{self, Ctx};
 
 /// Why recovery could not proceed.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,9 @@ pub enum RecoverError {
         dir: PathBuf,
     },
     /// The run's runner may still be alive; recovering under it would race it.
-    #[error("run {run_id} may still be running ({why}): stop it with Ctrl-C (it rolls back by itself), or pass --force if you are sure it is gone")]
+    #[error(
+        "run {run_id} may still be running ({why}): stop it with Ctrl-C (it rolls back by itself), or pass --force if you are sure it is gone"
+    )]
     Alive {
         /// The run.
         run_id: String,
@@ -72,14 +74,26 @@ pub fn state(dir: &Path, now: Timestamp) -> Result<Option<RunState>, JournalErro
 
 fn state_of(events: &[Entry], now: Timestamp) -> Option<RunState> {
     let first = events.first()?;
-    let Event::RunStarted { run_id, experiment, pid, host, expires_at, .. } = &first.event else {
+    let Event::RunStarted {
+        run_id,
+        experiment,
+        pid,
+        host,
+        expires_at,
+        ..
+    } = &first.event
+    else {
         return None;
     };
     let verdict = events.iter().rev().find_map(|e| match &e.event {
         Event::Verdict { verdict, .. } => Some(*verdict),
         _ => None,
     });
-    let alive = if verdict.is_some() { None } else { runner_alive(*pid, host, *expires_at, now) };
+    let alive = if verdict.is_some() {
+        None
+    } else {
+        runner_alive(*pid, host, *expires_at, now)
+    };
     Some(RunState {
         run_id: run_id.clone(),
         experiment: experiment.clone(),
@@ -92,14 +106,16 @@ fn state_of(events: &[Entry], now: Timestamp) -> Option<RunState> {
 
 /// Whether the process that wrote a journal may still be running it.
 fn runner_alive(pid: u32, host: &str, expires_at: Option<Timestamp>, now: Timestamp) -> Option<String> {
-    if host == runner::hostname() && !host.is_empty() {
+    if host == engine::hostname() && !host.is_empty() {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let is_gameday = String::from_utf8_lossy(&cmdline).contains("gameday");
         return is_gameday.then(|| format!("its runner, pid {pid}, is alive on this machine"));
     }
     // Another machine: only the expiry can tell.
     match expires_at {
-        Some(t) if t > now => Some(format!("it ran on `{host}`, which cannot be checked from here, and does not expire until {t}")),
+        Some(t) if t > now => Some(format!(
+            "it ran on `{host}`, which cannot be checked from here, and does not expire until {t}"
+        )),
         _ => None,
     }
 }
@@ -111,7 +127,10 @@ pub fn needing_recovery(runs_dir: &Path) -> Result<Vec<RunState>, JournalError> 
     let Ok(entries) = std::fs::read_dir(runs_dir) else {
         return Ok(out);
     };
-    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join(journal::EVENTS_FILE).exists()).collect();
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(journal::EVENTS_FILE).exists())
+        .collect();
     dirs.sort();
     for d in dirs {
         if let Some(s) = state(&d, now)?
@@ -135,21 +154,41 @@ pub struct Recovered {
 
 /// Undoes everything run `run_id` left behind, journaling each step in its
 /// events file, and rewrites its journal.json.
-pub async fn recover(aws: &Aws, runs_dir: &Path, run_id: &str, force: bool, progress: Progress) -> Result<Recovered, RecoverError> {
+pub async fn recover(
+    aws: &Aws,
+    runs_dir: &Path,
+    run_id: &str,
+    force: bool,
+    progress: Progress,
+) -> Result<Recovered, RecoverError> {
     let dir = runs_dir.join(run_id);
     if !dir.join(journal::EVENTS_FILE).exists() {
-        return Err(RecoverError::NoSuchRun { run_id: run_id.to_string(), dir: runs_dir.to_path_buf() });
+        return Err(RecoverError::NoSuchRun {
+            run_id: run_id.to_string(),
+            dir: runs_dir.to_path_buf(),
+        });
     }
     let (journal, events) = Journal::open_append(&dir)?;
     let Some(st) = state_of(&events, Timestamp::now()) else {
-        return Err(RecoverError::NoSuchRun { run_id: run_id.to_string(), dir: runs_dir.to_path_buf() });
+        return Err(RecoverError::NoSuchRun {
+            run_id: run_id.to_string(),
+            dir: runs_dir.to_path_buf(),
+        });
     };
     if let Some(why) = st.alive
         && !force
     {
-        return Err(RecoverError::Alive { run_id: run_id.to_string(), why });
+        return Err(RecoverError::Alive {
+            run_id: run_id.to_string(),
+            why,
+        });
     }
-    let ctx = Ctx { aws: aws.clone(), journal, progress, refused: Default::default() };
+    let ctx = Ctx {
+        aws: aws.clone(),
+        journal,
+        progress,
+        refused: Default::default(),
+    };
     let had_verdict = st.verdict.is_some();
     if st.pending.is_empty() {
         if !had_verdict {
@@ -160,25 +199,47 @@ pub async fn recover(aws: &Aws, runs_dir: &Path, run_id: &str, force: bool, prog
             });
             crate::report::write_run_records(&dir);
         }
-        return Ok(Recovered { undone: 0, unfinished: Vec::new() });
+        return Ok(Recovered {
+            undone: 0,
+            unfinished: Vec::new(),
+        });
     }
-    ctx.emit_best_effort(Event::Recovery { pending: st.pending.len() });
+    ctx.emit_best_effort(Event::Recovery {
+        pending: st.pending.len(),
+    });
     let hurry = CancellationToken::new();
     let mut unfinished = Vec::new();
     // Newest first: faults before the environment they ran in, locks last.
     for p in &st.pending {
-        if let Err(u) = runner::rollback_step(&ctx, &p.fault, p.action_id, &p.undo, &hurry).await {
+        if let Err(u) = engine::rollback_step(&ctx, &p.fault, p.action_id, &p.undo, &hurry).await {
             unfinished.push(u);
         }
     }
     let undone = st.pending.len() - unfinished.len();
     let reason = if unfinished.is_empty() {
-        format!("recovered by `gameday recover`: {undone} call(s) undone after the run {}", if had_verdict { "gave up" } else { "stopped without finishing (killed or crashed)" })
+        format!(
+            "recovered by `gameday recover`: {undone} call(s) undone after the run {}",
+            if had_verdict {
+                "gave up"
+            } else {
+                "stopped without finishing (killed or crashed)"
+            }
+        )
     } else {
-        let what: Vec<String> = unfinished.iter().map(|u| format!("{} {}", u.operation(), u.resources().join(" "))).collect();
-        format!("`gameday recover` could not finish: still to do: {}", what.join("; "))
+        let what: Vec<String> = unfinished
+            .iter()
+            .map(|u| format!("{} {}", u.operation(), u.resources().join(" ")))
+            .collect();
+        format!(
+            "`gameday recover` could not finish: still to do: {}",
+            what.join("; ")
+        )
     };
-    ctx.emit_best_effort(Event::Verdict { verdict: Verdict::Error, reason, unfinished: unfinished.clone() });
+    ctx.emit_best_effort(Event::Verdict {
+        verdict: Verdict::Error,
+        reason,
+        unfinished: unfinished.clone(),
+    });
     ctx.progress.finish();
     crate::report::write_run_records(&dir);
     Ok(Recovered { undone, unfinished })
@@ -232,10 +293,28 @@ pub enum Leftover {
 impl std::fmt::Display for Leftover {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Leftover::Clone { group, run_id, why } => write!(f, "Auto Scaling group {group} (a clone made by run {run_id}; {why})"),
-            Leftover::Instance { id, run_id, why } => write!(f, "instance {id} (launched by a clone of run {run_id}; {why})"),
-            Leftover::Lock { resource, run_id, why, .. } => write!(f, "lock tag on {resource} (taken by run {run_id}; {why})"),
-            Leftover::SecurityGroup { name, vpc_id, run_id, why } => write!(f, "security group {name} in {vpc_id} (a network blackhole of run {run_id}; {why})"),
+            Leftover::Clone { group, run_id, why } => write!(
+                f,
+                "Auto Scaling group {group} (a clone made by run {run_id}; {why})"
+            ),
+            Leftover::Instance { id, run_id, why } => {
+                write!(f, "instance {id} (launched by a clone of run {run_id}; {why})")
+            }
+            Leftover::Lock {
+                resource,
+                run_id,
+                why,
+                ..
+            } => write!(f, "lock tag on {resource} (taken by run {run_id}; {why})"),
+            Leftover::SecurityGroup {
+                name,
+                vpc_id,
+                run_id,
+                why,
+            } => write!(
+                f,
+                "security group {name} in {vpc_id} (a network blackhole of run {run_id}; {why})"
+            ),
         }
     }
 }
@@ -265,70 +344,175 @@ pub async fn find_leftovers(aws: &Aws, runs_dir: &Path) -> Result<Vec<Leftover>,
     let mut out = Vec::new();
     let mut live_groups = std::collections::BTreeSet::new();
 
-    let tagged = aws_sdk_autoscaling::types::Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
-    let mut pages = aws.autoscaling.describe_auto_scaling_groups().filters(tagged).into_paginator().send();
+    let tagged = aws_sdk_autoscaling::types::Filter::builder()
+        .name("tag-key")
+        .values(RUN_ID_TAG)
+        .build();
+    let mut pages = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .filters(tagged)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(api("autoscaling", "DescribeAutoScalingGroups"))?;
         for g in page.auto_scaling_groups() {
-            let tag = |k: &str| g.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
-            let (Some(name), Some(run_id)) = (g.auto_scaling_group_name(), tag(RUN_ID_TAG)) else { continue };
+            let tag = |k: &str| {
+                g.tags()
+                    .iter()
+                    .find(|t| t.key() == Some(k))
+                    .and_then(|t| t.value())
+                    .map(str::to_string)
+            };
+            let (Some(name), Some(run_id)) = (g.auto_scaling_group_name(), tag(RUN_ID_TAG)) else {
+                continue;
+            };
             live_groups.insert(name.to_string());
-            if let Some(why) = may_clean(runs_dir, &run_id, tag(EXPIRES_TAG).and_then(|t| t.parse().ok()), now) {
-                out.push(Leftover::Clone { group: name.to_string(), run_id, why });
+            if let Some(why) = may_clean(
+                runs_dir,
+                &run_id,
+                tag(EXPIRES_TAG).and_then(|t| t.parse().ok()),
+                now,
+            ) {
+                out.push(Leftover::Clone {
+                    group: name.to_string(),
+                    run_id,
+                    why,
+                });
             }
         }
     }
 
-    let cloned = aws_sdk_ec2::types::Filter::builder().name("tag-key").values(CLONE_OF_TAG).build();
-    let states = aws_sdk_ec2::types::Filter::builder().name("instance-state-name").values("pending").values("running").values("stopping").values("stopped").build();
-    let mut pages = aws.ec2.describe_instances().filters(cloned).filters(states).into_paginator().send();
+    let cloned = aws_sdk_ec2::types::Filter::builder()
+        .name("tag-key")
+        .values(CLONE_OF_TAG)
+        .build();
+    let states = aws_sdk_ec2::types::Filter::builder()
+        .name("instance-state-name")
+        .values("pending")
+        .values("running")
+        .values("stopping")
+        .values("stopped")
+        .build();
+    let mut pages = aws
+        .ec2
+        .describe_instances()
+        .filters(cloned)
+        .filters(states)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(api("ec2", "DescribeInstances"))?;
         for i in page.reservations().iter().flat_map(|r| r.instances()) {
-            let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
-            let (Some(id), Some(run_id)) = (i.instance_id(), tag(RUN_ID_TAG)) else { continue };
+            let tag = |k: &str| {
+                i.tags()
+                    .iter()
+                    .find(|t| t.key() == Some(k))
+                    .and_then(|t| t.value())
+                    .map(str::to_string)
+            };
+            let (Some(id), Some(run_id)) = (i.instance_id(), tag(RUN_ID_TAG)) else {
+                continue;
+            };
             let in_live_group = tag("aws:autoscaling:groupName").is_some_and(|g| live_groups.contains(&g));
             if in_live_group {
                 continue; // deleted together with its group
             }
-            if let Some(why) = may_clean(runs_dir, &run_id, tag(EXPIRES_TAG).and_then(|t| t.parse().ok()), now) {
-                out.push(Leftover::Instance { id: id.to_string(), run_id, why });
+            if let Some(why) = may_clean(
+                runs_dir,
+                &run_id,
+                tag(EXPIRES_TAG).and_then(|t| t.parse().ok()),
+                now,
+            ) {
+                out.push(Leftover::Instance {
+                    id: id.to_string(),
+                    run_id,
+                    why,
+                });
             }
         }
     }
 
-    let blackholes = aws_sdk_ec2::types::Filter::builder().name("tag-key").values(BLACKHOLE_TAG).build();
-    let mut pages = aws.ec2.describe_security_groups().filters(blackholes).into_paginator().send();
+    let blackholes = aws_sdk_ec2::types::Filter::builder()
+        .name("tag-key")
+        .values(BLACKHOLE_TAG)
+        .build();
+    let mut pages = aws
+        .ec2
+        .describe_security_groups()
+        .filters(blackholes)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(api("ec2", "DescribeSecurityGroups"))?;
         for g in page.security_groups() {
-            let tag = |k: &str| g.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
-            let (Some(name), Some(vpc_id), Some(run_id)) = (g.group_name(), g.vpc_id(), tag(RUN_ID_TAG)) else { continue };
-            if let Some(why) = may_clean(runs_dir, &run_id, tag(EXPIRES_TAG).and_then(|t| t.parse().ok()), now) {
-                out.push(Leftover::SecurityGroup { name: name.to_string(), vpc_id: vpc_id.to_string(), run_id, why });
+            let tag = |k: &str| {
+                g.tags()
+                    .iter()
+                    .find(|t| t.key() == Some(k))
+                    .and_then(|t| t.value())
+                    .map(str::to_string)
+            };
+            let (Some(name), Some(vpc_id), Some(run_id)) = (g.group_name(), g.vpc_id(), tag(RUN_ID_TAG))
+            else {
+                continue;
+            };
+            if let Some(why) = may_clean(
+                runs_dir,
+                &run_id,
+                tag(EXPIRES_TAG).and_then(|t| t.parse().ok()),
+                now,
+            ) {
+                out.push(Leftover::SecurityGroup {
+                    name: name.to_string(),
+                    vpc_id: vpc_id.to_string(),
+                    run_id,
+                    why,
+                });
             }
         }
     }
 
-    let key = aws_sdk_autoscaling::types::Filter::builder().name("key").values(LOCK_TAG).build();
-    let mut pages = aws.autoscaling.describe_tags().filters(key).into_paginator().send();
+    let key = aws_sdk_autoscaling::types::Filter::builder()
+        .name("key")
+        .values(LOCK_TAG)
+        .build();
+    let mut pages = aws
+        .autoscaling
+        .describe_tags()
+        .filters(key)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         for t in page.map_err(api("autoscaling", "DescribeTags"))?.tags() {
             if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(lock::parse))
                 && let Some(why) = may_clean(runs_dir, &run_id, Some(until), now)
             {
-                out.push(Leftover::Lock { resource: res.to_string(), is_group: true, run_id, why });
+                out.push(Leftover::Lock {
+                    resource: res.to_string(),
+                    is_group: true,
+                    run_id,
+                    why,
+                });
             }
         }
     }
-    let key = aws_sdk_ec2::types::Filter::builder().name("key").values(LOCK_TAG).build();
+    let key = aws_sdk_ec2::types::Filter::builder()
+        .name("key")
+        .values(LOCK_TAG)
+        .build();
     let mut pages = aws.ec2.describe_tags().filters(key).into_paginator().send();
     while let Some(page) = pages.next().await {
         for t in page.map_err(api("ec2", "DescribeTags"))?.tags() {
             if let (Some(res), Some((run_id, until))) = (t.resource_id(), t.value().and_then(lock::parse))
                 && let Some(why) = may_clean(runs_dir, &run_id, Some(until), now)
             {
-                out.push(Leftover::Lock { resource: res.to_string(), is_group: false, run_id, why });
+                out.push(Leftover::Lock {
+                    resource: res.to_string(),
+                    is_group: false,
+                    run_id,
+                    why,
+                });
             }
         }
     }
@@ -341,7 +525,12 @@ pub async fn remove(aws: &Aws, leftover: &Leftover) -> Result<(), AwsError> {
     match leftover {
         Leftover::Clone { group, .. } => environment::delete_clone(aws, group, &hurry).await.map(drop),
         Leftover::Instance { id, .. } => {
-            aws.ec2.terminate_instances().instance_ids(id).send().await.map_err(api("ec2", "TerminateInstances"))?;
+            aws.ec2
+                .terminate_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .map_err(api("ec2", "TerminateInstances"))?;
             Ok(())
         }
         // Only the journal knows the instances' original groups; an instance
@@ -349,10 +538,21 @@ pub async fn remove(aws: &Aws, leftover: &Leftover) -> Result<(), AwsError> {
         Leftover::SecurityGroup { name, vpc_id, .. } => {
             let now = CancellationToken::new();
             now.cancel();
-            crate::faults::delete_blackhole_group(aws, vpc_id, name, &now).await.map(drop)
+            crate::faults::delete_blackhole_group(aws, vpc_id, name, &now)
+                .await
+                .map(drop)
         }
-        Leftover::Lock { resource, is_group, run_id, .. } => {
-            let (groups, instances) = if *is_group { (vec![resource.clone()], vec![]) } else { (vec![], vec![resource.clone()]) };
+        Leftover::Lock {
+            resource,
+            is_group,
+            run_id,
+            ..
+        } => {
+            let (groups, instances) = if *is_group {
+                (vec![resource.clone()], vec![])
+            } else {
+                (vec![], vec![resource.clone()])
+            };
             lock::release(aws, &groups, &instances, run_id).await.map(drop)
         }
     }

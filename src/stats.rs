@@ -30,7 +30,11 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<MannWhitney> {
     if n1 == 0 || n2 == 0 {
         return None;
     }
-    let mut all: Vec<(f64, bool)> = a.iter().map(|&x| (x, true)).chain(b.iter().map(|&x| (x, false))).collect();
+    let mut all: Vec<(f64, bool)> = a
+        .iter()
+        .map(|&x| (x, true))
+        .chain(b.iter().map(|&x| (x, false)))
+        .collect();
     all.sort_by(|x, y| x.0.total_cmp(&y.0));
     // Average ranks over ties; remember tie group sizes for the variance.
     let n = all.len();
@@ -61,17 +65,29 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<MannWhitney> {
         let u_int = u.round() as usize;
         let le: f64 = dist[..=u_int].iter().sum::<f64>() / total;
         let ge: f64 = dist[u_int..].iter().sum::<f64>() / total;
-        return Some(MannWhitney { u, p_value: (2.0 * le.min(ge)).min(1.0), exact: true });
+        return Some(MannWhitney {
+            u,
+            p_value: (2.0 * le.min(ge)).min(1.0),
+            exact: true,
+        });
     }
     let mu = n1f * n2f / 2.0;
     let nf = n as f64;
     let tie_term: f64 = ties.iter().map(|&t| (t * t * t - t) as f64).sum::<f64>() / (nf * (nf - 1.0));
     let sigma = (n1f * n2f / 12.0 * ((nf + 1.0) - tie_term)).sqrt();
     if sigma == 0.0 {
-        return Some(MannWhitney { u, p_value: 1.0, exact: false });
+        return Some(MannWhitney {
+            u,
+            p_value: 1.0,
+            exact: false,
+        });
     }
     let z = ((u - mu).abs() - 0.5).max(0.0) / sigma;
-    Some(MannWhitney { u, p_value: erfc(z / std::f64::consts::SQRT_2).min(1.0), exact: false })
+    Some(MannWhitney {
+        u,
+        p_value: erfc(z / std::f64::consts::SQRT_2).min(1.0),
+        exact: false,
+    })
 }
 
 /// Counts of arrangements of `n1` + `n2` distinct values by U (index = U).
@@ -110,7 +126,10 @@ fn erfc(x: f64) -> f64 {
         + t * (1.000_023_68
             + t * (0.374_091_96
                 + t * (0.096_784_18
-                    + t * (-0.186_288_06 + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let r = t * poly.exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }

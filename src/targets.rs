@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::{api, Aws, AwsError};
+use crate::aws::{Aws, AwsError, api};
 use crate::experiment::{Selection, TargetSpec};
 use crate::faults::Fault;
 
@@ -48,7 +48,9 @@ pub struct Vars {
 impl Vars {
     /// Replaces every known `${name}` (validation rejected unknown ones).
     pub fn expand(&self, text: &str) -> String {
-        let mut out = text.replace("${run_id}", &self.run_id).replace("${instances}", &self.instances.join(","));
+        let mut out = text
+            .replace("${run_id}", &self.run_id)
+            .replace("${instances}", &self.instances.join(","));
         if let Some(asg) = &self.asg {
             out = out.replace("${asg}", asg);
         }
@@ -159,7 +161,9 @@ pub async fn resolve(
         }
         if protected {
             out.protected.push(inst.id);
-        } else if !fault.eligible_state(&inst.state) || (fault.needs_group() && inst.autoscaling_group.is_none()) {
+        } else if !fault.eligible_state(&inst.state)
+            || (fault.needs_group() && inst.autoscaling_group.is_none())
+        {
             out.ineligible.push(inst.id);
         } else {
             eligible.push(inst);
@@ -187,7 +191,10 @@ pub fn select(mut candidates: Vec<Instance>, selection: Selection, rng: &mut Std
 }
 
 fn filter(name: &str, values: Vec<String>) -> aws_sdk_ec2::types::Filter {
-    aws_sdk_ec2::types::Filter::builder().name(name).set_values(Some(values)).build()
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .set_values(Some(values))
+        .build()
 }
 
 /// What the runner reads about an Auto Scaling group.
@@ -201,10 +208,19 @@ pub struct GroupInfo {
 
 /// Reads one Auto Scaling group.
 pub async fn describe_group(aws: &Aws, group: &str) -> Result<GroupInfo, TargetError> {
-    let g = crate::environment::describe_group(aws, group).await?.ok_or_else(|| TargetError::NoSuchGroup(group.to_string()))?;
+    let g = crate::environment::describe_group(aws, group)
+        .await?
+        .ok_or_else(|| TargetError::NoSuchGroup(group.to_string()))?;
     Ok(GroupInfo {
-        instances: g.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect(),
-        desired_capacity: g.desired_capacity().and_then(|c| u32::try_from(c).ok()).unwrap_or(0),
+        instances: g
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect(),
+        desired_capacity: g
+            .desired_capacity()
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(0),
     })
 }
 
@@ -220,20 +236,42 @@ async fn describe(
     protected_tags: &[(String, String)],
     out: &mut Vec<(Instance, bool)>,
 ) -> Result<(), AwsError> {
-    let mut pages = aws.ec2.describe_instances().set_filters(Some(filters)).into_paginator().send();
+    let mut pages = aws
+        .ec2
+        .describe_instances()
+        .set_filters(Some(filters))
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(api("ec2", "DescribeInstances"))?;
         for r in page.reservations() {
             for i in r.instances() {
                 let Some(id) = i.instance_id() else { continue };
-                let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
-                let protected = protected_tags.iter().any(|(k, v)| tag(k).is_some_and(|t| t.eq_ignore_ascii_case(v)));
+                let tag = |k: &str| {
+                    i.tags()
+                        .iter()
+                        .find(|t| t.key() == Some(k))
+                        .and_then(|t| t.value())
+                        .map(str::to_string)
+                };
+                let protected = protected_tags
+                    .iter()
+                    .any(|(k, v)| tag(k).is_some_and(|t| t.eq_ignore_ascii_case(v)));
                 out.push((
                     Instance {
                         id: id.to_string(),
-                        az: i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_string(),
-                        state: i.state().and_then(|s| s.name()).map(|s| s.as_str().to_string()).unwrap_or_default(),
-                        autoscaling_group: tag("aws:autoscaling:groupName").or_else(|| group.map(str::to_string)),
+                        az: i
+                            .placement()
+                            .and_then(|p| p.availability_zone())
+                            .unwrap_or_default()
+                            .to_string(),
+                        state: i
+                            .state()
+                            .and_then(|s| s.name())
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_default(),
+                        autoscaling_group: tag("aws:autoscaling:groupName")
+                            .or_else(|| group.map(str::to_string)),
                         name: tag("Name"),
                         vpc_id: i.vpc_id().map(str::to_string),
                     },
@@ -252,13 +290,26 @@ mod tests {
 
     fn fleet(n: usize) -> Vec<Instance> {
         (0..n)
-            .map(|i| Instance { id: format!("i-{i:04}"), az: "us-east-1a".into(), state: "running".into(), autoscaling_group: None, name: None, vpc_id: None })
+            .map(|i| Instance {
+                id: format!("i-{i:04}"),
+                az: "us-east-1a".into(),
+                state: "running".into(),
+                autoscaling_group: None,
+                name: None,
+                vpc_id: None,
+            })
             .collect()
     }
 
     #[test]
     fn same_seed_same_choice_other_seed_other_choice() {
-        let pick = |seed| select(fleet(50), Selection::Percent(20), &mut StdRng::seed_from_u64(seed));
+        let pick = |seed| {
+            select(
+                fleet(50),
+                Selection::Percent(20),
+                &mut StdRng::seed_from_u64(seed),
+            )
+        };
         assert_eq!(pick(7), pick(7));
         assert_eq!(pick(7).len(), 10);
         assert_ne!(pick(7), pick(8));

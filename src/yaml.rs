@@ -90,21 +90,45 @@ pub fn parse(file: &Path, text: &str) -> Result<Node, FileErrors> {
     marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| {
         use marked_yaml::LoadError as E;
         let (marker, message) = match &e {
-            E::TopLevelMustBeMapping(m) => (*m, "expected a mapping of keys (`version: 1`, `name: ...`) at the top of the file".to_string()),
+            E::TopLevelMustBeMapping(m) => (
+                *m,
+                "expected a mapping of keys (`version: 1`, `name: ...`) at the top of the file".to_string(),
+            ),
             E::TopLevelMustBeSequence(m) => (*m, "expected a sequence at the top of the file".to_string()),
-            E::UnexpectedAnchor(m) => (*m, "YAML anchors (&name) are not supported; write the value out".to_string()),
+            E::UnexpectedAnchor(m) => (
+                *m,
+                "YAML anchors (&name) are not supported; write the value out".to_string(),
+            ),
             E::MappingKeyMustBeScalar(m) => (*m, "mapping keys must be plain strings".to_string()),
             E::UnexpectedTag(m) => (*m, "YAML tags (!tag) are not supported".to_string()),
             E::ScanError(m, err) => (*m, format!("invalid YAML: {}", scan_error_text(err))),
             E::DuplicateKey(inner) => {
                 let first = inner.prev_key.span().start().map(|m| m.line()).unwrap_or(0);
-                let m = inner.key.span().start().copied().unwrap_or(marked_yaml::Marker::new(0, 0, 1, 1));
-                (m, format!("duplicate key `{}` (first written on line {first})", inner.key.as_str()))
+                let m = inner
+                    .key
+                    .span()
+                    .start()
+                    .copied()
+                    .unwrap_or(marked_yaml::Marker::new(0, 0, 1, 1));
+                (
+                    m,
+                    format!(
+                        "duplicate key `{}` (first written on line {first})",
+                        inner.key.as_str()
+                    ),
+                )
             }
         };
         FileErrors {
             file: file.to_path_buf(),
-            diagnostics: vec![Diagnostic { loc: Loc { line: marker.line(), column: marker.column() }, message, help: None }],
+            diagnostics: vec![Diagnostic {
+                loc: Loc {
+                    line: marker.line(),
+                    column: marker.column(),
+                },
+                message,
+                help: None,
+            }],
         }
     })
 }
@@ -125,7 +149,12 @@ pub fn loc(node: &Node) -> Loc {
 }
 
 fn span_loc(span: &marked_yaml::Span) -> Loc {
-    span.start().map(|m| Loc { line: m.line(), column: m.column() }).unwrap_or_default()
+    span.start()
+        .map(|m| Loc {
+            line: m.line(),
+            column: m.column(),
+        })
+        .unwrap_or_default()
 }
 
 fn kind(node: &Node) -> &'static str {
@@ -195,12 +224,20 @@ impl Decoder {
 
     /// Records a problem at `loc`.
     pub fn error(&mut self, loc: Loc, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic { loc, message: message.into(), help: None });
+        self.diagnostics.push(Diagnostic {
+            loc,
+            message: message.into(),
+            help: None,
+        });
     }
 
     /// Records a problem with a hint.
     pub fn error_help(&mut self, loc: Loc, message: impl Into<String>, help: impl Into<String>) {
-        self.diagnostics.push(Diagnostic { loc, message: message.into(), help: Some(help.into()) });
+        self.diagnostics.push(Diagnostic {
+            loc,
+            message: message.into(),
+            help: Some(help.into()),
+        });
     }
 
     /// True when no problem was recorded.
@@ -214,14 +251,23 @@ impl Decoder {
             return Ok(());
         }
         self.diagnostics.sort_by_key(|d| (d.loc.line, d.loc.column));
-        Err(FileErrors { file: file.to_path_buf(), diagnostics: self.diagnostics })
+        Err(FileErrors {
+            file: file.to_path_buf(),
+            diagnostics: self.diagnostics,
+        })
     }
 
     /// Expects a mapping whose keys are all in `allowed`; reports unknown keys
     /// with the closest allowed one as a suggestion.
     pub fn map<'a>(&mut self, node: &'a Node, what: &str, allowed: &[&str]) -> Option<Map<'a>> {
         let Node::Mapping(m) = node else {
-            self.error(loc(node), format!("{what}: expected a mapping (key: value pairs), found {}", kind(node)));
+            self.error(
+                loc(node),
+                format!(
+                    "{what}: expected a mapping (key: value pairs), found {}",
+                    kind(node)
+                ),
+            );
             return None;
         };
         for key in m.keys() {
@@ -233,21 +279,37 @@ impl Decoder {
                     continue;
                 }
                 match did_you_mean(key.as_str(), allowed.iter().copied()) {
-                    Some(s) => self.error_help(at, message, format!("did you mean `{s}`? expected one of: {}", allowed.join(", "))),
+                    Some(s) => self.error_help(
+                        at,
+                        message,
+                        format!("did you mean `{s}`? expected one of: {}", allowed.join(", ")),
+                    ),
                     None => self.error_help(at, message, format!("expected one of: {}", allowed.join(", "))),
                 }
             }
         }
-        Some(Map { node: m, loc: span_loc(m.span()) })
+        Some(Map {
+            node: m,
+            loc: span_loc(m.span()),
+        })
     }
 
     /// A mapping whose keys the user chooses (ids, names): no key is unknown.
     pub fn open_map<'a>(&mut self, node: &'a Node, what: &str) -> Option<Map<'a>> {
         let Node::Mapping(m) = node else {
-            self.error(loc(node), format!("{what}: expected a mapping (key: value pairs), found {}", kind(node)));
+            self.error(
+                loc(node),
+                format!(
+                    "{what}: expected a mapping (key: value pairs), found {}",
+                    kind(node)
+                ),
+            );
             return None;
         };
-        Some(Map { node: m, loc: span_loc(m.span()) })
+        Some(Map {
+            node: m,
+            loc: span_loc(m.span()),
+        })
     }
 
     /// Reports a missing required key and returns `None` so callers can chain.
@@ -262,9 +324,15 @@ impl Decoder {
     /// A non-empty string. Numbers and booleans are accepted as their text.
     pub fn string(&mut self, node: &Node, what: &str) -> Option<Spanned<String>> {
         match node {
-            Node::Scalar(s) if !s.as_str().is_empty() => Some(Spanned { value: s.as_str().to_string(), loc: loc(node) }),
+            Node::Scalar(s) if !s.as_str().is_empty() => Some(Spanned {
+                value: s.as_str().to_string(),
+                loc: loc(node),
+            }),
             _ => {
-                self.error(loc(node), format!("{what}: expected a text value, found {}", kind(node)));
+                self.error(
+                    loc(node),
+                    format!("{what}: expected a text value, found {}", kind(node)),
+                );
                 None
             }
         }
@@ -277,13 +345,25 @@ impl Decoder {
             _ => None,
         };
         match parsed {
-            Some(v) if (min..=max).contains(&v) => Some(Spanned { value: v, loc: loc(node) }),
+            Some(v) if (min..=max).contains(&v) => Some(Spanned {
+                value: v,
+                loc: loc(node),
+            }),
             Some(v) => {
-                self.error(loc(node), format!("{what}: {v} is out of range: expected a whole number from {min} to {max}"));
+                self.error(
+                    loc(node),
+                    format!("{what}: {v} is out of range: expected a whole number from {min} to {max}"),
+                );
                 None
             }
             None => {
-                self.error(loc(node), format!("{what}: expected a whole number from {min} to {max}, found {}", describe(node)));
+                self.error(
+                    loc(node),
+                    format!(
+                        "{what}: expected a whole number from {min} to {max}, found {}",
+                        describe(node)
+                    ),
+                );
                 None
             }
         }
@@ -296,9 +376,15 @@ impl Decoder {
             _ => None,
         };
         if parsed.is_none() {
-            self.error(loc(node), format!("{what}: expected a number, found {}", describe(node)));
+            self.error(
+                loc(node),
+                format!("{what}: expected a number, found {}", describe(node)),
+            );
         }
-        parsed.map(|value| Spanned { value, loc: loc(node) })
+        parsed.map(|value| Spanned {
+            value,
+            loc: loc(node),
+        })
     }
 
     /// `true` or `false`.
@@ -308,7 +394,10 @@ impl Decoder {
             _ => None,
         };
         if parsed.is_none() {
-            self.error(loc(node), format!("{what}: expected `true` or `false`, found {}", describe(node)));
+            self.error(
+                loc(node),
+                format!("{what}: expected `true` or `false`, found {}", describe(node)),
+            );
         }
         parsed
     }
@@ -324,7 +413,10 @@ impl Decoder {
                 self.error(loc(node), format!("{what}: a duration must be longer than zero"));
                 None
             }
-            Ok(d) => Some(Spanned { value: d, loc: loc(node) }),
+            Ok(d) => Some(Spanned {
+                value: d,
+                loc: loc(node),
+            }),
             Err(()) => {
                 self.error_help(
                     loc(node),
@@ -341,7 +433,13 @@ impl Decoder {
         match node {
             Node::Sequence(s) => Some(s.as_slice()),
             _ => {
-                self.error(loc(node), format!("{what}: expected a list (lines starting with `- `), found {}", kind(node)));
+                self.error(
+                    loc(node),
+                    format!(
+                        "{what}: expected a list (lines starting with `- `), found {}",
+                        kind(node)
+                    ),
+                );
                 None
             }
         }
@@ -357,14 +455,27 @@ impl Decoder {
     /// A mapping of string keys to string values (tags, dimensions).
     pub fn string_map(&mut self, node: &Node, what: &str) -> Option<Vec<(String, String)>> {
         let Node::Mapping(m) = node else {
-            self.error(loc(node), format!("{what}: expected a mapping (key: value pairs), found {}", kind(node)));
+            self.error(
+                loc(node),
+                format!(
+                    "{what}: expected a mapping (key: value pairs), found {}",
+                    kind(node)
+                ),
+            );
             return None;
         };
         let mut out = Vec::new();
         for (k, v) in m.iter() {
             match v {
                 Node::Scalar(s) => out.push((k.as_str().to_string(), s.as_str().to_string())),
-                _ => self.error(loc(v), format!("{what}: value of `{}` must be a single text value, found {}", k.as_str(), kind(v))),
+                _ => self.error(
+                    loc(v),
+                    format!(
+                        "{what}: value of `{}` must be a single text value, found {}",
+                        k.as_str(),
+                        kind(v)
+                    ),
+                ),
             }
         }
         Some(out)
@@ -418,7 +529,11 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     if ms % 1000 != 0 {
-        return if ms < 1000 { format!("{ms}ms") } else { format!("{:.1}s", d.as_secs_f64()) };
+        return if ms < 1000 {
+            format!("{ms}ms")
+        } else {
+            format!("{:.1}s", d.as_secs_f64())
+        };
     }
     let secs = d.as_secs();
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
@@ -473,8 +588,17 @@ mod tests {
         d.string(map.get("b").unwrap(), "b");
         let err = d.finish(Path::new("t.yaml")).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("t.yaml:1:4: error: a: malformed duration `1`"), "{text}");
-        assert!(text.contains("t.yaml:2:4: error: b: expected a text value, found a list"), "{text}");
-        assert!(text.contains("t.yaml:3:1: error: unknown key `c` in test"), "{text}");
+        assert!(
+            text.contains("t.yaml:1:4: error: a: malformed duration `1`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.yaml:2:4: error: b: expected a text value, found a list"),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.yaml:3:1: error: unknown key `c` in test"),
+            "{text}"
+        );
     }
 }

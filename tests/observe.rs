@@ -3,8 +3,8 @@
 //! detection probes; guardrail preflight. Metrics are published by the test
 //! with PutMetricData and alarms set with SetAlarmState (moto evaluates neither).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
@@ -22,7 +22,10 @@ struct Publisher {
 
 impl Publisher {
     fn start(c: &Clients, group: &str, value: f64) -> Publisher {
-        let (source, copy) = (Arc::new(AtomicU64::new(value.to_bits())), Arc::new(AtomicU64::new(value.to_bits())));
+        let (source, copy) = (
+            Arc::new(AtomicU64::new(value.to_bits())),
+            Arc::new(AtomicU64::new(value.to_bits())),
+        );
         let (cw, asg, group) = (c.cloudwatch.clone(), c.autoscaling.clone(), group.to_string());
         let (s, k) = (source.clone(), copy.clone());
         let task = tokio::spawn(async move {
@@ -36,7 +39,10 @@ impl Publisher {
                     for g in out.auto_scaling_groups() {
                         let name = g.auto_scaling_group_name().unwrap_or_default();
                         if name.starts_with("gd-") && name.ends_with(&format!("-{group}")) {
-                            groups.push((name.to_string(), f64::from_bits(k.load(Ordering::SeqCst)) + jitter));
+                            groups.push((
+                                name.to_string(),
+                                f64::from_bits(k.load(Ordering::SeqCst)) + jitter,
+                            ));
                         }
                     }
                 }
@@ -52,7 +58,12 @@ impl Publisher {
                             .build()
                     })
                     .collect();
-                let _ = cw.put_metric_data().namespace("App").set_metric_data(Some(data)).send().await;
+                let _ = cw
+                    .put_metric_data()
+                    .namespace("App")
+                    .set_metric_data(Some(data))
+                    .send()
+                    .await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
@@ -102,12 +113,23 @@ timing: {{ interval: 500ms, max_duration: 5m, {timing} }}
 const LATENCY: &str = "metric: { namespace: App, name: Latency, dimensions: { AutoScalingGroupName: \"${asg}\" }, stat: Average, period: 1 }";
 
 fn events<'a>(j: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
-    j["events"].as_array().expect("events").iter().filter(|e| e["event"] == kind).collect()
+    j["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event"] == kind)
+        .collect()
 }
 
 async fn run(s: &Scratch, text: &str) -> tokio::process::Child {
     let file = s.write("exp.yaml", text);
-    gameday(s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn")
+    gameday(s)
+        .arg("run")
+        .arg(&file)
+        .arg("--runs-dir")
+        .arg(s.runs())
+        .spawn()
+        .expect("spawn")
 }
 
 async fn all_running(c: &Clients, ids: &[String]) -> bool {
@@ -131,17 +153,37 @@ async fn a_steady_state_that_does_not_hold_at_baseline_means_nothing_is_injected
     tokio::time::sleep(Duration::from_secs(2)).await;
     let s = Scratch::new();
     let steady = format!("  - name: latency\n    {LATENCY}\n    expect: \"< 300\"");
-    let out = finish(run(&s, &experiment(&fleet, "in-place", &steady, "3s", "baseline: 2s")).await, Duration::from_secs(60)).await;
+    let out = finish(
+        run(&s, &experiment(&fleet, "in-place", &steady, "3s", "baseline: 2s")).await,
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(out.code, 5, "not-run\n{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("did not hold during the baseline") && out.stdout.contains("latency"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("did not hold during the baseline") && out.stdout.contains("latency"),
+        "{}",
+        out.stdout
+    );
     let j = s.journal();
     assert_eq!(j["verdict"], "not-run");
     let actions = j["actions"].as_array().expect("actions");
-    assert!(actions.iter().all(|a| a["kind"] != "inject"), "nothing was injected: {actions:?}");
+    assert!(
+        actions.iter().all(|a| a["kind"] != "inject"),
+        "nothing was injected: {actions:?}"
+    );
     assert!(all_running(&c, &fleet.instances).await);
     let checked = events(&j, "checked");
-    assert!(!checked.is_empty() && checked.iter().all(|e| e["phase"] == "baseline"), "the baseline check is journaled");
-    assert!(checked[0]["results"][0]["value"].as_f64().is_some_and(|v| v >= 500.0), "{:?}", checked[0]);
+    assert!(
+        !checked.is_empty() && checked.iter().all(|e| e["phase"] == "baseline"),
+        "the baseline check is journaled"
+    );
+    assert!(
+        checked[0]["results"][0]["value"]
+            .as_f64()
+            .is_some_and(|v| v >= 500.0),
+        "{:?}",
+        checked[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,19 +194,33 @@ async fn a_metric_pushed_out_of_tolerance_during_the_fault_fails_the_run() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let s = Scratch::new();
     let steady = format!("  - name: latency\n    {LATENCY}\n    expect: \"< 300\"\n    datapoints: 2");
-    let child = run(&s, &experiment(&fleet, "in-place", &steady, "5s", "baseline: 2s, recovery: 20s")).await;
+    let child = run(
+        &s,
+        &experiment(&fleet, "in-place", &steady, "5s", "baseline: 2s, recovery: 20s"),
+    )
+    .await;
     wait_until_any_stopped(&c, &fleet.instances).await;
     p.set(450.0);
     tokio::time::sleep(Duration::from_secs(3)).await;
     p.set(100.0);
     let out = finish(child, Duration::from_secs(90)).await;
     assert_eq!(out.code, 3, "failed\n{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("while faults were active") && out.stdout.contains("outside < 300"), "{}", out.stdout);
-    assert!(all_running(&c, &fleet.instances).await, "rolled back all the same");
+    assert!(
+        out.stdout.contains("while faults were active") && out.stdout.contains("outside < 300"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        all_running(&c, &fleet.instances).await,
+        "rolled back all the same"
+    );
     let j = s.journal();
     assert_eq!(j["verdict"], "failed");
     let dev = events(&j, "deviation");
-    let during = dev.iter().find(|d| d["phase"] == "inject" || d["phase"] == "rollback").expect("a deviation while faults were active");
+    let during = dev
+        .iter()
+        .find(|d| d["phase"] == "inject" || d["phase"] == "rollback")
+        .expect("a deviation while faults were active");
     assert_eq!(during["probe"], "latency");
     assert!(during["at"].is_string(), "with its timestamp");
     let rec = events(&j, "recovery_result");
@@ -172,8 +228,14 @@ async fn a_metric_pushed_out_of_tolerance_during_the_fault_fails_the_run() {
     assert_eq!(rec[0]["recovered"], true, "{:?}", rec[0]);
     let dir = crate::report::run_dirs(&s).remove(0);
     let junit = std::fs::read_to_string(dir.join("junit.xml")).expect("junit.xml after a failed run");
-    let case = junit.split("<testcase ").find(|c| c.contains("name=\"steady state `latency`")).expect("a test case for the latency probe");
-    assert!(case.contains("<failure message=") && case.contains("outside &lt; 300"), "the probe that failed the run fails in JUnit: {junit}");
+    let case = junit
+        .split("<testcase ")
+        .find(|c| c.contains("name=\"steady state `latency`"))
+        .expect("a test case for the latency probe");
+    assert!(
+        case.contains("<failure message=") && case.contains("outside &lt; 300"),
+        "the probe that failed the run fails in JUnit: {junit}"
+    );
     crate::report::assert_reports_regenerate(&s, &dir).await;
 }
 
@@ -185,7 +247,11 @@ async fn a_metric_that_returns_within_the_recovery_window_passes_with_time_to_re
     tokio::time::sleep(Duration::from_secs(2)).await;
     let s = Scratch::new();
     let steady = format!("  - name: latency\n    {LATENCY}\n    expect: \"< 300\"\n    during: recover");
-    let child = run(&s, &experiment(&fleet, "in-place", &steady, "3s", "baseline: 2s, recovery: 30s")).await;
+    let child = run(
+        &s,
+        &experiment(&fleet, "in-place", &steady, "3s", "baseline: 2s, recovery: 30s"),
+    )
+    .await;
     wait_until_any_stopped(&c, &fleet.instances).await;
     p.set(450.0);
     wait_all_running(&c, &fleet.instances).await;
@@ -195,14 +261,24 @@ async fn a_metric_that_returns_within_the_recovery_window_passes_with_time_to_re
     assert_eq!(out.code, 0, "passed\n{}{}", out.stdout, out.stderr);
     let j = s.journal();
     assert_eq!(j["verdict"], "passed");
-    assert!(events(&j, "deviation").iter().any(|d| d["probe"] == "latency"), "the deviation is recorded even though it was allowed");
+    assert!(
+        events(&j, "deviation").iter().any(|d| d["probe"] == "latency"),
+        "the deviation is recorded even though it was allowed"
+    );
     let rec = events(&j, "recovery_result");
     assert_eq!(rec[0]["recovered"], true, "{:?}", rec[0]);
     let ttr = rec[0]["time_to_recover_ms"].as_u64().expect("time to recover");
-    assert!(ttr >= 1000, "it took at least the 2 s the metric stayed high: {ttr} ms");
+    assert!(
+        ttr >= 1000,
+        "it took at least the 2 s the metric stayed high: {ttr} ms"
+    );
     let series = events(&j, "series");
     let points = series[0]["points"].as_array().expect("points");
-    assert!(points.iter().any(|p| p["v"].as_f64() > Some(400.0)) && points.iter().any(|p| p["v"].as_f64() < Some(200.0)), "the series shows both");
+    assert!(
+        points.iter().any(|p| p["v"].as_f64() > Some(400.0))
+            && points.iter().any(|p| p["v"].as_f64() < Some(200.0)),
+        "the series shows both"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,8 +289,13 @@ async fn a_relative_tolerance_is_fixed_from_the_baseline() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let s = Scratch::new();
     // 180 is fine for a fixed `< 300`, but not for 1.5 times a baseline of about 100.
-    let steady = format!("  - name: latency\n    {LATENCY}\n    expect: \"< baseline * 1.5\"\n    datapoints: 2");
-    let child = run(&s, &experiment(&fleet, "in-place", &steady, "5s", "baseline: 2s, recovery: 20s")).await;
+    let steady =
+        format!("  - name: latency\n    {LATENCY}\n    expect: \"< baseline * 1.5\"\n    datapoints: 2");
+    let child = run(
+        &s,
+        &experiment(&fleet, "in-place", &steady, "5s", "baseline: 2s, recovery: 20s"),
+    )
+    .await;
     wait_until_any_stopped(&c, &fleet.instances).await;
     p.set(180.0);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -225,8 +306,15 @@ async fn a_relative_tolerance_is_fixed_from_the_baseline() {
     let b = events(&j, "baseline_measured");
     assert_eq!(b.len(), 1);
     let base = b[0]["value"].as_f64().expect("baseline value");
-    assert!((100.0..=104.0).contains(&base), "the mean of the baseline: {base}");
-    assert!(b[0]["resolved"].as_str().is_some_and(|r| r.starts_with("< 15")), "{:?}", b[0]);
+    assert!(
+        (100.0..=104.0).contains(&base),
+        "the mean of the baseline: {base}"
+    );
+    assert!(
+        b[0]["resolved"].as_str().is_some_and(|r| r.starts_with("< 15")),
+        "{:?}",
+        b[0]
+    );
     assert_eq!(b[0]["written"], "< baseline * 1.5");
 }
 
@@ -237,38 +325,87 @@ async fn the_copy_is_judged_against_the_source_as_a_control() {
     let p = Publisher::start(&c, &fleet.group, 100.0);
     let s = Scratch::new();
     // Both stay far below the fixed tolerance; only the control shows the harm.
-    let steady = format!("  - name: latency\n    {LATENCY}\n    expect: \"< 1000\"\n    compare: {{ max_increase: 20% }}");
-    let child = run(&s, &experiment(&fleet, "parallel", &steady, "6s", "baseline: 2s, recovery: 20s")).await;
+    let steady = format!(
+        "  - name: latency\n    {LATENCY}\n    expect: \"< 1000\"\n    compare: {{ max_increase: 20% }}"
+    );
+    let child = run(
+        &s,
+        &experiment(&fleet, "parallel", &steady, "6s", "baseline: 2s, recovery: 20s"),
+    )
+    .await;
     // The copy's instances are the ones stopped; wait for the fault to take effect.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let j = std::fs::read_dir(s.runs()).ok().and_then(|mut d| d.next()).and_then(|e| e.ok()).map(|e| std::fs::read_to_string(e.path().join("events.jsonl")).unwrap_or_default());
+        let j = std::fs::read_dir(s.runs())
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| std::fs::read_to_string(e.path().join("events.jsonl")).unwrap_or_default());
         if j.is_some_and(|t| t.contains("\"fault_active\"")) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the fault never took effect");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fault never took effect"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     p.set_copy(200.0);
     let out = finish(child, Duration::from_secs(120)).await;
-    assert_eq!(out.code, 3, "failed against the control\n{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 3,
+        "failed against the control\n{}{}",
+        out.stdout, out.stderr
+    );
     assert!(out.stdout.contains("against the control"), "{}", out.stdout);
     let j = s.journal();
     let cmp = events(&j, "comparison");
     assert_eq!(cmp.len(), 1);
     assert_eq!(cmp[0]["ok"], false);
-    assert!(cmp[0]["p_value"].as_f64().is_some_and(|p| p < 0.05), "{:?}", cmp[0]);
-    assert!(cmp[0]["change_percent"].as_f64().is_some_and(|c| c > 50.0), "{:?}", cmp[0]);
+    assert!(
+        cmp[0]["p_value"].as_f64().is_some_and(|p| p < 0.05),
+        "{:?}",
+        cmp[0]
+    );
+    assert!(
+        cmp[0]["change_percent"].as_f64().is_some_and(|c| c > 50.0),
+        "{:?}",
+        cmp[0]
+    );
     let series = events(&j, "series");
-    let of: Vec<&str> = series.iter().map(|s| s["of"].as_str().unwrap_or_default()).collect();
+    let of: Vec<&str> = series
+        .iter()
+        .map(|s| s["of"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(of, ["experiment", "control"], "both series are journaled");
-    assert!(series[1]["dimensions"][0][1] == fleet.group.as_str(), "the control is the source group: {:?}", series[1]["dimensions"]);
-    assert!(series[0]["dimensions"][0][1].as_str().is_some_and(|g| g.starts_with("gd-")), "the experiment is the copy");
-    assert_eq!(group_state(&c, &fleet.group).await.instances.len(), 2, "the source is untouched");
+    assert!(
+        series[1]["dimensions"][0][1] == fleet.group.as_str(),
+        "the control is the source group: {:?}",
+        series[1]["dimensions"]
+    );
+    assert!(
+        series[0]["dimensions"][0][1]
+            .as_str()
+            .is_some_and(|g| g.starts_with("gd-")),
+        "the experiment is the copy"
+    );
+    assert_eq!(
+        group_state(&c, &fleet.group).await.instances.len(),
+        2,
+        "the source is untouched"
+    );
 }
 
 fn detection(fleet: &Fleet, alarm: &str, within: &str) -> String {
-    experiment(fleet, "in-place", &format!("  - name: paging\n    alarm_fires: {{ alarm: {alarm}, within: {within}, clears_within: 30s }}"), "3s", "baseline: 1s, recovery: 30s")
+    experiment(
+        fleet,
+        "in-place",
+        &format!(
+            "  - name: paging\n    alarm_fires: {{ alarm: {alarm}, within: {within}, clears_within: 30s }}"
+        ),
+        "3s",
+        "baseline: 1s, recovery: 30s",
+    )
 }
 
 async fn detection_alarm(c: &Clients, fleet: &Fleet) -> String {
@@ -309,10 +446,26 @@ async fn a_detection_probe_passes_when_its_alarm_fires_and_clears() {
     let d = events(&j, "detection");
     assert_eq!(d.len(), 1);
     assert_eq!(d[0]["ok"], true, "{:?}", d[0]);
-    assert!(d[0]["time_to_detect_ms"].as_u64().is_some_and(|t| t >= 500), "{:?}", d[0]);
-    assert!(d[0]["time_to_clear_ms"].as_u64().is_some_and(|t| t >= 500), "{:?}", d[0]);
-    let changes: Vec<&str> = events(&j, "alarm_changed").iter().filter(|e| e["alarm"] == alarm.as_str()).map(|e| e["to"].as_str().unwrap_or_default()).collect();
-    assert_eq!(changes, ["OK", "ALARM", "OK"], "alarm state changes are in the timeline");
+    assert!(
+        d[0]["time_to_detect_ms"].as_u64().is_some_and(|t| t >= 500),
+        "{:?}",
+        d[0]
+    );
+    assert!(
+        d[0]["time_to_clear_ms"].as_u64().is_some_and(|t| t >= 500),
+        "{:?}",
+        d[0]
+    );
+    let changes: Vec<&str> = events(&j, "alarm_changed")
+        .iter()
+        .filter(|e| e["alarm"] == alarm.as_str())
+        .map(|e| e["to"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        changes,
+        ["OK", "ALARM", "OK"],
+        "alarm state changes are in the timeline"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,7 +474,11 @@ async fn a_detection_probe_fails_when_its_alarm_never_fires() {
     let fleet = fleet(&c, 2).await;
     let alarm = detection_alarm(&c, &fleet).await;
     let s = Scratch::new();
-    let out = finish(run(&s, &detection(&fleet, &alarm, "2s")).await, Duration::from_secs(90)).await;
+    let out = finish(
+        run(&s, &detection(&fleet, &alarm, "2s")).await,
+        Duration::from_secs(90),
+    )
+    .await;
     assert_eq!(out.code, 3, "failed\n{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("never fired within 2s"), "{}", out.stdout);
     assert!(all_running(&c, &fleet.instances).await);
@@ -337,14 +494,38 @@ async fn preflight_refuses_a_guardrail_too_slow_or_without_data() {
     let fleet = fleet(&c, 2).await;
     // The fleet's alarm evaluates one 60 s period: 60.5 s worst case at a 500ms interval.
     let s = Scratch::new();
-    let text = stop_experiment(&fleet.group, &fleet.alarm, "all", "2s").replace("max_duration: 5m", "max_duration: 5m, max_abort_delay: 30s");
+    let text = stop_experiment(&fleet.group, &fleet.alarm, "all", "2s")
+        .replace("max_duration: 5m", "max_duration: 5m, max_abort_delay: 30s");
     let file = s.write("slow.yaml", &text);
-    let plan = finish(gameday(&s).arg("plan").arg(&file).spawn().expect("spawn"), Duration::from_secs(30)).await;
+    let plan = finish(
+        gameday(&s).arg("plan").arg(&file).spawn().expect("spawn"),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(plan.code, 5, "{}{}", plan.stdout, plan.stderr);
-    assert!(plan.stdout.contains("worst-case time from a breach to the abort: 60.5s, timing.max_abort_delay 30s"), "{}", plan.stdout);
-    let out = finish(gameday(&s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(30)).await;
+    assert!(
+        plan.stdout
+            .contains("worst-case time from a breach to the abort: 60.5s, timing.max_abort_delay 30s"),
+        "{}",
+        plan.stdout
+    );
+    let out = finish(
+        gameday(&s)
+            .arg("run")
+            .arg(&file)
+            .arg("--runs-dir")
+            .arg(s.runs())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("exceeds timing.max_abort_delay 30s"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("exceeds timing.max_abort_delay 30s"),
+        "{}",
+        out.stdout
+    );
     let j = s.journal();
     assert!(j["actions"].as_array().expect("actions").is_empty());
     let pre = events(&j, "guardrail_preflight");
@@ -352,10 +533,27 @@ async fn preflight_refuses_a_guardrail_too_slow_or_without_data() {
 
     set_alarm(&c, &fleet.alarm, "INSUFFICIENT_DATA").await;
     let s = Scratch::new();
-    let file = s.write("exp.yaml", &stop_experiment(&fleet.group, &fleet.alarm, "all", "2s"));
-    let out = finish(gameday(&s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(30)).await;
+    let file = s.write(
+        "exp.yaml",
+        &stop_experiment(&fleet.group, &fleet.alarm, "all", "2s"),
+    );
+    let out = finish(
+        gameday(&s)
+            .arg("run")
+            .arg(&file)
+            .arg("--runs-dir")
+            .arg(s.runs())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("has no data (INSUFFICIENT_DATA)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("has no data (INSUFFICIENT_DATA)"),
+        "{}",
+        out.stdout
+    );
     assert!(all_running(&c, &fleet.instances).await);
 }
 
@@ -373,13 +571,29 @@ async fn a_metric_guardrail_over_its_threshold_aborts_and_rolls_back() {
     p.set(900.0);
     let out = finish(child, Duration::from_secs(60)).await;
     assert_eq!(out.code, 4, "aborted\n{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("latency guard"), "the verdict names the guardrail: {}", out.stdout);
-    assert!(all_running(&c, &fleet.instances).await, "the stopped instance runs again");
+    assert!(
+        out.stdout.contains("latency guard"),
+        "the verdict names the guardrail: {}",
+        out.stdout
+    );
+    assert!(
+        all_running(&c, &fleet.instances).await,
+        "the stopped instance runs again"
+    );
     let j = s.journal();
     assert_eq!(j["verdict"], "aborted");
     let breach = events(&j, "guardrail_breached");
     assert_eq!(breach.len(), 1, "{breach:?}");
-    let (seen, began) = (breach[0]["seen_at"].as_str().expect("seen_at"), events(&j, "rollback_started")[0]["at"].as_str().expect("rollback start"));
-    let (seen, began): (jiff::Timestamp, jiff::Timestamp) = (seen.parse().expect("time"), began.parse().expect("time"));
-    assert!(began >= seen && began.duration_since(seen).as_secs_f64() < 1.5, "the rollback began within a round trip of the breach: {seen} -> {began}");
+    let (seen, began) = (
+        breach[0]["seen_at"].as_str().expect("seen_at"),
+        events(&j, "rollback_started")[0]["at"]
+            .as_str()
+            .expect("rollback start"),
+    );
+    let (seen, began): (jiff::Timestamp, jiff::Timestamp) =
+        (seen.parse().expect("time"), began.parse().expect("time"));
+    assert!(
+        began >= seen && began.duration_since(seen).as_secs_f64() < 1.5,
+        "the rollback began within a round trip of the breach: {seen} -> {began}"
+    );
 }

@@ -5,8 +5,8 @@
 //! Every journal here is written by a real run against moto.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
@@ -30,12 +30,22 @@ impl Latency {
             loop {
                 let datum = MetricDatum::builder()
                     .metric_name("Latency")
-                    .dimensions(Dimension::builder().name("AutoScalingGroupName").value(&group).build())
+                    .dimensions(
+                        Dimension::builder()
+                            .name("AutoScalingGroupName")
+                            .value(&group)
+                            .build(),
+                    )
                     .value(f64::from_bits(shared.load(Ordering::SeqCst)))
                     .unit(StandardUnit::Milliseconds)
                     .timestamp(std::time::SystemTime::now().into())
                     .build();
-                let _ = cw.put_metric_data().namespace("App").metric_data(datum).send().await;
+                let _ = cw
+                    .put_metric_data()
+                    .namespace("App")
+                    .metric_data(datum)
+                    .send()
+                    .await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
@@ -85,12 +95,22 @@ timing: {{ interval: 500ms, baseline: 1s, recovery: 20s, max_duration: 5m }}
 }
 
 async fn run_in(s: &Scratch, file: &Path, extra: &[&str]) -> tokio::process::Child {
-    gameday(s).arg("run").arg(file).arg("--runs-dir").arg(s.runs()).args(extra).spawn().expect("spawn")
+    gameday(s)
+        .arg("run")
+        .arg(file)
+        .arg("--runs-dir")
+        .arg(s.runs())
+        .args(extra)
+        .spawn()
+        .expect("spawn")
 }
 
 /// Every run folder of `s`, oldest first.
 pub(crate) fn run_dirs(s: &Scratch) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(s.runs()).expect("runs").map(|e| e.expect("entry").path()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(s.runs())
+        .expect("runs")
+        .map(|e| e.expect("entry").path())
+        .collect();
     dirs.sort();
     dirs
 }
@@ -103,16 +123,34 @@ fn read(p: &Path) -> String {
 /// report` writes byte-for-byte the same reports from the journal.
 pub(crate) async fn assert_reports_regenerate(s: &Scratch, dir: &Path) {
     let names = ["report.html", "report.md", "junit.xml"];
-    assert!(dir.join("journal.json").exists(), "journal.json in {}", dir.display());
-    let before: Vec<Vec<u8>> = names.iter().map(|n| std::fs::read(dir.join(n)).unwrap_or_else(|e| panic!("{n} after the run: {e}"))).collect();
+    assert!(
+        dir.join("journal.json").exists(),
+        "journal.json in {}",
+        dir.display()
+    );
+    let before: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| std::fs::read(dir.join(n)).unwrap_or_else(|e| panic!("{n} after the run: {e}")))
+        .collect();
     for n in names {
         std::fs::remove_file(dir.join(n)).expect("remove report");
     }
     let id = dir.file_name().expect("run id").to_string_lossy().to_string();
-    let out = finish(gameday(s).args(["report", &id, "--runs-dir"]).arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(30)).await;
+    let out = finish(
+        gameday(s)
+            .args(["report", &id, "--runs-dir"])
+            .arg(s.runs())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     for (n, b) in names.iter().zip(&before) {
-        assert!(std::fs::read(dir.join(n)).expect("regenerated") == *b, "`gameday report` regenerates {n} byte-for-byte");
+        assert!(
+            std::fs::read(dir.join(n)).expect("regenerated") == *b,
+            "`gameday report` regenerates {n} byte-for-byte"
+        );
     }
 }
 
@@ -174,7 +212,10 @@ fn redact(text: &str, known: &[(&str, &str)]) -> String {
         } else if after.starts_with('s') && end_ok(j + 1) {
             out.push_str("[dur]");
             i = j + 1;
-        } else if after.starts_with(" checks") || after.starts_with(" of ") && out.ends_with("at ") || out.ends_with("time=\"") {
+        } else if after.starts_with(" checks")
+            || after.starts_with(" of ") && out.ends_with("at ")
+            || out.ends_with("time=\"")
+        {
             out.push_str("[n]");
             i = j;
         } else {
@@ -193,7 +234,11 @@ async fn a_passing_run_writes_a_journal_and_reports_that_regenerate_identically(
     let file = s.write("exp.yaml", &experiment(&fleet, "report-pass", false, "2s"));
     let out = finish(run_in(&s, &file, &[]).await, Duration::from_secs(90)).await;
     assert_eq!(out.code, 0, "passed\n{}{}", out.stdout, out.stderr);
-    assert!(!out.stderr.contains('\x1b'), "no escape codes without a terminal: {:?}", out.stderr);
+    assert!(
+        !out.stderr.contains('\x1b'),
+        "no escape codes without a terminal: {:?}",
+        out.stderr
+    );
     assert!(out.stdout.contains("report: "), "{}", out.stdout);
     let dir = run_dirs(&s).remove(0);
 
@@ -207,32 +252,99 @@ async fn a_passing_run_writes_a_journal_and_reports_that_regenerate_identically(
     assert_eq!(j["policy_sha256"].as_str().map(str::len), Some(64));
     assert!(j["seed"].is_u64());
     assert_eq!(j["mode"], "in-place");
-    assert!(j["endpoint"].as_str().is_some_and(|e| e.starts_with("http://127.0.0.1:")));
+    assert!(
+        j["endpoint"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("http://127.0.0.1:"))
+    );
     assert_eq!(j["gameday_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(j["verdict"], "passed");
-    assert!(j["reason"].as_str().is_some_and(|r| r.contains("the hypothesis held")));
+    assert!(
+        j["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("the hypothesis held"))
+    );
     assert_eq!(j["targets"][0]["selected"].as_array().map(Vec::len), Some(1));
-    let ops: Vec<&str> = j["actions"].as_array().expect("actions").iter().map(|a| a["operation"].as_str().unwrap_or_default()).collect();
-    assert!(ops.contains(&"ec2:StopInstances") && ops.contains(&"ec2:StartInstances"), "{ops:?}");
-    assert!(j["actions"].as_array().expect("actions").iter().all(|a| a["ok"] == true && a["finished_at"].is_string()));
-    let probes: Vec<&str> = j["probes"].as_array().expect("probes").iter().map(|p| p["name"].as_str().unwrap_or_default()).collect();
+    let ops: Vec<&str> = j["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|a| a["operation"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        ops.contains(&"ec2:StopInstances") && ops.contains(&"ec2:StartInstances"),
+        "{ops:?}"
+    );
+    assert!(
+        j["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .all(|a| a["ok"] == true && a["finished_at"].is_string())
+    );
+    let probes: Vec<&str> = j["probes"]
+        .as_array()
+        .expect("probes")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(probes, ["capacity & <co>", &format!("alarm {}", fleet.alarm)]);
     assert_eq!(j["recovered"], true);
-    assert!(j["time_to_recover_ms"].is_u64(), "time to recover: {}", j["time_to_recover_ms"]);
+    assert!(
+        j["time_to_recover_ms"].is_u64(),
+        "time to recover: {}",
+        j["time_to_recover_ms"]
+    );
     assert!(j["abort"].is_null(), "no abort");
-    assert!(j["scaling_activities"].is_array(), "DescribeScalingActivities was read (moto reports none)");
-    let kinds: Vec<&str> = j["events"].as_array().expect("events").iter().map(|e| e["event"].as_str().unwrap_or_default()).collect();
-    for k in ["run_started", "phase", "safety_gate", "guardrail_preflight", "targets_resolved", "intent", "outcome", "checked", "fault_active", "rollback_started", "recovery_result", "verdict"] {
+    assert!(
+        j["scaling_activities"].is_array(),
+        "DescribeScalingActivities was read (moto reports none)"
+    );
+    let kinds: Vec<&str> = j["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or_default())
+        .collect();
+    for k in [
+        "run_started",
+        "phase",
+        "safety_gate",
+        "guardrail_preflight",
+        "targets_resolved",
+        "intent",
+        "outcome",
+        "checked",
+        "fault_active",
+        "rollback_started",
+        "recovery_result",
+        "verdict",
+    ] {
         assert!(kinds.contains(&k), "the timeline has `{k}`: {kinds:?}");
     }
 
     let html = read(&dir.join("report.html"));
-    assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quotes&quot;"), "the hypothesis is escaped in HTML");
-    assert!(html.contains("capacity &amp; &lt;co&gt;") && !html.contains("<co>"), "probe names are escaped");
-    assert!(!html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"), "self-contained, no script");
+    assert!(
+        html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quotes&quot;"),
+        "the hypothesis is escaped in HTML"
+    );
+    assert!(
+        html.contains("capacity &amp; &lt;co&gt;") && !html.contains("<co>"),
+        "probe names are escaped"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "self-contained, no script"
+    );
     let junit = read(&dir.join("junit.xml"));
-    assert!(junit.contains("capacity &amp; &lt;co&gt;") && !junit.contains("<co>"), "escaped in XML");
-    assert!(read(&dir.join("report.md")).contains("&lt;script&gt;"), "escaped in Markdown");
+    assert!(
+        junit.contains("capacity &amp; &lt;co&gt;") && !junit.contains("<co>"),
+        "escaped in XML"
+    );
+    assert!(
+        read(&dir.join("report.md")).contains("&lt;script&gt;"),
+        "escaped in Markdown"
+    );
     assert_reports_regenerate(&s, &dir).await;
 }
 
@@ -247,17 +359,41 @@ async fn the_markdown_and_junit_reports_of_a_run_match_their_snapshots() {
     let dir = run_dirs(&s).remove(0);
     let j = s.journal();
     let run_id = j["run_id"].as_str().expect("run id").to_string();
-    let (fh, ph) = (j["file_sha256"].as_str().unwrap_or_default().to_string(), j["policy_sha256"].as_str().unwrap_or_default().to_string());
+    let (fh, ph) = (
+        j["file_sha256"].as_str().unwrap_or_default().to_string(),
+        j["policy_sha256"].as_str().unwrap_or_default().to_string(),
+    );
     let policy = s.path().join("permissive-policy.yaml").display().to_string();
     let scratch = s.path().display().to_string();
-    let mut known: Vec<(&str, &str)> = vec![(&run_id, "[run-id]"), (&policy, "[policy]"), (&scratch, "[scratch]"), (&fh, "[file-sha256]"), (&ph, "[policy-sha256]")];
+    let mut known: Vec<(&str, &str)> = vec![
+        (&run_id, "[run-id]"),
+        (&policy, "[policy]"),
+        (&scratch, "[scratch]"),
+        (&fh, "[file-sha256]"),
+        (&ph, "[policy-sha256]"),
+    ];
     let (fh12, ph12) = (fh[..12].to_string(), ph[..12].to_string());
     known.extend([(fh12.as_str(), "[file-sha]"), (ph12.as_str(), "[policy-sha]")]);
-    let plan_hash = j["events"].as_array().expect("events").iter().find(|e| e["event"] == "safety_gate").and_then(|e| e["plan_hash"].as_str()).unwrap_or_default().to_string();
+    let plan_hash = j["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["event"] == "safety_gate")
+        .and_then(|e| e["plan_hash"].as_str())
+        .unwrap_or_default()
+        .to_string();
     known.push((&plan_hash, "[plan-hash]"));
-    let instances: Vec<(String, String)> = fleet.instances.iter().enumerate().map(|(i, id)| (id.clone(), format!("[instance-{i}]"))).collect();
+    let instances: Vec<(String, String)> = fleet
+        .instances
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), format!("[instance-{i}]")))
+        .collect();
     known.extend(instances.iter().map(|(a, b)| (a.as_str(), b.as_str())));
-    known.extend([(fleet.alarm.as_str(), "[alarm]"), (fleet.group.as_str(), "[group]")]);
+    known.extend([
+        (fleet.alarm.as_str(), "[alarm]"),
+        (fleet.group.as_str(), "[group]"),
+    ]);
     insta::assert_snapshot!("report_md", redact(&read(&dir.join("report.md")), &known));
     insta::assert_snapshot!("junit_xml", redact(&read(&dir.join("junit.xml")), &known));
 }
@@ -267,12 +403,23 @@ fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("GAMEDAY_CHROMIUM") {
         return Some(PathBuf::from(p));
     }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|d| d.join("chromium")).find(|p| p.exists())
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("chromium"))
+        .find(|p| p.exists())
 }
 
 fn headless(browser: &Path, profile: &Path, what: &[String]) -> std::process::Output {
     std::process::Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(what)
         .stdin(std::process::Stdio::null())
@@ -302,24 +449,54 @@ async fn the_html_report_renders_its_verdict_and_charts_in_a_browser() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     p.set(100.0);
     let out = finish(child, Duration::from_secs(90)).await;
-    assert_eq!(out.code, 0, "passed (the latency may deviate during the fault)\n{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "passed (the latency may deviate during the fault)\n{}{}",
+        out.stdout, out.stderr
+    );
     let report = run_dirs(&s).remove(0).join("report.html");
 
     let profile = tempfile::tempdir().expect("a fresh browser profile");
     let url = format!("file://{}", report.display());
     let dom = headless(&browser, profile.path(), &["--dump-dom".to_string(), url.clone()]);
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains("Passed: the hypothesis held"), "the rendered page states the verdict: {}", &dom[..dom.len().min(2000)]);
-    assert!(dom.contains("<svg") && dom.contains("<polyline") && dom.contains("class=\"series experiment\""), "a chart of the latency series");
-    assert!(dom.contains("class=\"fault-window\"") && dom.contains("class=\"limit\""), "the fault window and the tolerance are drawn");
-    assert!(dom.contains("&lt;script&gt;alert") && !dom.contains("<script"), "the hostile hypothesis is text, not a script");
+    assert!(
+        dom.contains("Passed: the hypothesis held"),
+        "the rendered page states the verdict: {}",
+        &dom[..dom.len().min(2000)]
+    );
+    assert!(
+        dom.contains("<svg") && dom.contains("<polyline") && dom.contains("class=\"series experiment\""),
+        "a chart of the latency series"
+    );
+    assert!(
+        dom.contains("class=\"fault-window\"") && dom.contains("class=\"limit\""),
+        "the fault window and the tolerance are drawn"
+    );
+    assert!(
+        dom.contains("&lt;script&gt;alert") && !dom.contains("<script"),
+        "the hostile hypothesis is text, not a script"
+    );
 
     let png = s.path().join("report.png");
     let profile = tempfile::tempdir().expect("a fresh browser profile");
-    let shot = headless(&browser, profile.path(), &[format!("--screenshot={}", png.display()), "--window-size=1200,2000".to_string(), url]);
-    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot ({e}): {}", String::from_utf8_lossy(&shot.stderr)));
+    let shot = headless(
+        &browser,
+        profile.path(),
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1200,2000".to_string(),
+            url,
+        ],
+    );
+    let bytes = std::fs::read(&png)
+        .unwrap_or_else(|e| panic!("no screenshot ({e}): {}", String::from_utf8_lossy(&shot.stderr)));
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
-    assert!(bytes.len() > 30_000, "a page with text and charts, not a blank one: {} bytes", bytes.len());
+    assert!(
+        bytes.len() > 30_000,
+        "a page with text and charts, not a blank one: {} bytes",
+        bytes.len()
+    );
     if let Some(keep) = std::env::var_os("GAMEDAY_KEEP_SCREENSHOT") {
         std::fs::copy(&png, keep).expect("keep the screenshot");
     }
@@ -333,24 +510,58 @@ async fn a_version_1_journal_is_still_read_and_reported() {
     assert_eq!(s.verdict, Some(gameday::journal::Verdict::Failed));
     assert!(!s.series.is_empty(), "the series are derived from the v1 events");
     assert!(s.time_to_recover_ms.is_some() && s.environment.is_some() && !s.probes.is_empty());
-    assert!(s.source.contains("hypothesis"), "the experiment's text from run_started");
+    assert!(
+        s.source.contains("hypothesis"),
+        "the experiment's text from run_started"
+    );
 
     let scratch = Scratch::new();
     let dir = scratch.path().join("runs/20261201-193250-9cae");
     std::fs::create_dir_all(&dir).expect("run folder");
     std::fs::copy(&fixture, dir.join("journal.json")).expect("copy");
-    let out = finish(gameday(&scratch).args(["report", "20261201-193250-9cae", "--runs-dir"]).arg(scratch.runs()).spawn().expect("spawn"), Duration::from_secs(30)).await;
+    let out = finish(
+        gameday(&scratch)
+            .args(["report", "20261201-193250-9cae", "--runs-dir"])
+            .arg(scratch.runs())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(read(&dir.join("report.md")).contains("# Game day `shop-web-lose-a-third`: failed"));
-    assert!(read(&dir.join("report.html")).contains("<polyline"), "charts from a v1 journal");
+    assert!(
+        read(&dir.join("report.html")).contains("<polyline"),
+        "charts from a v1 journal"
+    );
 
     let mut newer: serde_json::Value = serde_json::from_str(&read(&fixture)).expect("json");
     newer["journal_version"] = 99.into();
     std::fs::write(dir.join("journal.json"), newer.to_string()).expect("write");
-    let out = finish(gameday(&scratch).args(["report", "20261201-193250-9cae", "--runs-dir"]).arg(scratch.runs()).spawn().expect("spawn"), Duration::from_secs(30)).await;
+    let out = finish(
+        gameday(&scratch)
+            .args(["report", "20261201-193250-9cae", "--runs-dir"])
+            .arg(scratch.runs())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("journal_version 99") && out.stderr.contains("use a newer gameday"), "{}", out.stderr);
-    let out = finish(gameday(&scratch).args(["report", "no-such-run", "--runs-dir"]).arg(scratch.runs()).spawn().expect("spawn"), Duration::from_secs(30)).await;
+    assert!(
+        out.stderr.contains("journal_version 99") && out.stderr.contains("use a newer gameday"),
+        "{}",
+        out.stderr
+    );
+    let out = finish(
+        gameday(&scratch)
+            .args(["report", "no-such-run", "--runs-dir"])
+            .arg(scratch.runs())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
 }
 
@@ -359,7 +570,10 @@ async fn history_lists_runs_with_their_trend_and_flags_a_regression() {
     let c = clients().await;
     let fleet = fleet(&c, 2).await;
     let s = Scratch::new();
-    let file = s.write("exp.yaml", &stop_experiment(&fleet.group, &fleet.alarm, "{ count: 1 }", "1s"));
+    let file = s.write(
+        "exp.yaml",
+        &stop_experiment(&fleet.group, &fleet.alarm, "{ count: 1 }", "1s"),
+    );
     for _ in 0..2 {
         let out = finish(run_in(&s, &file, &[]).await, Duration::from_secs(60)).await;
         assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -367,7 +581,10 @@ async fn history_lists_runs_with_their_trend_and_flags_a_regression() {
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     // The third run is aborted by its guardrail.
-    let long = s.write("long.yaml", &stop_experiment(&fleet.group, &fleet.alarm, "{ count: 1 }", "5m"));
+    let long = s.write(
+        "long.yaml",
+        &stop_experiment(&fleet.group, &fleet.alarm, "{ count: 1 }", "5m"),
+    );
     let child = run_in(&s, &long, &[]).await;
     wait_until_any_stopped(&c, &fleet.instances).await;
     set_alarm(&c, &fleet.alarm, "ALARM").await;
@@ -377,22 +594,83 @@ async fn history_lists_runs_with_their_trend_and_flags_a_regression() {
     let dirs = run_dirs(&s);
     assert_reports_regenerate(&s, &dirs[2]).await;
     let aborted = s.journal_of(&dirs[2]);
-    assert!(aborted["abort"]["seen_at"].is_string() && aborted["abort"]["rollback_started_at"].is_string(), "{}", aborted["abort"]);
-    assert!(aborted["abort"]["latency_ms"].as_u64().is_some_and(|ms| ms < 1000), "{}", aborted["abort"]);
+    assert!(
+        aborted["abort"]["seen_at"].is_string() && aborted["abort"]["rollback_started_at"].is_string(),
+        "{}",
+        aborted["abort"]
+    );
+    assert!(
+        aborted["abort"]["latency_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms < 1000),
+        "{}",
+        aborted["abort"]
+    );
     assert_eq!(aborted["abort"]["guardrail"], format!("alarm {}", fleet.alarm));
 
-    let out = finish(gameday(&s).arg("history").arg("--runs-dir").arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(30)).await;
+    let out = finish(
+        gameday(&s)
+            .arg("history")
+            .arg("--runs-dir")
+            .arg(s.runs())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let rows: Vec<&str> = out.stdout.lines().filter(|l| l.contains("test-stop")).collect();
     assert!(rows.len() >= 3, "{}", out.stdout);
-    assert!(rows[0].contains("aborted") && rows[0].contains("yes"), "newest first: {}", out.stdout);
-    assert!(rows[1].contains("passed") && rows[2].contains("passed"), "{}", out.stdout);
-    assert!(out.stdout.contains("test-stop: 3 run(s), pass rate 67% (2 of 3 that ran)"), "{}", out.stdout);
-    assert!(out.stdout.contains("verdicts:        passed -> passed -> aborted"), "{}", out.stdout);
-    assert!(out.stdout.contains("REGRESSION: the latest run") && out.stdout.contains("is aborted after"), "{}", out.stdout);
+    assert!(
+        rows[0].contains("aborted") && rows[0].contains("yes"),
+        "newest first: {}",
+        out.stdout
+    );
+    assert!(
+        rows[1].contains("passed") && rows[2].contains("passed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("test-stop: 3 run(s), pass rate 67% (2 of 3 that ran)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("verdicts:        passed -> passed -> aborted"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("REGRESSION: the latest run") && out.stdout.contains("is aborted after"),
+        "{}",
+        out.stdout
+    );
 
-    let out = finish(gameday(&s).args(["history", "--output", "json", "--fail-on-regression", "--experiment", "test-stop", "--runs-dir"]).arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(30)).await;
-    assert_eq!(out.code, 3, "a regression fails with --fail-on-regression\n{}{}", out.stdout, out.stderr);
+    let out = finish(
+        gameday(&s)
+            .args([
+                "history",
+                "--output",
+                "json",
+                "--fail-on-regression",
+                "--experiment",
+                "test-stop",
+                "--runs-dir",
+            ])
+            .arg(s.runs())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        out.code, 3,
+        "a regression fails with --fail-on-regression\n{}{}",
+        out.stdout, out.stderr
+    );
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("history as JSON");
     assert_eq!(v["runs"].as_array().map(Vec::len), Some(3));
     assert_eq!(v["runs"][0]["verdict"], "aborted");
@@ -400,13 +678,42 @@ async fn history_lists_runs_with_their_trend_and_flags_a_regression() {
     assert!((v["experiments"][0]["pass_rate"].as_f64().expect("pass rate") - 2.0 / 3.0).abs() < 1e-9);
     assert!(v["experiments"][0]["regression"].is_string());
 
-    let (a, b) = (dirs[0].file_name().expect("id").to_string_lossy().to_string(), dirs[2].file_name().expect("id").to_string_lossy().to_string());
-    let out = finish(gameday(&s).args(["history", "--diff", &a, &b, "--runs-dir"]).arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(30)).await;
+    let (a, b) = (
+        dirs[0].file_name().expect("id").to_string_lossy().to_string(),
+        dirs[2].file_name().expect("id").to_string_lossy().to_string(),
+    );
+    let out = finish(
+        gameday(&s)
+            .args(["history", "--diff", &a, &b, "--runs-dir"])
+            .arg(s.runs())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    let verdict = out.stdout.lines().find(|l| l.contains(" verdict ")).unwrap_or_default();
-    assert!(verdict.starts_with('*') && verdict.contains("passed") && verdict.contains("aborted"), "{}", out.stdout);
-    assert!(out.stdout.lines().any(|l| l.starts_with("* aborted") && l.contains("no")), "{}", out.stdout);
-    assert!(out.stdout.lines().any(|l| l.starts_with("  region")), "same values are not marked: {}", out.stdout);
+    let verdict = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(" verdict "))
+        .unwrap_or_default();
+    assert!(
+        verdict.starts_with('*') && verdict.contains("passed") && verdict.contains("aborted"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("* aborted") && l.contains("no")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("  region")),
+        "same values are not marked: {}",
+        out.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,19 +721,46 @@ async fn output_json_prints_every_event_as_a_json_line_with_the_verdict() {
     let c = clients().await;
     let fleet = fleet(&c, 2).await;
     let s = Scratch::new();
-    let file = s.write("exp.yaml", &stop_experiment(&fleet.group, &fleet.alarm, "{ count: 1 }", "1s"));
-    let out = finish(run_in(&s, &file, &["--output", "json"]).await, Duration::from_secs(60)).await;
+    let file = s.write(
+        "exp.yaml",
+        &stop_experiment(&fleet.group, &fleet.alarm, "{ count: 1 }", "1s"),
+    );
+    let out = finish(
+        run_in(&s, &file, &["--output", "json"]).await,
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    let lines: Vec<serde_json::Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
     assert_eq!(lines[0]["event"], "run_started");
-    let verdict = lines.iter().find(|l| l["event"] == "verdict").expect("a verdict event");
+    let verdict = lines
+        .iter()
+        .find(|l| l["event"] == "verdict")
+        .expect("a verdict event");
     assert_eq!(verdict["verdict"], "passed");
     let last = lines.last().expect("lines");
     assert_eq!(last["event"], "finished");
     assert_eq!(last["verdict"], "passed");
-    assert!(last["reports"][0].as_str().is_some_and(|p| p.ends_with("report.html") && Path::new(p).exists()), "{last}");
-    assert!(out.stderr.trim().is_empty(), "nothing but errors on stderr: {}", out.stderr);
-    assert!(lines.iter().any(|l| l["event"] == "intent" && l["operation"] == "ec2:StopInstances"));
+    assert!(
+        last["reports"][0]
+            .as_str()
+            .is_some_and(|p| p.ends_with("report.html") && Path::new(p).exists()),
+        "{last}"
+    );
+    assert!(
+        out.stderr.trim().is_empty(),
+        "nothing but errors on stderr: {}",
+        out.stderr
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "intent" && l["operation"] == "ec2:StopInstances")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,12 +771,22 @@ async fn publish_metrics_puts_the_runs_outcome_in_cloudwatch() {
     let s = Scratch::new();
     // A unique experiment name keeps this test's datapoints apart from any other run's.
     let name = unique("publish").replace('-', "_");
-    let text = stop_experiment(&fleet.group, &fleet.alarm, "{ count: 1 }", "1s").replace("name: test-stop", &format!("name: {name}"));
+    let text = stop_experiment(&fleet.group, &fleet.alarm, "{ count: 1 }", "1s")
+        .replace("name: test-stop", &format!("name: {name}"));
     let file = s.write("exp.yaml", &text);
     let started = std::time::SystemTime::now() - Duration::from_secs(60);
-    let out = finish(run_in(&s, &file, &["--publish-metrics"]).await, Duration::from_secs(60)).await;
+    let out = finish(
+        run_in(&s, &file, &["--publish-metrics"]).await,
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("published 2 metric(s) of the run to CloudWatch namespace GameDay"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("published 2 metric(s) of the run to CloudWatch namespace GameDay"),
+        "{}",
+        out.stderr
+    );
     let listed = c
         .cloudwatch
         .list_metrics()
@@ -453,9 +797,18 @@ async fn publish_metrics_puts_the_runs_outcome_in_cloudwatch() {
         .expect("ListMetrics");
     let mut names: Vec<&str> = listed.metrics().iter().filter_map(|m| m.metric_name()).collect();
     names.sort();
-    assert_eq!(names, ["RunAborted", "RunPassed"], "no recovery or abort was measured, so only the two flags");
+    assert_eq!(
+        names,
+        ["RunAborted", "RunPassed"],
+        "no recovery or abort was measured, so only the two flags"
+    );
     let m = &listed.metrics()[0];
-    assert!(m.dimensions().iter().any(|d| d.name() == Some("Verdict") && d.value() == Some("passed")), "{m:?}");
+    assert!(
+        m.dimensions()
+            .iter()
+            .any(|d| d.name() == Some("Verdict") && d.value() == Some("passed")),
+        "{m:?}"
+    );
     let stats = c
         .cloudwatch
         .get_metric_statistics()
@@ -482,16 +835,43 @@ async fn on_a_terminal_the_live_status_shows_the_phase_countdowns_and_each_probe
     let text = experiment(&fleet, "report-live", false, "3s").replace("baseline: 1s", "baseline: 2s");
     let file = s.write("exp.yaml", &text);
     let args = format!("run {} --runs-dir {}", file.display(), s.runs().display());
-    let mut child = gameday_on_terminal(&s, &args).env("TERM", "xterm-256color").spawn().expect("spawn script");
+    let mut child = gameday_on_terminal(&s, &args)
+        .env("TERM", "xterm-256color")
+        .spawn()
+        .expect("spawn script");
     let stdin = child.stdin.take().expect("stdin");
     let out = finish(child, Duration::from_secs(90)).await;
     drop(stdin);
     assert_eq!(out.code, 0, "{}", out.stdout);
     // What the terminal showed, escape codes and all.
-    assert!(out.stdout.contains("[baseline] baseline: ") && out.stdout.contains("s left"), "a countdown of the baseline: {}", out.stdout);
-    assert!(out.stdout.contains("[fault phase] | stop: "), "each fault's time left: {}", out.stdout);
-    assert!(out.stdout.contains(&format!("capacity & <co>: 2 [healthy capacity of `{}` >= 1] ok", fleet.group)), "each probe's value against its tolerance: {}", out.stdout);
-    assert!(out.stdout.contains(&format!("guardrail alarm {}: OK", fleet.alarm)), "{}", out.stdout);
-    assert!(out.stdout.contains("[recovery] recovery window: "), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("[baseline] baseline: ") && out.stdout.contains("s left"),
+        "a countdown of the baseline: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("[fault phase] | stop: "),
+        "each fault's time left: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "capacity & <co>: 2 [healthy capacity of `{}` >= 1] ok",
+            fleet.group
+        )),
+        "each probe's value against its tolerance: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("guardrail alarm {}: OK", fleet.alarm)),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("[recovery] recovery window: "),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("verdict: passed"), "{}", out.stdout);
 }

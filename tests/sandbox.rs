@@ -6,7 +6,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricStat, Statistic};
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricStat, Statistic,
+};
 use aws_smithy_types::DateTime;
 
 use crate::support::*;
@@ -16,7 +18,17 @@ use crate::support::*;
 fn serve(scratch: &Scratch, group: &str) -> tokio::process::Child {
     let log = std::fs::File::create(scratch.path().join("sandbox.log")).expect("sandbox log");
     sandbox(scratch)
-        .args(["serve", "--group", group, "--interval", "500ms", "--report-every", "2s", "--seed", "9"])
+        .args([
+            "serve",
+            "--group",
+            group,
+            "--interval",
+            "500ms",
+            "--report-every",
+            "2s",
+            "--seed",
+            "9",
+        ])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -39,7 +51,12 @@ async fn error_alarm(c: &Clients, group: &str) -> String {
         .alarm_name(&alarm)
         .namespace("App")
         .metric_name("Errors")
-        .dimensions(Dimension::builder().name("AutoScalingGroupName").value(group).build())
+        .dimensions(
+            Dimension::builder()
+                .name("AutoScalingGroupName")
+                .value(group)
+                .build(),
+        )
         .statistic(Statistic::Sum)
         .period(2)
         .evaluation_periods(3)
@@ -59,13 +76,21 @@ async fn wait_for(scratch: &Scratch, alarm: &str, state: &str) {
         .output()
         .await
         .expect("run gameday-sandbox wait-alarm");
-    assert!(out.status.success(), "{}\nsandbox log:\n{}", String::from_utf8_lossy(&out.stderr), sandbox_log(scratch));
+    assert!(
+        out.status.success(),
+        "{}\nsandbox log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sandbox_log(scratch)
+    );
 }
 
 /// The minimum and maximum of a metric the sandbox published for `group` in
 /// the last ten minutes (one period covering the whole window).
 async fn range(c: &Clients, group: &str, metric: &str) -> (f64, f64) {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
     let query = |id: &str, stat: &str| {
         MetricDataQuery::builder()
             .id(id)
@@ -75,7 +100,12 @@ async fn range(c: &Clients, group: &str, metric: &str) -> (f64, f64) {
                         Metric::builder()
                             .namespace("App")
                             .metric_name(metric)
-                            .dimensions(Dimension::builder().name("AutoScalingGroupName").value(group).build())
+                            .dimensions(
+                                Dimension::builder()
+                                    .name("AutoScalingGroupName")
+                                    .value(group)
+                                    .build(),
+                            )
                             .build(),
                     )
                     .period(660)
@@ -95,15 +125,30 @@ async fn range(c: &Clients, group: &str, metric: &str) -> (f64, f64) {
         .await
         .expect("GetMetricData");
     let value = |id: &str| {
-        out.metric_data_results().iter().find(|r| r.id() == Some(id)).and_then(|r| r.values().first().copied()).unwrap_or_else(|| panic!("no {metric} datapoints for {group}"))
+        out.metric_data_results()
+            .iter()
+            .find(|r| r.id() == Some(id))
+            .and_then(|r| r.values().first().copied())
+            .unwrap_or_else(|| panic!("no {metric} datapoints for {group}"))
     };
     (value("lo"), value("hi"))
 }
 
 async fn alarm_state(c: &Clients, alarm: &str) -> (String, String) {
-    let out = c.cloudwatch.describe_alarms().alarm_names(alarm).send().await.expect("DescribeAlarms");
+    let out = c
+        .cloudwatch
+        .describe_alarms()
+        .alarm_names(alarm)
+        .send()
+        .await
+        .expect("DescribeAlarms");
     let a = &out.metric_alarms()[0];
-    (a.state_value().map(|s| s.as_str().to_string()).unwrap_or_default(), a.state_reason().unwrap_or_default().to_string())
+    (
+        a.state_value()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        a.state_reason().unwrap_or_default().to_string(),
+    )
 }
 
 /// A fleet of 3, its error alarm, and the sandbox serving it, once the
@@ -122,16 +167,51 @@ async fn steady_service() -> (Clients, Fleet, String, Scratch, tokio::process::C
 async fn a_small_fault_degrades_the_service_without_tripping_the_evaluated_alarm() {
     let (c, fleet, alarm, s, mut workload) = steady_service().await;
 
-    let file = s.write("exp.yaml", &stop_experiment(&fleet.group, &alarm, "{ count: 1 }", "8s"));
-    let out = finish(gameday(&s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(90)).await;
-    assert_eq!(out.code, 0, "exit code for passed\n{}{}\nsandbox log:\n{}", out.stdout, out.stderr, sandbox_log(&s));
-    assert!(states(&c, &fleet.instances).await.iter().all(|st| st == "running"), "every instance runs again");
+    let file = s.write(
+        "exp.yaml",
+        &stop_experiment(&fleet.group, &alarm, "{ count: 1 }", "8s"),
+    );
+    let out = finish(
+        gameday(&s)
+            .arg("run")
+            .arg(&file)
+            .arg("--runs-dir")
+            .arg(s.runs())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(
+        out.code,
+        0,
+        "exit code for passed\n{}{}\nsandbox log:\n{}",
+        out.stdout,
+        out.stderr,
+        sandbox_log(&s)
+    );
+    assert!(
+        states(&c, &fleet.instances)
+            .await
+            .iter()
+            .all(|st| st == "running"),
+        "every instance runs again"
+    );
 
     // The sandbox saw the stopped instance and the service slowed down, but the alarm held.
     let (serving_min, serving_max) = range(&c, &fleet.group, "ServingInstances").await;
-    assert_eq!((serving_min, serving_max), (2.0, 3.0), "sandbox log:\n{}", sandbox_log(&s));
+    assert_eq!(
+        (serving_min, serving_max),
+        (2.0, 3.0),
+        "sandbox log:\n{}",
+        sandbox_log(&s)
+    );
     let (fastest, slowest) = range(&c, &fleet.group, "Latency").await;
-    assert!(fastest < 50.0 && slowest > 55.0, "latency rose under the fault: {fastest}..{slowest} ms\n{}", sandbox_log(&s));
+    assert!(
+        fastest < 50.0 && slowest > 55.0,
+        "latency rose under the fault: {fastest}..{slowest} ms\n{}",
+        sandbox_log(&s)
+    );
     let (state, reason) = alarm_state(&c, &alarm).await;
     assert_eq!(state, "OK", "{reason}");
     assert!(reason.contains("0 of the last 3 datapoints breached"), "{reason}");
@@ -143,17 +223,51 @@ async fn a_fault_too_large_fires_the_evaluated_alarm_and_the_run_aborts_and_roll
     let (c, fleet, alarm, s, mut workload) = steady_service().await;
 
     // Two thirds of the fleet for 5 minutes: only the guardrail ends this run in time.
-    let file = s.write("exp.yaml", &stop_experiment(&fleet.group, &alarm, "{ count: 2 }", "5m"));
-    let out = finish(gameday(&s).arg("run").arg(&file).arg("--runs-dir").arg(s.runs()).spawn().expect("spawn"), Duration::from_secs(90)).await;
-    assert_eq!(out.code, 4, "exit code for aborted\n{}{}\nsandbox log:\n{}", out.stdout, out.stderr, sandbox_log(&s));
+    let file = s.write(
+        "exp.yaml",
+        &stop_experiment(&fleet.group, &alarm, "{ count: 2 }", "5m"),
+    );
+    let out = finish(
+        gameday(&s)
+            .arg("run")
+            .arg(&file)
+            .arg("--runs-dir")
+            .arg(s.runs())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(
+        out.code,
+        4,
+        "exit code for aborted\n{}{}\nsandbox log:\n{}",
+        out.stdout,
+        out.stderr,
+        sandbox_log(&s)
+    );
     assert!(out.stderr.contains("GUARDRAIL TRIPPED"), "{}", out.stderr);
-    assert!(states(&c, &fleet.instances).await.iter().all(|st| st == "running"), "every instance runs again after the abort");
+    assert!(
+        states(&c, &fleet.instances)
+            .await
+            .iter()
+            .all(|st| st == "running"),
+        "every instance runs again after the abort"
+    );
 
     let j = s.journal();
     assert_eq!(j["verdict"], "aborted");
-    let breach = j["events"].as_array().expect("events").iter().find(|e| e["event"] == "guardrail_breached").expect("a guardrail_breached event");
+    let breach = j["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["event"] == "guardrail_breached")
+        .expect("a guardrail_breached event");
     let detail = breach["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains("is in ALARM") && detail.contains("datapoints breached (> 20; 2 needed)"), "the breach quotes the evaluator: {detail}");
+    assert!(
+        detail.contains("is in ALARM") && detail.contains("datapoints breached (> 20; 2 needed)"),
+        "the breach quotes the evaluator: {detail}"
+    );
 
     // Once the instances are back, the evaluator returns the alarm to OK by itself.
     wait_for(&s, &alarm, "OK").await;
@@ -169,7 +283,11 @@ async fn wait_for_serving_low(c: &Clients, s: &Scratch, group: &str, want: f64) 
         if range(c, group, "ServingInstances").await.0 == want {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "ServingInstances never went down to {want}\n{}", sandbox_log(s));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ServingInstances never went down to {want}\n{}",
+            sandbox_log(s)
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -179,11 +297,34 @@ async fn an_instance_behind_only_an_empty_security_group_does_not_serve() {
     let (c, fleet, _alarm, s, mut workload) = steady_service().await;
     // What a network blackhole does: swap the instance's groups for one with no rule at all.
     let target = &fleet.instances[0];
-    let described = c.ec2.describe_instances().instance_ids(target).send().await.expect("DescribeInstances");
-    let vpc = described.reservations()[0].instances()[0].vpc_id().expect("a VPC").to_string();
-    let empty = c.ec2.create_security_group().group_name(unique("blackhole")).description("no rules").vpc_id(vpc).send().await.expect("CreateSecurityGroup");
+    let described = c
+        .ec2
+        .describe_instances()
+        .instance_ids(target)
+        .send()
+        .await
+        .expect("DescribeInstances");
+    let vpc = described.reservations()[0].instances()[0]
+        .vpc_id()
+        .expect("a VPC")
+        .to_string();
+    let empty = c
+        .ec2
+        .create_security_group()
+        .group_name(unique("blackhole"))
+        .description("no rules")
+        .vpc_id(vpc)
+        .send()
+        .await
+        .expect("CreateSecurityGroup");
     let empty = empty.group_id().expect("group id").to_string();
-    let sg = c.ec2.describe_security_groups().group_ids(&empty).send().await.expect("DescribeSecurityGroups");
+    let sg = c
+        .ec2
+        .describe_security_groups()
+        .group_ids(&empty)
+        .send()
+        .await
+        .expect("DescribeSecurityGroups");
     c.ec2
         .revoke_security_group_egress()
         .group_id(&empty)
@@ -191,14 +332,28 @@ async fn an_instance_behind_only_an_empty_security_group_does_not_serve() {
         .send()
         .await
         .expect("RevokeSecurityGroupEgress");
-    c.ec2.modify_instance_attribute().instance_id(target).groups(&empty).send().await.expect("ModifyInstanceAttribute");
+    c.ec2
+        .modify_instance_attribute()
+        .instance_id(target)
+        .groups(&empty)
+        .send()
+        .await
+        .expect("ModifyInstanceAttribute");
 
     wait_for_serving_low(&c, &s, &fleet.group, 2.0).await;
-    assert_eq!(states(&c, &fleet.instances).await, vec!["running"; 3], "the instance runs; only the network cuts it off");
+    assert_eq!(
+        states(&c, &fleet.instances).await,
+        vec!["running"; 3],
+        "the instance runs; only the network cuts it off"
+    );
     // The sandbox prints its report every 2 s, which may come after the metric.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while !sandbox_log(&s).contains("2/3 instances serving (1 unreachable)") {
-        assert!(std::time::Instant::now() < deadline, "the sandbox never said why the instance does not serve\n{}", sandbox_log(&s));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sandbox never said why the instance does not serve\n{}",
+            sandbox_log(&s)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     workload.kill().await.expect("stop the sandbox");
@@ -226,7 +381,15 @@ async fn an_alarm_named_with_evaluate_is_evaluated_on_any_metric() {
     let log = std::fs::File::create(s.path().join("sandbox.log")).expect("sandbox log");
     // No group is served (the name matches none); only the named alarm is evaluated.
     let mut evaluator = sandbox(&s)
-        .args(["serve", "--group", "no-such-group", "--evaluate", &alarm, "--interval", "500ms"])
+        .args([
+            "serve",
+            "--group",
+            "no-such-group",
+            "--evaluate",
+            &alarm,
+            "--interval",
+            "500ms",
+        ])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -238,7 +401,12 @@ async fn an_alarm_named_with_evaluate_is_evaluated_on_any_metric() {
             c.cloudwatch
                 .put_metric_data()
                 .namespace("Test")
-                .metric_data(aws_sdk_cloudwatch::types::MetricDatum::builder().metric_name(&metric).value(12.0).build())
+                .metric_data(
+                    aws_sdk_cloudwatch::types::MetricDatum::builder()
+                        .metric_name(&metric)
+                        .value(12.0)
+                        .build(),
+                )
                 .send()
                 .await
                 .expect("PutMetricData");
@@ -251,6 +419,9 @@ async fn an_alarm_named_with_evaluate_is_evaluated_on_any_metric() {
     }
     let (state, reason) = alarm_state(&c, &alarm).await;
     assert_eq!(state, "ALARM");
-    assert!(reason.contains("1 of the last 1 datapoints breached (>= 10; 1 needed)"), "{reason}");
+    assert!(
+        reason.contains("1 of the last 1 datapoints breached (>= 10; 1 needed)"),
+        "{reason}"
+    );
     evaluator.kill().await.expect("stop the sandbox");
 }

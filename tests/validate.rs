@@ -113,7 +113,11 @@ fn parallel_mode_needs_a_group_and_untargeted_faults_need_one_in_place() {
     let parallel = "version: 1\nname: p\nhypothesis: h\nguardrails: [{ alarm: a }]\nfaults: [{ name: s, action: ec2:stop-instances }]\n";
     assert!(errors(parallel).contains("parallel mode (the default) needs `autoscaling_group`"));
     let in_place = "version: 1\nname: p\nhypothesis: h\nenvironment: { mode: in-place }\nguardrails: [{ alarm: a }]\nfaults: [{ name: s, action: ec2:stop-instances }]\n";
-    assert!(errors(in_place).contains("exp.yaml:6:10: error: fault `s` has no target"), "{}", errors(in_place));
+    assert!(
+        errors(in_place).contains("exp.yaml:6:10: error: fault `s` has no target"),
+        "{}",
+        errors(in_place)
+    );
 }
 
 #[test]
@@ -131,15 +135,27 @@ fn every_shipped_experiment_validates() {
 }
 
 fn validate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gameday")).arg("validate").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("run gameday");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_gameday"))
+        .arg("validate")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run gameday");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn validate_exit_codes() {
     let (code, stdout, _) = validate(&["experiments/"]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("ok: experiments/shop-web-lose-a-third.yaml"), "{stdout}");
+    assert!(
+        stdout.contains("ok: experiments/shop-web-lose-a-third.yaml"),
+        "{stdout}"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.yaml");
@@ -148,13 +164,22 @@ fn validate_exit_codes() {
     std::fs::write(&good, VALID).expect("write");
     let (code, stdout, stderr) = validate(&[dir.path().to_str().expect("utf-8 path")]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("bad.yaml:10:15: error: faults[1].duration: malformed duration `30 sec`"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:10:15: error: faults[1].duration: malformed duration `30 sec`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("1 of 2 file(s) invalid"), "{stderr}");
-    assert!(stdout.contains("good.yml"), "the valid file is still checked and reported: {stdout}");
+    assert!(
+        stdout.contains("good.yml"),
+        "the valid file is still checked and reported: {stdout}"
+    );
 
     let (code, _, stderr) = validate(&["no/such/file.yaml"]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("no/such/file.yaml: no such file or folder"), "{stderr}");
+    assert!(
+        stderr.contains("no/such/file.yaml: no such file or folder"),
+        "{stderr}"
+    );
 
     let (code, _, _) = validate(&[]);
     assert_eq!(code, 2, "a missing argument is a usage error");
@@ -197,7 +222,10 @@ timing: { baseline: 1m, recovery: 5m, interval: 5s, max_abort_delay: 2m }
 ";
     let exp = experiment::load_str(Path::new("exp.yaml"), text).expect("valid");
     assert_eq!(exp.steady_state.len(), 4);
-    assert_eq!(exp.timing.max_abort_delay, Some(std::time::Duration::from_secs(120)));
+    assert_eq!(
+        exp.timing.max_abort_delay,
+        Some(std::time::Duration::from_secs(120))
+    );
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use parse::{load, load_str, LoadError};
 pub(crate) use parse::check_variables;
+pub use parse::{LoadError, load, load_str};
 pub use tolerance::{Expect, Tolerance};
 
 use crate::faults::Fault;
@@ -263,21 +263,27 @@ impl MetricSpec {
 
     /// Whether a dimension uses `${asg}` (so a control exists in parallel mode).
     pub fn uses_asg(&self) -> bool {
-        self.metrics().iter().any(|q| q.dimensions.iter().any(|(_, v)| v.contains("${asg}")))
+        self.metrics()
+            .iter()
+            .any(|q| q.dimensions.iter().any(|(_, v)| v.contains("${asg}")))
     }
 
     /// In words, e.g. `App/Latency p99 (60s)`.
     pub fn describe(&self) -> String {
         match self {
             MetricSpec::Stat(q) => format!("{}/{} {} ({}s)", q.namespace, q.name, q.stat, q.period),
-            MetricSpec::Math { expression, period, .. } => format!("{expression} ({period}s)"),
+            MetricSpec::Math {
+                expression, period, ..
+            } => format!("{expression} ({period}s)"),
         }
     }
 
     /// Whether the statistic accumulates over its period (Sum, SampleCount),
     /// so the period still in progress would understate it.
     pub fn cumulative(&self) -> bool {
-        self.metrics().iter().any(|q| matches!(q.stat.as_str(), "Sum" | "SampleCount"))
+        self.metrics()
+            .iter()
+            .any(|q| matches!(q.stat.as_str(), "Sum" | "SampleCount"))
     }
 }
 
@@ -337,7 +343,10 @@ pub struct TargetSpec {
 impl TargetSpec {
     /// True when no criterion narrows the set, so the environment's group is used.
     pub fn uses_environment(&self) -> bool {
-        self.tags.is_empty() && self.filters.is_empty() && self.ids.is_empty() && self.autoscaling_group.is_none()
+        self.tags.is_empty()
+            && self.filters.is_empty()
+            && self.ids.is_empty()
+            && self.autoscaling_group.is_none()
     }
 }
 

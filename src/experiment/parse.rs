@@ -27,14 +27,57 @@ pub enum LoadError {
     Invalid(#[from] FileErrors),
 }
 
-const TOP_KEYS: &[&str] =
-    &["version", "name", "description", "owner", "hypothesis", "environment", "steady_state", "guardrails", "faults", "timing"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "name",
+    "description",
+    "owner",
+    "hypothesis",
+    "environment",
+    "steady_state",
+    "guardrails",
+    "faults",
+    "timing",
+];
 const ENV_KEYS: &[&str] = &["mode", "autoscaling_group", "capacity", "ready_timeout"];
-const TIMING_KEYS: &[&str] = &["baseline", "recovery", "interval", "max_duration", "max_abort_delay"];
+const TIMING_KEYS: &[&str] = &[
+    "baseline",
+    "recovery",
+    "interval",
+    "max_duration",
+    "max_abort_delay",
+];
 const FAULT_KEYS: &[&str] = &["name", "action", "target", "params", "duration", "start_after"];
-const TARGET_KEYS: &[&str] = &["tags", "filters", "ids", "az", "autoscaling_group", "select", "allow_empty"];
-const STEADY_KEYS: &[&str] = &["name", "metric", "expect", "datapoints", "compare", "during", "alarm", "insufficient_data", "asg_healthy", "alarm_fires"];
-const GUARD_KEYS: &[&str] = &["name", "metric", "threshold", "datapoints", "alarm", "insufficient_data", "asg_healthy"];
+const TARGET_KEYS: &[&str] = &[
+    "tags",
+    "filters",
+    "ids",
+    "az",
+    "autoscaling_group",
+    "select",
+    "allow_empty",
+];
+const STEADY_KEYS: &[&str] = &[
+    "name",
+    "metric",
+    "expect",
+    "datapoints",
+    "compare",
+    "during",
+    "alarm",
+    "insufficient_data",
+    "asg_healthy",
+    "alarm_fires",
+];
+const GUARD_KEYS: &[&str] = &[
+    "name",
+    "metric",
+    "threshold",
+    "datapoints",
+    "alarm",
+    "insufficient_data",
+    "asg_healthy",
+];
 const METRIC_KEYS: &[&str] = &["namespace", "name", "dimensions", "stat", "period"];
 const MATH_KEYS: &[&str] = &["expression", "metrics", "period"];
 const COMPARE_KEYS: &[&str] = &["max_increase", "max_decrease", "significance"];
@@ -42,7 +85,10 @@ const ALARM_FIRES_KEYS: &[&str] = &["alarm", "within", "clears_within"];
 
 /// Reads and validates an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(load_str(path, &text)?)
 }
 
@@ -57,9 +103,13 @@ pub fn load_str(path: &Path, text: &str) -> Result<Experiment, FileErrors> {
 }
 
 fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Experiment> {
-    let top = d.map(root, "the experiment", TOP_KEYS)?.at(Loc { line: 1, column: 1 });
+    let top = d
+        .map(root, "the experiment", TOP_KEYS)?
+        .at(Loc { line: 1, column: 1 });
 
-    let version = d.required(&top, "version", "the experiment").and_then(|n| d.integer(n, "version", 0, u64::MAX));
+    let version = d
+        .required(&top, "version", "the experiment")
+        .and_then(|n| d.integer(n, "version", 0, u64::MAX));
     if let Some(v) = &version
         && v.value != FORMAT_VERSION
     {
@@ -70,17 +120,32 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
         );
     }
 
-    let name = d.required(&top, "name", "the experiment").and_then(|n| d.string(n, "name"));
+    let name = d
+        .required(&top, "name", "the experiment")
+        .and_then(|n| d.string(n, "name"));
     if let Some(n) = &name {
         check_name(d, n, "name");
     }
-    let description = top.get("description").and_then(|n| d.string(n, "description")).map(|s| s.value);
-    let owner = top.get("owner").and_then(|n| d.string(n, "owner")).map(|s| s.value);
-    let hypothesis = d.required(&top, "hypothesis", "the experiment").and_then(|n| d.string(n, "hypothesis"));
+    let description = top
+        .get("description")
+        .and_then(|n| d.string(n, "description"))
+        .map(|s| s.value);
+    let owner = top
+        .get("owner")
+        .and_then(|n| d.string(n, "owner"))
+        .map(|s| s.value);
+    let hypothesis = d
+        .required(&top, "hypothesis", "the experiment")
+        .and_then(|n| d.string(n, "hypothesis"));
 
     let environment = match top.get("environment") {
         Some(n) => decode_environment(d, n),
-        None => Some(Environment { mode: Mode::Parallel, autoscaling_group: None, capacity: None, ready_timeout: Duration::from_secs(600) }),
+        None => Some(Environment {
+            mode: Mode::Parallel,
+            autoscaling_group: None,
+            capacity: None,
+            ready_timeout: Duration::from_secs(600),
+        }),
     };
     let timing = match top.get("timing") {
         Some(n) => decode_timing(d, n),
@@ -106,7 +171,10 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
         && g.is_empty()
         && let Some(n) = top.get("guardrails")
     {
-        d.error(yaml::loc(n), "`guardrails` is empty: an experiment needs at least one guardrail that can stop it");
+        d.error(
+            yaml::loc(n),
+            "`guardrails` is empty: an experiment needs at least one guardrail that can stop it",
+        );
     }
 
     let faults = match d.required(&top, "faults", "the experiment") {
@@ -115,10 +183,20 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
     };
 
     if let (Some(env), Some(faults)) = (&environment, &faults) {
-        check_environment_use(d, env, faults, top.get("environment").map(yaml::loc).unwrap_or(top.loc()));
+        check_environment_use(
+            d,
+            env,
+            faults,
+            top.get("environment").map(yaml::loc).unwrap_or(top.loc()),
+        );
     }
     if let (Some(faults), Some(guardrails)) = (&faults, &guardrails) {
-        check_forced_alarms(d, faults, guardrails, environment.as_ref().and_then(|e| e.autoscaling_group.as_deref()));
+        check_forced_alarms(
+            d,
+            faults,
+            guardrails,
+            environment.as_ref().and_then(|e| e.autoscaling_group.as_deref()),
+        );
     }
     if let (Some(env), Some(probes)) = (&environment, &steady_state) {
         check_asg_probes(d, env, probes);
@@ -145,9 +223,18 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
 
 /// Names end up in tags and file names: keep them to a safe alphabet.
 fn check_name(d: &mut Decoder, n: &Spanned<String>, what: &str) {
-    let ok = n.value.len() <= 64 && n.value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let ok = n.value.len() <= 64
+        && n.value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
-        d.error(n.loc, format!("{what} `{}`: expected at most 64 letters, digits, `-`, `_` or `.`", n.value));
+        d.error(
+            n.loc,
+            format!(
+                "{what} `{}`: expected at most 64 letters, digits, `-`, `_` or `.`",
+                n.value
+            ),
+        );
     }
 }
 
@@ -163,18 +250,32 @@ fn decode_environment(d: &mut Decoder, node: &Node) -> Option<Environment> {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => "expected `parallel` (a temporary copy, the default) or `in-place` (the real resources)".into(),
                 };
-                d.error_help(yaml::loc(n), format!("environment.mode: unknown mode `{other}`"), help);
+                d.error_help(
+                    yaml::loc(n),
+                    format!("environment.mode: unknown mode `{other}`"),
+                    help,
+                );
                 None
             }
         },
     };
-    let autoscaling_group = m.get("autoscaling_group").and_then(|n| d.string(n, "environment.autoscaling_group"));
-    let capacity = m.get("capacity").and_then(|n| d.integer(n, "environment.capacity", 1, 10_000)).map(|c| c.value as u32);
+    let autoscaling_group = m
+        .get("autoscaling_group")
+        .and_then(|n| d.string(n, "environment.autoscaling_group"));
+    let capacity = m
+        .get("capacity")
+        .and_then(|n| d.integer(n, "environment.capacity", 1, 10_000))
+        .map(|c| c.value as u32);
     let ready_timeout = match m.get("ready_timeout") {
         Some(n) => d.duration(n, "environment.ready_timeout").map(|s| s.value),
         None => Some(Duration::from_secs(600)),
     };
-    Some(Environment { mode: mode?, autoscaling_group: autoscaling_group.map(|s| s.value), capacity, ready_timeout: ready_timeout? })
+    Some(Environment {
+        mode: mode?,
+        autoscaling_group: autoscaling_group.map(|s| s.value),
+        capacity,
+        ready_timeout: ready_timeout?,
+    })
 }
 
 fn decode_timing(d: &mut Decoder, node: &Node) -> Option<Timing> {
@@ -183,7 +284,10 @@ fn decode_timing(d: &mut Decoder, node: &Node) -> Option<Timing> {
     let get = |d: &mut Decoder, key: &str, default: Duration| -> Option<Spanned<Duration>> {
         match m.get(key) {
             Some(n) => d.duration(n, &format!("timing.{key}")),
-            None => Some(Spanned { value: default, loc: m.loc() }),
+            None => Some(Spanned {
+                value: default,
+                loc: m.loc(),
+            }),
         }
     };
     let baseline = get(d, "baseline", def.baseline);
@@ -197,7 +301,10 @@ fn decode_timing(d: &mut Decoder, node: &Node) -> Option<Timing> {
     if let Some(i) = &interval
         && i.value < Duration::from_millis(200)
     {
-        d.error(i.loc, "timing.interval: must be at least 200ms (each check makes AWS API calls)");
+        d.error(
+            i.loc,
+            "timing.interval: must be at least 200ms (each check makes AWS API calls)",
+        );
     }
     Some(Timing {
         baseline: baseline?.value,
@@ -231,33 +338,63 @@ fn decode_probes(d: &mut Decoder, node: &Node, section: ProbeSection) -> Option<
     ok.then_some(out)
 }
 
-fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str, keys: &[&str]) -> Option<Probe> {
+fn decode_probe(
+    d: &mut Decoder,
+    node: &Node,
+    section: ProbeSection,
+    what: &str,
+    keys: &[&str],
+) -> Option<Probe> {
     // A misplaced `expect`/`threshold` is common enough to deserve its own message.
     if let Node::Mapping(m) = node {
         let (wrong, right, why) = match section {
-            ProbeSection::SteadyState => ("threshold", "expect", "in steady_state, `expect` is what must hold"),
-            ProbeSection::Guardrails => ("expect", "threshold", "in guardrails, `threshold` is the breach condition"),
+            ProbeSection::SteadyState => (
+                "threshold",
+                "expect",
+                "in steady_state, `expect` is what must hold",
+            ),
+            ProbeSection::Guardrails => (
+                "expect",
+                "threshold",
+                "in guardrails, `threshold` is the breach condition",
+            ),
         };
         if let Some(k) = m.keys().find(|k| k.as_str() == wrong) {
-            let at = k.span().start().map(|s| yaml::Loc { line: s.line(), column: s.column() }).unwrap_or_default();
+            let at = k
+                .span()
+                .start()
+                .map(|s| yaml::Loc {
+                    line: s.line(),
+                    column: s.column(),
+                })
+                .unwrap_or_default();
             d.error_help(at, format!("{what}: use `{right}`, not `{wrong}`"), why);
             return None;
         }
     }
     let m = d.map(node, what, keys)?;
-    let kinds: Vec<&str> = ["metric", "alarm", "asg_healthy", "alarm_fires"].into_iter().filter(|k| m.get(k).is_some()).collect();
+    let kinds: Vec<&str> = ["metric", "alarm", "asg_healthy", "alarm_fires"]
+        .into_iter()
+        .filter(|k| m.get(k).is_some())
+        .collect();
     if kinds.len() != 1 {
         let message = if kinds.is_empty() && section == ProbeSection::SteadyState {
             format!("{what}: expected one of `metric`, `alarm`, `asg_healthy` or `alarm_fires`")
         } else if kinds.is_empty() {
             format!("{what}: expected one of `metric`, `alarm` or `asg_healthy`")
         } else {
-            format!("{what}: `{}` cannot be combined in one entry; write one entry for each", kinds.join("` and `"))
+            format!(
+                "{what}: `{}` cannot be combined in one entry; write one entry for each",
+                kinds.join("` and `")
+            )
         };
         d.error(m.loc(), message);
         return None;
     }
-    let label = m.get("name").and_then(|n| d.string(n, &format!("{what}.name"))).map(|s| s.value);
+    let label = m
+        .get("name")
+        .and_then(|n| d.string(n, &format!("{what}.name")))
+        .map(|s| s.value);
     let during = match m.get("during") {
         None => Some(During::Hold),
         Some(n) => match d.string(n, &format!("{what}.during"))?.value.as_str() {
@@ -281,7 +418,11 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
     let (kind, default_name) = match kinds[0] {
         "metric" => {
             let query = decode_metric_spec(d, m.get("metric")?, &format!("{what}.metric"));
-            let tol_key = if section == ProbeSection::SteadyState { "expect" } else { "threshold" };
+            let tol_key = if section == ProbeSection::SteadyState {
+                "expect"
+            } else {
+                "threshold"
+            };
             let tolerance = match d.required(&m, tol_key, what) {
                 Some(n) => {
                     let text = d.string(n, &format!("{what}.{tol_key}"));
@@ -293,7 +434,11 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
                                 d.error(t.loc, message);
                             } else {
                                 // `threshold: > 50` unquoted is a folded block whose text is "50".
-                                d.error_help(t.loc, message, "quote it, e.g. \"> 50\": a bare `>` starts a folded YAML block");
+                                d.error_help(
+                                    t.loc,
+                                    message,
+                                    "quote it, e.g. \"> 50\": a bare `>` starts a folded YAML block",
+                                );
                             }
                             None
                         }
@@ -302,7 +447,9 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
                 None => None,
             };
             let datapoints = match m.get("datapoints") {
-                Some(n) => d.integer(n, &format!("{what}.datapoints"), 1, 100).map(|v| v.value as u32),
+                Some(n) => d
+                    .integer(n, &format!("{what}.datapoints"), 1, 100)
+                    .map(|v| v.value as u32),
                 None => Some(1),
             };
             let compare = match m.get("compare") {
@@ -314,7 +461,15 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
                 MetricSpec::Stat(q) => format!("{} {}", q.name, q.stat),
                 MetricSpec::Math { expression, .. } => expression.clone(),
             };
-            (ProbeKind::Metric { query, tolerance: tolerance?, datapoints: datapoints?, compare: compare? }, name)
+            (
+                ProbeKind::Metric {
+                    query,
+                    tolerance: tolerance?,
+                    datapoints: datapoints?,
+                    compare: compare?,
+                },
+                name,
+            )
         }
         "alarm_fires" => {
             for k in ["expect", "datapoints", "compare"] {
@@ -322,21 +477,41 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
                     d.error(m.loc(), format!("{what}: `{k}` does not apply to `alarm_fires`"));
                 }
             }
-            let am = d.map(m.get("alarm_fires")?, &format!("{what}.alarm_fires"), ALARM_FIRES_KEYS)?;
-            let alarm = d.required(&am, "alarm", &format!("{what}.alarm_fires")).and_then(|n| d.string(n, &format!("{what}.alarm_fires.alarm")));
+            let am = d.map(
+                m.get("alarm_fires")?,
+                &format!("{what}.alarm_fires"),
+                ALARM_FIRES_KEYS,
+            )?;
+            let alarm = d
+                .required(&am, "alarm", &format!("{what}.alarm_fires"))
+                .and_then(|n| d.string(n, &format!("{what}.alarm_fires.alarm")));
             if let Some(a) = &alarm {
                 check_variables(d, a);
             }
-            let within = d.required(&am, "within", &format!("{what}.alarm_fires")).and_then(|n| d.duration(n, &format!("{what}.alarm_fires.within")));
-            let clears = d.required(&am, "clears_within", &format!("{what}.alarm_fires")).and_then(|n| d.duration(n, &format!("{what}.alarm_fires.clears_within")));
+            let within = d
+                .required(&am, "within", &format!("{what}.alarm_fires"))
+                .and_then(|n| d.duration(n, &format!("{what}.alarm_fires.within")));
+            let clears = d
+                .required(&am, "clears_within", &format!("{what}.alarm_fires"))
+                .and_then(|n| d.duration(n, &format!("{what}.alarm_fires.clears_within")));
             let alarm = alarm?;
             let name = format!("alarm {} fires", alarm.value);
-            (ProbeKind::AlarmFires { alarm: alarm.value, within: within?.value, clears_within: clears?.value }, name)
+            (
+                ProbeKind::AlarmFires {
+                    alarm: alarm.value,
+                    within: within?.value,
+                    clears_within: clears?.value,
+                },
+                name,
+            )
         }
         "alarm" => {
             for k in ["expect", "threshold", "datapoints", "compare"] {
                 if m.get(k).is_some() {
-                    d.error(m.loc(), format!("{what}: `{k}` does not apply to an alarm (its own threshold decides)"));
+                    d.error(
+                        m.loc(),
+                        format!("{what}: `{k}` does not apply to an alarm (its own threshold decides)"),
+                    );
                 }
             }
             let alarm = d.string(m.get("alarm")?, &format!("{what}.alarm"))?;
@@ -358,16 +533,33 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
                 },
             };
             let name = format!("alarm {}", alarm.value);
-            (ProbeKind::Alarm { alarm: alarm.value, insufficient_data: insufficient? }, name)
+            (
+                ProbeKind::Alarm {
+                    alarm: alarm.value,
+                    insufficient_data: insufficient?,
+                },
+                name,
+            )
         }
         _ => {
             let node = m.get("asg_healthy")?;
-            let hm = d.map(node, &format!("{what}.asg_healthy"), &["at_least", "percent", "group"])?;
+            let hm = d.map(
+                node,
+                &format!("{what}.asg_healthy"),
+                &["at_least", "percent", "group"],
+            )?;
             let bound = match (hm.get("at_least"), hm.get("percent")) {
-                (Some(n), None) => d.integer(n, &format!("{what}.asg_healthy.at_least"), 0, 100_000).map(|v| CapacityBound::AtLeast(v.value as u32)),
-                (None, Some(n)) => d.integer(n, &format!("{what}.asg_healthy.percent"), 1, 100).map(|v| CapacityBound::Percent(v.value as u32)),
+                (Some(n), None) => d
+                    .integer(n, &format!("{what}.asg_healthy.at_least"), 0, 100_000)
+                    .map(|v| CapacityBound::AtLeast(v.value as u32)),
+                (None, Some(n)) => d
+                    .integer(n, &format!("{what}.asg_healthy.percent"), 1, 100)
+                    .map(|v| CapacityBound::Percent(v.value as u32)),
                 _ => {
-                    d.error(hm.loc(), format!("{what}.asg_healthy: expected exactly one of `at_least: N` or `percent: P`"));
+                    d.error(
+                        hm.loc(),
+                        format!("{what}.asg_healthy: expected exactly one of `at_least: N` or `percent: P`"),
+                    );
                     None
                 }
             };
@@ -386,7 +578,12 @@ fn decode_probe(d: &mut Decoder, node: &Node, section: ProbeSection, what: &str,
             (ProbeKind::AsgHealthy { group, bound: bound? }, name)
         }
     };
-    Some(Probe { name: label.unwrap_or(default_name), kind, during: during?, loc: m.loc() })
+    Some(Probe {
+        name: label.unwrap_or(default_name),
+        kind,
+        during: during?,
+        loc: m.loc(),
+    })
 }
 
 /// `metric:` is one metric (`namespace`, `name`, ...) or metric math
@@ -397,7 +594,9 @@ fn decode_metric_spec(d: &mut Decoder, node: &Node, what: &str) -> Option<Metric
         return decode_metric(d, node, what).map(MetricSpec::Stat);
     }
     let m = d.map(node, what, MATH_KEYS)?;
-    let expression = d.required(&m, "expression", what).and_then(|n| d.string(n, &format!("{what}.expression")));
+    let expression = d
+        .required(&m, "expression", what)
+        .and_then(|n| d.string(n, &format!("{what}.expression")));
     let period = match m.get("period") {
         Some(n) => decode_period(d, n, &format!("{what}.period")),
         None => Some(60),
@@ -408,8 +607,17 @@ fn decode_metric_spec(d: &mut Decoder, node: &Node, what: &str) -> Option<Metric
     let mut ok = true;
     for (k, v) in mm.entries() {
         let id = k.as_str();
-        let at = k.span().start().map(|s| Loc { line: s.line(), column: s.column() }).unwrap_or_default();
-        if !id.starts_with(|c: char| c.is_ascii_lowercase()) || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        let at = k
+            .span()
+            .start()
+            .map(|s| Loc {
+                line: s.line(),
+                column: s.column(),
+            })
+            .unwrap_or_default();
+        if !id.starts_with(|c: char| c.is_ascii_lowercase())
+            || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             d.error(at, format!("{what}.metrics: `{id}` is not a metric id: expected a lowercase letter, then letters, digits or `_` (e.g. `m1`)"));
             ok = false;
             continue;
@@ -426,11 +634,21 @@ fn decode_metric_spec(d: &mut Decoder, node: &Node, what: &str) -> Option<Metric
     }
     for (id, _) in &metrics {
         if !expression.value.contains(id.as_str()) {
-            d.error(expression.loc, format!("{what}.expression: `{}` does not use metric `{id}`", expression.value));
+            d.error(
+                expression.loc,
+                format!(
+                    "{what}.expression: `{}` does not use metric `{id}`",
+                    expression.value
+                ),
+            );
             ok = false;
         }
     }
-    ok.then_some(MetricSpec::Math { expression: expression.value, metrics, period: period? })
+    ok.then_some(MetricSpec::Math {
+        expression: expression.value,
+        metrics,
+        period: period?,
+    })
 }
 
 /// `compare: { max_increase: 20%, max_decrease: 10%, significance: 0.05 }`.
@@ -442,7 +660,13 @@ fn decode_compare(d: &mut Decoder, node: &Node, what: &str) -> Option<Compare> {
         match text.value.trim().trim_end_matches('%').trim().parse::<f64>() {
             Ok(v) if v.is_finite() && v >= 0.0 => Some(Some(v)),
             _ => {
-                d.error(text.loc, format!("{what}.{key}: `{}`: expected a percentage such as `20%`", text.value));
+                d.error(
+                    text.loc,
+                    format!(
+                        "{what}.{key}: `{}`: expected a percentage such as `20%`",
+                        text.value
+                    ),
+                );
                 None
             }
         }
@@ -455,30 +679,53 @@ fn decode_compare(d: &mut Decoder, node: &Node, what: &str) -> Option<Compare> {
             if v.value > 0.0 && v.value < 1.0 {
                 Some(v.value)
             } else {
-                d.error(v.loc, format!("{what}.significance: `{}`: expected a p-value threshold between 0 and 1, e.g. 0.05", v.value));
+                d.error(
+                    v.loc,
+                    format!(
+                        "{what}.significance: `{}`: expected a p-value threshold between 0 and 1, e.g. 0.05",
+                        v.value
+                    ),
+                );
                 None
             }
         }),
     };
     let (max_increase, max_decrease) = (max_increase?, max_decrease?);
     if max_increase.is_none() && max_decrease.is_none() {
-        d.error(m.loc(), format!("{what}: expected `max_increase` and/or `max_decrease`, e.g. `{{ max_increase: 20% }}`"));
+        d.error(
+            m.loc(),
+            format!("{what}: expected `max_increase` and/or `max_decrease`, e.g. `{{ max_increase: 20% }}`"),
+        );
         return None;
     }
-    Some(Compare { max_increase, max_decrease, significance: significance? })
+    Some(Compare {
+        max_increase,
+        max_decrease,
+        significance: significance?,
+    })
 }
 
 fn decode_metric(d: &mut Decoder, node: &Node, what: &str) -> Option<MetricQuery> {
     let m = d.map(node, what, METRIC_KEYS)?;
-    let namespace = d.required(&m, "namespace", what).and_then(|n| d.string(n, &format!("{what}.namespace")));
-    let name = d.required(&m, "name", what).and_then(|n| d.string(n, &format!("{what}.name")));
+    let namespace = d
+        .required(&m, "namespace", what)
+        .and_then(|n| d.string(n, &format!("{what}.namespace")));
+    let name = d
+        .required(&m, "name", what)
+        .and_then(|n| d.string(n, &format!("{what}.name")));
     let dimensions = match m.get("dimensions") {
         Some(n) => d.string_map(n, &format!("{what}.dimensions")),
         None => Some(Vec::new()),
     };
     if let (Some(dims), Some(n)) = (&dimensions, m.get("dimensions")) {
         for (_, v) in dims {
-            check_variables(d, &Spanned { value: v.clone(), loc: yaml::loc(n) });
+            check_variables(
+                d,
+                &Spanned {
+                    value: v.clone(),
+                    loc: yaml::loc(n),
+                },
+            );
         }
     }
     let stat = match m.get("stat") {
@@ -492,7 +739,10 @@ fn decode_metric(d: &mut Decoder, node: &Node, what: &str) -> Option<MetricQuery
                 d.error_help(
                     s.loc,
                     format!("{what}.stat: unknown statistic `{}`", s.value),
-                    format!("{help}expected one of {} or a percentile such as `p99` or `p99.9`", STATS.join(", ")),
+                    format!(
+                        "{help}expected one of {} or a percentile such as `p99` or `p99.9`",
+                        STATS.join(", ")
+                    ),
                 );
                 None
             }
@@ -503,21 +753,31 @@ fn decode_metric(d: &mut Decoder, node: &Node, what: &str) -> Option<MetricQuery
         Some(n) => decode_period(d, n, &format!("{what}.period")),
         None => Some(60),
     };
-    Some(MetricQuery { namespace: namespace?.value, name: name?.value, dimensions: dimensions?, stat: stat?, period: period? })
+    Some(MetricQuery {
+        namespace: namespace?.value,
+        name: name?.value,
+        dimensions: dimensions?,
+        stat: stat?,
+        period: period?,
+    })
 }
 
 const STATS: &[&str] = &["Average", "Sum", "Minimum", "Maximum", "SampleCount"];
 
 fn valid_stat(s: &str) -> bool {
     STATS.contains(&s)
-        || s.strip_prefix('p').and_then(|p| p.parse::<f64>().ok()).is_some_and(|p| (0.0..=100.0).contains(&p))
+        || s.strip_prefix('p')
+            .and_then(|p| p.parse::<f64>().ok())
+            .is_some_and(|p| (0.0..=100.0).contains(&p))
 }
 
 /// A CloudWatch period: seconds as a number (`60`) or a duration (`1m`). The API
 /// accepts 1, 5, 10, 20, 30 or a multiple of 60 seconds.
 fn decode_period(d: &mut Decoder, node: &Node, what: &str) -> Option<u32> {
     let secs = match node {
-        Node::Scalar(s) if s.as_str().chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => s.as_str().parse::<u64>().ok(),
+        Node::Scalar(s) if s.as_str().chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => {
+            s.as_str().parse::<u64>().ok()
+        }
         _ => d.duration(node, what).map(|s| s.value.as_secs()),
     }?;
     if matches!(secs, 1 | 5 | 10 | 20 | 30) || (secs >= 60 && secs % 60 == 0) {
@@ -534,13 +794,29 @@ pub(crate) fn check_variables(d: &mut Decoder, text: &Spanned<String>) {
     while let Some(start) = rest.find("${") {
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
-            d.error(text.loc, format!("`{}`: `${{` without a closing `}}`", text.value));
+            d.error(
+                text.loc,
+                format!("`{}`: `${{` without a closing `}}`", text.value),
+            );
             return;
         };
         let var = &after[..end];
         if !VARIABLES.contains(&var) {
-            let help = yaml::did_you_mean(var, VARIABLES.iter().copied()).map(|s| format!("did you mean `${{{s}}}`? ")).unwrap_or_default();
-            d.error_help(text.loc, format!("unknown variable `${{{var}}}`"), format!("{help}known variables: {}", VARIABLES.iter().map(|v| format!("${{{v}}}")).collect::<Vec<_>>().join(", ")));
+            let help = yaml::did_you_mean(var, VARIABLES.iter().copied())
+                .map(|s| format!("did you mean `${{{s}}}`? "))
+                .unwrap_or_default();
+            d.error_help(
+                text.loc,
+                format!("unknown variable `${{{var}}}`"),
+                format!(
+                    "{help}known variables: {}",
+                    VARIABLES
+                        .iter()
+                        .map(|v| format!("${{{v}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
         }
         rest = &after[end + 1..];
     }
@@ -549,7 +825,10 @@ pub(crate) fn check_variables(d: &mut Decoder, text: &Spanned<String>) {
 fn decode_faults(d: &mut Decoder, node: &Node) -> Option<Vec<FaultSpec>> {
     let items = d.list(node, "faults")?;
     if items.is_empty() {
-        d.error(yaml::loc(node), "`faults` is empty: an experiment needs at least one fault");
+        d.error(
+            yaml::loc(node),
+            "`faults` is empty: an experiment needs at least one fault",
+        );
         return None;
     }
     let mut out = Vec::new();
@@ -564,29 +843,52 @@ fn decode_faults(d: &mut Decoder, node: &Node) -> Option<Vec<FaultSpec>> {
     let mut seen: HashMap<&str, Loc> = HashMap::new();
     for f in &out {
         if let Some(first) = seen.insert(&f.name.value, f.name.loc) {
-            d.error(f.name.loc, format!("duplicate fault name `{}` (first used on line {})", f.name.value, first.line));
+            d.error(
+                f.name.loc,
+                format!(
+                    "duplicate fault name `{}` (first used on line {})",
+                    f.name.value, first.line
+                ),
+            );
             ok = false;
         }
     }
     for f in &out {
         for dep in &f.start_after {
             if dep.value == f.name.value {
-                d.error(dep.loc, format!("fault `{}` cannot start after itself", f.name.value));
+                d.error(
+                    dep.loc,
+                    format!("fault `{}` cannot start after itself", f.name.value),
+                );
                 ok = false;
             } else if !seen.contains_key(dep.value.as_str()) {
                 let names = out.iter().map(|f| f.name.value.as_str());
                 let help = match yaml::did_you_mean(&dep.value, names) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("faults in this file: {}", out.iter().map(|f| format!("`{}`", f.name.value)).collect::<Vec<_>>().join(", ")),
+                    None => format!(
+                        "faults in this file: {}",
+                        out.iter()
+                            .map(|f| format!("`{}`", f.name.value))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 };
-                d.error_help(dep.loc, format!("start_after: no fault named `{}`", dep.value), help);
+                d.error_help(
+                    dep.loc,
+                    format!("start_after: no fault named `{}`", dep.value),
+                    help,
+                );
                 ok = false;
             }
         }
     }
     if ok && let Some(cycle) = find_cycle(&out) {
         let first = &out[cycle[0]];
-        let path: Vec<&str> = cycle.iter().chain(std::iter::once(&cycle[0])).map(|&i| out[i].name.value.as_str()).collect();
+        let path: Vec<&str> = cycle
+            .iter()
+            .chain(std::iter::once(&cycle[0]))
+            .map(|&i| out[i].name.value.as_str())
+            .collect();
         d.error_help(
             first.start_after.first().map(|s| s.loc).unwrap_or(first.loc),
             format!("start_after forms a cycle: {}", path.join(" -> ")),
@@ -599,11 +901,21 @@ fn decode_faults(d: &mut Decoder, node: &Node) -> Option<Vec<FaultSpec>> {
 
 /// A cycle in the start_after graph, as fault indexes, if there is one.
 fn find_cycle(faults: &[FaultSpec]) -> Option<Vec<usize>> {
-    let index: HashMap<&str, usize> = faults.iter().enumerate().map(|(i, f)| (f.name.value.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name.value.as_str(), i))
+        .collect();
     // 0 = unvisited, 1 = on the current path, 2 = done.
     let mut state = vec![0u8; faults.len()];
     let mut path = Vec::new();
-    fn visit(i: usize, faults: &[FaultSpec], index: &HashMap<&str, usize>, state: &mut [u8], path: &mut Vec<usize>) -> Option<Vec<usize>> {
+    fn visit(
+        i: usize,
+        faults: &[FaultSpec],
+        index: &HashMap<&str, usize>,
+        state: &mut [u8],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
         state[i] = 1;
         path.push(i);
         for dep in &faults[i].start_after {
@@ -622,22 +934,36 @@ fn find_cycle(faults: &[FaultSpec]) -> Option<Vec<usize>> {
         state[i] = 2;
         None
     }
-    (0..faults.len()).find_map(|i| if state[i] == 0 { visit(i, faults, &index, &mut state, &mut path) } else { None })
+    (0..faults.len()).find_map(|i| {
+        if state[i] == 0 {
+            visit(i, faults, &index, &mut state, &mut path)
+        } else {
+            None
+        }
+    })
 }
 
 fn decode_fault(d: &mut Decoder, node: &Node, what: &str) -> Option<FaultSpec> {
     let m = d.map(node, what, FAULT_KEYS)?;
-    let name = d.required(&m, "name", what).and_then(|n| d.string(n, &format!("{what}.name")));
+    let name = d
+        .required(&m, "name", what)
+        .and_then(|n| d.string(n, &format!("{what}.name")));
     if let Some(n) = &name {
         check_name(d, n, &format!("{what}.name"));
     }
-    let action = d.required(&m, "action", what).and_then(|n| d.string(n, &format!("{what}.action")));
+    let action = d
+        .required(&m, "action", what)
+        .and_then(|n| d.string(n, &format!("{what}.action")));
     let fault = action.as_ref().and_then(|a| {
         let Some(def) = faults::find(&a.value) else {
             let message = format!("{what}.action: unknown action `{}`", a.value);
             match yaml::did_you_mean(&a.value, faults::names()) {
                 Some(s) => d.error_help(a.loc, message, format!("did you mean `{s}`?")),
-                None => d.error_help(a.loc, message, format!("expected one of: {}", faults::names().join(", "))),
+                None => d.error_help(
+                    a.loc,
+                    message,
+                    format!("expected one of: {}", faults::names().join(", ")),
+                ),
             }
             return None;
         };
@@ -677,7 +1003,14 @@ fn check_target_keys(d: &mut Decoder, fault: &dyn faults::Fault, node: &Node, wh
     let Node::Mapping(m) = node else { return };
     for (k, _) in m.iter() {
         let key = k.as_str();
-        let at = k.span().start().map(|s| Loc { line: s.line(), column: s.column() }).unwrap_or_default();
+        let at = k
+            .span()
+            .start()
+            .map(|s| Loc {
+                line: s.line(),
+                column: s.column(),
+            })
+            .unwrap_or_default();
         match fault.scope() {
             faults::Scope::Instances => {}
             faults::Scope::Groups if key == "autoscaling_group" => {}
@@ -715,7 +1048,9 @@ fn decode_target(d: &mut Decoder, node: &Node, what: &str) -> Option<TargetSpec>
             for (k, v) in fm.iter() {
                 let values = match v {
                     Node::Scalar(s) => Some(vec![s.as_str().to_string()]),
-                    _ => d.string_list(v, &format!("{what}.filters.{}", k.as_str())).map(|l| l.into_iter().map(|s| s.value).collect()),
+                    _ => d
+                        .string_list(v, &format!("{what}.filters.{}", k.as_str()))
+                        .map(|l| l.into_iter().map(|s| s.value).collect()),
                 };
                 match values {
                     Some(values) => t.filters.push((k.as_str().to_string(), values)),
@@ -729,7 +1064,13 @@ fn decode_target(d: &mut Decoder, node: &Node, what: &str) -> Option<TargetSpec>
             Some(ids) => {
                 for id in &ids {
                     if !id.value.starts_with("i-") {
-                        d.error(id.loc, format!("{what}.ids: `{}` is not an EC2 instance id (expected `i-...`)", id.value));
+                        d.error(
+                            id.loc,
+                            format!(
+                                "{what}.ids: `{}` is not an EC2 instance id (expected `i-...`)",
+                                id.value
+                            ),
+                        );
                         ok = false;
                     }
                 }
@@ -775,15 +1116,25 @@ fn decode_selection(d: &mut Decoder, node: &Node, what: &str) -> Option<Selectio
         return Some(Selection::All);
     }
     if !matches!(node, Node::Mapping(_)) {
-        d.error(yaml::loc(node), format!("{what}: expected `all`, `{{ count: N }}` or `{{ percent: P }}`"));
+        d.error(
+            yaml::loc(node),
+            format!("{what}: expected `all`, `{{ count: N }}` or `{{ percent: P }}`"),
+        );
         return None;
     }
     let m = d.map(node, what, &["count", "percent"])?;
     match (m.get("count"), m.get("percent")) {
-        (Some(n), None) => d.integer(n, &format!("{what}.count"), 1, 100_000).map(|v| Selection::Count(v.value as u32)),
-        (None, Some(n)) => d.integer(n, &format!("{what}.percent"), 1, 100).map(|v| Selection::Percent(v.value as u32)),
+        (Some(n), None) => d
+            .integer(n, &format!("{what}.count"), 1, 100_000)
+            .map(|v| Selection::Count(v.value as u32)),
+        (None, Some(n)) => d
+            .integer(n, &format!("{what}.percent"), 1, 100)
+            .map(|v| Selection::Percent(v.value as u32)),
         _ => {
-            d.error(m.loc(), format!("{what}: expected exactly one of `count: N` or `percent: P`"));
+            d.error(
+                m.loc(),
+                format!("{what}: expected exactly one of `count: N` or `percent: P`"),
+            );
             None
         }
     }
@@ -820,7 +1171,10 @@ fn check_environment_use(d: &mut Decoder, env: &Environment, faults: &[FaultSpec
     }
     let mut reported = HashSet::new();
     for f in faults {
-        if f.fault.scope() == faults::Scope::Groups && f.target.autoscaling_group.is_none() && reported.insert(f.name.value.clone()) {
+        if f.fault.scope() == faults::Scope::Groups
+            && f.target.autoscaling_group.is_none()
+            && reported.insert(f.name.value.clone())
+        {
             d.error_help(
                 f.loc,
                 format!("fault `{}` acts on an Auto Scaling group, and neither its target nor the environment names one", f.name.value),
@@ -866,9 +1220,23 @@ fn check_forced_alarms(d: &mut Decoder, faults: &[FaultSpec], guardrails: &[Prob
 /// `compare` needs a control: parallel mode and a metric of `${asg}`.
 fn check_compare(d: &mut Decoder, env: &Environment, probes: &[Probe]) {
     for p in probes {
-        let ProbeKind::Metric { query, compare: Some(_), .. } = &p.kind else { continue };
+        let ProbeKind::Metric {
+            query,
+            compare: Some(_),
+            ..
+        } = &p.kind
+        else {
+            continue;
+        };
         if env.mode != Mode::Parallel {
-            d.error_help(p.loc, format!("`{}`: `compare` needs a control, and only parallel mode has one", p.name), "remove `compare`, or run in `mode: parallel`, where the source group is the control");
+            d.error_help(
+                p.loc,
+                format!(
+                    "`{}`: `compare` needs a control, and only parallel mode has one",
+                    p.name
+                ),
+                "remove `compare`, or run in `mode: parallel`, where the source group is the control",
+            );
         } else if !query.uses_asg() {
             d.error_help(p.loc, format!("`{}`: `compare` needs a metric of `${{asg}}`", p.name), "use `dimensions: { AutoScalingGroupName: \"${asg}\" }`: the copy is compared with the source group");
         }
@@ -886,7 +1254,13 @@ fn check_asg_probes(d: &mut Decoder, env: &Environment, probes: &[Probe]) {
             ProbeKind::Metric { query, .. } => query.uses_asg(),
         };
         if uses_asg {
-            d.error(p.loc, format!("`{}` uses `${{asg}}`, but the environment names no `autoscaling_group`", p.name));
+            d.error(
+                p.loc,
+                format!(
+                    "`{}` uses `${{asg}}`, but the environment names no `autoscaling_group`",
+                    p.name
+                ),
+            );
         }
     }
 }

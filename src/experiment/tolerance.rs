@@ -53,9 +53,13 @@ impl Expect {
         }
         if let Some(rest) = t.strip_prefix("within") {
             let rest = rest.trim();
-            let pct = rest.strip_suffix("of baseline").map(str::trim).and_then(|p| p.strip_suffix('%')).ok_or_else(|| {
-                "expected `within P% of baseline`, e.g. `within 10% of baseline`".to_string()
-            })?;
+            let pct = rest
+                .strip_suffix("of baseline")
+                .map(str::trim)
+                .and_then(|p| p.strip_suffix('%'))
+                .ok_or_else(|| {
+                    "expected `within P% of baseline`, e.g. `within 10% of baseline`".to_string()
+                })?;
             let p = number(pct)?;
             if !(0.0..=1000.0).contains(&p) {
                 return Err(format!("`{p}%` is not a percentage between 0 and 1000"));
@@ -63,10 +67,14 @@ impl Expect {
             return Ok(Expect::Within(p));
         }
         for (op_text, _) in OPERATORS {
-            let Some(rest) = t.strip_prefix(op_text) else { continue };
+            let Some(rest) = t.strip_prefix(op_text) else {
+                continue;
+            };
             let rest = rest.trim();
             let Some(arith) = rest.strip_prefix("baseline") else {
-                return Err(format!("expected `{op_text} baseline`, optionally followed by `* K`, `+ K` or `- K`"));
+                return Err(format!(
+                    "expected `{op_text} baseline`, optionally followed by `* K`, `+ K` or `- K`"
+                ));
             };
             let arith = arith.trim();
             let (factor, offset) = if arith.is_empty() {
@@ -78,9 +86,15 @@ impl Expect {
             } else if let Some(k) = arith.strip_prefix('-') {
                 (1.0, -number(k)?)
             } else {
-                return Err(format!("after `baseline`: expected `* K`, `+ K` or `- K`, found `{arith}`"));
+                return Err(format!(
+                    "after `baseline`: expected `* K`, `+ K` or `- K`, found `{arith}`"
+                ));
             };
-            return Ok(Expect::Relative { op_text, factor, offset });
+            return Ok(Expect::Relative {
+                op_text,
+                factor,
+                offset,
+            });
         }
         Err(SYNTAX.to_string())
     }
@@ -94,8 +108,16 @@ impl Expect {
     pub fn resolve(&self, baseline: f64) -> Tolerance {
         match *self {
             Expect::Fixed(t) => t,
-            Expect::Relative { op_text, factor, offset } => {
-                let op = OPERATORS.iter().find(|(t, _)| *t == op_text).map(|(_, op)| *op).unwrap_or(Tolerance::Eq);
+            Expect::Relative {
+                op_text,
+                factor,
+                offset,
+            } => {
+                let op = OPERATORS
+                    .iter()
+                    .find(|(t, _)| *t == op_text)
+                    .map(|(_, op)| *op)
+                    .unwrap_or(Tolerance::Eq);
                 op(baseline * factor + offset)
             }
             Expect::Within(p) => {
@@ -111,7 +133,12 @@ impl fmt::Display for Expect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expect::Fixed(t) => t.fmt(f),
-            Expect::Relative { op_text, factor, offset, .. } => {
+            Expect::Relative {
+                op_text,
+                factor,
+                offset,
+                ..
+            } => {
                 write!(f, "{op_text} baseline")?;
                 if *factor != 1.0 {
                     write!(f, " * {factor}")?;
@@ -128,11 +155,20 @@ impl fmt::Display for Expect {
     }
 }
 
-const OPERATORS: &[(&str, fn(f64) -> Tolerance)] =
-    &[("<=", Tolerance::Le), (">=", Tolerance::Ge), ("==", Tolerance::Eq), ("<", Tolerance::Lt), (">", Tolerance::Gt)];
+const OPERATORS: &[(&str, fn(f64) -> Tolerance)] = &[
+    ("<=", Tolerance::Le),
+    (">=", Tolerance::Ge),
+    ("==", Tolerance::Eq),
+    ("<", Tolerance::Lt),
+    (">", Tolerance::Gt),
+];
 
 fn number(s: &str) -> Result<f64, String> {
-    s.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| format!("`{}` is not a number", s.trim()))
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| format!("`{}` is not a number", s.trim()))
 }
 
 impl Tolerance {
@@ -141,10 +177,14 @@ impl Tolerance {
         let t = text.trim();
         let num = number;
         if let Some(rest) = t.strip_prefix("between") {
-            let (lo, hi) = rest.split_once(" and ").ok_or_else(|| "`between` needs `A and B`".to_string())?;
+            let (lo, hi) = rest
+                .split_once(" and ")
+                .ok_or_else(|| "`between` needs `A and B`".to_string())?;
             let (lo, hi) = (num(lo)?, num(hi)?);
             if lo > hi {
-                return Err(format!("`between {lo} and {hi}`: the lower bound is above the upper bound"));
+                return Err(format!(
+                    "`between {lo} and {hi}`: the lower bound is above the upper bound"
+                ));
             }
             return Ok(Tolerance::Between(lo, hi));
         }
@@ -159,7 +199,9 @@ impl Tolerance {
     /// The numbers a chart draws as lines for this tolerance.
     pub fn limits(self) -> Vec<f64> {
         match self {
-            Tolerance::Lt(x) | Tolerance::Le(x) | Tolerance::Gt(x) | Tolerance::Ge(x) | Tolerance::Eq(x) => vec![x],
+            Tolerance::Lt(x) | Tolerance::Le(x) | Tolerance::Gt(x) | Tolerance::Ge(x) | Tolerance::Eq(x) => {
+                vec![x]
+            }
             Tolerance::Between(lo, hi) => vec![lo, hi],
         }
     }
@@ -201,13 +243,20 @@ mod tests {
         assert_eq!(Tolerance::parse("> 50"), Ok(Tolerance::Gt(50.0)));
         assert_eq!(Tolerance::parse(">= 3"), Ok(Tolerance::Ge(3.0)));
         assert_eq!(Tolerance::parse("== 0"), Ok(Tolerance::Eq(0.0)));
-        assert_eq!(Tolerance::parse("between 10 and 20"), Ok(Tolerance::Between(10.0, 20.0)));
+        assert_eq!(
+            Tolerance::parse("between 10 and 20"),
+            Ok(Tolerance::Between(10.0, 20.0))
+        );
     }
 
     #[test]
     fn rejects_what_is_not_a_comparison() {
         assert!(Tolerance::parse("300").is_err());
-        assert!(Tolerance::parse("< fast").unwrap_err().contains("`fast` is not a number"));
+        assert!(
+            Tolerance::parse("< fast")
+                .unwrap_err()
+                .contains("`fast` is not a number")
+        );
         assert!(Tolerance::parse("between 20 and 10").is_err());
         assert!(Tolerance::parse("between 10").is_err());
     }
@@ -218,20 +267,47 @@ mod tests {
         assert!(e.needs_baseline());
         assert_eq!(e.resolve(200.0), Tolerance::Lt(240.0));
         assert_eq!(e.to_string(), "< baseline * 1.2");
-        assert_eq!(Expect::parse(">= baseline - 5").unwrap().resolve(10.0), Tolerance::Ge(5.0));
-        assert_eq!(Expect::parse("<= baseline").unwrap().resolve(3.0), Tolerance::Le(3.0));
-        assert_eq!(Expect::parse("within 10% of baseline").unwrap().resolve(100.0), Tolerance::Between(90.0, 110.0));
-        assert_eq!(Expect::parse("within 50% of baseline").unwrap().resolve(-10.0), Tolerance::Between(-15.0, -5.0));
-        assert_eq!(Expect::parse("< 300").unwrap(), Expect::Fixed(Tolerance::Lt(300.0)));
+        assert_eq!(
+            Expect::parse(">= baseline - 5").unwrap().resolve(10.0),
+            Tolerance::Ge(5.0)
+        );
+        assert_eq!(
+            Expect::parse("<= baseline").unwrap().resolve(3.0),
+            Tolerance::Le(3.0)
+        );
+        assert_eq!(
+            Expect::parse("within 10% of baseline").unwrap().resolve(100.0),
+            Tolerance::Between(90.0, 110.0)
+        );
+        assert_eq!(
+            Expect::parse("within 50% of baseline").unwrap().resolve(-10.0),
+            Tolerance::Between(-15.0, -5.0)
+        );
+        assert_eq!(
+            Expect::parse("< 300").unwrap(),
+            Expect::Fixed(Tolerance::Lt(300.0))
+        );
         assert!(!Expect::parse("< 300").unwrap().needs_baseline());
     }
 
     #[test]
     fn rejects_malformed_relative_tolerances() {
-        assert!(Expect::parse("< baseline ** 2").unwrap_err().contains("is not a number"));
-        assert!(Expect::parse("< baseline / 2").unwrap_err().contains("after `baseline`"));
+        assert!(
+            Expect::parse("< baseline ** 2")
+                .unwrap_err()
+                .contains("is not a number")
+        );
+        assert!(
+            Expect::parse("< baseline / 2")
+                .unwrap_err()
+                .contains("after `baseline`")
+        );
         assert!(Expect::parse("within 10 of baseline").is_err());
-        assert!(Expect::parse("< 2 * baseline").unwrap_err().contains("expected `< baseline`"));
+        assert!(
+            Expect::parse("< 2 * baseline")
+                .unwrap_err()
+                .contains("expected `< baseline`")
+        );
         assert!(Expect::parse("baseline").is_err());
     }
 

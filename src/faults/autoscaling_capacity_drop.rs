@@ -9,10 +9,13 @@ use std::sync::Arc;
 use marked_yaml::Node;
 
 use super::{ActionDef, BoxFuture, Fault, Scope, Step, StepContext, Undo, UndoReport};
-use crate::aws::{api, Aws, AwsError};
+use crate::aws::{Aws, AwsError, api};
 use crate::yaml::Decoder;
 
-pub(super) const DEF: ActionDef = ActionDef { name: "autoscaling:capacity-drop", build };
+pub(super) const DEF: ActionDef = ActionDef {
+    name: "autoscaling:capacity-drop",
+    build,
+};
 
 /// How far the capacity drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +39,10 @@ impl Drop {
 
 fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
     let Some(p) = params else {
-        d.error(at, format!("{what}: `autoscaling:capacity-drop` needs params `to: N` or `by_percent: P`"));
+        d.error(
+            at,
+            format!("{what}: `autoscaling:capacity-drop` needs params `to: N` or `by_percent: P`"),
+        );
         return None;
     };
     let m = d.map(p, what, &["to", "by_percent"])?;
@@ -44,7 +50,11 @@ fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: crate::yaml::Lo
         (Some(n), None) => Drop::To(d.integer(n, &format!("{what}.to"), 0, 100_000)?.value as u32),
         (None, Some(n)) => Drop::ByPercent(d.integer(n, &format!("{what}.by_percent"), 1, 100)?.value as u32),
         _ => {
-            d.error_help(m.loc(), format!("{what}: expected exactly one of `to: N` or `by_percent: P`"), "`to: 1` sets the desired capacity to 1; `by_percent: 50` halves it");
+            d.error_help(
+                m.loc(),
+                format!("{what}: expected exactly one of `to: N` or `by_percent: P`"),
+                "`to: 1` sets the desired capacity to 1; `by_percent: 50` halves it",
+            );
             return None;
         }
     };
@@ -79,14 +89,26 @@ impl Fault for CapacityDrop {
                 operation: "autoscaling:UpdateAutoScalingGroup".into(),
                 resources: vec![g.clone()],
                 // Recorded by `prepare` just before the call.
-                undo: Undo::RestoreCapacity { group: g.clone(), min: -1, max: -1, desired: -1 },
+                undo: Undo::RestoreCapacity {
+                    group: g.clone(),
+                    min: -1,
+                    max: -1,
+                    desired: -1,
+                },
             })
             .collect()
     }
 
-    fn prepare<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: Step) -> BoxFuture<'a, Result<Step, AwsError>> {
+    fn prepare<'a>(
+        &'a self,
+        aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: Step,
+    ) -> BoxFuture<'a, Result<Step, AwsError>> {
         Box::pin(async move {
-            let Undo::RestoreCapacity { group, .. } = &step.undo else { return Ok(step) };
+            let Undo::RestoreCapacity { group, .. } = &step.undo else {
+                return Ok(step);
+            };
             let Some(g) = crate::environment::describe_group(aws, group).await? else {
                 return Err(not_found(group));
             };
@@ -100,28 +122,55 @@ impl Fault for CapacityDrop {
         })
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(
+        &'a self,
+        aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
-            let Undo::RestoreCapacity { group, min, desired, .. } = &step.undo else { return Ok(()) };
+            let Undo::RestoreCapacity {
+                group, min, desired, ..
+            } = &step.undo
+            else {
+                return Ok(());
+            };
             let new = self.drop.new_desired(u32::try_from(*desired).unwrap_or(0)) as i32;
-            let mut call = aws.autoscaling.update_auto_scaling_group().auto_scaling_group_name(group).desired_capacity(new);
+            let mut call = aws
+                .autoscaling
+                .update_auto_scaling_group()
+                .auto_scaling_group_name(group)
+                .desired_capacity(new);
             if new < *min {
                 call = call.min_size(new);
             }
-            call.send().await.map_err(api("autoscaling", "UpdateAutoScalingGroup"))?;
+            call.send()
+                .await
+                .map_err(api("autoscaling", "UpdateAutoScalingGroup"))?;
             Ok(())
         })
     }
 }
 
 fn not_found(group: &str) -> AwsError {
-    AwsError { service: "autoscaling".into(), operation: "DescribeAutoScalingGroups".into(), code: "NotFound".into(), message: format!("Auto Scaling group `{group}` not found") }
+    AwsError {
+        service: "autoscaling".into(),
+        operation: "DescribeAutoScalingGroups".into(),
+        code: "NotFound".into(),
+        message: format!("Auto Scaling group `{group}` not found"),
+    }
 }
 
 /// Puts min, max and desired back as recorded. A group that is gone has
 /// nothing to restore; an unrecorded capacity (negative) means the call was
 /// never made. Idempotent.
-pub(crate) async fn restore(aws: &Aws, group: &str, min: i32, max: i32, desired: i32) -> Result<UndoReport, AwsError> {
+pub(crate) async fn restore(
+    aws: &Aws,
+    group: &str,
+    min: i32,
+    max: i32,
+    desired: i32,
+) -> Result<UndoReport, AwsError> {
     let mut report = UndoReport::default();
     if min < 0 || max < 0 || desired < 0 {
         return Ok(report);

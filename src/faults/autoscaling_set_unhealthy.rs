@@ -7,14 +7,22 @@ use std::sync::Arc;
 use marked_yaml::Node;
 use tokio_util::sync::CancellationToken;
 
-use super::{no_params, ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport};
-use crate::aws::{api, Aws, AwsError};
+use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport, no_params};
+use crate::aws::{Aws, AwsError, api};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
 
-pub(super) const DEF: ActionDef = ActionDef { name: "autoscaling:set-unhealthy", build };
+pub(super) const DEF: ActionDef = ActionDef {
+    name: "autoscaling:set-unhealthy",
+    build,
+};
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
+fn build(
+    d: &mut Decoder,
+    params: Option<&Node>,
+    what: &str,
+    _at: crate::yaml::Loc,
+) -> Option<Arc<dyn Fault>> {
     no_params(d, params, what)?;
     Some(Arc::new(SetUnhealthy))
 }
@@ -43,12 +51,19 @@ impl Fault for SetUnhealthy {
             .map(|t| Step {
                 operation: "autoscaling:SetInstanceHealth".into(),
                 resources: vec![t.id.clone()],
-                undo: Undo::SetHealthy { instance_ids: vec![t.id.clone()] },
+                undo: Undo::SetHealthy {
+                    instance_ids: vec![t.id.clone()],
+                },
             })
             .collect()
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(
+        &'a self,
+        aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             for id in &step.resources {
                 set_health(aws, id, "Unhealthy").await?;
@@ -72,12 +87,21 @@ async fn set_health(aws: &Aws, id: &str, status: &str) -> Result<(), AwsError> {
 
 /// Marks each instance still in an Auto Scaling group Healthy; instances the
 /// group already replaced are reported as gone. Idempotent.
-pub(crate) async fn set_healthy(aws: &Aws, ids: &[String], _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+pub(crate) async fn set_healthy(
+    aws: &Aws,
+    ids: &[String],
+    _hurry: &CancellationToken,
+) -> Result<UndoReport, AwsError> {
     let mut report = UndoReport::default();
     let mut present = std::collections::BTreeSet::new();
     // DescribeAutoScalingInstances takes at most 50 ids per call.
     for chunk in super::batches(ids, 50) {
-        let mut pages = aws.autoscaling.describe_auto_scaling_instances().set_instance_ids(Some(chunk)).into_paginator().send();
+        let mut pages = aws
+            .autoscaling
+            .describe_auto_scaling_instances()
+            .set_instance_ids(Some(chunk))
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(api("autoscaling", "DescribeAutoScalingInstances"))?;
             present.extend(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use marked_yaml::Node;
 
 use super::{ActionDef, BoxFuture, Fault, Scope, Step, StepContext, Undo, UndoReport};
-use crate::aws::{api, Aws, AwsError};
+use crate::aws::{Aws, AwsError, api};
 use crate::yaml::{self, Decoder};
 
 /// Every process EC2 Auto Scaling can suspend.
@@ -25,9 +25,17 @@ pub const PROCESSES: &[&str] = &[
     "ScheduledActions",
 ];
 
-pub(super) const DEF: ActionDef = ActionDef { name: "autoscaling:suspend-processes", build };
+pub(super) const DEF: ActionDef = ActionDef {
+    name: "autoscaling:suspend-processes",
+    build,
+};
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
+fn build(
+    d: &mut Decoder,
+    params: Option<&Node>,
+    what: &str,
+    _at: crate::yaml::Loc,
+) -> Option<Arc<dyn Fault>> {
     // Without `processes`, all of them: what SuspendProcesses itself does
     // without ScalingProcesses, and the plan lists them.
     let mut processes: Vec<String> = PROCESSES.iter().map(|p| p.to_string()).collect();
@@ -36,7 +44,11 @@ fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::L
         if let Some(n) = m.get("processes") {
             let list = d.string_list(n, &format!("{what}.processes"))?;
             if list.is_empty() {
-                d.error_help(yaml::loc(n), format!("{what}.processes: the list is empty"), "name at least one process, or leave `processes` out to suspend them all");
+                d.error_help(
+                    yaml::loc(n),
+                    format!("{what}.processes: the list is empty"),
+                    "name at least one process, or leave `processes` out to suspend them all",
+                );
                 return None;
             }
             let mut ok = true;
@@ -47,7 +59,11 @@ fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::L
                         Some(m) => format!("did you mean `{m}`? processes: {}", PROCESSES.join(", ")),
                         None => format!("expected one of: {}", PROCESSES.join(", ")),
                     };
-                    d.error_help(s.loc, format!("{what}.processes: unknown Auto Scaling process `{}`", s.value), help);
+                    d.error_help(
+                        s.loc,
+                        format!("{what}.processes: unknown Auto Scaling process `{}`", s.value),
+                        help,
+                    );
                     ok = false;
                 } else if !processes.contains(&s.value) {
                     processes.push(s.value);
@@ -84,23 +100,51 @@ impl Fault for SuspendProcesses {
                 operation: "autoscaling:SuspendProcesses".into(),
                 resources: vec![g.clone()],
                 // Narrowed by `prepare` to what is not suspended yet.
-                undo: Undo::ResumeProcesses { group: g.clone(), processes: self.processes.clone() },
+                undo: Undo::ResumeProcesses {
+                    group: g.clone(),
+                    processes: self.processes.clone(),
+                },
             })
             .collect()
     }
 
-    fn prepare<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: Step) -> BoxFuture<'a, Result<Step, AwsError>> {
+    fn prepare<'a>(
+        &'a self,
+        aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: Step,
+    ) -> BoxFuture<'a, Result<Step, AwsError>> {
         Box::pin(async move {
-            let Undo::ResumeProcesses { group, .. } = &step.undo else { return Ok(step) };
+            let Undo::ResumeProcesses { group, .. } = &step.undo else {
+                return Ok(step);
+            };
             let already = suspended(aws, group).await?;
-            let processes = self.processes.iter().filter(|p| !already.contains(p)).cloned().collect();
-            Ok(Step { undo: Undo::ResumeProcesses { group: group.clone(), processes }, ..step })
+            let processes = self
+                .processes
+                .iter()
+                .filter(|p| !already.contains(p))
+                .cloned()
+                .collect();
+            Ok(Step {
+                undo: Undo::ResumeProcesses {
+                    group: group.clone(),
+                    processes,
+                },
+                ..step
+            })
         })
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(
+        &'a self,
+        aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
-            let Undo::ResumeProcesses { group, processes } = &step.undo else { return Ok(()) };
+            let Undo::ResumeProcesses { group, processes } = &step.undo else {
+                return Ok(());
+            };
             if processes.is_empty() {
                 return Ok(()); // every one was suspended already: nothing of ours to do
             }
@@ -119,9 +163,17 @@ impl Fault for SuspendProcesses {
 /// The processes currently suspended in `group`.
 async fn suspended(aws: &Aws, group: &str) -> Result<Vec<String>, AwsError> {
     let Some(g) = crate::environment::describe_group(aws, group).await? else {
-        return Err(AwsError { service: "autoscaling".into(), operation: "DescribeAutoScalingGroups".into(), code: "NotFound".into(), message: format!("Auto Scaling group `{group}` not found") });
+        return Err(AwsError {
+            service: "autoscaling".into(),
+            operation: "DescribeAutoScalingGroups".into(),
+            code: "NotFound".into(),
+            message: format!("Auto Scaling group `{group}` not found"),
+        });
     };
-    Ok(g.suspended_processes().iter().filter_map(|p| p.process_name().map(str::to_string)).collect())
+    Ok(g.suspended_processes()
+        .iter()
+        .filter_map(|p| p.process_name().map(str::to_string))
+        .collect())
 }
 
 /// Resumes `processes` in `group` (what the run suspended). A group that is

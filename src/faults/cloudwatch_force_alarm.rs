@@ -13,21 +13,30 @@ use std::sync::Arc;
 use marked_yaml::Node;
 
 use super::{ActionDef, BoxFuture, Fault, Scope, Step, StepContext, Undo, UndoReport};
-use crate::aws::{api, Aws, AwsError};
+use crate::aws::{Aws, AwsError, api};
 use crate::yaml::{self, Decoder, Loc, Spanned};
 
-pub(super) const DEF: ActionDef = ActionDef { name: "cloudwatch:force-alarm", build };
+pub(super) const DEF: ActionDef = ActionDef {
+    name: "cloudwatch:force-alarm",
+    build,
+};
 
 /// The states SetAlarmState accepts.
 const STATES: &[&str] = &["ALARM", "OK", "INSUFFICIENT_DATA"];
 
 fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: Loc) -> Option<Arc<dyn Fault>> {
     let Some(p) = params else {
-        d.error_help(at, format!("{what}: `cloudwatch:force-alarm` needs `params: {{ alarm: NAME }}`"), "name the alarm whose alerting path the game day tests");
+        d.error_help(
+            at,
+            format!("{what}: `cloudwatch:force-alarm` needs `params: {{ alarm: NAME }}`"),
+            "name the alarm whose alerting path the game day tests",
+        );
         return None;
     };
     let m = d.map(p, what, &["alarm", "state"])?;
-    let alarm = d.required(&m, "alarm", what).and_then(|n| d.string(n, &format!("{what}.alarm")));
+    let alarm = d
+        .required(&m, "alarm", what)
+        .and_then(|n| d.string(n, &format!("{what}.alarm")));
     if let Some(a) = &alarm {
         crate::experiment::check_variables(d, a);
     }
@@ -39,7 +48,11 @@ fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: Loc) -> Option<
                     Some(m) => format!("did you mean `{m}`?"),
                     None => format!("expected one of: {}", STATES.join(", ")),
                 };
-                d.error_help(s.loc, format!("{what}.state: `{}` is not an alarm state", s.value), help);
+                d.error_help(
+                    s.loc,
+                    format!("{what}.state: `{}` is not an alarm state", s.value),
+                    help,
+                );
                 return None;
             }
             s.value
@@ -78,26 +91,60 @@ impl Fault for ForceAlarm {
                 operation: "cloudwatch:SetAlarmState".into(),
                 resources: vec![a.clone()],
                 // Recorded by `prepare` just before the call.
-                undo: Undo::SetAlarmState { alarm: a.clone(), state: String::new() },
+                undo: Undo::SetAlarmState {
+                    alarm: a.clone(),
+                    state: String::new(),
+                },
             })
             .collect()
     }
 
-    fn prepare<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: Step) -> BoxFuture<'a, Result<Step, AwsError>> {
+    fn prepare<'a>(
+        &'a self,
+        aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: Step,
+    ) -> BoxFuture<'a, Result<Step, AwsError>> {
         Box::pin(async move {
-            let Undo::SetAlarmState { alarm, .. } = &step.undo else { return Ok(step) };
+            let Undo::SetAlarmState { alarm, .. } = &step.undo else {
+                return Ok(step);
+            };
             let found = crate::observe::describe_alarms(aws, std::slice::from_ref(alarm)).await?;
             let Some(info) = found.get(alarm) else {
-                return Err(AwsError { service: "cloudwatch".into(), operation: "DescribeAlarms".into(), code: "NotFound".into(), message: format!("alarm `{alarm}` not found") });
+                return Err(AwsError {
+                    service: "cloudwatch".into(),
+                    operation: "DescribeAlarms".into(),
+                    code: "NotFound".into(),
+                    message: format!("alarm `{alarm}` not found"),
+                });
             };
-            Ok(Step { undo: Undo::SetAlarmState { alarm: alarm.clone(), state: info.state.clone() }, ..step })
+            Ok(Step {
+                undo: Undo::SetAlarmState {
+                    alarm: alarm.clone(),
+                    state: info.state.clone(),
+                },
+                ..step
+            })
         })
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(
+        &'a self,
+        aws: &'a Aws,
+        cx: &'a StepContext,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
-            let Undo::SetAlarmState { alarm, .. } = &step.undo else { return Ok(()) };
-            set_state(aws, alarm, &self.state, &format!("forced by gameday run {} (cloudwatch:force-alarm)", cx.run_id)).await
+            let Undo::SetAlarmState { alarm, .. } = &step.undo else {
+                return Ok(());
+            };
+            set_state(
+                aws,
+                alarm,
+                &self.state,
+                &format!("forced by gameday run {} (cloudwatch:force-alarm)", cx.run_id),
+            )
+            .await
         })
     }
 }
@@ -121,11 +168,20 @@ pub(crate) async fn set_back(aws: &Aws, alarm: &str, state: &str) -> Result<Undo
     if state.is_empty() {
         return Ok(report);
     }
-    if !crate::observe::describe_alarms(aws, &[alarm.to_string()]).await?.contains_key(alarm) {
+    if !crate::observe::describe_alarms(aws, &[alarm.to_string()])
+        .await?
+        .contains_key(alarm)
+    {
         report.gone.push(alarm.to_string());
         return Ok(report);
     }
-    set_state(aws, alarm, state, "restored by gameday after cloudwatch:force-alarm").await?;
+    set_state(
+        aws,
+        alarm,
+        state,
+        "restored by gameday after cloudwatch:force-alarm",
+    )
+    .await?;
     report.restored.push(alarm.to_string());
     Ok(report)
 }

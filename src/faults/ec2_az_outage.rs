@@ -17,16 +17,24 @@ use marked_yaml::Node;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 
-use super::{batched_steps, ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport};
-use crate::aws::{api, Aws, AwsError};
+use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport, batched_steps};
+use crate::aws::{Aws, AwsError, api};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
 
 const BATCH: usize = 100;
 
-pub(super) const DEF: ActionDef = ActionDef { name: "ec2:az-outage", build };
+pub(super) const DEF: ActionDef = ActionDef {
+    name: "ec2:az-outage",
+    build,
+};
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
+fn build(
+    d: &mut Decoder,
+    params: Option<&Node>,
+    what: &str,
+    _at: crate::yaml::Loc,
+) -> Option<Arc<dyn Fault>> {
     let mut az = None;
     if let Some(p) = params {
         let m = d.map(p, what, &["az"])?;
@@ -57,47 +65,96 @@ impl Fault for AzOutage {
         let zone = match &self.az {
             Some(z) => Some(z.clone()),
             None => {
-                let zones: Vec<&String> = candidates.iter().map(|i| &i.az).collect::<BTreeSet<_>>().into_iter().collect();
+                let zones: Vec<&String> = candidates
+                    .iter()
+                    .map(|i| &i.az)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
                 zones.choose(rng).map(|z| z.to_string())
             }
         };
-        candidates.into_iter().filter(|i| Some(&i.az) == zone.as_ref()).collect()
+        candidates
+            .into_iter()
+            .filter(|i| Some(&i.az) == zone.as_ref())
+            .collect()
     }
 
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {
-        let groups: BTreeSet<(&str, &str)> = targets.iter().filter_map(|t| t.autoscaling_group.as_deref().map(|g| (g, t.az.as_str()))).collect();
+        let groups: BTreeSet<(&str, &str)> = targets
+            .iter()
+            .filter_map(|t| t.autoscaling_group.as_deref().map(|g| (g, t.az.as_str())))
+            .collect();
         let mut steps: Vec<Step> = groups
             .into_iter()
             .map(|(g, az)| Step {
                 operation: "autoscaling:UpdateAutoScalingGroup".into(),
                 resources: vec![g.to_string()],
                 // The subnet list is recorded by `prepare` just before the call.
-                undo: Undo::RestoreSubnets { group: g.to_string(), vpc_zone_identifier: String::new(), az: az.to_string() },
+                undo: Undo::RestoreSubnets {
+                    group: g.to_string(),
+                    vpc_zone_identifier: String::new(),
+                    az: az.to_string(),
+                },
             })
             .collect();
         // The zone leaves the group before its instances stop, so that the
         // group does not replace them there.
-        steps.extend(batched_steps(targets, BATCH, "ec2:StopInstances", |ids| Undo::StartInstances { instance_ids: ids }));
+        steps.extend(batched_steps(targets, BATCH, "ec2:StopInstances", |ids| {
+            Undo::StartInstances { instance_ids: ids }
+        }));
         steps
     }
 
-    fn prepare<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: Step) -> BoxFuture<'a, Result<Step, AwsError>> {
+    fn prepare<'a>(
+        &'a self,
+        aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: Step,
+    ) -> BoxFuture<'a, Result<Step, AwsError>> {
         Box::pin(async move {
-            let Undo::RestoreSubnets { group, az, .. } = &step.undo else { return Ok(step) };
+            let Undo::RestoreSubnets { group, az, .. } = &step.undo else {
+                return Ok(step);
+            };
             let Some(g) = crate::environment::describe_group(aws, group).await? else {
-                return Err(error("DescribeAutoScalingGroups", "NotFound", format!("Auto Scaling group `{group}` not found")));
+                return Err(error(
+                    "DescribeAutoScalingGroups",
+                    "NotFound",
+                    format!("Auto Scaling group `{group}` not found"),
+                ));
             };
             let subnets = g.vpc_zone_identifier().unwrap_or_default().to_string();
-            Ok(Step { undo: Undo::RestoreSubnets { group: group.clone(), vpc_zone_identifier: subnets, az: az.clone() }, ..step })
+            Ok(Step {
+                undo: Undo::RestoreSubnets {
+                    group: group.clone(),
+                    vpc_zone_identifier: subnets,
+                    az: az.clone(),
+                },
+                ..step
+            })
         })
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(
+        &'a self,
+        aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             match &step.undo {
-                Undo::RestoreSubnets { group, vpc_zone_identifier, az } => remove_zone(aws, group, vpc_zone_identifier, az).await,
+                Undo::RestoreSubnets {
+                    group,
+                    vpc_zone_identifier,
+                    az,
+                } => remove_zone(aws, group, vpc_zone_identifier, az).await,
                 _ => {
-                    aws.ec2.stop_instances().set_instance_ids(Some(step.resources.clone())).send().await.map_err(api("ec2", "StopInstances"))?;
+                    aws.ec2
+                        .stop_instances()
+                        .set_instance_ids(Some(step.resources.clone()))
+                        .send()
+                        .await
+                        .map_err(api("ec2", "StopInstances"))?;
                     Ok(())
                 }
             }
@@ -106,18 +163,40 @@ impl Fault for AzOutage {
 }
 
 fn error(operation: &str, code: &str, message: String) -> AwsError {
-    AwsError { service: "autoscaling".into(), operation: operation.into(), code: code.into(), message }
+    AwsError {
+        service: "autoscaling".into(),
+        operation: operation.into(),
+        code: code.into(),
+        message,
+    }
 }
 
 /// Sets the group's subnets to those of `subnets` outside `az`.
 async fn remove_zone(aws: &Aws, group: &str, subnets: &str, az: &str) -> Result<(), AwsError> {
-    let ids: Vec<String> = subnets.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let ids: Vec<String> = subnets
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
     if ids.is_empty() {
-        return Err(error("UpdateAutoScalingGroup", "NoSubnets", format!("group `{group}` names no subnets (VPCZoneIdentifier); ec2:az-outage needs a group in a VPC")));
+        return Err(error(
+            "UpdateAutoScalingGroup",
+            "NoSubnets",
+            format!(
+                "group `{group}` names no subnets (VPCZoneIdentifier); ec2:az-outage needs a group in a VPC"
+            ),
+        ));
     }
     let mut in_zone = BTreeSet::new();
     for chunk in ids.chunks(200) {
-        let out = aws.ec2.describe_subnets().set_subnet_ids(Some(chunk.to_vec())).send().await.map_err(api("ec2", "DescribeSubnets"))?;
+        let out = aws
+            .ec2
+            .describe_subnets()
+            .set_subnet_ids(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(api("ec2", "DescribeSubnets"))?;
         for s in out.subnets() {
             if s.availability_zone() == Some(az)
                 && let Some(id) = s.subnet_id()
@@ -131,7 +210,9 @@ async fn remove_zone(aws: &Aws, group: &str, subnets: &str, az: &str) -> Result<
         return Err(error(
             "UpdateAutoScalingGroup",
             "OnlyZone",
-            format!("every subnet of group `{group}` is in {az}: a group must keep one subnet, so ec2:az-outage needs a group spanning two zones or more"),
+            format!(
+                "every subnet of group `{group}` is in {az}: a group must keep one subnet, so ec2:az-outage needs a group spanning two zones or more"
+            ),
         ));
     }
     if keep.len() == ids.len() {
@@ -191,24 +272,42 @@ mod tests {
 
     #[test]
     fn the_zone_is_the_one_given_or_one_chosen_with_the_seed() {
-        let given = AzOutage { az: Some("us-east-1b".into()) }.narrow(fleet(), &mut StdRng::seed_from_u64(1));
+        let given = AzOutage {
+            az: Some("us-east-1b".into()),
+        }
+        .narrow(fleet(), &mut StdRng::seed_from_u64(1));
         assert_eq!(given.len(), 4);
         assert!(given.iter().all(|i| i.az == "us-east-1b"));
 
         let random = AzOutage { az: None };
-        let zone = |seed| random.narrow(fleet(), &mut StdRng::seed_from_u64(seed))[0].az.clone();
+        let zone = |seed| {
+            random.narrow(fleet(), &mut StdRng::seed_from_u64(seed))[0]
+                .az
+                .clone()
+        };
         assert_eq!(zone(7), zone(7), "the same seed picks the same zone");
         let zones: BTreeSet<String> = (0..20).map(zone).collect();
         assert!(zones.len() > 1, "seeds pick different zones: {zones:?}");
-        assert!(random.narrow(fleet(), &mut StdRng::seed_from_u64(3)).iter().all(|i| i.az == zone(3)), "one zone only");
+        assert!(
+            random
+                .narrow(fleet(), &mut StdRng::seed_from_u64(3))
+                .iter()
+                .all(|i| i.az == zone(3)),
+            "one zone only"
+        );
     }
 
     #[test]
     fn the_zone_leaves_the_group_before_its_instances_stop() {
-        let targets = AzOutage { az: Some("us-east-1a".into()) }.narrow(fleet(), &mut StdRng::seed_from_u64(1));
+        let targets = AzOutage {
+            az: Some("us-east-1a".into()),
+        }
+        .narrow(fleet(), &mut StdRng::seed_from_u64(1));
         let steps = AzOutage { az: None }.plan(&targets);
         let ops: Vec<&str> = steps.iter().map(|s| s.operation.as_str()).collect();
         assert_eq!(ops, ["autoscaling:UpdateAutoScalingGroup", "ec2:StopInstances"]);
-        assert!(matches!(&steps[0].undo, Undo::RestoreSubnets { group, az, .. } if group == "web" && az == "us-east-1a"));
+        assert!(
+            matches!(&steps[0].undo, Undo::RestoreSubnets { group, az, .. } if group == "web" && az == "us-east-1a")
+        );
     }
 }

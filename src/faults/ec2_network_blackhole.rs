@@ -21,8 +21,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{no_params, ActionDef, BoxFuture, Fault, InstanceGroups, Step, StepContext, Undo, UndoReport};
-use crate::aws::{api, Aws, AwsError};
+use super::{ActionDef, BoxFuture, Fault, InstanceGroups, Step, StepContext, Undo, UndoReport, no_params};
+use crate::aws::{Aws, AwsError, api};
 use crate::environment::{EXPIRES_TAG, RUN_ID_TAG};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
@@ -38,9 +38,17 @@ const DELETE_WAIT: Duration = Duration::from_secs(120);
 /// Tag on the blackhole group naming the fault that created it.
 pub const BLACKHOLE_TAG: &str = "gameday:blackhole";
 
-pub(super) const DEF: ActionDef = ActionDef { name: "ec2:network-blackhole", build };
+pub(super) const DEF: ActionDef = ActionDef {
+    name: "ec2:network-blackhole",
+    build,
+};
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
+fn build(
+    d: &mut Decoder,
+    params: Option<&Node>,
+    what: &str,
+    _at: crate::yaml::Loc,
+) -> Option<Arc<dyn Fault>> {
     no_params(d, params, what)?;
     Some(Arc::new(NetworkBlackhole))
 }
@@ -60,60 +68,97 @@ impl Fault for NetworkBlackhole {
     }
 
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {
-        let vpcs: BTreeSet<&str> = targets.iter().map(|t| t.vpc_id.as_deref().unwrap_or_default()).collect();
+        let vpcs: BTreeSet<&str> = targets
+            .iter()
+            .map(|t| t.vpc_id.as_deref().unwrap_or_default())
+            .collect();
         let mut steps = Vec::new();
         for vpc in vpcs {
             steps.push(Step {
                 operation: "ec2:CreateSecurityGroup".into(),
                 resources: vec![vpc.to_string()],
                 // The name is set by `prepare` (it holds the run id).
-                undo: Undo::DeleteSecurityGroup { vpc_id: vpc.to_string(), group_name: String::new() },
+                undo: Undo::DeleteSecurityGroup {
+                    vpc_id: vpc.to_string(),
+                    group_name: String::new(),
+                },
             });
-            let ids: Vec<String> = targets.iter().filter(|t| t.vpc_id.as_deref().unwrap_or_default() == vpc).map(|t| t.id.clone()).collect();
+            let ids: Vec<String> = targets
+                .iter()
+                .filter(|t| t.vpc_id.as_deref().unwrap_or_default() == vpc)
+                .map(|t| t.id.clone())
+                .collect();
             for chunk in ids.chunks(BATCH) {
                 steps.push(Step {
                     operation: "ec2:ModifyInstanceAttribute (groups)".into(),
                     resources: chunk.to_vec(),
                     // The original groups are recorded by `prepare`.
-                    undo: Undo::RestoreSecurityGroups { instances: Vec::new() },
+                    undo: Undo::RestoreSecurityGroups {
+                        instances: Vec::new(),
+                    },
                 });
             }
         }
         steps
     }
 
-    fn prepare<'a>(&'a self, aws: &'a Aws, cx: &'a StepContext, step: Step) -> BoxFuture<'a, Result<Step, AwsError>> {
+    fn prepare<'a>(
+        &'a self,
+        aws: &'a Aws,
+        cx: &'a StepContext,
+        step: Step,
+    ) -> BoxFuture<'a, Result<Step, AwsError>> {
         Box::pin(async move {
             match &step.undo {
                 Undo::DeleteSecurityGroup { vpc_id, .. } => {
-                    let undo = Undo::DeleteSecurityGroup { vpc_id: vpc_id.clone(), group_name: group_name(cx) };
+                    let undo = Undo::DeleteSecurityGroup {
+                        vpc_id: vpc_id.clone(),
+                        group_name: group_name(cx),
+                    };
                     Ok(Step { undo, ..step })
                 }
                 Undo::RestoreSecurityGroups { .. } => {
                     let instances = current_groups(aws, &step.resources).await?;
-                    Ok(Step { undo: Undo::RestoreSecurityGroups { instances }, ..step })
+                    Ok(Step {
+                        undo: Undo::RestoreSecurityGroups { instances },
+                        ..step
+                    })
                 }
                 _ => Ok(step),
             }
         })
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(
+        &'a self,
+        aws: &'a Aws,
+        cx: &'a StepContext,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             match &step.undo {
-                Undo::DeleteSecurityGroup { vpc_id, group_name } => create_group(aws, cx, vpc_id, group_name).await,
+                Undo::DeleteSecurityGroup { vpc_id, group_name } => {
+                    create_group(aws, cx, vpc_id, group_name).await
+                }
                 Undo::RestoreSecurityGroups { instances } => {
                     let name = group_name(cx);
                     let mut by_vpc = std::collections::BTreeMap::new();
                     for i in instances {
                         if !by_vpc.contains_key(&i.vpc_id) {
                             let Some(id) = find_group(aws, &i.vpc_id, &name).await? else {
-                                return Err(ec2_error("ModifyInstanceAttribute", "NoBlackholeGroup", format!("the blackhole group `{name}` is missing in {}", i.vpc_id)));
+                                return Err(ec2_error(
+                                    "ModifyInstanceAttribute",
+                                    "NoBlackholeGroup",
+                                    format!("the blackhole group `{name}` is missing in {}", i.vpc_id),
+                                ));
                             };
                             by_vpc.insert(i.vpc_id.clone(), id);
                         }
                     }
-                    let calls = instances.iter().map(|i| (i.instance_id.clone(), vec![by_vpc[&i.vpc_id].clone()])).collect();
+                    let calls = instances
+                        .iter()
+                        .map(|i| (i.instance_id.clone(), vec![by_vpc[&i.vpc_id].clone()]))
+                        .collect();
                     set_groups(aws, calls).await.map(drop)
                 }
                 _ => Ok(()),
@@ -123,13 +168,26 @@ impl Fault for NetworkBlackhole {
 }
 
 fn ec2_error(operation: &str, code: &str, message: String) -> AwsError {
-    AwsError { service: "ec2".into(), operation: operation.into(), code: code.into(), message }
+    AwsError {
+        service: "ec2".into(),
+        operation: operation.into(),
+        code: code.into(),
+        message,
+    }
 }
 
 /// Each instance's VPC and security groups now; instances EC2 no longer knows are left out.
 async fn current_groups(aws: &Aws, ids: &[String]) -> Result<Vec<InstanceGroups>, AwsError> {
-    let filter = Filter::builder().name("instance-id").set_values(Some(ids.to_vec())).build();
-    let mut pages = aws.ec2.describe_instances().filters(filter).into_paginator().send();
+    let filter = Filter::builder()
+        .name("instance-id")
+        .set_values(Some(ids.to_vec()))
+        .build();
+    let mut pages = aws
+        .ec2
+        .describe_instances()
+        .filters(filter)
+        .into_paginator()
+        .send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(api("ec2", "DescribeInstances"))?;
@@ -138,7 +196,11 @@ async fn current_groups(aws: &Aws, ids: &[String]) -> Result<Vec<InstanceGroups>
             out.push(InstanceGroups {
                 instance_id: id.to_string(),
                 vpc_id: i.vpc_id().unwrap_or_default().to_string(),
-                group_ids: i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect(),
+                group_ids: i
+                    .security_groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_string))
+                    .collect(),
             });
         }
     }
@@ -156,7 +218,12 @@ async fn find_group(aws: &Aws, vpc: &str, name: &str) -> Result<Option<String>, 
         .send()
         .await
         .map_err(api("ec2", "DescribeSecurityGroups"))?;
-    Ok(out.security_groups().iter().find(|g| g.group_name() == Some(name)).and_then(|g| g.group_id()).map(str::to_string))
+    Ok(out
+        .security_groups()
+        .iter()
+        .find(|g| g.group_name() == Some(name))
+        .and_then(|g| g.group_id())
+        .map(str::to_string))
 }
 
 /// Creates the deny-all group (or finds it, when a retry already created it)
@@ -176,7 +243,10 @@ async fn create_group(aws: &Aws, cx: &StepContext, vpc: &str, name: &str) -> Res
                 .ec2
                 .create_security_group()
                 .group_name(name)
-                .description(format!("gameday network blackhole of run {}: no ingress, no egress", cx.run_id))
+                .description(format!(
+                    "gameday network blackhole of run {}: no ingress, no egress",
+                    cx.run_id
+                ))
                 .vpc_id(vpc)
                 .tag_specifications(tags)
                 .send()
@@ -185,8 +255,18 @@ async fn create_group(aws: &Aws, cx: &StepContext, vpc: &str, name: &str) -> Res
             out.group_id().unwrap_or_default().to_string()
         }
     };
-    let out = aws.ec2.describe_security_groups().group_ids(&id).send().await.map_err(api("ec2", "DescribeSecurityGroups"))?;
-    let egress: Vec<_> = out.security_groups().iter().flat_map(|g| g.ip_permissions_egress().iter().cloned()).collect();
+    let out = aws
+        .ec2
+        .describe_security_groups()
+        .group_ids(&id)
+        .send()
+        .await
+        .map_err(api("ec2", "DescribeSecurityGroups"))?;
+    let egress: Vec<_> = out
+        .security_groups()
+        .iter()
+        .flat_map(|g| g.ip_permissions_egress().iter().cloned())
+        .collect();
     if !egress.is_empty() {
         aws.ec2
             .revoke_security_group_egress()
@@ -201,14 +281,24 @@ async fn create_group(aws: &Aws, cx: &StepContext, vpc: &str, name: &str) -> Res
 
 /// Sets each instance's groups, with bounded concurrency. Returns the ids
 /// done and those EC2 no longer knows.
-async fn set_groups(aws: &Aws, calls: Vec<(String, Vec<String>)>) -> Result<(Vec<String>, Vec<String>), AwsError> {
+async fn set_groups(
+    aws: &Aws,
+    calls: Vec<(String, Vec<String>)>,
+) -> Result<(Vec<String>, Vec<String>), AwsError> {
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
     let mut set = JoinSet::new();
     for (id, groups) in calls {
         let (aws, limit) = (aws.clone(), limit.clone());
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let r = aws.ec2.modify_instance_attribute().instance_id(&id).set_groups(Some(groups)).send().await.map_err(api("ec2", "ModifyInstanceAttribute"));
+            let r = aws
+                .ec2
+                .modify_instance_attribute()
+                .instance_id(&id)
+                .set_groups(Some(groups))
+                .send()
+                .await
+                .map_err(api("ec2", "ModifyInstanceAttribute"));
             (id, r)
         });
     }
@@ -250,7 +340,12 @@ pub(crate) async fn restore_groups(aws: &Aws, instances: &[InstanceGroups]) -> R
 /// Deletes the blackhole group `name` in `vpc` once no live instance uses it
 /// (its restore may be running at the same time). A group already gone is
 /// reported as such. With `hurry` cancelled, tries once without waiting.
-pub(crate) async fn delete_blackhole_group(aws: &Aws, vpc: &str, name: &str, hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+pub(crate) async fn delete_blackhole_group(
+    aws: &Aws,
+    vpc: &str,
+    name: &str,
+    hurry: &CancellationToken,
+) -> Result<UndoReport, AwsError> {
     let mut report = UndoReport::default();
     if name.is_empty() {
         return Ok(report); // never prepared, so never created
@@ -264,7 +359,14 @@ pub(crate) async fn delete_blackhole_group(aws: &Aws, vpc: &str, name: &str, hur
     loop {
         let users = instances_using(aws, &id).await?;
         if users.is_empty() || hurry.is_cancelled() || tokio::time::Instant::now() >= deadline {
-            match aws.ec2.delete_security_group().group_id(&id).send().await.map_err(api("ec2", "DeleteSecurityGroup")) {
+            match aws
+                .ec2
+                .delete_security_group()
+                .group_id(&id)
+                .send()
+                .await
+                .map_err(api("ec2", "DeleteSecurityGroup"))
+            {
                 Ok(_) => {
                     report.restored.push(name.to_string());
                     return Ok(report);
@@ -273,7 +375,11 @@ pub(crate) async fn delete_blackhole_group(aws: &Aws, vpc: &str, name: &str, hur
                     report.gone.push(name.to_string());
                     return Ok(report);
                 }
-                Err(e) if users.is_empty() && e.code == "DependencyViolation" && !hurry.is_cancelled() && tokio::time::Instant::now() < deadline => {}
+                Err(e)
+                    if users.is_empty()
+                        && e.code == "DependencyViolation"
+                        && !hurry.is_cancelled()
+                        && tokio::time::Instant::now() < deadline => {}
                 Err(e) => return Err(e),
             }
         }
@@ -285,14 +391,33 @@ pub(crate) async fn delete_blackhole_group(aws: &Aws, vpc: &str, name: &str, hur
 /// Live instances whose groups include `group_id`.
 async fn instances_using(aws: &Aws, group_id: &str) -> Result<Vec<String>, AwsError> {
     let filters = vec![
-        Filter::builder().name("instance.group-id").values(group_id).build(),
-        Filter::builder().name("instance-state-name").values("pending").values("running").values("stopping").values("stopped").build(),
+        Filter::builder()
+            .name("instance.group-id")
+            .values(group_id)
+            .build(),
+        Filter::builder()
+            .name("instance-state-name")
+            .values("pending")
+            .values("running")
+            .values("stopping")
+            .values("stopped")
+            .build(),
     ];
-    let mut pages = aws.ec2.describe_instances().set_filters(Some(filters)).into_paginator().send();
+    let mut pages = aws
+        .ec2
+        .describe_instances()
+        .set_filters(Some(filters))
+        .into_paginator()
+        .send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(api("ec2", "DescribeInstances"))?;
-        out.extend(page.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.instance_id().map(str::to_string)));
+        out.extend(
+            page.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter_map(|i| i.instance_id().map(str::to_string)),
+        );
     }
     Ok(out)
 }

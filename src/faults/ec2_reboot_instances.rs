@@ -5,16 +5,24 @@ use std::sync::Arc;
 
 use marked_yaml::Node;
 
-use super::{batched_steps, no_params, ActionDef, BoxFuture, Fault, Step, StepContext, Undo};
-use crate::aws::{api, Aws, AwsError};
+use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, batched_steps, no_params};
+use crate::aws::{Aws, AwsError, api};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
 
 const BATCH: usize = 100;
 
-pub(super) const DEF: ActionDef = ActionDef { name: "ec2:reboot-instances", build };
+pub(super) const DEF: ActionDef = ActionDef {
+    name: "ec2:reboot-instances",
+    build,
+};
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
+fn build(
+    d: &mut Decoder,
+    params: Option<&Node>,
+    what: &str,
+    _at: crate::yaml::Loc,
+) -> Option<Arc<dyn Fault>> {
     no_params(d, params, what)?;
     Some(Arc::new(RebootInstances))
 }
@@ -33,12 +41,24 @@ impl Fault for RebootInstances {
     }
 
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {
-        batched_steps(targets, BATCH, "ec2:RebootInstances", |ids| Undo::WaitRunning { instance_ids: ids })
+        batched_steps(targets, BATCH, "ec2:RebootInstances", |ids| Undo::WaitRunning {
+            instance_ids: ids,
+        })
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(
+        &'a self,
+        aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
-            aws.ec2.reboot_instances().set_instance_ids(Some(step.resources.clone())).send().await.map_err(api("ec2", "RebootInstances"))?;
+            aws.ec2
+                .reboot_instances()
+                .set_instance_ids(Some(step.resources.clone()))
+                .send()
+                .await
+                .map_err(api("ec2", "RebootInstances"))?;
             Ok(())
         })
     }

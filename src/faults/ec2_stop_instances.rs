@@ -8,8 +8,8 @@ use std::time::Duration;
 use marked_yaml::Node;
 use tokio_util::sync::CancellationToken;
 
-use super::{batched_steps, batches, ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport};
-use crate::aws::{api, Aws, AwsError};
+use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport, batched_steps, batches};
+use crate::aws::{Aws, AwsError, api};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
 
@@ -20,9 +20,17 @@ const BATCH: usize = 100;
 /// How long a rollback waits for stopped instances to run again.
 const START_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-pub(super) const DEF: ActionDef = ActionDef { name: "ec2:stop-instances", build };
+pub(super) const DEF: ActionDef = ActionDef {
+    name: "ec2:stop-instances",
+    build,
+};
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
+fn build(
+    d: &mut Decoder,
+    params: Option<&Node>,
+    what: &str,
+    _at: crate::yaml::Loc,
+) -> Option<Arc<dyn Fault>> {
     let mut force = false;
     if let Some(p) = params {
         let m = d.map(p, what, &["force"])?;
@@ -50,10 +58,17 @@ impl Fault for StopInstances {
     }
 
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {
-        batched_steps(targets, BATCH, "ec2:StopInstances", |ids| Undo::StartInstances { instance_ids: ids })
+        batched_steps(targets, BATCH, "ec2:StopInstances", |ids| Undo::StartInstances {
+            instance_ids: ids,
+        })
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(
+        &'a self,
+        aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             aws.ec2
                 .stop_instances()
@@ -73,8 +88,16 @@ pub(crate) async fn instance_states(aws: &Aws, ids: &[String]) -> Result<BTreeMa
     for chunk in batches(ids, 200) {
         // A filter (not InstanceIds) so that ids that vanished are simply absent
         // instead of failing the whole call with InvalidInstanceID.NotFound.
-        let filter = aws_sdk_ec2::types::Filter::builder().name("instance-id").set_values(Some(chunk)).build();
-        let mut pages = aws.ec2.describe_instances().filters(filter).into_paginator().send();
+        let filter = aws_sdk_ec2::types::Filter::builder()
+            .name("instance-id")
+            .set_values(Some(chunk))
+            .build();
+        let mut pages = aws
+            .ec2
+            .describe_instances()
+            .filters(filter)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(api("ec2", "DescribeInstances"))?;
             for r in page.reservations() {
@@ -92,17 +115,30 @@ pub(crate) async fn instance_states(aws: &Aws, ids: &[String]) -> Result<BTreeMa
 /// Starts every stopped instance of `ids` and waits until all run. Instances
 /// still stopping are waited for and then started. Terminated ones are reported
 /// as gone. When `hurry` is cancelled, returns once every start was requested.
-pub(crate) async fn start_and_wait(aws: &Aws, ids: &[String], hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+pub(crate) async fn start_and_wait(
+    aws: &Aws,
+    ids: &[String],
+    hurry: &CancellationToken,
+) -> Result<UndoReport, AwsError> {
     converge_running(aws, ids, hurry, true).await
 }
 
 /// Waits until every instance of `ids` runs again (after a reboot), without
 /// starting any: an instance someone else stopped is not ours to start.
-pub(crate) async fn wait_running(aws: &Aws, ids: &[String], hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+pub(crate) async fn wait_running(
+    aws: &Aws,
+    ids: &[String],
+    hurry: &CancellationToken,
+) -> Result<UndoReport, AwsError> {
     converge_running(aws, ids, hurry, false).await
 }
 
-async fn converge_running(aws: &Aws, ids: &[String], hurry: &CancellationToken, start: bool) -> Result<UndoReport, AwsError> {
+async fn converge_running(
+    aws: &Aws,
+    ids: &[String],
+    hurry: &CancellationToken,
+    start: bool,
+) -> Result<UndoReport, AwsError> {
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     let mut pause = Duration::from_millis(250);
     loop {
@@ -122,7 +158,12 @@ async fn converge_running(aws: &Aws, ids: &[String], hurry: &CancellationToken, 
             }
         }
         for chunk in batches(&to_start, BATCH) {
-            aws.ec2.start_instances().set_instance_ids(Some(chunk)).send().await.map_err(api("ec2", "StartInstances"))?;
+            aws.ec2
+                .start_instances()
+                .set_instance_ids(Some(chunk))
+                .send()
+                .await
+                .map_err(api("ec2", "StartInstances"))?;
         }
         if to_start.is_empty() && waiting.is_empty() {
             return Ok(report);
@@ -130,7 +171,9 @@ async fn converge_running(aws: &Aws, ids: &[String], hurry: &CancellationToken, 
         // Once every start has been requested, an operator in a hurry may stop
         // waiting for "running"; instances still stopping must be waited for,
         // or they would never be started.
-        let stopping = waiting.iter().any(|id| states.get(id).is_some_and(|s| s == "stopping"));
+        let stopping = waiting
+            .iter()
+            .any(|id| states.get(id).is_some_and(|s| s == "stopping"));
         if hurry.is_cancelled() && !stopping {
             report.not_waited = to_start.into_iter().chain(waiting).collect();
             return Ok(report);
@@ -140,7 +183,11 @@ async fn converge_running(aws: &Aws, ids: &[String], hurry: &CancellationToken, 
                 service: "ec2".into(),
                 operation: "StartInstances".into(),
                 code: "WaitTimeout".into(),
-                message: format!("instances not running after {}s: {}", START_TIMEOUT.as_secs(), to_start.into_iter().chain(waiting).collect::<Vec<_>>().join(", ")),
+                message: format!(
+                    "instances not running after {}s: {}",
+                    START_TIMEOUT.as_secs(),
+                    to_start.into_iter().chain(waiting).collect::<Vec<_>>().join(", ")
+                ),
             });
         }
         tokio::select! {

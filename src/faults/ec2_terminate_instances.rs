@@ -7,16 +7,24 @@ use std::sync::Arc;
 
 use marked_yaml::Node;
 
-use super::{batched_steps, no_params, ActionDef, BoxFuture, Fault, Step, StepContext, Undo};
-use crate::aws::{api, Aws, AwsError};
+use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, batched_steps, no_params};
+use crate::aws::{Aws, AwsError, api};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
 
 const BATCH: usize = 100;
 
-pub(super) const DEF: ActionDef = ActionDef { name: "ec2:terminate-instances", build };
+pub(super) const DEF: ActionDef = ActionDef {
+    name: "ec2:terminate-instances",
+    build,
+};
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
+fn build(
+    d: &mut Decoder,
+    params: Option<&Node>,
+    what: &str,
+    _at: crate::yaml::Loc,
+) -> Option<Arc<dyn Fault>> {
     no_params(d, params, what)?;
     Some(Arc::new(TerminateInstances))
 }
@@ -40,9 +48,19 @@ impl Fault for TerminateInstances {
         })
     }
 
-    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn apply<'a>(
+        &'a self,
+        aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
-            aws.ec2.terminate_instances().set_instance_ids(Some(step.resources.clone())).send().await.map_err(api("ec2", "TerminateInstances"))?;
+            aws.ec2
+                .terminate_instances()
+                .set_instance_ids(Some(step.resources.clone()))
+                .send()
+                .await
+                .map_err(api("ec2", "TerminateInstances"))?;
             Ok(())
         })
     }

@@ -18,7 +18,7 @@ mod ec2_stop_instances;
 mod ec2_terminate_instances;
 
 pub use autoscaling_suspend_processes::PROCESSES;
-pub(crate) use ec2_network_blackhole::{delete_blackhole_group, BLACKHOLE_TAG};
+pub(crate) use ec2_network_blackhole::{BLACKHOLE_TAG, delete_blackhole_group};
 
 pub(crate) use ec2_stop_instances::instance_states;
 
@@ -126,12 +126,22 @@ pub trait Fault: Send + Sync + fmt::Debug {
 
     /// Completes `step`'s undo with the state just before the call (read-only
     /// calls). The default keeps the planned step.
-    fn prepare<'a>(&'a self, _aws: &'a Aws, _cx: &'a StepContext, step: Step) -> BoxFuture<'a, Result<Step, AwsError>> {
+    fn prepare<'a>(
+        &'a self,
+        _aws: &'a Aws,
+        _cx: &'a StepContext,
+        step: Step,
+    ) -> BoxFuture<'a, Result<Step, AwsError>> {
         Box::pin(async move { Ok(step) })
     }
 
     /// Makes one prepared call.
-    fn apply<'a>(&'a self, aws: &'a Aws, cx: &'a StepContext, step: &'a Step) -> BoxFuture<'a, Result<(), AwsError>>;
+    fn apply<'a>(
+        &'a self,
+        aws: &'a Aws,
+        cx: &'a StepContext,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<(), AwsError>>;
 }
 
 /// One mutating API call and how to undo it.
@@ -280,13 +290,23 @@ impl Undo {
     /// The resources the undo acts on.
     pub fn resources(&self) -> Vec<String> {
         match self {
-            Undo::StartInstances { instance_ids } | Undo::WaitRunning { instance_ids } | Undo::SetHealthy { instance_ids } => instance_ids.clone(),
+            Undo::StartInstances { instance_ids }
+            | Undo::WaitRunning { instance_ids }
+            | Undo::SetHealthy { instance_ids } => instance_ids.clone(),
             Undo::Nothing { .. } => Vec::new(),
             Undo::DeleteAutoScalingGroup { group } => vec![group.clone()],
-            Undo::DeleteLockTags { autoscaling_groups, instance_ids, .. } => autoscaling_groups.iter().chain(instance_ids).cloned().collect(),
+            Undo::DeleteLockTags {
+                autoscaling_groups,
+                instance_ids,
+                ..
+            } => autoscaling_groups.iter().chain(instance_ids).cloned().collect(),
             Undo::DeleteSecurityGroup { group_name, .. } => vec![group_name.clone()],
-            Undo::RestoreSecurityGroups { instances } => instances.iter().map(|i| i.instance_id.clone()).collect(),
-            Undo::RestoreSubnets { group, .. } | Undo::ResumeProcesses { group, .. } | Undo::RestoreCapacity { group, .. } => vec![group.clone()],
+            Undo::RestoreSecurityGroups { instances } => {
+                instances.iter().map(|i| i.instance_id.clone()).collect()
+            }
+            Undo::RestoreSubnets { group, .. }
+            | Undo::ResumeProcesses { group, .. }
+            | Undo::RestoreCapacity { group, .. } => vec![group.clone()],
             Undo::SetAlarmState { alarm, .. } => vec![alarm.clone()],
         }
     }
@@ -295,19 +315,44 @@ impl Undo {
     /// the result where the restoring call has been made"; it never skips a call.
     pub async fn run(&self, aws: &Aws, hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
         match self {
-            Undo::StartInstances { instance_ids } => ec2_stop_instances::start_and_wait(aws, instance_ids, hurry).await,
-            Undo::Nothing { .. } => Ok(UndoReport::default()),
-            Undo::WaitRunning { instance_ids } => ec2_stop_instances::wait_running(aws, instance_ids, hurry).await,
-            Undo::SetHealthy { instance_ids } => autoscaling_set_unhealthy::set_healthy(aws, instance_ids, hurry).await,
-            Undo::DeleteAutoScalingGroup { group } => crate::environment::delete_clone(aws, group, hurry).await,
-            Undo::DeleteLockTags { autoscaling_groups, instance_ids, run_id } => {
-                crate::lock::release(aws, autoscaling_groups, instance_ids, run_id).await
+            Undo::StartInstances { instance_ids } => {
+                ec2_stop_instances::start_and_wait(aws, instance_ids, hurry).await
             }
-            Undo::DeleteSecurityGroup { vpc_id, group_name } => ec2_network_blackhole::delete_blackhole_group(aws, vpc_id, group_name, hurry).await,
-            Undo::RestoreSecurityGroups { instances } => ec2_network_blackhole::restore_groups(aws, instances).await,
-            Undo::RestoreSubnets { group, vpc_zone_identifier, .. } => ec2_az_outage::restore_subnets(aws, group, vpc_zone_identifier).await,
-            Undo::ResumeProcesses { group, processes } => autoscaling_suspend_processes::resume(aws, group, processes).await,
-            Undo::RestoreCapacity { group, min, max, desired } => autoscaling_capacity_drop::restore(aws, group, *min, *max, *desired).await,
+            Undo::Nothing { .. } => Ok(UndoReport::default()),
+            Undo::WaitRunning { instance_ids } => {
+                ec2_stop_instances::wait_running(aws, instance_ids, hurry).await
+            }
+            Undo::SetHealthy { instance_ids } => {
+                autoscaling_set_unhealthy::set_healthy(aws, instance_ids, hurry).await
+            }
+            Undo::DeleteAutoScalingGroup { group } => {
+                crate::environment::delete_clone(aws, group, hurry).await
+            }
+            Undo::DeleteLockTags {
+                autoscaling_groups,
+                instance_ids,
+                run_id,
+            } => crate::lock::release(aws, autoscaling_groups, instance_ids, run_id).await,
+            Undo::DeleteSecurityGroup { vpc_id, group_name } => {
+                ec2_network_blackhole::delete_blackhole_group(aws, vpc_id, group_name, hurry).await
+            }
+            Undo::RestoreSecurityGroups { instances } => {
+                ec2_network_blackhole::restore_groups(aws, instances).await
+            }
+            Undo::RestoreSubnets {
+                group,
+                vpc_zone_identifier,
+                ..
+            } => ec2_az_outage::restore_subnets(aws, group, vpc_zone_identifier).await,
+            Undo::ResumeProcesses { group, processes } => {
+                autoscaling_suspend_processes::resume(aws, group, processes).await
+            }
+            Undo::RestoreCapacity {
+                group,
+                min,
+                max,
+                desired,
+            } => autoscaling_capacity_drop::restore(aws, group, *min, *max, *desired).await,
             Undo::SetAlarmState { alarm, state } => cloudwatch_force_alarm::set_back(aws, alarm, state).await,
         }
     }
@@ -355,9 +400,20 @@ pub(crate) fn no_params(d: &mut Decoder, params: Option<&Node>, what: &str) -> O
 
 /// One step per batch of target ids, each undone by `undo` of its batch: the
 /// plan of every fault that makes one batched call per group of instances.
-pub(crate) fn batched_steps(targets: &[Instance], size: usize, operation: &str, undo: impl Fn(Vec<String>) -> Undo) -> Vec<Step> {
+pub(crate) fn batched_steps(
+    targets: &[Instance],
+    size: usize,
+    operation: &str,
+    undo: impl Fn(Vec<String>) -> Undo,
+) -> Vec<Step> {
     let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
-    batches(&ids, size).map(|ids| Step { operation: operation.to_string(), resources: ids.clone(), undo: undo(ids) }).collect()
+    batches(&ids, size)
+        .map(|ids| Step {
+            operation: operation.to_string(),
+            resources: ids.clone(),
+            undo: undo(ids),
+        })
+        .collect()
 }
 
 /// Splits `items` into batches of at most `size`, for APIs with per-call limits.
@@ -374,18 +430,55 @@ mod tests {
     #[test]
     fn undos_are_plain_data_that_round_trip_through_json() {
         let undos = vec![
-            Undo::DeleteSecurityGroup { vpc_id: "vpc-1".into(), group_name: "gd-run-f".into() },
-            Undo::RestoreSecurityGroups { instances: vec![InstanceGroups { instance_id: "i-1".into(), vpc_id: "vpc-1".into(), group_ids: vec!["sg-a".into(), "sg-b".into()] }] },
-            Undo::RestoreSubnets { group: "web".into(), vpc_zone_identifier: "subnet-b,subnet-a".into(), az: "us-east-1b".into() },
-            Undo::ResumeProcesses { group: "web".into(), processes: vec!["Launch".into()] },
-            Undo::RestoreCapacity { group: "web".into(), min: 2, max: 5, desired: 3 },
-            Undo::SetAlarmState { alarm: "pager".into(), state: "INSUFFICIENT_DATA".into() },
+            Undo::DeleteSecurityGroup {
+                vpc_id: "vpc-1".into(),
+                group_name: "gd-run-f".into(),
+            },
+            Undo::RestoreSecurityGroups {
+                instances: vec![InstanceGroups {
+                    instance_id: "i-1".into(),
+                    vpc_id: "vpc-1".into(),
+                    group_ids: vec!["sg-a".into(), "sg-b".into()],
+                }],
+            },
+            Undo::RestoreSubnets {
+                group: "web".into(),
+                vpc_zone_identifier: "subnet-b,subnet-a".into(),
+                az: "us-east-1b".into(),
+            },
+            Undo::ResumeProcesses {
+                group: "web".into(),
+                processes: vec!["Launch".into()],
+            },
+            Undo::RestoreCapacity {
+                group: "web".into(),
+                min: 2,
+                max: 5,
+                desired: 3,
+            },
+            Undo::SetAlarmState {
+                alarm: "pager".into(),
+                state: "INSUFFICIENT_DATA".into(),
+            },
         ];
         for u in undos {
             let text = serde_json::to_string(&u).expect("serializes");
-            assert_eq!(serde_json::from_str::<Undo>(&text).expect("deserializes"), u, "{text}");
+            assert_eq!(
+                serde_json::from_str::<Undo>(&text).expect("deserializes"),
+                u,
+                "{text}"
+            );
         }
-        let text = serde_json::to_string(&Undo::RestoreCapacity { group: "web".into(), min: 2, max: 5, desired: 3 }).expect("serializes");
-        assert_eq!(text, r#"{"kind":"restore_capacity","group":"web","min":2,"max":5,"desired":3}"#);
+        let text = serde_json::to_string(&Undo::RestoreCapacity {
+            group: "web".into(),
+            min: 2,
+            max: 5,
+            desired: 3,
+        })
+        .expect("serializes");
+        assert_eq!(
+            text,
+            r#"{"kind":"restore_capacity","group":"web","min":2,"max":5,"desired":3}"#
+        );
     }
 }

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::svg::{self, Chart};
-use super::{ms_or_dash, role_name, verdict_words, Run};
+use super::{Run, ms_or_dash, role_name, verdict_words};
 use crate::journal::{ProbeRole, SeriesOf, Verdict};
 use crate::progress::ms_text;
 
@@ -49,7 +49,10 @@ pub fn render(run: &Run) -> String {
     let _ = writeln!(o, "<html lang=\"en\">");
     let _ = writeln!(o, "<head>");
     let _ = writeln!(o, "<meta charset=\"utf-8\">");
-    let _ = writeln!(o, "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
+    let _ = writeln!(
+        o,
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+    );
     let _ = writeln!(o, "<title>Game day {}: {verdict}</title>", esc(&s.experiment));
     let _ = writeln!(o, "<style>{STYLE}</style>");
     let _ = writeln!(o, "</head>");
@@ -58,7 +61,11 @@ pub fn render(run: &Run) -> String {
     let _ = writeln!(o, "<h1>Game day <code>{}</code></h1>", esc(&s.experiment));
     let _ = writeln!(o, "<section id=\"verdict\" class=\"verdict {verdict}\">");
     let _ = writeln!(o, "<span class=\"badge\">{verdict}</span>");
-    let _ = writeln!(o, "<div><p><strong>{}</strong></p>", esc(verdict_words(s.verdict)));
+    let _ = writeln!(
+        o,
+        "<div><p><strong>{}</strong></p>",
+        esc(verdict_words(s.verdict))
+    );
     if let Some(r) = &s.reason {
         let _ = writeln!(o, "<p class=\"reason\">{}</p>", esc(r));
     }
@@ -66,7 +73,11 @@ pub fn render(run: &Run) -> String {
     let _ = writeln!(o, "</section>");
 
     let _ = writeln!(o, "<h2>Hypothesis</h2>");
-    let _ = writeln!(o, "<blockquote id=\"hypothesis\">{}</blockquote>", esc(s.hypothesis.trim()));
+    let _ = writeln!(
+        o,
+        "<blockquote id=\"hypothesis\">{}</blockquote>",
+        esc(s.hypothesis.trim())
+    );
 
     let _ = writeln!(o, "<h2>Run</h2>");
     let _ = writeln!(o, "<table class=\"facts\">");
@@ -74,16 +85,45 @@ pub fn render(run: &Run) -> String {
         let _ = writeln!(o, "<tr><th>{k}</th><td>{v}</td></tr>");
     };
     fact("run", format!("<code>{}</code>", esc(&s.run_id)));
-    fact("started", esc(&s.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string()));
+    fact(
+        "started",
+        esc(&s.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string()),
+    );
     fact("duration", ms_text(run.duration_ms()));
-    fact("experiment file", format!("<code>{}</code> (sha256 <code>{}</code>)", esc(&s.file.display().to_string()), esc(&s.file_sha256)));
-    let policy = s.policy_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in default".into());
-    fact("safety policy", format!("{} (sha256 <code>{}</code>)", esc(&policy), esc(&s.policy_sha256)));
-    fact("seed", format!("<code>{}</code> (replay with <code>--seed {}</code>)", s.seed, s.seed));
+    fact(
+        "experiment file",
+        format!(
+            "<code>{}</code> (sha256 <code>{}</code>)",
+            esc(&s.file.display().to_string()),
+            esc(&s.file_sha256)
+        ),
+    );
+    let policy = s
+        .policy_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "built-in default".into());
+    fact(
+        "safety policy",
+        format!("{} (sha256 <code>{}</code>)", esc(&policy), esc(&s.policy_sha256)),
+    );
+    fact(
+        "seed",
+        format!(
+            "<code>{}</code> (replay with <code>--seed {}</code>)",
+            s.seed, s.seed
+        ),
+    );
     fact("region", esc(&s.region));
     if let Some(env) = &s.environment {
         let what = match (&env.group, &env.source) {
-            (Some(g), Some(src)) => format!("{}: <code>{}</code>, a copy of <code>{}</code> ({} instance(s))", env.mode.as_str(), esc(g), esc(src), env.instances.len()),
+            (Some(g), Some(src)) => format!(
+                "{}: <code>{}</code>, a copy of <code>{}</code> ({} instance(s))",
+                env.mode.as_str(),
+                esc(g),
+                esc(src),
+                env.instances.len()
+            ),
             (Some(g), None) => format!("{}: <code>{}</code>", env.mode.as_str(), esc(g)),
             _ => env.mode.as_str().to_string(),
         };
@@ -94,7 +134,14 @@ pub fn render(run: &Run) -> String {
     fact("time to recover", ms_or_dash(s.time_to_recover_ms));
     fact("time to detect", ms_or_dash(s.time_to_detect_ms));
     if let Some(a) = &s.abort {
-        fact("abort", format!("{} — latency {} from the cause seen to the first rollback call", esc(&a.reason), super::latency_text(a.latency_ms)));
+        fact(
+            "abort",
+            format!(
+                "{} — latency {} from the cause seen to the first rollback call",
+                esc(&a.reason),
+                super::latency_text(a.latency_ms)
+            ),
+        );
     }
     fact("gameday", esc(&s.gameday_version));
     let _ = writeln!(o, "</table>");
@@ -103,7 +150,10 @@ pub fn render(run: &Run) -> String {
     if run.probes.is_empty() {
         let _ = writeln!(o, "<p>No probe was checked.</p>");
     } else {
-        let _ = writeln!(o, "<table id=\"probes\"><tr><th>probe</th><th>role</th><th>check</th><th>result</th></tr>");
+        let _ = writeln!(
+            o,
+            "<table id=\"probes\"><tr><th>probe</th><th>role</th><th>check</th><th>result</th></tr>"
+        );
         for p in &run.probes {
             let (class, word) = if p.failed { ("bad", "FAILED") } else { ("ok", "ok") };
             let _ = writeln!(
@@ -131,12 +181,22 @@ pub fn render(run: &Run) -> String {
                 experiment: run.series(&p.info.name, SeriesOf::Experiment),
                 control: run.series(&p.info.name, SeriesOf::Control),
                 windows: &run.windows,
-                limits: p.info.limits.iter().map(|v| (*v, format!("{role} {}", super::num(*v)))).collect(),
+                limits: p
+                    .info
+                    .limits
+                    .iter()
+                    .map(|v| (*v, format!("{role} {}", super::num(*v))))
+                    .collect(),
                 from: s.started_at,
                 to: run.ended_at,
             };
             let _ = writeln!(o, "<figure>");
-            let _ = writeln!(o, "<h3>{} <small>({})</small></h3>", esc(&p.info.name), role_name(p.info.role));
+            let _ = writeln!(
+                o,
+                "<h3>{} <small>({})</small></h3>",
+                esc(&p.info.name),
+                role_name(p.info.role)
+            );
             let _ = writeln!(o, "<figcaption>{}</figcaption>", esc(&p.info.check));
             let _ = writeln!(o, "{}", svg::render(&chart));
             let _ = writeln!(o, "</figure>");
@@ -145,24 +205,62 @@ pub fn render(run: &Run) -> String {
 
     if !s.targets.is_empty() {
         let _ = writeln!(o, "<h2>Targets</h2>");
-        let _ = writeln!(o, "<table><tr><th>fault</th><th>action</th><th>chosen</th><th>of eligible</th><th>protected, never touched</th></tr>");
+        let _ = writeln!(
+            o,
+            "<table><tr><th>fault</th><th>action</th><th>chosen</th><th>of eligible</th><th>protected, never touched</th></tr>"
+        );
         for t in &s.targets {
-            let ids: Vec<String> = t.resolved.selected.iter().map(|i| format!("<code>{}</code>", esc(&i.id))).collect();
-            let prot: Vec<String> = t.resolved.protected.iter().map(|i| format!("<code>{}</code>", esc(i))).collect();
-            let _ = writeln!(o, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&t.fault), esc(&t.action), ids.join(", "), t.resolved.matched, prot.join(", "));
+            let ids: Vec<String> = t
+                .resolved
+                .selected
+                .iter()
+                .map(|i| format!("<code>{}</code>", esc(&i.id)))
+                .collect();
+            let prot: Vec<String> = t
+                .resolved
+                .protected
+                .iter()
+                .map(|i| format!("<code>{}</code>", esc(i)))
+                .collect();
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&t.fault),
+                esc(&t.action),
+                ids.join(", "),
+                t.resolved.matched,
+                prot.join(", ")
+            );
         }
         let _ = writeln!(o, "</table>");
     }
 
     let _ = writeln!(o, "<h2>Timeline</h2>");
-    let _ = writeln!(o, "<table id=\"timeline\"><tr><th>time</th><th>since start</th><th>what</th></tr>");
+    let _ = writeln!(
+        o,
+        "<table id=\"timeline\"><tr><th>time</th><th>since start</th><th>what</th></tr>"
+    );
     for i in &run.timeline {
         let class = if i.alert { " class=\"alert\"" } else { "" };
-        let _ = writeln!(o, "<tr{class}><td><code>{}</code></td><td>{}</td><td>{}</td></tr>", i.at.strftime("%H:%M:%S%.3fZ"), super::offset_text(i.offset_ms), esc(&i.text));
+        let _ = writeln!(
+            o,
+            "<tr{class}><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            i.at.strftime("%H:%M:%S%.3fZ"),
+            super::offset_text(i.offset_ms),
+            esc(&i.text)
+        );
     }
     let _ = writeln!(o, "</table>");
-    let rendered = if s.verdict == Some(Verdict::Passed) { "" } else { " Check the reason above and the timeline's highlighted rows first." };
-    let _ = writeln!(o, "<footer>Rendered by gameday from <code>journal.json</code> (journal version {}); every event with its raw data is there.{rendered}</footer>", crate::journal::JOURNAL_VERSION);
+    let rendered = if s.verdict == Some(Verdict::Passed) {
+        ""
+    } else {
+        " Check the reason above and the timeline's highlighted rows first."
+    };
+    let _ = writeln!(
+        o,
+        "<footer>Rendered by gameday from <code>journal.json</code> (journal version {}); every event with its raw data is there.{rendered}</footer>",
+        crate::journal::JOURNAL_VERSION
+    );
     let _ = writeln!(o, "</main>");
     let _ = writeln!(o, "</body>");
     let _ = writeln!(o, "</html>");

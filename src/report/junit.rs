@@ -10,7 +10,7 @@
 
 use std::fmt::Write;
 
-use super::{role_name, Run};
+use super::{Run, role_name};
 use crate::journal::{ProbeRole, Verdict};
 
 /// Escapes text for markup: see [`super::escape_markup`].
@@ -26,7 +26,10 @@ enum Case {
 /// Renders the JUnit report.
 pub fn render(run: &Run) -> String {
     let s = run.s;
-    let reason = s.reason.clone().unwrap_or_else(|| "the run has no verdict".to_string());
+    let reason = s
+        .reason
+        .clone()
+        .unwrap_or_else(|| "the run has no verdict".to_string());
     let mut cases: Vec<(String, String, Case)> = Vec::new();
     let suite = esc(&s.experiment);
     for p in &run.probes {
@@ -50,7 +53,11 @@ pub fn render(run: &Run) -> String {
         Some(Verdict::NotRun) => Case::Skipped(reason.clone()),
         Some(Verdict::Error | Verdict::Interrupted) | None => Case::Error(reason.clone()),
     };
-    cases.push((format!("{suite}.run"), format!("verdict: {}", run.verdict()), verdict));
+    cases.push((
+        format!("{suite}.run"),
+        format!("verdict: {}", run.verdict()),
+        verdict,
+    ));
 
     let count = |f: fn(&Case) -> bool| cases.iter().filter(|(_, _, c)| f(c)).count();
     let failures = count(|c| matches!(c, Case::Failure(_)));
@@ -59,7 +66,11 @@ pub fn render(run: &Run) -> String {
     let time = format!("{:.3}", run.duration_ms() as f64 / 1000.0);
     let mut o = String::new();
     let _ = writeln!(o, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-    let _ = writeln!(o, "<testsuites name=\"gameday\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time}\">", cases.len());
+    let _ = writeln!(
+        o,
+        "<testsuites name=\"gameday\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time}\">",
+        cases.len()
+    );
     let _ = writeln!(
         o,
         "  <testsuite name=\"{suite}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time}\" timestamp=\"{}\">",
@@ -79,7 +90,10 @@ pub fn render(run: &Run) -> String {
     }
     let _ = writeln!(o, "    </properties>");
     for (class, name, case) in &cases {
-        let head = format!("    <testcase classname=\"{class}\" name=\"{}\" time=\"{time}\"", esc(name));
+        let head = format!(
+            "    <testcase classname=\"{class}\" name=\"{}\" time=\"{time}\"",
+            esc(name)
+        );
         match case {
             Case::Pass => {
                 let _ = writeln!(o, "{head}/>");
@@ -96,7 +110,11 @@ pub fn render(run: &Run) -> String {
             }
         }
     }
-    let _ = writeln!(o, "    <system-out>{}</system-out>", esc(&format!("verdict: {} ({reason})", run.verdict())));
+    let _ = writeln!(
+        o,
+        "    <system-out>{}</system-out>",
+        esc(&format!("verdict: {} ({reason})", run.verdict()))
+    );
     let _ = writeln!(o, "  </testsuite>");
     let _ = writeln!(o, "</testsuites>");
     o

@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use crate::journal::{self, ActionKind, Entry, Event, JournalError, Phase, ProbeInfo, ProbeRole, SeriesOf, SeriesRecord, Summary, Verdict};
+use crate::journal::{
+    self, ActionKind, Entry, Event, JournalError, Phase, ProbeInfo, ProbeRole, SeriesOf, SeriesRecord,
+    Summary, Verdict,
+};
 use crate::progress::{ms_text, short_list};
 
 /// File name of the HTML report inside a run folder.
@@ -48,7 +51,10 @@ pub enum ReportError {
 pub fn write_run_records(dir: &Path) {
     match journal::read_events(dir).map(|events| journal::summarize(&events)) {
         Ok(Some(summary)) => {
-            if let Err(e) = journal::write_summary(dir, &summary).map_err(ReportError::from).and_then(|_| regenerate(dir)) {
+            if let Err(e) = journal::write_summary(dir, &summary)
+                .map_err(ReportError::from)
+                .and_then(|_| regenerate(dir))
+            {
                 eprintln!("warning: {e}");
             }
         }
@@ -60,7 +66,11 @@ pub fn write_run_records(dir: &Path) {
 /// Reads the journal at `path` (a `journal.json` or its run folder) and writes
 /// the three reports beside it. Returns their paths.
 pub fn regenerate(path: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
     let summary = journal::load(path)?;
     write_all(&dir, &summary)
 }
@@ -69,9 +79,16 @@ pub fn regenerate(path: &Path) -> Result<Vec<PathBuf>, ReportError> {
 pub fn write_all(dir: &Path, summary: &Summary) -> Result<Vec<PathBuf>, ReportError> {
     let run = Run::new(summary);
     let mut out = Vec::new();
-    for (name, text) in [(HTML_FILE, html::render(&run)), (MARKDOWN_FILE, markdown::render(&run)), (JUNIT_FILE, junit::render(&run))] {
+    for (name, text) in [
+        (HTML_FILE, html::render(&run)),
+        (MARKDOWN_FILE, markdown::render(&run)),
+        (JUNIT_FILE, junit::render(&run)),
+    ] {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|source| ReportError::Write { path: path.clone(), source })?;
+        std::fs::write(&path, text).map_err(|source| ReportError::Write {
+            path: path.clone(),
+            source,
+        })?;
         out.push(path);
     }
     Ok(out)
@@ -81,12 +98,22 @@ pub fn write_all(dir: &Path, summary: &Summary) -> Result<Vec<PathBuf>, ReportEr
 pub fn verdict_words(v: Option<Verdict>) -> &'static str {
     match v {
         Some(Verdict::Passed) => "Passed: the hypothesis held, and every fault was rolled back.",
-        Some(Verdict::Failed) => "Failed: the hypothesis did not hold. The system did not behave as the experiment claims.",
-        Some(Verdict::Aborted) => "Aborted: a guardrail tripped (or the run reached its maximum duration), so the run stopped early and rolled everything back.",
+        Some(Verdict::Failed) => {
+            "Failed: the hypothesis did not hold. The system did not behave as the experiment claims."
+        }
+        Some(Verdict::Aborted) => {
+            "Aborted: a guardrail tripped (or the run reached its maximum duration), so the run stopped early and rolled everything back."
+        }
         Some(Verdict::NotRun) => "Not run: a precondition did not hold, so nothing was injected.",
-        Some(Verdict::Error) => "Error: the runner could not do its job. Read the reason: if it lists anything left, run `gameday recover`.",
-        Some(Verdict::Interrupted) => "Interrupted: an operator stopped the run, and everything was rolled back.",
-        None => "Unfinished: the runner stopped before recording a verdict. Run `gameday recover` for this run.",
+        Some(Verdict::Error) => {
+            "Error: the runner could not do its job. Read the reason: if it lists anything left, run `gameday recover`."
+        }
+        Some(Verdict::Interrupted) => {
+            "Interrupted: an operator stopped the run, and everything was rolled back."
+        }
+        None => {
+            "Unfinished: the runner stopped before recording a verdict. Run `gameday recover` for this run."
+        }
     }
 }
 
@@ -153,8 +180,17 @@ pub struct Run<'a> {
 impl<'a> Run<'a> {
     /// Derives the reports' content from a journal.
     pub fn new(s: &'a Summary) -> Run<'a> {
-        let ended_at = s.finished_at.or_else(|| s.events.last().map(|e| e.at)).unwrap_or(s.started_at);
-        Run { s, timeline: timeline(s), probes: probes(s), windows: windows(s, ended_at), ended_at }
+        let ended_at = s
+            .finished_at
+            .or_else(|| s.events.last().map(|e| e.at))
+            .unwrap_or(s.started_at);
+        Run {
+            s,
+            timeline: timeline(s),
+            probes: probes(s),
+            windows: windows(s, ended_at),
+            ended_at,
+        }
     }
 
     /// The run's length in milliseconds.
@@ -205,13 +241,32 @@ fn timeline(s: &Summary) -> Vec<Item> {
     let mut kinds: std::collections::HashMap<u64, (ActionKind, String)> = std::collections::HashMap::new();
     for e in &s.events {
         if let Some((kind, text, alert)) = describe(e, &mut kinds) {
-            items.push(Item { at: e.at, offset_ms: 0, kind, text, alert });
+            items.push(Item {
+                at: e.at,
+                offset_ms: 0,
+                kind,
+                text,
+                alert,
+            });
         }
     }
     for a in &s.scaling_activities {
         let Some(at) = a.started_at else { continue };
-        let cause = if a.cause.is_empty() { String::new() } else { format!(" ({})", a.cause) };
-        items.push(Item { at, offset_ms: 0, kind: "scaling", text: format!("Auto Scaling `{}`: {} [{}]{cause}", a.group, a.description, a.status), alert: false });
+        let cause = if a.cause.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", a.cause)
+        };
+        items.push(Item {
+            at,
+            offset_ms: 0,
+            kind: "scaling",
+            text: format!(
+                "Auto Scaling `{}`: {} [{}]{cause}",
+                a.group, a.description, a.status
+            ),
+            alert: false,
+        });
     }
     // Stable: events keep their journal order among equal times.
     items.sort_by_key(|i| i.at);
@@ -222,9 +277,25 @@ fn timeline(s: &Summary) -> Vec<Item> {
 }
 
 /// One event as a timeline line; `None` for the bulk ones (checks, series).
-fn describe(e: &Entry, kinds: &mut std::collections::HashMap<u64, (ActionKind, String)>) -> Option<(&'static str, String, bool)> {
+fn describe(
+    e: &Entry,
+    kinds: &mut std::collections::HashMap<u64, (ActionKind, String)>,
+) -> Option<(&'static str, String, bool)> {
     Some(match &e.event {
-        Event::RunStarted { experiment, mode, seed, region, .. } => ("phase", format!("run started: experiment `{experiment}` ({}, region {region}, seed {seed})", mode.as_str()), false),
+        Event::RunStarted {
+            experiment,
+            mode,
+            seed,
+            region,
+            ..
+        } => (
+            "phase",
+            format!(
+                "run started: experiment `{experiment}` ({}, region {region}, seed {seed})",
+                mode.as_str()
+            ),
+            false,
+        ),
         Event::Phase { phase } => {
             let text = match phase {
                 Phase::Preflight => "preflight: guardrails checked, targets resolved (read-only)",
@@ -237,72 +308,222 @@ fn describe(e: &Entry, kinds: &mut std::collections::HashMap<u64, (ActionKind, S
             };
             ("phase", text.to_string(), false)
         }
-        Event::SafetyGate { plan_hash, admitted, rules } => {
-            let failed: Vec<&str> = rules.iter().filter(|r| !r.passed).map(|r| r.rule.as_str()).collect();
+        Event::SafetyGate {
+            plan_hash,
+            admitted,
+            rules,
+        } => {
+            let failed: Vec<&str> = rules
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| r.rule.as_str())
+                .collect();
             if *admitted {
-                ("safety", format!("safety policy: {} rule(s) passed (plan {plan_hash})", rules.len()), false)
+                (
+                    "safety",
+                    format!("safety policy: {} rule(s) passed (plan {plan_hash})", rules.len()),
+                    false,
+                )
             } else {
-                ("safety", format!("safety policy REFUSED the run: {} (plan {plan_hash})", failed.join(", ")), true)
+                (
+                    "safety",
+                    format!(
+                        "safety policy REFUSED the run: {} (plan {plan_hash})",
+                        failed.join(", ")
+                    ),
+                    true,
+                )
             }
         }
-        Event::GuardrailPreflight { guardrails, worst_case_abort_ms, .. } => {
-            let bad: Vec<String> = guardrails.iter().filter(|g| !g.ok).map(|g| format!("{}: {}", g.guardrail, g.detail)).collect();
-            let worst = worst_case_abort_ms.map(|m| format!("; worst-case time to abort {}", ms_text(m))).unwrap_or_default();
+        Event::GuardrailPreflight {
+            guardrails,
+            worst_case_abort_ms,
+            ..
+        } => {
+            let bad: Vec<String> = guardrails
+                .iter()
+                .filter(|g| !g.ok)
+                .map(|g| format!("{}: {}", g.guardrail, g.detail))
+                .collect();
+            let worst = worst_case_abort_ms
+                .map(|m| format!("; worst-case time to abort {}", ms_text(m)))
+                .unwrap_or_default();
             if bad.is_empty() {
-                ("guardrail", format!("guardrails: {} can fire{worst}", guardrails.len()), false)
+                (
+                    "guardrail",
+                    format!("guardrails: {} can fire{worst}", guardrails.len()),
+                    false,
+                )
             } else {
-                ("guardrail", format!("guardrails that cannot protect the run: {}", bad.join("; ")), true)
+                (
+                    "guardrail",
+                    format!("guardrails that cannot protect the run: {}", bad.join("; ")),
+                    true,
+                )
             }
         }
-        Event::TargetsResolved { fault, action, resolved } => {
+        Event::TargetsResolved {
+            fault,
+            action,
+            resolved,
+        } => {
             let ids: Vec<String> = resolved.selected.iter().map(|i| i.id.clone()).collect();
-            ("targets", format!("fault `{fault}` ({action}): {} of {} eligible instance(s): {}", ids.len(), resolved.matched, short_list(&ids)), false)
+            (
+                "targets",
+                format!(
+                    "fault `{fault}` ({action}): {} of {} eligible instance(s): {}",
+                    ids.len(),
+                    resolved.matched,
+                    short_list(&ids)
+                ),
+                false,
+            )
         }
-        Event::Environment { group: Some(g), source: Some(src), instances, .. } => {
-            ("setup", format!("parallel environment ready: `{g}`, a copy of `{src}` with {} instance(s)", instances.len()), false)
-        }
-        Event::Intent { action_id, fault, kind, operation, resources, .. } => {
+        Event::Environment {
+            group: Some(g),
+            source: Some(src),
+            instances,
+            ..
+        } => (
+            "setup",
+            format!(
+                "parallel environment ready: `{g}`, a copy of `{src}` with {} instance(s)",
+                instances.len()
+            ),
+            false,
+        ),
+        Event::Intent {
+            action_id,
+            fault,
+            kind,
+            operation,
+            resources,
+            ..
+        } => {
             kinds.insert(*action_id, (*kind, operation.clone()));
             let (k, what) = match kind {
                 ActionKind::Setup => ("setup", "setup".to_string()),
                 ActionKind::Inject => ("inject", format!("inject `{fault}`")),
-                ActionKind::Rollback if fault == crate::runner::ENVIRONMENT => ("teardown", "teardown".to_string()),
+                ActionKind::Rollback if fault == crate::engine::ENVIRONMENT => {
+                    ("teardown", "teardown".to_string())
+                }
                 ActionKind::Rollback => ("rollback", format!("rollback `{fault}`")),
             };
             (k, format!("{what}: {operation} {}", short_list(resources)), false)
         }
-        Event::Outcome { action_id, ok, error, report } => {
+        Event::Outcome {
+            action_id,
+            ok,
+            error,
+            report,
+        } => {
             let op = kinds.get(action_id).map(|(_, op)| op.clone()).unwrap_or_default();
             match (ok, error) {
                 (true, _) => {
-                    let gone = report.as_ref().filter(|r| !r.gone.is_empty()).map(|r| format!("; gone, nothing to restore: {}", short_list(&r.gone))).unwrap_or_default();
+                    let gone = report
+                        .as_ref()
+                        .filter(|r| !r.gone.is_empty())
+                        .map(|r| format!("; gone, nothing to restore: {}", short_list(&r.gone)))
+                        .unwrap_or_default();
                     ("outcome", format!("{op} ok{gone}"), false)
                 }
                 (false, Some(e)) => ("outcome", format!("{op} FAILED: {e}"), true),
                 (false, None) => ("outcome", format!("{op} FAILED"), true),
             }
         }
-        Event::FaultActive { fault, until: Some(t) } => ("inject", format!("fault `{fault}` in effect until {}", t.strftime("%H:%M:%SZ")), false),
-        Event::FaultActive { fault, until: None } => ("inject", format!("fault `{fault}` in effect until the fault phase ends"), false),
+        Event::FaultActive {
+            fault,
+            until: Some(t),
+        } => (
+            "inject",
+            format!("fault `{fault}` in effect until {}", t.strftime("%H:%M:%SZ")),
+            false,
+        ),
+        Event::FaultActive { fault, until: None } => (
+            "inject",
+            format!("fault `{fault}` in effect until the fault phase ends"),
+            false,
+        ),
         Event::FaultRolledBack { fault } => ("rollback", format!("fault `{fault}` rolled back"), false),
-        Event::GuardrailBreached { guardrail, detail, seen_at } => {
-            ("guardrail", format!("GUARDRAIL TRIPPED: `{guardrail}` (seen {}): {detail}", seen_at.strftime("%H:%M:%S%.3fZ")), true)
-        }
-        Event::Abort { reason, seen_at } => ("abort", format!("ABORT: {reason} (cause seen {})", seen_at.strftime("%H:%M:%S%.3fZ")), true),
+        Event::GuardrailBreached {
+            guardrail,
+            detail,
+            seen_at,
+        } => (
+            "guardrail",
+            format!(
+                "GUARDRAIL TRIPPED: `{guardrail}` (seen {}): {detail}",
+                seen_at.strftime("%H:%M:%S%.3fZ")
+            ),
+            true,
+        ),
+        Event::Abort { reason, seen_at } => (
+            "abort",
+            format!(
+                "ABORT: {reason} (cause seen {})",
+                seen_at.strftime("%H:%M:%S%.3fZ")
+            ),
+            true,
+        ),
         Event::RollbackStarted { trigger } => ("rollback", format!("rollback started: {trigger}"), false),
-        Event::Deviation { probe, phase, detail, .. } => ("deviation", format!("`{probe}` out of tolerance ({}): {detail}", phase_name(*phase)), true),
-        Event::BaselineMeasured { probe, value, written, resolved } => ("probe", format!("baseline of `{probe}`: {}; `{written}` became `{resolved}`", num(*value)), false),
-        Event::AlarmChanged { alarm, from: Some(from), to, reason } => {
-            let why = if reason.is_empty() { String::new() } else { format!(": {reason}") };
-            ("alarm", format!("alarm `{alarm}`: {from} -> {to}{why}"), to == "ALARM")
+        Event::Deviation {
+            probe, phase, detail, ..
+        } => (
+            "deviation",
+            format!("`{probe}` out of tolerance ({}): {detail}", phase_name(*phase)),
+            true,
+        ),
+        Event::BaselineMeasured {
+            probe,
+            value,
+            written,
+            resolved,
+        } => (
+            "probe",
+            format!(
+                "baseline of `{probe}`: {}; `{written}` became `{resolved}`",
+                num(*value)
+            ),
+            false,
+        ),
+        Event::AlarmChanged {
+            alarm,
+            from: Some(from),
+            to,
+            reason,
+        } => {
+            let why = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            };
+            (
+                "alarm",
+                format!("alarm `{alarm}`: {from} -> {to}{why}"),
+                to == "ALARM",
+            )
         }
-        Event::Comparison { probe, detail, ok, .. } => ("probe", format!("`{probe}` against the control: {detail}"), !ok),
-        Event::Detection { probe, detail, ok, .. } => ("probe", format!("detection `{probe}`: {detail}"), !ok),
-        Event::RecoveryResult { recovered, detail, .. } => ("probe", format!("recovery: {detail}"), !recovered),
+        Event::Comparison {
+            probe, detail, ok, ..
+        } => ("probe", format!("`{probe}` against the control: {detail}"), !ok),
+        Event::Detection {
+            probe, detail, ok, ..
+        } => ("probe", format!("detection `{probe}`: {detail}"), !ok),
+        Event::RecoveryResult {
+            recovered, detail, ..
+        } => ("probe", format!("recovery: {detail}"), !recovered),
         Event::Signal { signal, count } => ("signal", format!("{signal} received (#{count})"), true),
         Event::Warning { message } => ("warning", format!("warning: {message}"), false),
-        Event::Recovery { pending } => ("phase", format!("`gameday recover` took over: {pending} call(s) to undo"), false),
-        Event::Verdict { verdict, reason, .. } => ("verdict", format!("verdict: {} ({reason})", verdict.as_str()), *verdict != Verdict::Passed),
+        Event::Recovery { pending } => (
+            "phase",
+            format!("`gameday recover` took over: {pending} call(s) to undo"),
+            false,
+        ),
+        Event::Verdict { verdict, reason, .. } => (
+            "verdict",
+            format!("verdict: {} ({reason})", verdict.as_str()),
+            *verdict != Verdict::Passed,
+        ),
         _ => return None,
     })
 }
@@ -328,7 +549,14 @@ fn probes(s: &Summary) -> Vec<ProbeOutcome> {
             if let Event::GuardrailPreflight { guardrails, .. } = &e.event {
                 infos = guardrails
                     .iter()
-                    .map(|g| ProbeInfo { name: g.guardrail.clone(), role: ProbeRole::Guardrail, kind: "alarm".into(), check: g.detail.clone(), limits: Vec::new(), control: false })
+                    .map(|g| ProbeInfo {
+                        name: g.guardrail.clone(),
+                        role: ProbeRole::Guardrail,
+                        kind: "alarm".into(),
+                        check: g.detail.clone(),
+                        limits: Vec::new(),
+                        control: false,
+                    })
                     .collect();
             }
         }
@@ -355,7 +583,9 @@ fn probes(s: &Summary) -> Vec<ProbeOutcome> {
                 }
             }
             let breach = s.events.iter().find_map(|e| match &e.event {
-                Event::GuardrailBreached { guardrail, detail, .. } if *guardrail == info.name => Some(detail.clone()),
+                Event::GuardrailBreached {
+                    guardrail, detail, ..
+                } if *guardrail == info.name => Some(detail.clone()),
                 _ => None,
             });
             let named = judged && reason.contains(&format!("`{}`", info.name));
@@ -363,12 +593,27 @@ fn probes(s: &Summary) -> Vec<ProbeOutcome> {
                 (ProbeRole::Guardrail, Some(d)) => (true, format!("tripped: {d}")),
                 (ProbeRole::Guardrail, None) if named => (true, "tripped".to_string()),
                 (ProbeRole::Guardrail, None) => (false, "never tripped".to_string()),
-                (_, _) if named => (true, probe_failure(s, &info.name).or(last_bad).unwrap_or_else(|| "named in the verdict's reason".to_string())),
-                (_, _) if out > 0 => (false, format!("held where it had to (out of tolerance at {out} of {checks} checks, allowed)")),
+                (_, _) if named => (
+                    true,
+                    probe_failure(s, &info.name)
+                        .or(last_bad)
+                        .unwrap_or_else(|| "named in the verdict's reason".to_string()),
+                ),
+                (_, _) if out > 0 => (
+                    false,
+                    format!("held where it had to (out of tolerance at {out} of {checks} checks, allowed)"),
+                ),
                 (_, _) if checks == 0 => (false, "not checked".to_string()),
                 (_, _) => (false, format!("held at every one of {checks} checks")),
             };
-            ProbeOutcome { info, failed, detail, checks, out_of_tolerance: out, last_value }
+            ProbeOutcome {
+                info,
+                failed,
+                detail,
+                checks,
+                out_of_tolerance: out,
+                last_value,
+            }
         })
         .collect()
 }
@@ -379,9 +624,27 @@ fn probe_failure(s: &Summary, probe: &str) -> Option<String> {
     let mut deviation = None;
     for e in &s.events {
         match &e.event {
-            Event::Detection { probe: p, ok: false, detail, .. } if p == probe => return Some(detail.clone()),
-            Event::Comparison { probe: p, ok: false, judged: true, detail, .. } if p == probe => return Some(format!("against the control: {detail}")),
-            Event::Deviation { probe: p, detail, phase, .. } if p == probe && deviation.is_none() => deviation = Some(format!("{detail} ({})", phase_name(*phase))),
+            Event::Detection {
+                probe: p,
+                ok: false,
+                detail,
+                ..
+            } if p == probe => return Some(detail.clone()),
+            Event::Comparison {
+                probe: p,
+                ok: false,
+                judged: true,
+                detail,
+                ..
+            } if p == probe => return Some(format!("against the control: {detail}")),
+            Event::Deviation {
+                probe: p,
+                detail,
+                phase,
+                ..
+            } if p == probe && deviation.is_none() => {
+                deviation = Some(format!("{detail} ({})", phase_name(*phase)))
+            }
             _ => {}
         }
     }
@@ -392,9 +655,21 @@ fn windows(s: &Summary, ended_at: Timestamp) -> Vec<Window> {
     let mut out: Vec<Window> = Vec::new();
     for e in &s.events {
         match &e.event {
-            Event::FaultActive { fault, .. } => out.push(Window { fault: fault.clone(), from: e.at, to: ended_at }),
-            Event::Intent { fault, kind: ActionKind::Rollback, .. } => {
-                if let Some(w) = out.iter_mut().rev().find(|w| w.fault == *fault && w.to == ended_at) {
+            Event::FaultActive { fault, .. } => out.push(Window {
+                fault: fault.clone(),
+                from: e.at,
+                to: ended_at,
+            }),
+            Event::Intent {
+                fault,
+                kind: ActionKind::Rollback,
+                ..
+            } => {
+                if let Some(w) = out
+                    .iter_mut()
+                    .rev()
+                    .find(|w| w.fault == *fault && w.to == ended_at)
+                {
                     w.to = e.at;
                 }
             }
@@ -448,7 +723,14 @@ mod tests {
 
     #[test]
     fn markup_escaping_is_safe_in_html_and_xml() {
-        assert_eq!(escape_markup("<script>alert('x') & \"y\"</script>"), "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;");
-        assert_eq!(escape_markup("a\u{1}b\tc\nd"), "a b\tc\nd", "XML 1.0 forbids most control characters");
+        assert_eq!(
+            escape_markup("<script>alert('x') & \"y\"</script>"),
+            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
+        );
+        assert_eq!(
+            escape_markup("a\u{1}b\tc\nd"),
+            "a b\tc\nd",
+            "XML 1.0 forbids most control characters"
+        );
     }
 }

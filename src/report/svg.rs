@@ -9,7 +9,7 @@ use std::fmt::Write;
 use jiff::Timestamp;
 
 use super::html::esc;
-use super::{num, offset_text, Window};
+use super::{Window, num, offset_text};
 use crate::journal::SeriesRecord;
 
 const W: f64 = 760.0;
@@ -48,30 +48,55 @@ pub fn render(c: &Chart) -> String {
     // A little lead before the run shows the level it started from; a
     // control's long history before the run would squeeze the run itself.
     let lead = c.to.duration_since(c.from).as_millis().max(0) as i64 / 10;
-    let earliest = c.from.checked_sub(jiff::SignedDuration::from_millis(lead)).unwrap_or(c.from);
+    let earliest = c
+        .from
+        .checked_sub(jiff::SignedDuration::from_millis(lead))
+        .unwrap_or(c.from);
     let start = c.from.min(first_point(c).unwrap_or(c.from)).max(earliest);
     let span = (c.to.duration_since(start).as_millis() as f64).max(1000.0);
     let shown = |t: Timestamp| t >= start;
-    let x = |t: Timestamp| LEFT + (t.duration_since(start).as_millis() as f64 / span).clamp(0.0, 1.0) * (W - LEFT - RIGHT);
+    let x = |t: Timestamp| {
+        LEFT + (t.duration_since(start).as_millis() as f64 / span).clamp(0.0, 1.0) * (W - LEFT - RIGHT)
+    };
     let mut values: Vec<f64> = c.limits.iter().map(|(v, _)| *v).collect();
     for r in [c.experiment, c.control].into_iter().flatten() {
-        values.extend(r.points.iter().filter(|p| shown(p.t)).map(|p| p.v).filter(|v| v.is_finite()));
+        values.extend(
+            r.points
+                .iter()
+                .filter(|p| shown(p.t))
+                .map(|p| p.v)
+                .filter(|v| v.is_finite()),
+        );
     }
-    let (mut lo, mut hi) = (values.iter().copied().fold(f64::INFINITY, f64::min), values.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+    let (mut lo, mut hi) = (
+        values.iter().copied().fold(f64::INFINITY, f64::min),
+        values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
     if !lo.is_finite() || !hi.is_finite() {
         (lo, hi) = (0.0, 1.0);
     }
     if lo >= 0.0 && lo < (hi - lo) {
         lo = 0.0; // start at zero when the data is near it: differences read true
     }
-    let pad = if hi > lo { (hi - lo) * 0.08 } else { hi.abs().max(1.0) * 0.5 };
+    let pad = if hi > lo {
+        (hi - lo) * 0.08
+    } else {
+        hi.abs().max(1.0) * 0.5
+    };
     let (lo, hi) = (if lo == 0.0 { 0.0 } else { lo - pad }, hi + pad);
     let y = |v: f64| TOP + (1.0 - (v - lo) / (hi - lo)) * (H - TOP - BOTTOM);
 
     let mut o = String::new();
-    let _ = write!(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">", esc(c.title));
+    let _ = write!(
+        o,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">",
+        esc(c.title)
+    );
     let _ = write!(o, "<title>{}</title>", esc(c.title));
-    let _ = write!(o, "<rect x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\" fill=\"#ffffff\"/>");
+    let _ = write!(
+        o,
+        "<rect x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\" fill=\"#ffffff\"/>"
+    );
     for w in c.windows {
         let (x0, x1) = (x(w.from), x(w.to));
         let _ = write!(
@@ -81,16 +106,42 @@ pub fn render(c: &Chart) -> String {
             H - TOP - BOTTOM,
             esc(&w.fault)
         );
-        let _ = write!(o, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#a04030\">{}</text>", x0 + 3.0, H - BOTTOM - 5.0, esc(&w.fault));
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#a04030\">{}</text>",
+            x0 + 3.0,
+            H - BOTTOM - 5.0,
+            esc(&w.fault)
+        );
     }
     // Axes and ticks.
-    let _ = write!(o, "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{:.1}\" stroke=\"#333\"/>", H - BOTTOM);
-    let _ = write!(o, "<line x1=\"{LEFT}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#333\"/>", H - BOTTOM, W - RIGHT, H - BOTTOM);
+    let _ = write!(
+        o,
+        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{:.1}\" stroke=\"#333\"/>",
+        H - BOTTOM
+    );
+    let _ = write!(
+        o,
+        "<line x1=\"{LEFT}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#333\"/>",
+        H - BOTTOM,
+        W - RIGHT,
+        H - BOTTOM
+    );
     for i in 0..=4 {
         let v = lo + (hi - lo) * i as f64 / 4.0;
         let yy = y(v);
-        let _ = write!(o, "<line x1=\"{LEFT}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"#e5e5e5\"/>", W - RIGHT);
-        let _ = write!(o, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"#333\">{}</text>", LEFT - 6.0, yy + 4.0, esc(&num(round_tick(v))));
+        let _ = write!(
+            o,
+            "<line x1=\"{LEFT}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"#e5e5e5\"/>",
+            W - RIGHT
+        );
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"#333\">{}</text>",
+            LEFT - 6.0,
+            yy + 4.0,
+            esc(&num(round_tick(v)))
+        );
     }
     for i in 0..=4 {
         let ms = span * i as f64 / 4.0;
@@ -101,21 +152,52 @@ pub fn render(c: &Chart) -> String {
             4 => "end",
             _ => "middle",
         };
-        let _ = write!(o, "<text x=\"{xx:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"{anchor}\" fill=\"#333\">{label}</text>", H - BOTTOM + 16.0);
+        let _ = write!(
+            o,
+            "<text x=\"{xx:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"{anchor}\" fill=\"#333\">{label}</text>",
+            H - BOTTOM + 16.0
+        );
     }
-    let _ = write!(o, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#555\">time since the run started</text>", (W + LEFT) / 2.0, H - 4.0);
+    let _ = write!(
+        o,
+        "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#555\">time since the run started</text>",
+        (W + LEFT) / 2.0,
+        H - 4.0
+    );
     for (v, label) in &c.limits {
         let yy = y(*v);
-        let _ = write!(o, "<line class=\"limit\" x1=\"{LEFT}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"{LIMIT}\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>", W - RIGHT);
-        let _ = write!(o, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"{LIMIT}\">{}</text>", W - RIGHT - 4.0, yy - 4.0, esc(label));
+        let _ = write!(
+            o,
+            "<line class=\"limit\" x1=\"{LEFT}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"{LIMIT}\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>",
+            W - RIGHT
+        );
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"{LIMIT}\">{}</text>",
+            W - RIGHT - 4.0,
+            yy - 4.0,
+            esc(label)
+        );
     }
-    for (r, colour, dash, class) in [(c.control, CONTROL, " stroke-dasharray=\"4 3\"", "control"), (c.experiment, EXPERIMENT, "", "experiment")] {
+    for (r, colour, dash, class) in [
+        (c.control, CONTROL, " stroke-dasharray=\"4 3\"", "control"),
+        (c.experiment, EXPERIMENT, "", "experiment"),
+    ] {
         let Some(r) = r else { continue };
-        let pts: Vec<String> = r.points.iter().filter(|p| p.v.is_finite() && shown(p.t)).map(|p| format!("{:.1},{:.1}", x(p.t), y(p.v))).collect();
+        let pts: Vec<String> = r
+            .points
+            .iter()
+            .filter(|p| p.v.is_finite() && shown(p.t))
+            .map(|p| format!("{:.1},{:.1}", x(p.t), y(p.v)))
+            .collect();
         if pts.is_empty() {
             continue;
         }
-        let _ = write!(o, "<polyline class=\"series {class}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash} points=\"{}\"/>", pts.join(" "));
+        let _ = write!(
+            o,
+            "<polyline class=\"series {class}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
+            pts.join(" ")
+        );
         if pts.len() <= 60 {
             for p in &pts {
                 let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
@@ -126,32 +208,62 @@ pub fn render(c: &Chart) -> String {
     // Legend.
     let mut lx = LEFT;
     let mut legend = |o: &mut String, colour: &str, dash: &str, label: &str| {
-        let _ = write!(o, "<line x1=\"{lx:.1}\" y1=\"12\" x2=\"{:.1}\" y2=\"12\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>", lx + 18.0);
-        let _ = write!(o, "<text x=\"{:.1}\" y=\"16\" font-size=\"11\" fill=\"#333\">{}</text>", lx + 22.0, esc(label));
+        let _ = write!(
+            o,
+            "<line x1=\"{lx:.1}\" y1=\"12\" x2=\"{:.1}\" y2=\"12\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>",
+            lx + 18.0
+        );
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"16\" font-size=\"11\" fill=\"#333\">{}</text>",
+            lx + 22.0,
+            esc(label)
+        );
         lx += 30.0 + label.len() as f64 * 6.2;
     };
     if c.experiment.is_some() {
         legend(&mut o, EXPERIMENT, "", "experiment");
     }
     if c.control.is_some() {
-        legend(&mut o, CONTROL, " stroke-dasharray=\"4 3\"", "control (untouched source)");
+        legend(
+            &mut o,
+            CONTROL,
+            " stroke-dasharray=\"4 3\"",
+            "control (untouched source)",
+        );
     }
     if !c.limits.is_empty() {
         legend(&mut o, LIMIT, " stroke-dasharray=\"6 4\"", "threshold");
     }
     if !c.windows.is_empty() {
-        let _ = write!(o, "<rect x=\"{lx:.1}\" y=\"6\" width=\"18\" height=\"10\" fill=\"{WINDOW}\"/>");
-        let _ = write!(o, "<text x=\"{:.1}\" y=\"16\" font-size=\"11\" fill=\"#333\">fault in effect</text>", lx + 22.0);
+        let _ = write!(
+            o,
+            "<rect x=\"{lx:.1}\" y=\"6\" width=\"18\" height=\"10\" fill=\"{WINDOW}\"/>"
+        );
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"16\" font-size=\"11\" fill=\"#333\">fault in effect</text>",
+            lx + 22.0
+        );
     }
     if c.experiment.is_none_or(|r| r.points.is_empty()) {
-        let _ = write!(o, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"13\" text-anchor=\"middle\" fill=\"#555\">no datapoints</text>", (W + LEFT) / 2.0, H / 2.0);
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"13\" text-anchor=\"middle\" fill=\"#555\">no datapoints</text>",
+            (W + LEFT) / 2.0,
+            H / 2.0
+        );
     }
     o.push_str("</svg>");
     o
 }
 
 fn first_point(c: &Chart) -> Option<Timestamp> {
-    [c.experiment, c.control].into_iter().flatten().filter_map(|r| r.points.first().map(|p| p.t)).min()
+    [c.experiment, c.control]
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.points.first().map(|p| p.t))
+        .min()
 }
 
 /// Rounds a tick label to three significant digits.

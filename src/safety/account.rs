@@ -22,12 +22,21 @@ pub struct Account {
 /// `GAMEDAY_ACCOUNT`; `profile` is `--profile`, else `AWS_PROFILE`, else `default`.
 pub fn detect(explicit: Option<&str>, profile: Option<&str>) -> Option<Account> {
     if let Some(id) = explicit.filter(|s| !s.is_empty()) {
-        return Some(Account { id: id.to_string(), source: "--account".into() });
+        return Some(Account {
+            id: id.to_string(),
+            source: "--account".into(),
+        });
     }
     if let Some(id) = std::env::var("AWS_ACCOUNT_ID").ok().filter(|s| !s.is_empty()) {
-        return Some(Account { id, source: "AWS_ACCOUNT_ID".into() });
+        return Some(Account {
+            id,
+            source: "AWS_ACCOUNT_ID".into(),
+        });
     }
-    let profile = profile.map(str::to_string).or_else(|| std::env::var("AWS_PROFILE").ok()).unwrap_or_else(|| "default".into());
+    let profile = profile
+        .map(str::to_string)
+        .or_else(|| std::env::var("AWS_PROFILE").ok())
+        .unwrap_or_else(|| "default".into());
     let text = std::fs::read_to_string(config_file()?).ok()?;
     from_config(&text, &profile)
 }
@@ -61,13 +70,28 @@ fn from_config(text: &str, profile: &str) -> Option<Account> {
             match k.trim() {
                 "sso_account_id" => sso = Some(v.trim().to_string()),
                 // arn:aws:iam::123456789012:role/name
-                "role_arn" => role = v.trim().split(':').nth(4).filter(|a| !a.is_empty()).map(str::to_string),
+                "role_arn" => {
+                    role = v
+                        .trim()
+                        .split(':')
+                        .nth(4)
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string)
+                }
                 _ => {}
             }
         }
     }
-    sso.map(|id| Account { id, source: format!("profile {profile}: sso_account_id") })
-        .or_else(|| role.map(|id| Account { id, source: format!("profile {profile}: role_arn") }))
+    sso.map(|id| Account {
+        id,
+        source: format!("profile {profile}: sso_account_id"),
+    })
+    .or_else(|| {
+        role.map(|id| Account {
+            id,
+            source: format!("profile {profile}: role_arn"),
+        })
+    })
 }
 
 #[cfg(test)]
@@ -77,8 +101,14 @@ mod tests {
     #[test]
     fn the_profile_names_the_account_by_sso_or_role() {
         let text = "[default]\nregion = eu-west-1\n\n[profile prod]\nrole_arn = arn:aws:iam::111122223333:role/gameday\n\n[profile sso]\nsso_account_id = 444455556666\n";
-        assert_eq!(from_config(text, "prod").map(|a| a.id), Some("111122223333".into()));
-        assert_eq!(from_config(text, "sso").map(|a| a.id), Some("444455556666".into()));
+        assert_eq!(
+            from_config(text, "prod").map(|a| a.id),
+            Some("111122223333".into())
+        );
+        assert_eq!(
+            from_config(text, "sso").map(|a| a.id),
+            Some("444455556666".into())
+        );
         assert_eq!(from_config(text, "default"), None);
     }
 }

@@ -182,21 +182,33 @@ pub enum PolicyError {
 /// The policy in force: `explicit` if given, else `safety/policy.yaml`
 /// beside the experiment's folder (for X/experiments/a.yaml:
 /// X/safety/policy.yaml), else the current directory's, else the built-in default.
-pub fn find_and_load(explicit: Option<&Path>, experiment_file: Option<&Path>) -> Result<LoadedPolicy, PolicyError> {
+pub fn find_and_load(
+    explicit: Option<&Path>,
+    experiment_file: Option<&Path>,
+) -> Result<LoadedPolicy, PolicyError> {
     if let Some(p) = explicit {
         return load(p);
     }
     let beside = experiment_file.and_then(|file| {
-        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         // Keep the path as the user wrote it when it names the folder
         // (`experiments/a.yaml` -> `safety/policy.yaml`); resolve `.` and `..`.
         let up = match dir.components().next_back() {
             Some(Component::Normal(_)) => dir.parent().map(Path::to_path_buf),
-            _ => dir.canonicalize().ok().and_then(|d| d.parent().map(Path::to_path_buf)),
+            _ => dir
+                .canonicalize()
+                .ok()
+                .and_then(|d| d.parent().map(Path::to_path_buf)),
         };
         up.map(|up| up.join(POLICY_PATH))
     });
-    for candidate in beside.into_iter().chain(std::iter::once(PathBuf::from(POLICY_PATH))) {
+    for candidate in beside
+        .into_iter()
+        .chain(std::iter::once(PathBuf::from(POLICY_PATH)))
+    {
         if candidate.is_file() {
             return load(&candidate);
         }
@@ -206,16 +218,29 @@ pub fn find_and_load(explicit: Option<&Path>, experiment_file: Option<&Path>) ->
 
 /// Reads and decodes a policy file.
 pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let policy = load_str(path, &text)?;
-    Ok(LoadedPolicy { policy, source: PolicySource::File(path.to_path_buf()), sha256: sha256_hex(text.as_bytes()), text })
+    Ok(LoadedPolicy {
+        policy,
+        source: PolicySource::File(path.to_path_buf()),
+        sha256: sha256_hex(text.as_bytes()),
+        text,
+    })
 }
 
 /// The built-in default policy.
 pub fn built_in() -> LoadedPolicy {
     let policy = load_str(Path::new("<built-in policy>"), DEFAULT_POLICY)
         .unwrap_or_else(|e| panic!("the built-in policy (safety/policy.yaml) is invalid: {e}"));
-    LoadedPolicy { policy, source: PolicySource::BuiltIn, sha256: sha256_hex(DEFAULT_POLICY.as_bytes()), text: DEFAULT_POLICY.to_string() }
+    LoadedPolicy {
+        policy,
+        source: PolicySource::BuiltIn,
+        sha256: sha256_hex(DEFAULT_POLICY.as_bytes()),
+        text: DEFAULT_POLICY.to_string(),
+    }
 }
 
 /// Lowercase hex SHA-256.
@@ -263,36 +288,62 @@ pub fn load_str(path: &Path, text: &str) -> Result<Policy, FileErrors> {
 }
 
 fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
-    let top = d.map(root, "the policy", TOP_KEYS)?.at(yaml::Loc { line: 1, column: 1 });
-    let version = d.required(&top, "version", "the policy").and_then(|n| d.integer(n, "version", 0, u64::MAX));
+    let top = d
+        .map(root, "the policy", TOP_KEYS)?
+        .at(yaml::Loc { line: 1, column: 1 });
+    let version = d
+        .required(&top, "version", "the policy")
+        .and_then(|n| d.integer(n, "version", 0, u64::MAX));
     if let Some(v) = &version
         && v.value != POLICY_VERSION
     {
-        d.error_help(v.loc, format!("unsupported policy format version {}", v.value), format!("this gameday reads `version: {POLICY_VERSION}`"));
+        d.error_help(
+            v.loc,
+            format!("unsupported policy format version {}", v.value),
+            format!("this gameday reads `version: {POLICY_VERSION}`"),
+        );
     }
-    let regions = d.required(&top, "regions", "the policy").and_then(|n| decode_allowed(d, n, "regions", |_| None));
+    let regions = d
+        .required(&top, "regions", "the policy")
+        .and_then(|n| decode_allowed(d, n, "regions", |_| None));
     let accounts = match top.get("accounts") {
         Some(n) => decode_allowed(d, n, "accounts", |a| {
-            (a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit())).then(|| "an AWS account id is 12 digits".to_string())
+            (a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit()))
+                .then(|| "an AWS account id is 12 digits".to_string())
         }),
         None => Some(Allowed::Any),
     };
-    let actions = d.required(&top, "actions", "the policy").and_then(|n| decode_actions(d, n));
-    let protected_tags = d.required(&top, "protected_tags", "the policy").and_then(|n| d.string_map(n, "protected_tags"));
-    let blast_radius = d.required(&top, "blast_radius", "the policy").and_then(|n| decode_blast_radius(d, n));
-    let in_place = d.required(&top, "in_place", "the policy").and_then(|n| decode_in_place(d, n));
+    let actions = d
+        .required(&top, "actions", "the policy")
+        .and_then(|n| decode_actions(d, n));
+    let protected_tags = d
+        .required(&top, "protected_tags", "the policy")
+        .and_then(|n| d.string_map(n, "protected_tags"));
+    let blast_radius = d
+        .required(&top, "blast_radius", "the policy")
+        .and_then(|n| decode_blast_radius(d, n));
+    let in_place = d
+        .required(&top, "in_place", "the policy")
+        .and_then(|n| decode_in_place(d, n));
     let parallel_requires_approval = match top.get("parallel") {
         Some(n) => d.map(n, "parallel", PARALLEL_KEYS).and_then(|m| {
-            d.required(&m, "requires_approval", "parallel").and_then(|n| d.boolean(n, "parallel.requires_approval"))
+            d.required(&m, "requires_approval", "parallel")
+                .and_then(|n| d.boolean(n, "parallel.requires_approval"))
         }),
         None => Some(false),
     };
     let windows = match top.get("windows") {
         Some(n) => decode_windows(d, n),
-        None => Some(Windows { time_zone_name: "UTC".into(), time_zone: TimeZone::UTC, allowed: Vec::new(), freeze: Vec::new() }),
+        None => Some(Windows {
+            time_zone_name: "UTC".into(),
+            time_zone: TimeZone::UTC,
+            allowed: Vec::new(),
+            freeze: Vec::new(),
+        }),
     };
-    let require_guardrails =
-        d.required(&top, "require_guardrails", "the policy").and_then(|n| d.boolean(n, "require_guardrails"));
+    let require_guardrails = d
+        .required(&top, "require_guardrails", "the policy")
+        .and_then(|n| d.boolean(n, "require_guardrails"));
     let max_experiment_duration = d
         .required(&top, "max_experiment_duration", "the policy")
         .and_then(|n| d.duration(n, "max_experiment_duration"))
@@ -312,19 +363,32 @@ fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
 }
 
 /// `any` or a non-empty list; `check` returns a problem with one item.
-fn decode_allowed(d: &mut Decoder, node: &Node, what: &str, check: impl Fn(&str) -> Option<String>) -> Option<Allowed> {
+fn decode_allowed(
+    d: &mut Decoder,
+    node: &Node,
+    what: &str,
+    check: impl Fn(&str) -> Option<String>,
+) -> Option<Allowed> {
     if let Node::Scalar(s) = node
         && s.as_str() == "any"
     {
         return Some(Allowed::Any);
     }
     if !matches!(node, Node::Sequence(_)) {
-        d.error_help(yaml::loc(node), format!("{what}: expected `any` or a list"), format!("e.g. `{what}: any` or `{what}: [first, second]`"));
+        d.error_help(
+            yaml::loc(node),
+            format!("{what}: expected `any` or a list"),
+            format!("e.g. `{what}: any` or `{what}: [first, second]`"),
+        );
         return None;
     }
     let items = d.string_list(node, what)?;
     if items.is_empty() {
-        d.error_help(yaml::loc(node), format!("{what}: an empty list allows nothing"), format!("list what is allowed, or write `{what}: any`"));
+        d.error_help(
+            yaml::loc(node),
+            format!("{what}: an empty list allows nothing"),
+            format!("list what is allowed, or write `{what}: any`"),
+        );
         return None;
     }
     let mut ok = true;
@@ -362,16 +426,26 @@ fn decode_blast_radius(d: &mut Decoder, node: &Node) -> Option<BlastRadius> {
     let percent = d
         .required(&m, "max_percent_of_group", "blast_radius")
         .and_then(|n| d.integer(n, "blast_radius.max_percent_of_group", 1, 100));
-    Some(BlastRadius { max_instances_per_fault: per_fault?.value as u32, max_percent_of_group: percent?.value as u32 })
+    Some(BlastRadius {
+        max_instances_per_fault: per_fault?.value as u32,
+        max_percent_of_group: percent?.value as u32,
+    })
 }
 
 fn decode_in_place(d: &mut Decoder, node: &Node) -> Option<InPlace> {
     let m = d.map(node, "in_place", IN_PLACE_KEYS)?;
-    let mut flag = |key: &str| d.required(&m, key, "in_place").and_then(|n| d.boolean(n, &format!("in_place.{key}")));
+    let mut flag = |key: &str| {
+        d.required(&m, key, "in_place")
+            .and_then(|n| d.boolean(n, &format!("in_place.{key}")))
+    };
     let allowed = flag("allowed");
     let requires_approval = flag("requires_approval");
     let allow_terminate = flag("allow_terminate");
-    Some(InPlace { allowed: allowed?, requires_approval: requires_approval?, allow_terminate: allow_terminate? })
+    Some(InPlace {
+        allowed: allowed?,
+        requires_approval: requires_approval?,
+        allow_terminate: allow_terminate?,
+    })
 }
 
 fn decode_windows(d: &mut Decoder, node: &Node) -> Option<Windows> {
@@ -387,7 +461,11 @@ fn decode_windows(d: &mut Decoder, node: &Node) -> Option<Windows> {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => "expected an IANA time zone name such as `UTC` or `Europe/Paris`".to_string(),
                     };
-                    d.error_help(name.loc, format!("windows.time_zone: unknown time zone `{}`", name.value), help);
+                    d.error_help(
+                        name.loc,
+                        format!("windows.time_zone: unknown time zone `{}`", name.value),
+                        help,
+                    );
                     return None;
                 }
             }
@@ -397,7 +475,11 @@ fn decode_windows(d: &mut Decoder, node: &Node) -> Option<Windows> {
     let allowed = match m.get("allowed") {
         Some(n) => {
             let items = d.list(n, "windows.allowed")?;
-            let out: Vec<Window> = items.iter().enumerate().filter_map(|(i, w)| decode_window(d, w, &format!("windows.allowed[{}]", i + 1))).collect();
+            let out: Vec<Window> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| decode_window(d, w, &format!("windows.allowed[{}]", i + 1)))
+                .collect();
             (out.len() == items.len()).then_some(out)
         }
         None => Some(Vec::new()),
@@ -405,33 +487,45 @@ fn decode_windows(d: &mut Decoder, node: &Node) -> Option<Windows> {
     let freeze = match m.get("freeze") {
         Some(n) => {
             let items = d.list(n, "windows.freeze")?;
-            let out: Vec<Freeze> = items.iter().enumerate().filter_map(|(i, f)| decode_freeze(d, f, &format!("windows.freeze[{}]", i + 1))).collect();
+            let out: Vec<Freeze> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| decode_freeze(d, f, &format!("windows.freeze[{}]", i + 1)))
+                .collect();
             (out.len() == items.len()).then_some(out)
         }
         None => Some(Vec::new()),
     };
-    Some(Windows { time_zone_name, time_zone, allowed: allowed?, freeze: freeze? })
+    Some(Windows {
+        time_zone_name,
+        time_zone,
+        allowed: allowed?,
+        freeze: freeze?,
+    })
 }
 
 fn decode_window(d: &mut Decoder, node: &Node, what: &str) -> Option<Window> {
     let m = d.map(node, what, WINDOW_KEYS)?;
-    let days = d.required(&m, "days", what).and_then(|n| d.string_list(n, &format!("{what}.days"))).and_then(|days| {
-        let mut out = Vec::new();
-        for day in &days {
-            match DAYS.iter().find(|(name, _)| day.value.eq_ignore_ascii_case(name)) {
-                Some((_, w)) => out.push(*w),
-                None => {
-                    let names = DAYS.iter().map(|(n, _)| *n);
-                    let help = match yaml::did_you_mean(&day.value.to_ascii_lowercase(), names) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => "expected one of: mon, tue, wed, thu, fri, sat, sun".to_string(),
-                    };
-                    d.error_help(day.loc, format!("{what}.days: unknown day `{}`", day.value), help);
+    let days = d
+        .required(&m, "days", what)
+        .and_then(|n| d.string_list(n, &format!("{what}.days")))
+        .and_then(|days| {
+            let mut out = Vec::new();
+            for day in &days {
+                match DAYS.iter().find(|(name, _)| day.value.eq_ignore_ascii_case(name)) {
+                    Some((_, w)) => out.push(*w),
+                    None => {
+                        let names = DAYS.iter().map(|(n, _)| *n);
+                        let help = match yaml::did_you_mean(&day.value.to_ascii_lowercase(), names) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => "expected one of: mon, tue, wed, thu, fri, sat, sun".to_string(),
+                        };
+                        d.error_help(day.loc, format!("{what}.days: unknown day `{}`", day.value), help);
+                    }
                 }
             }
-        }
-        (out.len() == days.len() && !out.is_empty()).then_some(out)
-    });
+            (out.len() == days.len() && !out.is_empty()).then_some(out)
+        });
     let hours = d.required(&m, "hours", what).and_then(|n| d.string(n, &format!("{what}.hours"))).and_then(|h| {
         let parsed = parse_hours(&h.value);
         if parsed.is_none() {
@@ -440,7 +534,12 @@ fn decode_window(d: &mut Decoder, node: &Node, what: &str) -> Option<Window> {
         parsed.map(|(start, end)| (start, end, h.value))
     });
     let (start, end, text) = hours?;
-    Some(Window { days: days?, start, end, text })
+    Some(Window {
+        days: days?,
+        start,
+        end,
+        text,
+    })
 }
 
 /// `HH:MM-HH:MM`, start before end; `24:00` is the end of the day.
@@ -465,9 +564,16 @@ fn parse_hours(text: &str) -> Option<(Time, Option<Time>)> {
 fn decode_date(d: &mut Decoder, node: &Node, what: &str) -> Option<Spanned<Date>> {
     let s = d.string(node, what)?;
     match s.value.parse::<Date>() {
-        Ok(date) => Some(Spanned { value: date, loc: s.loc }),
+        Ok(date) => Some(Spanned {
+            value: date,
+            loc: s.loc,
+        }),
         Err(_) => {
-            d.error_help(s.loc, format!("{what}: malformed date `{}`", s.value), "expected a date as YYYY-MM-DD, e.g. `2026-12-24`");
+            d.error_help(
+                s.loc,
+                format!("{what}: malformed date `{}`", s.value),
+                "expected a date as YYYY-MM-DD, e.g. `2026-12-24`",
+            );
             None
         }
     }
@@ -476,18 +582,36 @@ fn decode_date(d: &mut Decoder, node: &Node, what: &str) -> Option<Spanned<Date>
 fn decode_freeze(d: &mut Decoder, node: &Node, what: &str) -> Option<Freeze> {
     if let Node::Scalar(_) = node {
         let day = decode_date(d, node, what)?;
-        return Some(Freeze { from: day.value, to: day.value, reason: None });
+        return Some(Freeze {
+            from: day.value,
+            to: day.value,
+            reason: None,
+        });
     }
     let m = d.map(node, what, FREEZE_KEYS)?;
-    let from = d.required(&m, "from", what).and_then(|n| decode_date(d, n, &format!("{what}.from")));
-    let to = d.required(&m, "to", what).and_then(|n| decode_date(d, n, &format!("{what}.to")));
-    let reason = m.get("reason").and_then(|n| d.string(n, &format!("{what}.reason"))).map(|s| s.value);
+    let from = d
+        .required(&m, "from", what)
+        .and_then(|n| decode_date(d, n, &format!("{what}.from")));
+    let to = d
+        .required(&m, "to", what)
+        .and_then(|n| decode_date(d, n, &format!("{what}.to")));
+    let reason = m
+        .get("reason")
+        .and_then(|n| d.string(n, &format!("{what}.reason")))
+        .map(|s| s.value);
     let (from, to) = (from?, to?);
     if to.value < from.value {
-        d.error(to.loc, format!("{what}.to: {} is before `from` ({})", to.value, from.value));
+        d.error(
+            to.loc,
+            format!("{what}.to: {} is before `from` ({})", to.value, from.value),
+        );
         return None;
     }
-    Some(Freeze { from: from.value, to: to.value, reason })
+    Some(Freeze {
+        from: from.value,
+        to: to.value,
+        reason,
+    })
 }
 
 /// How the policy reads in `gameday policy show` and in messages about it.
@@ -510,7 +634,10 @@ mod tests {
     fn the_built_in_default_is_the_commented_repository_file() {
         let p = built_in().policy;
         assert_eq!(p.regions, Allowed::Any);
-        assert_eq!(p.protected_tags, vec![("gameday:protected".to_string(), "true".to_string())]);
+        assert_eq!(
+            p.protected_tags,
+            vec![("gameday:protected".to_string(), "true".to_string())]
+        );
         assert!(p.in_place.allowed && p.in_place.requires_approval && !p.in_place.allow_terminate);
         assert!(p.require_guardrails);
         assert!(!p.actions.iter().any(|a| a == "ec2:terminate-instances"));

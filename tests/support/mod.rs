@@ -66,7 +66,9 @@ fn start_moto() -> String {
                 Ok(())
             });
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         tx.send(child.id()).expect("report moto's pid");
         loop {
             std::thread::park();
@@ -75,7 +77,10 @@ fn start_moto() -> String {
     rx.recv().expect("moto started");
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not listen on 127.0.0.1:{port} within 60s");
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not listen on 127.0.0.1:{port} within 60s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     format!("http://127.0.0.1:{port}")
@@ -107,8 +112,16 @@ pub async fn clients() -> Clients {
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}-{}-{:x}{:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos & 0xfff)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{:x}{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos & 0xfff
+    )
 }
 
 /// A test fleet: an Auto Scaling group with its instances and a guardrail alarm.
@@ -129,7 +142,13 @@ pub async fn fleet(c: &Clients, n: i32) -> Fleet {
 /// Like [`fleet`], with one subnet in each of `zones` (suffixes of the region: `a`, `b`).
 pub async fn fleet_in(c: &Clients, n: i32, zones: &[&str]) -> Fleet {
     let group = unique("grp");
-    let vpc = c.ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("CreateVpc");
+    let vpc = c
+        .ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc");
     let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string();
     let mut subnets = Vec::new();
     for (i, z) in zones.iter().enumerate() {
@@ -142,40 +161,89 @@ pub async fn fleet_in(c: &Clients, n: i32, zones: &[&str]) -> Fleet {
             .send()
             .await
             .expect("CreateSubnet");
-        subnets.push(subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_string());
+        subnets.push(
+            subnet
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .expect("subnet id")
+                .to_string(),
+        );
     }
     let subnet_id = subnets.join(",");
     let image = c.ec2.describe_images().send().await.expect("DescribeImages");
-    let image_id = image.images().first().and_then(|i| i.image_id()).expect("an image").to_string();
+    let image_id = image
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .expect("an image")
+        .to_string();
     let lt = c
         .ec2
         .create_launch_template()
         .launch_template_name(&group)
-        .launch_template_data(aws_sdk_ec2::types::RequestLaunchTemplateData::builder().image_id(image_id).instance_type(aws_sdk_ec2::types::InstanceType::T3Micro).build())
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(image_id)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .build(),
+        )
         .send()
         .await
         .expect("CreateLaunchTemplate");
-    let lt_id = lt.launch_template().and_then(|t| t.launch_template_id()).expect("template id").to_string();
+    let lt_id = lt
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .expect("template id")
+        .to_string();
     c.autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name(&group)
-        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(lt_id).version("$Latest").build())
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(lt_id)
+                .version("$Latest")
+                .build(),
+        )
         .min_size(n)
         .max_size(n)
         .desired_capacity(n)
         .vpc_zone_identifier(subnet_id)
-        .tags(Tag::builder().key("fleet").value(&group).propagate_at_launch(true).build())
+        .tags(
+            Tag::builder()
+                .key("fleet")
+                .value(&group)
+                .propagate_at_launch(true)
+                .build(),
+        )
         .send()
         .await
         .expect("CreateAutoScalingGroup");
-    let g = c.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(&group).send().await.expect("DescribeAutoScalingGroups");
-    let mut instances: Vec<String> =
-        g.auto_scaling_groups()[0].instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+    let g = c
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&group)
+        .send()
+        .await
+        .expect("DescribeAutoScalingGroups");
+    let mut instances: Vec<String> = g.auto_scaling_groups()[0]
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
     instances.sort();
-    assert_eq!(instances.len(), n as usize, "moto should launch the group's instances");
+    assert_eq!(
+        instances.len(),
+        n as usize,
+        "moto should launch the group's instances"
+    );
     let alarm = format!("{group}-5xx");
     errors_alarm(c, &alarm).await;
-    Fleet { tag: group.clone(), group, alarm, instances }
+    Fleet {
+        tag: group.clone(),
+        group,
+        alarm,
+        instances,
+    }
 }
 
 /// Creates the guardrail alarm `name` (App/Errors Sum over 60 s > 50) in OK.
@@ -210,15 +278,37 @@ pub async fn set_alarm(c: &Clients, alarm: &str, state: &str) {
 
 /// The EC2 state of each instance, in the order given.
 pub async fn states(c: &Clients, ids: &[String]) -> Vec<String> {
-    let out = c.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await.expect("DescribeInstances");
+    let out = c
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .expect("DescribeInstances");
     let mut found: Vec<(String, String)> = out
         .reservations()
         .iter()
         .flat_map(|r| r.instances())
-        .map(|i| (i.instance_id().unwrap_or_default().to_string(), i.state().and_then(|s| s.name()).map(|s| s.as_str().to_string()).unwrap_or_default()))
+        .map(|i| {
+            (
+                i.instance_id().unwrap_or_default().to_string(),
+                i.state()
+                    .and_then(|s| s.name())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        })
         .collect();
     found.sort();
-    ids.iter().map(|id| found.iter().find(|(i, _)| i == id).map(|(_, s)| s.clone()).unwrap_or_else(|| "missing".into())).collect()
+    ids.iter()
+        .map(|id| {
+            found
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_else(|| "missing".into())
+        })
+        .collect()
 }
 
 /// Waits until at least one of `ids` is stopped (the fault is in effect).
@@ -226,11 +316,19 @@ pub async fn wait_until_any_stopped(c: &Clients, ids: &[String]) -> Vec<String> 
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let s = states(c, ids).await;
-        let stopped: Vec<String> = ids.iter().zip(&s).filter(|(_, st)| *st == "stopped").map(|(i, _)| i.clone()).collect();
+        let stopped: Vec<String> = ids
+            .iter()
+            .zip(&s)
+            .filter(|(_, st)| *st == "stopped")
+            .map(|(i, _)| i.clone())
+            .collect();
         if !stopped.is_empty() {
             return stopped;
         }
-        assert!(Instant::now() < deadline, "no instance was stopped within 30s: {s:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no instance was stopped within 30s: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -262,7 +360,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().expect("a temp dir") }
+        Scratch {
+            dir: tempfile::tempdir().expect("a temp dir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -294,7 +394,12 @@ impl Scratch {
 
     /// The only run folder's journal, parsed.
     pub fn journal(&self) -> serde_json::Value {
-        let run = std::fs::read_dir(self.runs()).expect("runs folder").next().expect("one run").expect("run entry").path();
+        let run = std::fs::read_dir(self.runs())
+            .expect("runs folder")
+            .next()
+            .expect("one run")
+            .expect("run entry")
+            .path();
         let text = std::fs::read_to_string(run.join("journal.json")).expect("journal.json");
         serde_json::from_str(&text).expect("journal.json is JSON")
     }
@@ -330,7 +435,14 @@ pub fn sandbox(scratch: &Scratch) -> tokio::process::Command {
 /// is written to stdin is typed on the terminal. Paths in `args` must not need quoting.
 pub fn gameday_on_terminal(scratch: &Scratch, args: &str) -> tokio::process::Command {
     let mut cmd = command(scratch, "script");
-    cmd.args(["--quiet", "--return", "--command", &format!("{} {args}", env!("CARGO_BIN_EXE_gameday")), "/dev/null"]).stdin(Stdio::piped());
+    cmd.args([
+        "--quiet",
+        "--return",
+        "--command",
+        &format!("{} {args}", env!("CARGO_BIN_EXE_gameday")),
+        "/dev/null",
+    ])
+    .stdin(Stdio::piped());
     cmd
 }
 
@@ -346,7 +458,10 @@ fn command(scratch: &Scratch, program: &str) -> tokio::process::Command {
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_CONFIG_FILE", scratch.path().join("no-aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", scratch.path().join("no-aws-credentials"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            scratch.path().join("no-aws-credentials"),
+        )
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -364,7 +479,10 @@ pub struct Finished {
 
 /// Waits for a child, failing the test if it takes longer than `limit`.
 pub async fn finish(child: tokio::process::Child, limit: Duration) -> Finished {
-    let out = tokio::time::timeout(limit, child.wait_with_output()).await.expect("gameday finished in time").expect("gameday output");
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .expect("gameday finished in time")
+        .expect("gameday output");
     Finished {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -389,57 +507,146 @@ pub struct GroupState {
 }
 
 pub async fn group_state(c: &Clients, name: &str) -> GroupState {
-    let out = c.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await.expect("DescribeAutoScalingGroups");
+    let out = c
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .expect("DescribeAutoScalingGroups");
     let g = &out.auto_scaling_groups()[0];
-    let mut suspended: Vec<String> = g.suspended_processes().iter().filter_map(|p| p.process_name().map(str::to_string)).collect();
+    let mut suspended: Vec<String> = g
+        .suspended_processes()
+        .iter()
+        .filter_map(|p| p.process_name().map(str::to_string))
+        .collect();
     suspended.sort();
     let mut tags: Vec<(String, String, bool)> = g
         .tags()
         .iter()
-        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string(), t.propagate_at_launch().unwrap_or(false)))
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+                t.propagate_at_launch().unwrap_or(false),
+            )
+        })
         .collect();
     tags.sort();
-    let mut members: Vec<(String, String)> =
-        g.instances().iter().map(|i| (i.instance_id().unwrap_or_default().to_string(), i.health_status().unwrap_or_default().to_string())).collect();
+    let mut members: Vec<(String, String)> = g
+        .instances()
+        .iter()
+        .map(|i| {
+            (
+                i.instance_id().unwrap_or_default().to_string(),
+                i.health_status().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
     members.sort();
     let ids: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
     let st = states(c, &ids).await;
     GroupState {
-        sizes: (g.min_size().unwrap_or(-1), g.max_size().unwrap_or(-1), g.desired_capacity().unwrap_or(-1)),
+        sizes: (
+            g.min_size().unwrap_or(-1),
+            g.max_size().unwrap_or(-1),
+            g.desired_capacity().unwrap_or(-1),
+        ),
         suspended,
         tags,
-        instances: members.into_iter().zip(st).map(|((id, health), state)| (id, state, health)).collect(),
+        instances: members
+            .into_iter()
+            .zip(st)
+            .map(|((id, health), state)| (id, state, health))
+            .collect(),
     }
 }
 
-
 /// Each instance's security group ids, in the order given.
 pub async fn security_groups(c: &Clients, ids: &[String]) -> Vec<Vec<String>> {
-    let out = c.ec2.describe_instances().set_instance_ids(Some(ids.to_vec())).send().await.expect("DescribeInstances");
+    let out = c
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .expect("DescribeInstances");
     let found: Vec<(String, Vec<String>)> = out
         .reservations()
         .iter()
         .flat_map(|r| r.instances())
-        .map(|i| (i.instance_id().unwrap_or_default().to_string(), i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect()))
+        .map(|i| {
+            (
+                i.instance_id().unwrap_or_default().to_string(),
+                i.security_groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_string))
+                    .collect(),
+            )
+        })
         .collect();
-    ids.iter().map(|id| found.iter().find(|(i, _)| i == id).map(|(_, g)| g.clone()).unwrap_or_default()).collect()
+    ids.iter()
+        .map(|id| {
+            found
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, g)| g.clone())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Network-blackhole security groups of run `run_id`: (id, name).
 pub async fn blackhole_groups(c: &Clients, run_id: &str) -> Vec<(String, String)> {
-    let f = aws_sdk_ec2::types::Filter::builder().name("tag:gameday:run-id").values(run_id).build();
-    let out = c.ec2.describe_security_groups().filters(f).send().await.expect("DescribeSecurityGroups");
-    out.security_groups().iter().map(|g| (g.group_id().unwrap_or_default().to_string(), g.group_name().unwrap_or_default().to_string())).collect()
+    let f = aws_sdk_ec2::types::Filter::builder()
+        .name("tag:gameday:run-id")
+        .values(run_id)
+        .build();
+    let out = c
+        .ec2
+        .describe_security_groups()
+        .filters(f)
+        .send()
+        .await
+        .expect("DescribeSecurityGroups");
+    out.security_groups()
+        .iter()
+        .map(|g| {
+            (
+                g.group_id().unwrap_or_default().to_string(),
+                g.group_name().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }
 
 /// A group's VPCZoneIdentifier.
 pub async fn group_subnets(c: &Clients, name: &str) -> String {
-    let out = c.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await.expect("DescribeAutoScalingGroups");
-    out.auto_scaling_groups()[0].vpc_zone_identifier().unwrap_or_default().to_string()
+    let out = c
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .expect("DescribeAutoScalingGroups");
+    out.auto_scaling_groups()[0]
+        .vpc_zone_identifier()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// An alarm's state.
 pub async fn alarm_state(c: &Clients, name: &str) -> String {
-    let out = c.cloudwatch.describe_alarms().alarm_names(name).send().await.expect("DescribeAlarms");
-    out.metric_alarms().first().and_then(|a| a.state_value()).map(|s| s.as_str().to_string()).unwrap_or_else(|| "missing".into())
+    let out = c
+        .cloudwatch
+        .describe_alarms()
+        .alarm_names(name)
+        .send()
+        .await
+        .expect("DescribeAlarms");
+    out.metric_alarms()
+        .first()
+        .and_then(|a| a.state_value())
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|| "missing".into())
 }

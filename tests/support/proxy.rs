@@ -33,13 +33,19 @@ impl FailingProxy {
         let (flag, seen) = (failing.clone(), counts.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (upstream, needle, flag, seen) = (upstream.clone(), needle.clone(), flag.clone(), seen.clone());
+                let (upstream, needle, flag, seen) =
+                    (upstream.clone(), needle.clone(), flag.clone(), seen.clone());
                 tokio::spawn(async move {
                     let _ = serve(conn, &upstream, &needle, &flag, &seen).await;
                 });
             }
         });
-        FailingProxy { endpoint, failing, counts, task }
+        FailingProxy {
+            endpoint,
+            failing,
+            counts,
+            task,
+        }
     }
 
     /// A proxy that fails nothing and only counts requests per operation.
@@ -51,12 +57,18 @@ impl FailingProxy {
 
     /// Requests seen so far, per operation (retries count as requests).
     pub fn counts(&self) -> BTreeMap<String, u64> {
-        self.counts.lock().map(|c| c.iter().map(|(k, (n, _))| (k.clone(), *n)).collect()).unwrap_or_default()
+        self.counts
+            .lock()
+            .map(|c| c.iter().map(|(k, (n, _))| (k.clone(), *n)).collect())
+            .unwrap_or_default()
     }
 
     /// Milliseconds spent waiting for answers so far, per operation.
     pub fn times(&self) -> BTreeMap<String, f64> {
-        self.counts.lock().map(|c| c.iter().map(|(k, (_, ms))| (k.clone(), *ms)).collect()).unwrap_or_default()
+        self.counts
+            .lock()
+            .map(|c| c.iter().map(|(k, (_, ms))| (k.clone(), *ms)).collect())
+            .unwrap_or_default()
     }
 
     /// Stops failing: every request goes through from now on.
@@ -86,7 +98,11 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> 
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..header_end]).to_lowercase();
-    let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
     while buf.len() < header_end + len {
         let n = conn.read(&mut chunk).await?;
         if n == 0 {
@@ -97,19 +113,39 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> 
     Ok(Some(buf))
 }
 
-async fn serve(mut conn: TcpStream, upstream: &str, needle: &str, failing: &AtomicBool, counts: &Mutex<BTreeMap<String, (u64, f64)>>) -> std::io::Result<()> {
+async fn serve(
+    mut conn: TcpStream,
+    upstream: &str,
+    needle: &str,
+    failing: &AtomicBool,
+    counts: &Mutex<BTreeMap<String, (u64, f64)>>,
+) -> std::io::Result<()> {
     while let Some(request) = read_request(&mut conn).await? {
         let text = String::from_utf8_lossy(&request);
-        let op: Option<String> = text.find("Action=").map(|at| text[at + 7..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect());
+        let op: Option<String> = text.find("Action=").map(|at| {
+            text[at + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect()
+        });
         if let (Some(op), Ok(mut c)) = (&op, counts.lock()) {
             c.entry(op.clone()).or_default().0 += 1;
         }
-        let logged: Option<String> =
-            std::env::var_os("GAMEDAY_PROXY_LOG").map(|_| text.split("\r\n\r\n").nth(1).unwrap_or_default().chars().take(300).collect());
+        let logged: Option<String> = std::env::var_os("GAMEDAY_PROXY_LOG").map(|_| {
+            text.split("\r\n\r\n")
+                .nth(1)
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect()
+        });
         let asked = std::time::Instant::now();
         if failing.load(Ordering::SeqCst) && String::from_utf8_lossy(&request).contains(needle) {
             let body = "<Response><Errors><Error><Code>ServiceUnavailable</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>test</RequestID></Response>";
-            let reply = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let reply = format!(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
             conn.write_all(reply.as_bytes()).await?;
             continue;
         }
@@ -122,7 +158,10 @@ async fn serve(mut conn: TcpStream, upstream: &str, needle: &str, failing: &Atom
                 let rest: Vec<u8> = request[i + 2..].to_vec();
                 let rest_text = String::from_utf8_lossy(&rest);
                 // Drop the client's own Connection header; ours says close.
-                let filtered: String = rest_text.split_inclusive("\r\n").filter(|l| !l.to_lowercase().starts_with("connection:")).collect();
+                let filtered: String = rest_text
+                    .split_inclusive("\r\n")
+                    .filter(|l| !l.to_lowercase().starts_with("connection:"))
+                    .collect();
                 r.extend_from_slice(filtered.as_bytes());
                 r
             }

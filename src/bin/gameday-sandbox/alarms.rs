@@ -10,9 +10,11 @@
 
 use std::collections::HashSet;
 
-use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric, MetricAlarm, MetricDataQuery, MetricStat, ScanBy};
+use aws_sdk_cloudwatch::types::{
+    AlarmType, Dimension, Metric, MetricAlarm, MetricDataQuery, MetricStat, ScanBy,
+};
 use aws_smithy_types::DateTime;
-use gameday::aws::{api, Aws, AwsError};
+use gameday::aws::{Aws, AwsError, api};
 
 use crate::evaluate::{self, Comparison, Datapoint, MissingData, Rule, State};
 
@@ -54,12 +56,21 @@ pub struct Skipped {
 }
 
 /// The metric alarms on the metrics published for `groups`, plus the alarms named in `extra`.
-pub async fn watched(aws: &Aws, groups: &[String], extra: &[String]) -> Result<(Vec<Watched>, Vec<Skipped>), AwsError> {
+pub async fn watched(
+    aws: &Aws,
+    groups: &[String],
+    extra: &[String],
+) -> Result<(Vec<Watched>, Vec<Skipped>), AwsError> {
     let groups: HashSet<&str> = groups.iter().map(String::as_str).collect();
     let mut found = Vec::new();
     let mut skipped = Vec::new();
     let mut seen_extra = HashSet::new();
-    let mut pages = aws.cloudwatch.describe_alarms().alarm_types(AlarmType::MetricAlarm).into_paginator().send();
+    let mut pages = aws
+        .cloudwatch
+        .describe_alarms()
+        .alarm_types(AlarmType::MetricAlarm)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(api("cloudwatch", "DescribeAlarms"))?;
         for a in page.metric_alarms() {
@@ -73,12 +84,18 @@ pub async fn watched(aws: &Aws, groups: &[String], extra: &[String]) -> Result<(
             }
             match from_api(a) {
                 Ok(w) => found.push(w),
-                Err(why) => skipped.push(Skipped { name: name.to_string(), why }),
+                Err(why) => skipped.push(Skipped {
+                    name: name.to_string(),
+                    why,
+                }),
             }
         }
     }
     for e in extra.iter().filter(|e| !seen_extra.contains(*e)) {
-        skipped.push(Skipped { name: e.clone(), why: "no metric alarm with this name exists".into() });
+        skipped.push(Skipped {
+            name: e.clone(),
+            why: "no metric alarm with this name exists".into(),
+        });
     }
     Ok((found, skipped))
 }
@@ -100,17 +117,27 @@ fn from_api(a: &MetricAlarm) -> Result<Watched, String> {
     if a.extended_statistic().is_some() {
         return Err("it uses a percentile statistic, which neither moto nor the sandbox computes".into());
     }
-    let statistic = a.statistic().map(|s| s.as_str().to_string()).ok_or("it has no statistic")?;
+    let statistic = a
+        .statistic()
+        .map(|s| s.as_str().to_string())
+        .ok_or("it has no statistic")?;
     let op = a.comparison_operator().map(|o| o.as_str()).unwrap_or_default();
-    let comparison = Comparison::from_api(op).ok_or_else(|| format!("its operator {op} needs an anomaly-detection model"))?;
+    let comparison = Comparison::from_api(op)
+        .ok_or_else(|| format!("its operator {op} needs an anomaly-detection model"))?;
     let threshold = a.threshold().ok_or("it has no threshold")?;
     let period = a.period().filter(|p| *p > 0).ok_or("it has no period")?;
-    let n = a.evaluation_periods().filter(|n| *n > 0).ok_or("it has no evaluation periods")?;
+    let n = a
+        .evaluation_periods()
+        .filter(|n| *n > 0)
+        .ok_or("it has no evaluation periods")?;
     let m = a.datapoints_to_alarm().filter(|m| *m > 0).unwrap_or(n);
     Ok(Watched {
         name: a.alarm_name().unwrap_or_default().to_string(),
         // moto creates alarms in OK; an unknown state is treated as never evaluated.
-        state: a.state_value().and_then(|s| State::from_api(s.as_str())).unwrap_or(State::InsufficientData),
+        state: a
+            .state_value()
+            .and_then(|s| State::from_api(s.as_str()))
+            .unwrap_or(State::InsufficientData),
         rule: Rule {
             threshold,
             comparison,
@@ -166,7 +193,12 @@ pub async fn evaluate_one(aws: &Aws, w: &Watched, now: i64) -> Result<Option<Tra
         .send()
         .await
         .map_err(api("cloudwatch", "SetAlarmState"))?;
-    Ok(Some(Transition { alarm: w.name.clone(), from: w.state, to: e.state, reason }))
+    Ok(Some(Transition {
+        alarm: w.name.clone(),
+        from: w.state,
+        to: e.state,
+        reason,
+    }))
 }
 
 /// The alarm's last N complete periods before `now`, oldest first.
@@ -177,7 +209,13 @@ async fn datapoints(aws: &Aws, w: &Watched, now: i64) -> Result<Vec<Datapoint>, 
         .id("m")
         .metric_stat(
             MetricStat::builder()
-                .metric(Metric::builder().namespace(&w.namespace).metric_name(&w.metric).set_dimensions(Some(w.dimensions.clone())).build())
+                .metric(
+                    Metric::builder()
+                        .namespace(&w.namespace)
+                        .metric_name(&w.metric)
+                        .set_dimensions(Some(w.dimensions.clone()))
+                        .build(),
+                )
                 .period(w.period as i32)
                 .stat(&w.statistic)
                 .build(),
@@ -193,7 +231,12 @@ async fn datapoints(aws: &Aws, w: &Watched, now: i64) -> Result<Vec<Datapoint>, 
         .send()
         .await
         .map_err(api("cloudwatch", "GetMetricData"))?;
-    let mut periods: Vec<Datapoint> = (0..n).map(|i| Datapoint { start: start + i * w.period, value: None }).collect();
+    let mut periods: Vec<Datapoint> = (0..n)
+        .map(|i| Datapoint {
+            start: start + i * w.period,
+            value: None,
+        })
+        .collect();
     for r in out.metric_data_results() {
         for (t, v) in r.timestamps().iter().zip(r.values()) {
             if let Some(p) = periods.iter_mut().find(|p| p.start == t.secs()) {
@@ -221,7 +264,10 @@ pub async fn state_of(aws: &Aws, alarm: &str) -> Result<Option<(State, bool)>, A
         .await
         .map_err(api("cloudwatch", "DescribeAlarms"))?;
     Ok(out.metric_alarms().first().map(|a| {
-        let state = a.state_value().and_then(|s| State::from_api(s.as_str())).unwrap_or(State::InsufficientData);
+        let state = a
+            .state_value()
+            .and_then(|s| State::from_api(s.as_str()))
+            .unwrap_or(State::InsufficientData);
         let by_sandbox = a
             .state_reason_data()
             .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
@@ -237,7 +283,11 @@ mod tests {
     #[test]
     fn only_complete_periods_aligned_to_the_epoch_are_evaluated() {
         assert_eq!(window(1_700_000_007, 10, 3), (1_699_999_970, 1_700_000_000));
-        assert_eq!(window(1_700_000_010, 10, 1), (1_700_000_000, 1_700_000_010), "a period that just ended counts");
+        assert_eq!(
+            window(1_700_000_010, 10, 1),
+            (1_700_000_000, 1_700_000_010),
+            "a period that just ended counts"
+        );
         assert_eq!(window(1_700_000_001, 2, 2), (1_699_999_996, 1_700_000_000));
     }
 }

@@ -195,15 +195,39 @@ pub fn evaluate(rule: &Rule, periods: &[Datapoint], current: State) -> Evaluatio
     let list = describe(periods);
     let test = format!("{} {}", rule.comparison.symbol(), number(rule.threshold));
     let (state, reason) = if breaching.len() >= m {
-        (State::Alarm, format!("{} of the last {n} datapoints breached ({test}; {m} needed): {list}", breaching.len()))
+        (
+            State::Alarm,
+            format!(
+                "{} of the last {n} datapoints breached ({test}; {m} needed): {list}",
+                breaching.len()
+            ),
+        )
     } else if counted == 0 && rule.missing == MissingData::Ignore {
-        (current, format!("no datapoint in the last {n} periods; missing data is ignored, so the state stays {current}"))
+        (
+            current,
+            format!(
+                "no datapoint in the last {n} periods; missing data is ignored, so the state stays {current}"
+            ),
+        )
     } else if counted == 0 {
-        (State::InsufficientData, format!("no datapoint in the last {n} periods"))
+        (
+            State::InsufficientData,
+            format!("no datapoint in the last {n} periods"),
+        )
     } else {
-        (State::Ok, format!("{} of the last {n} datapoints breached ({test}; {m} needed for ALARM): {list}", breaching.len()))
+        (
+            State::Ok,
+            format!(
+                "{} of the last {n} datapoints breached ({test}; {m} needed for ALARM): {list}",
+                breaching.len()
+            ),
+        )
     };
-    Evaluation { state, breaching, reason }
+    Evaluation {
+        state,
+        breaching,
+        reason,
+    }
 }
 
 /// `12 at 10:27:30Z, - at 10:27:40Z`: each period's value and start.
@@ -211,8 +235,13 @@ fn describe(periods: &[Datapoint]) -> String {
     periods
         .iter()
         .map(|p| {
-            let at = jiff::Timestamp::from_second(p.start).map(|t| t.strftime("%H:%M:%SZ").to_string()).unwrap_or_else(|_| p.start.to_string());
-            format!("{} at {at}", p.value.map(number).unwrap_or_else(|| "missing".into()))
+            let at = jiff::Timestamp::from_second(p.start)
+                .map(|t| t.strftime("%H:%M:%SZ").to_string())
+                .unwrap_or_else(|_| p.start.to_string());
+            format!(
+                "{} at {at}",
+                p.value.map(number).unwrap_or_else(|| "missing".into())
+            )
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -220,7 +249,11 @@ fn describe(periods: &[Datapoint]) -> String {
 
 /// A value as people write it: no trailing `.0`, at most two decimals.
 pub fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{v:.2}") }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 #[cfg(test)]
@@ -228,11 +261,24 @@ mod tests {
     use super::*;
 
     fn rule(comparison: Comparison, m: usize, n: usize, missing: MissingData) -> Rule {
-        Rule { threshold: 50.0, comparison, evaluation_periods: n, datapoints_to_alarm: m, missing }
+        Rule {
+            threshold: 50.0,
+            comparison,
+            evaluation_periods: n,
+            datapoints_to_alarm: m,
+            missing,
+        }
     }
 
     fn points(values: &[Option<f64>]) -> Vec<Datapoint> {
-        values.iter().enumerate().map(|(i, v)| Datapoint { start: 1_700_000_000 + 10 * i as i64, value: *v }).collect()
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Datapoint {
+                start: 1_700_000_000 + 10 * i as i64,
+                value: *v,
+            })
+            .collect()
     }
 
     fn state(r: &Rule, values: &[Option<f64>], current: State) -> State {
@@ -242,9 +288,20 @@ mod tests {
     #[test]
     fn m_of_n_needs_m_breaching_datapoints_anywhere_in_the_last_n() {
         let r = rule(Comparison::Greater, 2, 3, MissingData::Missing);
-        assert_eq!(state(&r, &[Some(60.0), Some(10.0), Some(70.0)], State::Ok), State::Alarm, "2 of 3, not consecutive");
-        assert_eq!(state(&r, &[Some(60.0), Some(10.0), Some(10.0)], State::Alarm), State::Ok, "1 of 3 is not enough");
-        assert_eq!(state(&r, &[Some(60.0), Some(61.0), Some(62.0)], State::Ok), State::Alarm);
+        assert_eq!(
+            state(&r, &[Some(60.0), Some(10.0), Some(70.0)], State::Ok),
+            State::Alarm,
+            "2 of 3, not consecutive"
+        );
+        assert_eq!(
+            state(&r, &[Some(60.0), Some(10.0), Some(10.0)], State::Alarm),
+            State::Ok,
+            "1 of 3 is not enough"
+        );
+        assert_eq!(
+            state(&r, &[Some(60.0), Some(61.0), Some(62.0)], State::Ok),
+            State::Alarm
+        );
         let one_of_one = rule(Comparison::Greater, 1, 1, MissingData::Missing);
         assert_eq!(state(&one_of_one, &[Some(51.0)], State::Ok), State::Alarm);
     }
@@ -254,8 +311,17 @@ mod tests {
         let r = rule(Comparison::Greater, 2, 3, MissingData::Missing);
         let e = evaluate(&r, &points(&[Some(60.0), Some(10.0), Some(70.5)]), State::Ok);
         assert_eq!(e.breaching, vec![1_700_000_000, 1_700_000_020]);
-        assert!(e.reason.starts_with("2 of the last 3 datapoints breached (> 50; 2 needed)"), "{}", e.reason);
-        assert!(e.reason.contains("60 at ") && e.reason.contains("70.50 at ") && e.reason.contains("10 at "), "{}", e.reason);
+        assert!(
+            e.reason
+                .starts_with("2 of the last 3 datapoints breached (> 50; 2 needed)"),
+            "{}",
+            e.reason
+        );
+        assert!(
+            e.reason.contains("60 at ") && e.reason.contains("70.50 at ") && e.reason.contains("10 at "),
+            "{}",
+            e.reason
+        );
     }
 
     #[test]
@@ -273,7 +339,11 @@ mod tests {
         ] {
             assert_eq!(Comparison::from_api(name), Some(op));
         }
-        assert_eq!(Comparison::from_api("LessThanLowerOrGreaterThanUpperThreshold"), None, "band operators are not evaluated");
+        assert_eq!(
+            Comparison::from_api("LessThanLowerOrGreaterThanUpperThreshold"),
+            None,
+            "band operators are not evaluated"
+        );
         // A low-traffic alarm: fewer than 50 requests is the breach.
         let r = rule(Comparison::Less, 1, 1, MissingData::Missing);
         assert_eq!(state(&r, &[Some(3.0)], State::Ok), State::Alarm);
@@ -284,22 +354,53 @@ mod tests {
     fn missing_data_counts_as_the_alarm_says() {
         let gaps = [None, Some(60.0), None];
         let with = |missing| rule(Comparison::Greater, 2, 3, missing);
-        assert_eq!(state(&with(MissingData::Breaching), &gaps, State::Ok), State::Alarm, "a gap counts as a breach");
-        assert_eq!(state(&with(MissingData::NotBreaching), &gaps, State::Ok), State::Ok);
-        assert_eq!(state(&with(MissingData::Missing), &gaps, State::Ok), State::Ok, "gaps are not counted: 1 breach < 2");
-        assert_eq!(state(&with(MissingData::Ignore), &gaps, State::Alarm), State::Ok, "one real datapoint is enough to judge");
+        assert_eq!(
+            state(&with(MissingData::Breaching), &gaps, State::Ok),
+            State::Alarm,
+            "a gap counts as a breach"
+        );
+        assert_eq!(
+            state(&with(MissingData::NotBreaching), &gaps, State::Ok),
+            State::Ok
+        );
+        assert_eq!(
+            state(&with(MissingData::Missing), &gaps, State::Ok),
+            State::Ok,
+            "gaps are not counted: 1 breach < 2"
+        );
+        assert_eq!(
+            state(&with(MissingData::Ignore), &gaps, State::Alarm),
+            State::Ok,
+            "one real datapoint is enough to judge"
+        );
     }
 
     #[test]
     fn all_periods_missing() {
         let none = [None, None, None];
         let with = |missing| rule(Comparison::Greater, 2, 3, missing);
-        assert_eq!(state(&with(MissingData::Missing), &none, State::Ok), State::InsufficientData);
-        assert_eq!(state(&with(MissingData::Ignore), &none, State::Alarm), State::Alarm, "ignore keeps the state");
+        assert_eq!(
+            state(&with(MissingData::Missing), &none, State::Ok),
+            State::InsufficientData
+        );
+        assert_eq!(
+            state(&with(MissingData::Ignore), &none, State::Alarm),
+            State::Alarm,
+            "ignore keeps the state"
+        );
         assert_eq!(state(&with(MissingData::Ignore), &none, State::Ok), State::Ok);
-        assert_eq!(state(&with(MissingData::Breaching), &none, State::Ok), State::Alarm);
-        assert_eq!(state(&with(MissingData::NotBreaching), &none, State::Alarm), State::Ok);
-        assert_eq!(evaluate(&with(MissingData::Missing), &points(&none), State::Ok).reason, "no datapoint in the last 3 periods");
+        assert_eq!(
+            state(&with(MissingData::Breaching), &none, State::Ok),
+            State::Alarm
+        );
+        assert_eq!(
+            state(&with(MissingData::NotBreaching), &none, State::Alarm),
+            State::Ok
+        );
+        assert_eq!(
+            evaluate(&with(MissingData::Missing), &points(&none), State::Ok).reason,
+            "no datapoint in the last 3 periods"
+        );
     }
 
     #[test]
@@ -308,6 +409,9 @@ mod tests {
             assert_eq!(State::from_api(s.as_str()), Some(s));
         }
         assert_eq!(MissingData::from_api(None), MissingData::Missing);
-        assert_eq!(MissingData::from_api(Some("notBreaching")), MissingData::NotBreaching);
+        assert_eq!(
+            MissingData::from_api(Some("notBreaching")),
+            MissingData::NotBreaching
+        );
     }
 }

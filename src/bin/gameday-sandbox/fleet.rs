@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_ec2::types::Filter;
-use gameday::aws::{api, Aws, AwsError};
+use gameday::aws::{Aws, AwsError, api};
 
 /// Groups created by `gameday-sandbox setup` carry this tag (value `true`).
 pub const SANDBOX_TAG: &str = "gameday-sandbox";
@@ -38,7 +38,8 @@ pub struct GroupView {
 
 /// Whether a group is one the sandbox serves when no `--group` is given.
 fn is_served(tags: &[(String, String)]) -> bool {
-    tags.iter().any(|(k, v)| (k == SANDBOX_TAG && v == "true") || k == RUN_ID_TAG)
+    tags.iter()
+        .any(|(k, v)| (k == SANDBOX_TAG && v == "true") || k == RUN_ID_TAG)
 }
 
 /// The groups to serve: exactly `only` when given (missing ones are skipped),
@@ -54,29 +55,56 @@ pub async fn view(aws: &Aws, only: &[String]) -> Result<Vec<GroupView>, AwsError
     while let Some(page) = pages.next().await {
         let page = page.map_err(api("autoscaling", "DescribeAutoScalingGroups"))?;
         for g in page.auto_scaling_groups() {
-            let Some(name) = g.auto_scaling_group_name() else { continue };
-            let tags: Vec<(String, String)> =
-                g.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect();
+            let Some(name) = g.auto_scaling_group_name() else {
+                continue;
+            };
+            let tags: Vec<(String, String)> = g
+                .tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
             if only.is_empty() && !is_served(&tags) {
                 continue;
             }
             let in_service: Vec<String> = g
                 .instances()
                 .iter()
-                .filter(|i| i.lifecycle_state().is_some_and(|s| s.as_str() == "InService") && i.health_status().is_some_and(|h| h.eq_ignore_ascii_case("healthy")))
+                .filter(|i| {
+                    i.lifecycle_state().is_some_and(|s| s.as_str() == "InService")
+                        && i.health_status()
+                            .is_some_and(|h| h.eq_ignore_ascii_case("healthy"))
+                })
                 .filter_map(|i| i.instance_id().map(str::to_string))
                 .collect();
             groups.push((name.to_string(), in_service, g.instances().len()));
         }
     }
-    let ids: Vec<String> = groups.iter().flat_map(|(_, ids, _)| ids.iter().cloned()).collect();
+    let ids: Vec<String> = groups
+        .iter()
+        .flat_map(|(_, ids, _)| ids.iter().cloned())
+        .collect();
     let instances = describe_instances(aws, &ids).await?;
-    let sg_ids: HashSet<String> = instances.values().flat_map(|i| i.groups.iter().cloned()).collect();
+    let sg_ids: HashSet<String> = instances
+        .values()
+        .flat_map(|i| i.groups.iter().cloned())
+        .collect();
     let empty_groups = empty_security_groups(aws, &sg_ids.into_iter().collect::<Vec<_>>()).await?;
     Ok(groups
         .into_iter()
         .map(|(name, ids, listed)| {
-            let mut v = GroupView { name, instances: listed, serving: 0, out_of_service: listed.saturating_sub(ids.len()), not_running: 0, unreachable: 0 };
+            let mut v = GroupView {
+                name,
+                instances: listed,
+                serving: 0,
+                out_of_service: listed.saturating_sub(ids.len()),
+                not_running: 0,
+                unreachable: 0,
+            };
             for id in &ids {
                 match instances.get(id) {
                     Some(i) if i.running && reachable(&i.groups, &empty_groups) => v.serving += 1,
@@ -107,8 +135,16 @@ async fn describe_instances(aws: &Aws, ids: &[String]) -> Result<HashMap<String,
     let mut out = HashMap::new();
     for chunk in ids.chunks(IDS_PER_CALL) {
         // A filter, not InstanceIds: an id that vanished must not fail the whole call.
-        let filter = Filter::builder().name("instance-id").set_values(Some(chunk.to_vec())).build();
-        let mut pages = aws.ec2.describe_instances().filters(filter).into_paginator().send();
+        let filter = Filter::builder()
+            .name("instance-id")
+            .set_values(Some(chunk.to_vec()))
+            .build();
+        let mut pages = aws
+            .ec2
+            .describe_instances()
+            .filters(filter)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(api("ec2", "DescribeInstances"))?;
             for i in page.reservations().iter().flat_map(|r| r.instances()) {
@@ -116,11 +152,23 @@ async fn describe_instances(aws: &Aws, ids: &[String]) -> Result<HashMap<String,
                 // The instance's own list when present; moto leaves it empty for
                 // instances an Auto Scaling group launched and lists the groups on
                 // the network interfaces instead.
-                let mut groups: Vec<String> = i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect();
+                let mut groups: Vec<String> = i
+                    .security_groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_string))
+                    .collect();
                 if groups.is_empty() {
-                    groups = i.network_interfaces().iter().flat_map(|n| n.groups()).filter_map(|g| g.group_id().map(str::to_string)).collect();
+                    groups = i
+                        .network_interfaces()
+                        .iter()
+                        .flat_map(|n| n.groups())
+                        .filter_map(|g| g.group_id().map(str::to_string))
+                        .collect();
                 }
-                let running = i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "running");
+                let running = i
+                    .state()
+                    .and_then(|s| s.name())
+                    .is_some_and(|n| n.as_str() == "running");
                 out.insert(id.to_string(), InstanceView { running, groups });
             }
         }
@@ -131,12 +179,21 @@ async fn describe_instances(aws: &Aws, ids: &[String]) -> Result<HashMap<String,
 async fn empty_security_groups(aws: &Aws, ids: &[String]) -> Result<HashSet<String>, AwsError> {
     let mut out = HashSet::new();
     for chunk in ids.chunks(IDS_PER_CALL) {
-        let filter = Filter::builder().name("group-id").set_values(Some(chunk.to_vec())).build();
-        let mut pages = aws.ec2.describe_security_groups().filters(filter).into_paginator().send();
+        let filter = Filter::builder()
+            .name("group-id")
+            .set_values(Some(chunk.to_vec()))
+            .build();
+        let mut pages = aws
+            .ec2
+            .describe_security_groups()
+            .filters(filter)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(api("ec2", "DescribeSecurityGroups"))?;
             for g in page.security_groups() {
-                if g.ip_permissions().is_empty() && g.ip_permissions_egress().is_empty()
+                if g.ip_permissions().is_empty()
+                    && g.ip_permissions_egress().is_empty()
                     && let Some(id) = g.group_id()
                 {
                     out.insert(id.to_string());

@@ -113,7 +113,9 @@ fn duration(text: &str) -> Result<Duration, String> {
     match gameday::yaml::parse_duration(text) {
         Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
         Ok(d) => Ok(d),
-        Err(()) => Err(format!("malformed duration `{text}`: expected e.g. 500ms, 2s, 1m")),
+        Err(()) => Err(format!(
+            "malformed duration `{text}`: expected e.g. 500ms, 2s, 1m"
+        )),
     }
 }
 
@@ -121,27 +123,44 @@ fn duration(text: &str) -> Result<Duration, String> {
 fn rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("`{text}` is not a rate: expected a number of requests per second above zero, e.g. 300")),
+        _ => Err(format!(
+            "`{text}` is not a rate: expected a number of requests per second above zero, e.g. 300"
+        )),
     }
 }
 
 fn state(text: &str) -> Result<State, String> {
-    State::from_api(text).ok_or_else(|| format!("unknown state `{text}`: expected OK, ALARM or INSUFFICIENT_DATA"))
+    State::from_api(text)
+        .ok_or_else(|| format!("unknown state `{text}`: expected OK, ALARM or INSUFFICIENT_DATA"))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let endpoint = cli.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()).unwrap_or_default();
+    let endpoint = cli
+        .endpoint_url
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .unwrap_or_default();
     if !cli.i_know_this_is_real_aws && !is_loopback(&endpoint) {
         eprintln!(
             "error: gameday-sandbox only talks to a local AWS API (a loopback endpoint such as http://127.0.0.1:5000); \
              the endpoint is {}. Pass --i-know-this-is-real-aws to create real resources.",
-            if endpoint.is_empty() { "the real AWS (no AWS_ENDPOINT_URL set)" } else { &endpoint }
+            if endpoint.is_empty() {
+                "the real AWS (no AWS_ENDPOINT_URL set)"
+            } else {
+                &endpoint
+            }
         );
         return ExitCode::from(2);
     }
-    let aws = match Aws::connect(&ConnectOptions { endpoint_url: cli.endpoint_url.clone(), region: cli.region.clone(), profile: None }).await {
+    let aws = match Aws::connect(&ConnectOptions {
+        endpoint_url: cli.endpoint_url.clone(),
+        region: cli.region.clone(),
+        profile: None,
+    })
+    .await
+    {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
@@ -149,8 +168,18 @@ async fn main() -> ExitCode {
         }
     };
     let result: Result<(), String> = match cli.command {
-        Command::Setup { group, instances } => setup::setup(&aws, &group, instances).await.map_err(|e| e.to_string()),
-        Command::Serve { groups, evaluate, load, instance_capacity, interval, report_every, seed } => {
+        Command::Setup { group, instances } => setup::setup(&aws, &group, instances)
+            .await
+            .map_err(|e| e.to_string()),
+        Command::Serve {
+            groups,
+            evaluate,
+            load,
+            instance_capacity,
+            interval,
+            report_every,
+            seed,
+        } => {
             let seed = seed.unwrap_or_else(|| rand::make_rng::<StdRng>().next_u64());
             let model = workload::Model {
                 load,
@@ -160,15 +189,31 @@ async fn main() -> ExitCode {
                 background_error_rate: 0.001,
                 settle: Duration::from_secs(2),
             };
-            let scope = if groups.is_empty() { "every sandbox group and run copy".to_string() } else { groups.join(", ") };
+            let scope = if groups.is_empty() {
+                "every sandbox group and run copy".to_string()
+            } else {
+                groups.join(", ")
+            };
             serve::line(&format!(
                 "serving {scope}: {load} req/s per group, {instance_capacity} req/s per instance, a tick every {}, seed {seed} (--seed {seed} replays the noise)",
                 gameday::yaml::format_duration(interval)
             ));
-            let opts = serve::Options { groups, evaluate, interval, report_every, model };
-            serve::serve(&aws, opts, StdRng::seed_from_u64(seed)).await.map_err(|e| format!("cannot listen for signals: {e}"))
+            let opts = serve::Options {
+                groups,
+                evaluate,
+                interval,
+                report_every,
+                model,
+            };
+            serve::serve(&aws, opts, StdRng::seed_from_u64(seed))
+                .await
+                .map_err(|e| format!("cannot listen for signals: {e}"))
         }
-        Command::WaitAlarm { alarm, state, timeout } => wait_alarm(&aws, &alarm, state, timeout).await,
+        Command::WaitAlarm {
+            alarm,
+            state,
+            timeout,
+        } => wait_alarm(&aws, &alarm, state, timeout).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -191,7 +236,10 @@ async fn wait_alarm(aws: &Aws, alarm: &str, want: State, timeout: Duration) -> R
             Err(e) => return Err(e.to_string()),
         }
         if Instant::now() >= deadline {
-            return Err(format!("alarm {alarm} was not put in {want} by gameday-sandbox serve within {}", gameday::yaml::format_duration(timeout)));
+            return Err(format!(
+                "alarm {alarm} was not put in {want} by gameday-sandbox serve within {}",
+                gameday::yaml::format_duration(timeout)
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -201,7 +249,11 @@ async fn wait_alarm(aws: &Aws, alarm: &str, want: State, timeout: Duration) -> R
 fn is_loopback(url: &str) -> bool {
     let rest = url.split("://").nth(1).unwrap_or("");
     let host = rest.split('/').next().unwrap_or("");
-    let host = if let Some(h) = host.strip_prefix('[') { h.split(']').next().unwrap_or("") } else { host.rsplit_once(':').map_or(host, |(h, _)| h) };
+    let host = if let Some(h) = host.strip_prefix('[') {
+        h.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -212,7 +264,10 @@ mod tests {
     #[test]
     fn zero_durations_and_rates_are_refused() {
         assert!(super::duration("0s").is_err());
-        assert_eq!(super::duration("500ms"), Ok(std::time::Duration::from_millis(500)));
+        assert_eq!(
+            super::duration("500ms"),
+            Ok(std::time::Duration::from_millis(500))
+        );
         assert!(super::rate("0").is_err() && super::rate("NaN").is_err() && super::rate("-5").is_err());
         assert_eq!(super::rate("300"), Ok(300.0));
     }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_smithy_types::DateTime;
-use gameday::aws::{api, Aws, AwsError};
+use gameday::aws::{Aws, AwsError, api};
 use rand::rngs::StdRng;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::alarms::{self, GROUP_DIMENSION, NAMESPACE};
 use crate::evaluate::number;
@@ -67,7 +67,9 @@ pub async fn serve(aws: &Aws, opts: Options, mut rng: StdRng) -> Result<(), std:
                     failing = false;
                 }
                 for (v, s) in views.iter().zip(&samples) {
-                    let due = shown.get(&v.name).is_none_or(|(at, serving)| *serving != v.serving || now - *at >= opts.report_every);
+                    let due = shown
+                        .get(&v.name)
+                        .is_none_or(|(at, serving)| *serving != v.serving || now - *at >= opts.report_every);
                     if due {
                         line(&group_line(v, s));
                         shown.insert(v.name.clone(), (now, v.serving));
@@ -94,13 +96,22 @@ pub async fn serve(aws: &Aws, opts: Options, mut rng: StdRng) -> Result<(), std:
 
 type Tick = (Vec<GroupView>, Vec<Sample>, Vec<alarms::Skipped>);
 
-async fn one_tick(aws: &Aws, opts: &Options, elapsed: Duration, services: &mut HashMap<String, Service>, rng: &mut StdRng) -> Result<Tick, AwsError> {
+async fn one_tick(
+    aws: &Aws,
+    opts: &Options,
+    elapsed: Duration,
+    services: &mut HashMap<String, Service>,
+    rng: &mut StdRng,
+) -> Result<Tick, AwsError> {
     let views = fleet::view(aws, &opts.groups).await?;
     let at = DateTime::from(std::time::SystemTime::now());
     let mut samples = Vec::new();
     let mut datums = Vec::new();
     for v in &views {
-        let s = services.entry(v.name.clone()).or_default().tick(&opts.model, v.serving, elapsed, rng);
+        let s = services
+            .entry(v.name.clone())
+            .or_default()
+            .tick(&opts.model, v.serving, elapsed, rng);
         let dim = Dimension::builder().name(GROUP_DIMENSION).value(&v.name).build();
         for (name, value, unit) in [
             ("RequestCount", s.requests, StandardUnit::Count),
@@ -109,7 +120,16 @@ async fn one_tick(aws: &Aws, opts: &Options, elapsed: Duration, services: &mut H
             ("ServingInstances", v.serving as f64, StandardUnit::Count),
         ] {
             // Storage resolution 1: high-resolution metrics, so alarms with 10 s periods are valid on real CloudWatch too.
-            datums.push(MetricDatum::builder().metric_name(name).dimensions(dim.clone()).value(value).unit(unit).timestamp(at).storage_resolution(1).build());
+            datums.push(
+                MetricDatum::builder()
+                    .metric_name(name)
+                    .dimensions(dim.clone())
+                    .value(value)
+                    .unit(unit)
+                    .timestamp(at)
+                    .storage_resolution(1)
+                    .build(),
+            );
         }
         samples.push(s);
     }
@@ -127,7 +147,10 @@ async fn one_tick(aws: &Aws, opts: &Options, elapsed: Duration, services: &mut H
     let now = at.secs();
     for w in &watched {
         if let Some(t) = alarms::evaluate_one(aws, w, now).await? {
-            line(&format!("alarm {}: {} -> {} ({})", t.alarm, t.from, t.to, t.reason));
+            line(&format!(
+                "alarm {}: {} -> {} ({})",
+                t.alarm, t.from, t.to, t.reason
+            ));
         }
     }
     Ok((views, samples, skipped))
@@ -144,7 +167,11 @@ fn group_line(v: &GroupView, s: &Sample) -> String {
     if v.unreachable > 0 {
         why.push(format!("{} unreachable", v.unreachable));
     }
-    let why = if why.is_empty() { String::new() } else { format!(" ({})", why.join(", ")) };
+    let why = if why.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", why.join(", "))
+    };
     format!(
         "{}: {}/{} instances serving{why} | {} req/s, {:.1} errors/s, latency {} ms",
         v.name,
@@ -160,7 +187,15 @@ fn group_line(v: &GroupView, s: &Sample) -> String {
 /// current line: `gameday run` may be drawing its status line there, and a
 /// line written over it would be garbled (the status redraws itself below).
 pub fn line(text: &str) {
-    let clear = if std::io::stderr().is_terminal() { "\r\x1b[2K" } else { "" };
+    let clear = if std::io::stderr().is_terminal() {
+        "\r\x1b[2K"
+    } else {
+        ""
+    };
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{clear}{} sandbox {text}", jiff::Timestamp::now().strftime("%H:%M:%SZ"));
+    let _ = writeln!(
+        err,
+        "{clear}{} sandbox {text}",
+        jiff::Timestamp::now().strftime("%H:%M:%SZ")
+    );
 }

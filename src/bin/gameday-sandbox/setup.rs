@@ -5,7 +5,7 @@
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
 use aws_sdk_ec2::types::{Filter, RequestLaunchTemplateData, ResourceType, TagSpecification};
-use gameday::aws::{api, Aws, AwsError};
+use gameday::aws::{Aws, AwsError, api};
 
 use crate::alarms::{GROUP_DIMENSION, NAMESPACE};
 use crate::fleet::SANDBOX_TAG;
@@ -29,21 +29,47 @@ pub async fn setup(aws: &Aws, group: &str, instances: i32) -> Result<(), AwsErro
         .await
         .map_err(api("autoscaling", "DescribeAutoScalingGroups"))?;
     if let Some(g) = existing.auto_scaling_groups().first() {
-        println!("reusing Auto Scaling group {group} ({} instances)", g.instances().len());
+        println!(
+            "reusing Auto Scaling group {group} ({} instances)",
+            g.instances().len()
+        );
     } else {
         let subnets = subnets(aws).await?;
         let template = launch_template(aws).await?;
         aws.autoscaling
             .create_auto_scaling_group()
             .auto_scaling_group_name(group)
-            .launch_template(LaunchTemplateSpecification::builder().launch_template_id(&template).version("$Latest").build())
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_id(&template)
+                    .version("$Latest")
+                    .build(),
+            )
             .min_size(instances)
             .max_size(instances * 2)
             .desired_capacity(instances)
             .vpc_zone_identifier(subnets.join(","))
-            .tags(Tag::builder().key("app").value("shop").propagate_at_launch(true).build())
-            .tags(Tag::builder().key("tier").value("web").propagate_at_launch(true).build())
-            .tags(Tag::builder().key(SANDBOX_TAG).value("true").propagate_at_launch(true).build())
+            .tags(
+                Tag::builder()
+                    .key("app")
+                    .value("shop")
+                    .propagate_at_launch(true)
+                    .build(),
+            )
+            .tags(
+                Tag::builder()
+                    .key("tier")
+                    .value("web")
+                    .propagate_at_launch(true)
+                    .build(),
+            )
+            .tags(
+                Tag::builder()
+                    .key(SANDBOX_TAG)
+                    .value("true")
+                    .propagate_at_launch(true)
+                    .build(),
+            )
             .send()
             .await
             .map_err(api("autoscaling", "CreateAutoScalingGroup"))?;
@@ -67,18 +93,43 @@ pub async fn setup(aws: &Aws, group: &str, instances: i32) -> Result<(), AwsErro
         .send()
         .await
         .map_err(api("cloudwatch", "PutMetricAlarm"))?;
-    println!("guardrail alarm {alarm} is ready (Errors Sum > {ALARM_THRESHOLD} in 2 of 3 periods of {ALARM_PERIOD}s)");
+    println!(
+        "guardrail alarm {alarm} is ready (Errors Sum > {ALARM_THRESHOLD} in 2 of 3 periods of {ALARM_PERIOD}s)"
+    );
     Ok(())
 }
 /// The sandbox VPC's subnets, one per AZ, created on first use.
 async fn subnets(aws: &Aws) -> Result<Vec<String>, AwsError> {
-    let tagged = Filter::builder().name(format!("tag:{SANDBOX_TAG}")).values("true").build();
-    let found = aws.ec2.describe_subnets().filters(tagged).send().await.map_err(api("ec2", "DescribeSubnets"))?;
-    let ids: Vec<String> = found.subnets().iter().filter_map(|s| s.subnet_id().map(str::to_string)).collect();
+    let tagged = Filter::builder()
+        .name(format!("tag:{SANDBOX_TAG}"))
+        .values("true")
+        .build();
+    let found = aws
+        .ec2
+        .describe_subnets()
+        .filters(tagged)
+        .send()
+        .await
+        .map_err(api("ec2", "DescribeSubnets"))?;
+    let ids: Vec<String> = found
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_id().map(str::to_string))
+        .collect();
     if !ids.is_empty() {
         return Ok(ids);
     }
-    let tags = |rt: ResourceType| TagSpecification::builder().resource_type(rt).tags(aws_sdk_ec2::types::Tag::builder().key(SANDBOX_TAG).value("true").build()).build();
+    let tags = |rt: ResourceType| {
+        TagSpecification::builder()
+            .resource_type(rt)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(SANDBOX_TAG)
+                    .value("true")
+                    .build(),
+            )
+            .build()
+    };
     let vpc = aws
         .ec2
         .create_vpc()
@@ -101,7 +152,12 @@ async fn subnets(aws: &Aws) -> Result<Vec<String>, AwsError> {
             .send()
             .await
             .map_err(api("ec2", "CreateSubnet"))?;
-        out.push(s.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string());
+        out.push(
+            s.subnet()
+                .and_then(|s| s.subnet_id())
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
     println!("created VPC {vpc_id} with subnets {}", out.join(", "));
     Ok(out)
@@ -110,22 +166,48 @@ async fn subnets(aws: &Aws) -> Result<Vec<String>, AwsError> {
 /// The sandbox launch template, created on first use.
 async fn launch_template(aws: &Aws) -> Result<String, AwsError> {
     const NAME: &str = "gameday-sandbox-web";
-    let found = aws.ec2.describe_launch_templates().launch_template_names(NAME).send().await;
+    let found = aws
+        .ec2
+        .describe_launch_templates()
+        .launch_template_names(NAME)
+        .send()
+        .await;
     if let Ok(out) = found
-        && let Some(id) = out.launch_templates().first().and_then(|t| t.launch_template_id())
+        && let Some(id) = out
+            .launch_templates()
+            .first()
+            .and_then(|t| t.launch_template_id())
     {
         return Ok(id.to_string());
     }
-    let images = aws.ec2.describe_images().send().await.map_err(api("ec2", "DescribeImages"))?;
-    let image = images.images().first().and_then(|i| i.image_id()).unwrap_or("ami-12c6146b").to_string();
+    let images = aws
+        .ec2
+        .describe_images()
+        .send()
+        .await
+        .map_err(api("ec2", "DescribeImages"))?;
+    let image = images
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .unwrap_or("ami-12c6146b")
+        .to_string();
     let out = aws
         .ec2
         .create_launch_template()
         .launch_template_name(NAME)
-        .launch_template_data(RequestLaunchTemplateData::builder().image_id(image).instance_type(aws_sdk_ec2::types::InstanceType::T3Micro).build())
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(image)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .build(),
+        )
         .send()
         .await
         .map_err(api("ec2", "CreateLaunchTemplate"))?;
-    Ok(out.launch_template().and_then(|t| t.launch_template_id()).unwrap_or_default().to_string())
+    Ok(out
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .unwrap_or_default()
+        .to_string())
 }
-

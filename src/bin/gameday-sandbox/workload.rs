@@ -58,7 +58,11 @@ impl Model {
         if capacity <= 0.0 {
             // Nothing serves: the load balancer answers every request with a 5xx,
             // and clients that retry see the timeout.
-            return Rates { requests: load, errors: load, latency_ms: self.timeout_ms };
+            return Rates {
+                requests: load,
+                errors: load,
+                latency_ms: self.timeout_ms,
+            };
         }
         let admitted = load.min(MAX_UTILISATION * capacity);
         let shed = load - admitted;
@@ -66,7 +70,11 @@ impl Model {
         let latency_ms = (self.idle_latency_ms / (1.0 - busy)).min(self.timeout_ms);
         let slow_share = (-self.timeout_ms * (1.0 - busy) / self.idle_latency_ms).exp();
         let errors = shed + admitted * slow_share + load * self.background_error_rate;
-        Rates { requests: load, errors: errors.min(load), latency_ms }
+        Rates {
+            requests: load,
+            errors: errors.min(load),
+            latency_ms,
+        }
     }
 }
 
@@ -105,9 +113,15 @@ impl Service {
         let rates = model.rates(capacity, load);
         let secs = elapsed.as_secs_f64();
         let requests = (rates.requests * secs).round();
-        let errors = stochastic_round(rates.errors * secs * (1.0 + 0.1 * noise(rng)).max(0.0), rng).min(requests);
+        let errors =
+            stochastic_round(rates.errors * secs * (1.0 + 0.1 * noise(rng)).max(0.0), rng).min(requests);
         let latency_ms = (rates.latency_ms * (1.0 + 0.05 * noise(rng))).max(0.0);
-        Sample { requests, errors, latency_ms, rates }
+        Sample {
+            requests,
+            errors,
+            latency_ms,
+            rates,
+        }
     }
 }
 
@@ -123,7 +137,11 @@ fn noise(rng: &mut impl Rng) -> f64 {
 /// that 0.3 errors a second add up to about 3 in ten seconds instead of 0.
 fn stochastic_round(x: f64, rng: &mut impl Rng) -> f64 {
     let floor = x.floor();
-    if rng.random::<f64>() < x - floor { floor + 1.0 } else { floor }
+    if rng.random::<f64>() < x - floor {
+        floor + 1.0
+    } else {
+        floor
+    }
 }
 
 #[cfg(test)]
@@ -133,7 +151,14 @@ mod tests {
     use rand::rngs::StdRng;
 
     fn demo() -> Model {
-        Model { load: 300.0, instance_capacity: 200.0, idle_latency_ms: 20.0, timeout_ms: 1000.0, background_error_rate: 0.001, settle: Duration::from_secs(2) }
+        Model {
+            load: 300.0,
+            instance_capacity: 200.0,
+            idle_latency_ms: 20.0,
+            timeout_ms: 1000.0,
+            background_error_rate: 0.001,
+            settle: Duration::from_secs(2),
+        }
     }
 
     #[test]
@@ -149,7 +174,10 @@ mod tests {
         let mut last = m.rates(1000.0, 300.0);
         for c in (0..=100).rev().map(|i| i as f64 * 10.0) {
             let r = m.rates(c, 300.0);
-            assert!(r.latency_ms >= last.latency_ms && r.errors >= last.errors - 1e-9, "monotonic at {c}: {r:?} after {last:?}");
+            assert!(
+                r.latency_ms >= last.latency_ms && r.errors >= last.errors - 1e-9,
+                "monotonic at {c}: {r:?} after {last:?}"
+            );
             last = r;
         }
         // Losing a third of 3 instances: slower, still no real errors.
@@ -157,7 +185,10 @@ mod tests {
         assert!(third.latency_ms > 70.0 && third.errors < 1.0, "{third:?}");
         // Losing two thirds: a third of the requests fail.
         let two_thirds = m.rates(200.0, 300.0);
-        assert!(two_thirds.errors > 100.0 && two_thirds.latency_ms > 399.0, "{two_thirds:?}");
+        assert!(
+            two_thirds.errors > 100.0 && two_thirds.latency_ms > 399.0,
+            "{two_thirds:?}"
+        );
         let none = m.rates(0.0, 300.0);
         assert_eq!(none.errors, 300.0);
     }
@@ -180,7 +211,10 @@ mod tests {
             s.tick(&m, 3, second, &mut rng);
         }
         let back = s.tick(&m, 3, second, &mut rng);
-        assert!(back.errors < 5.0 && back.latency_ms < 2.0 * steady.latency_ms, "{back:?} vs {steady:?}");
+        assert!(
+            back.errors < 5.0 && back.latency_ms < 2.0 * steady.latency_ms,
+            "{back:?} vs {steady:?}"
+        );
     }
 
     #[test]
@@ -189,10 +223,15 @@ mod tests {
         let run = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut s = Service::default();
-            (0..5).map(|_| s.tick(&m, 3, Duration::from_millis(500), &mut rng)).collect::<Vec<_>>()
+            (0..5)
+                .map(|_| s.tick(&m, 3, Duration::from_millis(500), &mut rng))
+                .collect::<Vec<_>>()
         };
         let a = run(1);
         assert_eq!(a, run(1));
-        assert!(a.iter().all(|x| (120.0..=180.0).contains(&x.requests)), "about 150 requests per half second: {a:?}");
+        assert!(
+            a.iter().all(|x| (120.0..=180.0).contains(&x.requests)),
+            "about 150 requests per half second: {a:?}"
+        );
     }
 }

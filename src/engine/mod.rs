@@ -18,22 +18,22 @@ use jiff::Timestamp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{Aws, AwsError};
 use crate::environment::{self, EnvError};
-use crate::lock;
 use crate::experiment::{Experiment, Mode};
 use crate::faults::{Scope, Step, StepContext, Undo};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
+use crate::lock;
 use crate::observe::{self, Breach, Observer, Queries, Reading};
 use crate::plan::{self, PlanError, Targets};
 use crate::progress::Progress;
-use crate::safety::gate::{self, Admission};
 use crate::safety::PolicySource;
+use crate::safety::gate::{self, Admission};
 use crate::targets::{self, TargetError, Vars};
 
 /// How many rollback calls may be in flight at once.
@@ -99,7 +99,11 @@ pub enum RunError {
 /// A new run id: UTC time (sorts by start) and a random suffix (unique).
 pub fn new_run_id() -> String {
     let mut rng: StdRng = rand::make_rng();
-    format!("{}-{:04x}", Timestamp::now().strftime("%Y%m%d-%H%M%S"), rng.next_u32() & 0xffff)
+    format!(
+        "{}-{:04x}",
+        Timestamp::now().strftime("%Y%m%d-%H%M%S"),
+        rng.next_u32() & 0xffff
+    )
 }
 
 /// Shared by the dispatcher and its tasks.
@@ -133,14 +137,25 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
     let run_id = new_run_id();
     let dir = opts.runs_dir.join(&run_id);
     let seed = opts.seed.unwrap_or_else(|| rand::make_rng::<StdRng>().next_u64());
-    let ctx = Arc::new(Ctx { aws: aws.clone(), journal: Journal::create(&dir)?, progress: opts.progress, refused: Default::default() });
+    let ctx = Arc::new(Ctx {
+        aws: aws.clone(),
+        journal: Journal::create(&dir)?,
+        progress: opts.progress,
+        refused: Default::default(),
+    });
 
     // Handlers go in before the first mutating call can happen.
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
     let sig_task = (opts.signals == SignalHandling::Standard).then(|| tokio::spawn(forward_signals(sig_tx)));
 
-    let margin = if exp.environment.mode == Mode::Parallel { exp.environment.ready_timeout } else { Duration::ZERO } + EXPIRY_MARGIN;
-    let expires_at = Timestamp::now().checked_add(exp.timing.max_duration + margin).unwrap_or(Timestamp::MAX);
+    let margin = if exp.environment.mode == Mode::Parallel {
+        exp.environment.ready_timeout
+    } else {
+        Duration::ZERO
+    } + EXPIRY_MARGIN;
+    let expires_at = Timestamp::now()
+        .checked_add(exp.timing.max_duration + margin)
+        .unwrap_or(Timestamp::MAX);
     ctx.emit(Event::RunStarted {
         run_id: run_id.clone(),
         gameday_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -164,22 +179,44 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         policy_sha256: opts.safety.policy.sha256.clone(),
     })?;
 
-    let end = lifecycle(&ctx, exp, &run_id, seed, expires_at, &opts.safety, Signals { rx: sig_rx, count: 0 }).await;
+    let end = lifecycle(
+        &ctx,
+        exp,
+        &run_id,
+        seed,
+        expires_at,
+        &opts.safety,
+        Signals { rx: sig_rx, count: 0 },
+    )
+    .await;
     if let Some(t) = sig_task {
         t.abort();
     }
     let (verdict, reason, unfinished) = end;
     ctx.emit_best_effort(Event::Phase { phase: Phase::Done });
-    ctx.emit_best_effort(Event::Verdict { verdict, reason: reason.clone(), unfinished: unfinished.clone() });
+    ctx.emit_best_effort(Event::Verdict {
+        verdict,
+        reason: reason.clone(),
+        unfinished: unfinished.clone(),
+    });
     ctx.progress.finish();
     crate::report::write_run_records(&dir);
     let refused = ctx.refused.load(std::sync::atomic::Ordering::SeqCst);
-    Ok(Outcome { run_id, dir, verdict, reason, unfinished, refused })
+    Ok(Outcome {
+        run_id,
+        dir,
+        verdict,
+        reason,
+        unfinished,
+        refused,
+    })
 }
 
 /// This machine's name, for telling whether a journaled pid is ours to check.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -190,10 +227,12 @@ fn hex(bytes: &[u8]) -> String {
 type SignalName = &'static str;
 
 async fn forward_signals(tx: mpsc::UnboundedSender<SignalName>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-    else {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
         eprintln!("warning: cannot install signal handlers; Ctrl-C will not roll back");
         return;
     };
@@ -221,7 +260,10 @@ impl Signals {
     /// Records a signal; returns its number (1 for the first).
     fn received(&mut self, ctx: &Ctx, sig: SignalName) -> u32 {
         self.count += 1;
-        ctx.emit_best_effort(Event::Signal { signal: sig.to_string(), count: self.count });
+        ctx.emit_best_effort(Event::Signal {
+            signal: sig.to_string(),
+            count: self.count,
+        });
         self.count
     }
 }
@@ -229,10 +271,20 @@ impl Signals {
 /// A setup call to undo at teardown: its intent's id and its undo.
 type SetupStep = (u64, Undo);
 
-async fn lifecycle(ctx: &Arc<Ctx>, exp: &Experiment, run_id: &str, seed: u64, expires_at: Timestamp, safety: &Admission, mut sigs: Signals) -> End {
+async fn lifecycle(
+    ctx: &Arc<Ctx>,
+    exp: &Experiment,
+    run_id: &str,
+    seed: u64,
+    expires_at: Timestamp,
+    safety: &Admission,
+    mut sigs: Signals,
+) -> End {
     let hurry = CancellationToken::new();
     let mut setup: Vec<SetupStep> = Vec::new();
-    if let Err(e) = ctx.emit(Event::Phase { phase: Phase::Preflight }) {
+    if let Err(e) = ctx.emit(Event::Phase {
+        phase: Phase::Preflight,
+    }) {
         return (Verdict::Error, format!("nothing was injected: {e}"), Vec::new());
     }
     let end = match prepare(ctx, exp, run_id, seed, expires_at, safety, &mut setup, &mut sigs).await {
@@ -258,9 +310,20 @@ struct Ready {
 
 /// Baseline, fault phase, recovery and the hypothesis's verdict; every
 /// metric's series is journaled whatever the end.
-async fn observe_and_inject(ctx: &Arc<Ctx>, exp: &Experiment, ready: Ready, hurry: &CancellationToken, sigs: &mut Signals) -> End {
+async fn observe_and_inject(
+    ctx: &Arc<Ctx>,
+    exp: &Experiment,
+    ready: Ready,
+    hurry: &CancellationToken,
+    sigs: &mut Signals,
+) -> End {
     let parallel = exp.environment.mode == Mode::Parallel;
-    let mut obs = Observer::new(observe::watch_list(exp, &ready.run_vars, &ready.source_vars, parallel));
+    let mut obs = Observer::new(observe::watch_list(
+        exp,
+        &ready.run_vars,
+        &ready.source_vars,
+        parallel,
+    ));
     ctx.emit_best_effort(Event::Probes { probes: obs.infos() });
     let end = match baseline(ctx, exp, &mut obs, sigs).await {
         Err(end) => end,
@@ -269,7 +332,10 @@ async fn observe_and_inject(ctx: &Arc<Ctx>, exp: &Experiment, ready: Ready, hurr
             ctx.emit_best_effort(Event::Probes { probes: obs.infos() });
             match ctx.emit(Event::Phase { phase: Phase::Inject }) {
                 Ok(()) => {
-                    let (end, window) = Dispatcher::new(ctx.clone(), exp, ready.plans, ready.cx, hurry.clone()).run(sigs, &mut obs).await;
+                    let (end, window) =
+                        Dispatcher::new(ctx.clone(), exp, ready.plans, ready.cx, hurry.clone())
+                            .run(sigs, &mut obs)
+                            .await;
                     conclude(ctx, exp, &mut obs, end, window, sigs).await
                 }
                 Err(e) => (Verdict::Error, format!("nothing was injected: {e}"), Vec::new()),
@@ -292,14 +358,22 @@ async fn journal_scaling_activities(ctx: &Ctx, run: &Vars, source: &Vars, since:
     for g in groups {
         match crate::activities::since(&ctx.aws, g, since).await {
             Ok(events) => events.into_iter().for_each(|e| ctx.emit_best_effort(e)),
-            Err(e) => ctx.emit_best_effort(Event::Warning { message: format!("Auto Scaling activities of `{g}` not journaled: {e}") }),
+            Err(e) => ctx.emit_best_effort(Event::Warning {
+                message: format!("Auto Scaling activities of `{g}` not journaled: {e}"),
+            }),
         }
     }
 }
 
 /// Reads every probe once, journals the results, and returns them. Read
 /// errors are warnings until [`MAX_WATCH_FAILURES`] in a row.
-async fn check_once(ctx: &Ctx, queries: &Queries, obs: &mut Observer, phase: Phase, failures: &mut u32) -> Result<Option<observe::Judged>, String> {
+async fn check_once(
+    ctx: &Ctx,
+    queries: &Queries,
+    obs: &mut Observer,
+    phase: Phase,
+    failures: &mut u32,
+) -> Result<Option<observe::Judged>, String> {
     match queries.read(&ctx.aws).await {
         Ok(r) => {
             *failures = 0;
@@ -307,8 +381,14 @@ async fn check_once(ctx: &Ctx, queries: &Queries, obs: &mut Observer, phase: Pha
         }
         Err(e) => {
             *failures += 1;
-            ctx.emit_best_effort(Event::Warning { message: format!("probe check failed ({failures}/{MAX_WATCH_FAILURES}): {e}") });
-            if *failures >= MAX_WATCH_FAILURES { Err(e.to_string()) } else { Ok(None) }
+            ctx.emit_best_effort(Event::Warning {
+                message: format!("probe check failed ({failures}/{MAX_WATCH_FAILURES}): {e}"),
+            });
+            if *failures >= MAX_WATCH_FAILURES {
+                Err(e.to_string())
+            } else {
+                Ok(None)
+            }
         }
     }
 }
@@ -319,7 +399,10 @@ fn record(ctx: &Ctx, obs: &mut Observer, r: &Reading, phase: Phase) -> observe::
     for e in &judged.events {
         ctx.emit_best_effort(e.clone());
     }
-    ctx.emit_best_effort(Event::Checked { phase, results: judged.results.clone() });
+    ctx.emit_best_effort(Event::Checked {
+        phase,
+        results: judged.results.clone(),
+    });
     judged
 }
 
@@ -330,29 +413,51 @@ async fn baseline(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, sigs: &mut Si
     if !obs.needs_baseline() {
         return Ok(());
     }
-    ctx.emit(Event::Phase { phase: Phase::Baseline }).map_err(error_before_injection)?;
+    ctx.emit(Event::Phase {
+        phase: Phase::Baseline,
+    })
+    .map_err(error_before_injection)?;
     let since = Timestamp::now();
     let until = Instant::now() + exp.timing.baseline;
-    ctx.progress.countdown("baseline", since.checked_add(exp.timing.baseline).unwrap_or(since));
+    ctx.progress.countdown(
+        "baseline",
+        since.checked_add(exp.timing.baseline).unwrap_or(since),
+    );
     let queries = obs.queries();
     let mut tick = tokio::time::interval(exp.timing.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = 0;
     loop {
         or_signal(ctx, sigs, tick.tick()).await?;
-        let checked = or_signal(ctx, sigs, check_once(ctx, &queries, obs, Phase::Baseline, &mut failures)).await?;
-        let judged = checked.map_err(|e| error_before_injection(format!("the probes cannot be read: {e}")))?;
+        let checked = or_signal(
+            ctx,
+            sigs,
+            check_once(ctx, &queries, obs, Phase::Baseline, &mut failures),
+        )
+        .await?;
+        let judged =
+            checked.map_err(|e| error_before_injection(format!("the probes cannot be read: {e}")))?;
         if let Some(j) = judged {
-            let bad: Vec<String> = j.results.iter().filter(|r| !r.ok).map(|r| format!("{}: {}", r.probe, r.detail)).collect();
+            let bad: Vec<String> = j
+                .results
+                .iter()
+                .filter(|r| !r.ok)
+                .map(|r| format!("{}: {}", r.probe, r.detail))
+                .collect();
             if !bad.is_empty() {
-                return Err(not_run(format!("the steady state did not hold during the baseline, so nothing was injected: {}", bad.join("; "))));
+                return Err(not_run(format!(
+                    "the steady state did not hold during the baseline, so nothing was injected: {}",
+                    bad.join("; ")
+                )));
             }
         }
         if Instant::now() >= until {
             break;
         }
     }
-    let events = obs.finish_baseline(since).map_err(|why| not_run(format!("{why}; nothing was injected")))?;
+    let events = obs
+        .finish_baseline(since)
+        .map_err(|why| not_run(format!("{why}; nothing was injected")))?;
     for e in events {
         ctx.emit_best_effort(e);
     }
@@ -367,9 +472,19 @@ type Window = Option<(Timestamp, Timestamp)>;
 /// within `timing.recovery`), detection probes, the comparison with the
 /// control, and the hypothesis's verdict. Guardrails decide `aborted`; the
 /// hypothesis decides `passed` or `failed`.
-async fn conclude(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, end: End, window: Window, sigs: &mut Signals) -> End {
+async fn conclude(
+    ctx: &Ctx,
+    exp: &Experiment,
+    obs: &mut Observer,
+    end: End,
+    window: Window,
+    sigs: &mut Signals,
+) -> End {
     let (verdict, reason, unfinished) = end;
-    if !matches!(verdict, Verdict::Passed | Verdict::Aborted) || !unfinished.is_empty() || !obs.has_hypothesis() {
+    if !matches!(verdict, Verdict::Passed | Verdict::Aborted)
+        || !unfinished.is_empty()
+        || !obs.has_hypothesis()
+    {
         return (verdict, reason, unfinished);
     }
     let mut failures = Vec::new();
@@ -377,40 +492,104 @@ async fn conclude(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, end: End, win
         match recovery(ctx, exp, obs, rolled_back, sigs).await {
             Ok(Some(why)) => failures.push(why),
             Ok(None) => {}
-            Err(sig) => return (Verdict::Interrupted, format!("stopped by {sig} during recovery; every fault was rolled back"), Vec::new()),
+            Err(sig) => {
+                return (
+                    Verdict::Interrupted,
+                    format!("stopped by {sig} during recovery; every fault was rolled back"),
+                    Vec::new(),
+                );
+            }
         }
     }
     for (e, _) in obs.detections(Timestamp::now()) {
-        if let Event::Detection { probe, ok: false, detail, .. } = &e {
+        if let Event::Detection {
+            probe,
+            ok: false,
+            detail,
+            ..
+        } = &e
+        {
             failures.push(format!("detection `{probe}`: {detail}"));
         }
         ctx.emit_best_effort(e);
     }
     if let Some((from, to)) = window {
         for e in obs.comparisons(from, to) {
-            if let Event::Comparison { probe, ok: false, judged: true, detail, .. } = &e {
+            if let Event::Comparison {
+                probe,
+                ok: false,
+                judged: true,
+                detail,
+                ..
+            } = &e
+            {
                 failures.push(format!("`{probe}` against the control: {detail}"));
             }
             ctx.emit_best_effort(e);
         }
     }
-    failures.splice(0..0, obs.deviations_during_faults().into_iter().map(|d| format!("while faults were active, {d}")));
+    failures.splice(
+        0..0,
+        obs.deviations_during_faults()
+            .into_iter()
+            .map(|d| format!("while faults were active, {d}")),
+    );
     match verdict {
         Verdict::Aborted if failures.is_empty() => (verdict, reason, unfinished),
-        Verdict::Aborted => (verdict, format!("{reason}; the hypothesis also failed: {}", failures.join("; ")), unfinished),
-        _ if failures.is_empty() => (Verdict::Passed, format!("{reason}; the hypothesis held"), unfinished),
-        _ => (Verdict::Failed, format!("the hypothesis did not hold: {}; every fault was rolled back", failures.join("; ")), unfinished),
+        Verdict::Aborted => (
+            verdict,
+            format!("{reason}; the hypothesis also failed: {}", failures.join("; ")),
+            unfinished,
+        ),
+        _ if failures.is_empty() => (
+            Verdict::Passed,
+            format!("{reason}; the hypothesis held"),
+            unfinished,
+        ),
+        _ => (
+            Verdict::Failed,
+            format!(
+                "the hypothesis did not hold: {}; every fault was rolled back",
+                failures.join("; ")
+            ),
+            unfinished,
+        ),
     }
 }
 
 /// Waits for the steady state to return after rollback (and for detection
 /// alarms to clear). Returns why recovery failed, if it did; a signal ends it.
-async fn recovery(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, rolled_back: Timestamp, sigs: &mut Signals) -> Result<Option<String>, SignalName> {
-    ctx.emit_best_effort(Event::Phase { phase: Phase::Recovery });
+async fn recovery(
+    ctx: &Ctx,
+    exp: &Experiment,
+    obs: &mut Observer,
+    rolled_back: Timestamp,
+    sigs: &mut Signals,
+) -> Result<Option<String>, SignalName> {
+    ctx.emit_best_effort(Event::Phase {
+        phase: Phase::Recovery,
+    });
     let started = Instant::now();
     let recover_by = started + exp.timing.recovery;
-    ctx.progress.countdown("recovery window", Timestamp::now().checked_add(exp.timing.recovery).unwrap_or_else(|_| Timestamp::now()));
-    let clears_by = started + obs.watched().iter().filter_map(|w| if let observe::Check::Fires { clears_within, .. } = &w.check { Some(*clears_within) } else { None }).max().unwrap_or_default();
+    ctx.progress.countdown(
+        "recovery window",
+        Timestamp::now()
+            .checked_add(exp.timing.recovery)
+            .unwrap_or_else(|_| Timestamp::now()),
+    );
+    let clears_by = started
+        + obs
+            .watched()
+            .iter()
+            .filter_map(|w| {
+                if let observe::Check::Fires { clears_within, .. } = &w.check {
+                    Some(*clears_within)
+                } else {
+                    None
+                }
+            })
+            .max()
+            .unwrap_or_default();
     let queries = obs.queries();
     let mut tick = tokio::time::interval(exp.timing.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -443,21 +622,45 @@ async fn recovery(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, rolled_back: 
         }
     }
     let ms = recovered_at.map(|t| t.duration_since(rolled_back).as_millis().max(0) as u64);
-    let steady = obs.watched().iter().any(|w| w.role == crate::journal::ProbeRole::SteadyState);
+    let steady = obs
+        .watched()
+        .iter()
+        .any(|w| w.role == crate::journal::ProbeRole::SteadyState);
     if !steady {
         return Ok(None);
     }
     let (recovered, detail) = match ms {
-        Some(ms) => (true, format!("the steady state held again {} after rollback", crate::progress::ms_text(ms))),
-        None => (false, format!("the steady state did not return within timing.recovery ({}): {}", crate::yaml::format_duration(exp.timing.recovery), left.join("; "))),
+        Some(ms) => (
+            true,
+            format!(
+                "the steady state held again {} after rollback",
+                crate::progress::ms_text(ms)
+            ),
+        ),
+        None => (
+            false,
+            format!(
+                "the steady state did not return within timing.recovery ({}): {}",
+                crate::yaml::format_duration(exp.timing.recovery),
+                left.join("; ")
+            ),
+        ),
     };
-    ctx.emit_best_effort(Event::RecoveryResult { recovered, time_to_recover_ms: ms, detail: detail.clone() });
+    ctx.emit_best_effort(Event::RecoveryResult {
+        recovered,
+        time_to_recover_ms: ms,
+        detail: detail.clone(),
+    });
     Ok((!recovered).then_some(detail))
 }
 
 /// Runs `fut` unless a signal arrives first, in which case the run ends as
 /// interrupted (teardown still undoes whatever setup already did).
-async fn or_signal<T>(ctx: &Ctx, sigs: &mut Signals, fut: impl std::future::Future<Output = T>) -> Result<T, End> {
+async fn or_signal<T>(
+    ctx: &Ctx,
+    sigs: &mut Signals,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, End> {
     tokio::select! {
         r = fut => Ok(r),
         Some(sig) = sigs.rx.recv() => {
@@ -485,50 +688,124 @@ async fn prepare(
     let started = Timestamp::now();
     let env = &exp.environment;
     // Alarms exist before the run, so `${asg}` in an alarm name is the group as written.
-    let source_vars = Vars { asg: env.autoscaling_group.clone(), run_id: run_id.to_string(), instances: Vec::new() };
+    let source_vars = Vars {
+        asg: env.autoscaling_group.clone(),
+        run_id: run_id.to_string(),
+        instances: Vec::new(),
+    };
     let mut vars = source_vars.clone();
     let (plan, in_place_steps) = or_signal(ctx, sigs, admit(ctx, exp, &vars, seed, safety)).await??;
     let protected = &safety.policy.policy.protected_tags;
     let mut rng = StdRng::seed_from_u64(seed);
     let plans = match env.mode {
         Mode::InPlace => {
-            let mut groups: Vec<String> = env.autoscaling_group.iter().cloned().chain(plan.target_groups()).collect();
+            let mut groups: Vec<String> = env
+                .autoscaling_group
+                .iter()
+                .cloned()
+                .chain(plan.target_groups())
+                .collect();
             groups.sort();
             groups.dedup();
-            or_signal(ctx, sigs, take_locks(ctx, groups, plan.target_ids(), run_id, expires_at, setup)).await??;
+            or_signal(
+                ctx,
+                sigs,
+                take_locks(ctx, groups, plan.target_ids(), run_id, expires_at, setup),
+            )
+            .await??;
             vars.instances = plan.target_ids();
             in_place_steps
         }
         Mode::Parallel => {
             let source = env.autoscaling_group.clone().unwrap_or_default();
-            let Some(group) = or_signal(ctx, sigs, environment::describe_group(&ctx.aws, &source)).await?.map_err(error_before_injection)? else {
-                return Err(not_run(format!("Auto Scaling group `{source}` (environment.autoscaling_group) not found; nothing was created")));
+            let Some(group) = or_signal(ctx, sigs, environment::describe_group(&ctx.aws, &source))
+                .await?
+                .map_err(error_before_injection)?
+            else {
+                return Err(not_run(format!(
+                    "Auto Scaling group `{source}` (environment.autoscaling_group) not found; nothing was created"
+                )));
             };
             if let Err(e) = environment::check_clonable(&group) {
                 return Err(not_run(format!("{e}; nothing was created")));
             }
-            or_signal(ctx, sigs, take_locks(ctx, vec![source.clone()], Vec::new(), run_id, expires_at, setup)).await??;
+            or_signal(
+                ctx,
+                sigs,
+                take_locks(ctx, vec![source.clone()], Vec::new(), run_id, expires_at, setup),
+            )
+            .await??;
             let clone = environment::clone_name(run_id, &source);
-            let capacity = env.capacity.map(|c| c as i32).unwrap_or_else(|| group.desired_capacity().unwrap_or(1)).max(1);
-            let tags = environment::RunTags { run_id: run_id.to_string(), experiment: exp.name.clone(), owner: exp.owner.clone(), expires_at };
+            let capacity = env
+                .capacity
+                .map(|c| c as i32)
+                .unwrap_or_else(|| group.desired_capacity().unwrap_or(1))
+                .max(1);
+            let tags = environment::RunTags {
+                run_id: run_id.to_string(),
+                experiment: exp.name.clone(),
+                owner: exp.owner.clone(),
+                expires_at,
+            };
             let create = environment::create_clone(&ctx.aws, &group, &clone, capacity, &tags);
             let undo = Undo::DeleteAutoScalingGroup { group: clone.clone() };
-            or_signal(ctx, sigs, setup_call(ctx, setup, "autoscaling:CreateAutoScalingGroup", vec![clone.clone()], undo, create)).await??;
-            let ready = or_signal(ctx, sigs, environment::wait_ready(&ctx.aws, &clone, capacity as usize, env.ready_timeout)).await?;
+            or_signal(
+                ctx,
+                sigs,
+                setup_call(
+                    ctx,
+                    setup,
+                    "autoscaling:CreateAutoScalingGroup",
+                    vec![clone.clone()],
+                    undo,
+                    create,
+                ),
+            )
+            .await??;
+            let ready = or_signal(
+                ctx,
+                sigs,
+                environment::wait_ready(&ctx.aws, &clone, capacity as usize, env.ready_timeout),
+            )
+            .await?;
             let instances = match ready {
                 Ok(ids) => ids,
-                Err(e @ EnvError::NotReady { .. }) => return Err(not_run(format!("{e}; nothing was injected and the clone is deleted"))),
+                Err(e @ EnvError::NotReady { .. }) => {
+                    return Err(not_run(format!(
+                        "{e}; nothing was injected and the clone is deleted"
+                    )));
+                }
                 Err(e) => return Err(error_before_injection(e)),
             };
-            ctx.emit_best_effort(Event::Environment { mode: Mode::Parallel, group: Some(clone.clone()), source: Some(source), instances: instances.clone() });
+            ctx.emit_best_effort(Event::Environment {
+                mode: Mode::Parallel,
+                group: Some(clone.clone()),
+                source: Some(source),
+                instances: instances.clone(),
+            });
             vars.asg = Some(clone.clone());
             vars.instances = instances.clone();
             let scope: BTreeSet<String> = instances.into_iter().collect();
-            or_signal(ctx, sigs, resolve_all(ctx, exp, &scope, &vars, &source_vars, protected, &mut rng)).await??
+            or_signal(
+                ctx,
+                sigs,
+                resolve_all(ctx, exp, &scope, &vars, &source_vars, protected, &mut rng),
+            )
+            .await??
         }
     };
-    let cx = StepContext { run_id: run_id.to_string(), expires_at, fault: String::new() };
-    Ok(Ready { plans, run_vars: vars, source_vars, cx, started })
+    let cx = StepContext {
+        run_id: run_id.to_string(),
+        expires_at,
+        fault: String::new(),
+    };
+    Ok(Ready {
+        plans,
+        run_vars: vars,
+        source_vars,
+        cx,
+        started,
+    })
 }
 
 fn not_run(reason: String) -> End {
@@ -542,14 +819,27 @@ fn error_before_injection(e: impl std::fmt::Display) -> End {
 /// Builds the plan (read-only: guardrail alarms checked, targets resolved in
 /// place), journals it, and lets the safety gate check it. Returns the plan
 /// and, in place, each fault's planned calls. On refusal, returns the verdict.
-async fn admit(ctx: &Ctx, exp: &Experiment, vars: &Vars, seed: u64, safety: &Admission) -> Result<(plan::Plan, Vec<Vec<Step>>), End> {
+async fn admit(
+    ctx: &Ctx,
+    exp: &Experiment,
+    vars: &Vars,
+    seed: u64,
+    safety: &Admission,
+) -> Result<(plan::Plan, Vec<Vec<Step>>), End> {
     let plan = match plan::build(&ctx.aws, exp, &safety.policy, vars, seed).await {
         Ok(p) => p,
-        Err(PlanError::Targets { fault, source: TargetError::NoSuchGroup(g) }) => {
-            return Err(not_run(format!("fault `{fault}`: Auto Scaling group `{g}` not found; nothing was injected")));
+        Err(PlanError::Targets {
+            fault,
+            source: TargetError::NoSuchGroup(g),
+        }) => {
+            return Err(not_run(format!(
+                "fault `{fault}`: Auto Scaling group `{g}` not found; nothing was injected"
+            )));
         }
         Err(PlanError::Environment(TargetError::NoSuchGroup(g))) => {
-            return Err(not_run(format!("Auto Scaling group `{g}` (environment.autoscaling_group) not found; nothing was created")));
+            return Err(not_run(format!(
+                "Auto Scaling group `{g}` (environment.autoscaling_group) not found; nothing was created"
+            )));
         }
         Err(e) => return Err(error_before_injection(e)),
     };
@@ -559,15 +849,25 @@ async fn admit(ctx: &Ctx, exp: &Experiment, vars: &Vars, seed: u64, safety: &Adm
         if let (Targets::Resources(r), Mode::InPlace) = (&fp.targets, exp.environment.mode) {
             steps.push(r.steps.clone());
         }
-        let Targets::Instances(resolved) = &fp.targets else { continue };
+        let Targets::Instances(resolved) = &fp.targets else {
+            continue;
+        };
         steps.push(f.fault.plan(&resolved.selected));
-        if let Err(e) = ctx.emit(Event::TargetsResolved { fault: fp.name.clone(), action: fp.action.clone(), resolved: resolved.clone() }) {
+        if let Err(e) = ctx.emit(Event::TargetsResolved {
+            fault: fp.name.clone(),
+            action: fp.action.clone(),
+            resolved: resolved.clone(),
+        }) {
             return Err(error_before_injection(e));
         }
     }
     let rules = gate::check(safety, exp, &plan);
     let admitted = gate::admitted(&rules);
-    if let Err(e) = ctx.emit(Event::SafetyGate { plan_hash: plan.hash.clone(), admitted, rules: rules.clone() }) {
+    if let Err(e) = ctx.emit(Event::SafetyGate {
+        plan_hash: plan.hash.clone(),
+        admitted,
+        rules: rules.clone(),
+    }) {
         return Err(error_before_injection(e));
     }
     if !admitted {
@@ -578,13 +878,18 @@ async fn admit(ctx: &Ctx, exp: &Experiment, vars: &Vars, seed: u64, safety: &Adm
         return Err(error_before_injection(e));
     }
     if let Some(why) = plan.preflight.refusal() {
-        return Err(not_run(format!("a guardrail cannot protect this run, so nothing was injected: {why}")));
+        return Err(not_run(format!(
+            "a guardrail cannot protect this run, so nothing was injected: {why}"
+        )));
     }
     for (f, fp) in exp.faults.iter().zip(&plan.faults) {
         if let Targets::Resources(r) = &fp.targets
             && !r.found
         {
-            return Err(not_run(format!("fault `{}`: {}; nothing was injected", f.name.value, r.detail)));
+            return Err(not_run(format!(
+                "fault `{}`: {}; nothing was injected",
+                f.name.value, r.detail
+            )));
         }
         if matches!(fp.targets, Targets::Instances(_)) && fp.targets.is_empty() && !f.target.allow_empty {
             return Err(not_run(empty_target(&f.name.value)));
@@ -594,7 +899,9 @@ async fn admit(ctx: &Ctx, exp: &Experiment, vars: &Vars, seed: u64, safety: &Adm
 }
 
 fn empty_target(fault: &str) -> String {
-    format!("fault `{fault}` matched no eligible instance, so nothing was injected (set `allow_empty: true` on its target if that is expected)")
+    format!(
+        "fault `{fault}` matched no eligible instance, so nothing was injected (set `allow_empty: true` on its target if that is expected)"
+    )
 }
 
 /// Resolves every fault's targets inside the parallel copy (read-only) and
@@ -612,17 +919,51 @@ async fn resolve_all(
     for f in &exp.faults {
         if f.fault.scope() != Scope::Instances {
             // Validation keeps group faults on `${asg}`: the copy, never the source.
-            plans.push(f.fault.plan_resources(&plan::resource_names(f, vars, source_vars, vars.asg.as_deref())));
+            plans.push(f.fault.plan_resources(&plan::resource_names(
+                f,
+                vars,
+                source_vars,
+                vars.asg.as_deref(),
+            )));
             continue;
         }
-        let resolved = match targets::resolve(&ctx.aws, &f.target, f.fault.as_ref(), vars.asg.as_deref(), Some(scope), vars, protected, rng).await {
+        let resolved = match targets::resolve(
+            &ctx.aws,
+            &f.target,
+            f.fault.as_ref(),
+            vars.asg.as_deref(),
+            Some(scope),
+            vars,
+            protected,
+            rng,
+        )
+        .await
+        {
             Ok(r) => r,
-            Err(targets::TargetError::NoSuchGroup(g)) => return Err(not_run(format!("fault `{}`: Auto Scaling group `{g}` not found; nothing was injected", f.name.value))),
-            Err(e) => return Err((Verdict::Error, format!("fault `{}`: cannot resolve targets, nothing was injected: {e}", f.name.value), Vec::new())),
+            Err(targets::TargetError::NoSuchGroup(g)) => {
+                return Err(not_run(format!(
+                    "fault `{}`: Auto Scaling group `{g}` not found; nothing was injected",
+                    f.name.value
+                )));
+            }
+            Err(e) => {
+                return Err((
+                    Verdict::Error,
+                    format!(
+                        "fault `{}`: cannot resolve targets, nothing was injected: {e}",
+                        f.name.value
+                    ),
+                    Vec::new(),
+                ));
+            }
         };
         let empty = resolved.selected.is_empty();
         let steps = f.fault.plan(&resolved.selected);
-        if let Err(e) = ctx.emit(Event::TargetsResolved { fault: f.name.value.clone(), action: f.action.value.clone(), resolved }) {
+        if let Err(e) = ctx.emit(Event::TargetsResolved {
+            fault: f.name.value.clone(),
+            action: f.action.value.clone(),
+            resolved,
+        }) {
             return Err(error_before_injection(e));
         }
         if empty && !f.target.allow_empty {
@@ -635,13 +976,25 @@ async fn resolve_all(
 
 /// Refuses the run if another live run holds a lock on `groups` or
 /// `instances`; otherwise locks them for this run (undone at teardown).
-async fn take_locks(ctx: &Ctx, groups: Vec<String>, instances: Vec<String>, run_id: &str, until: Timestamp, setup: &mut Vec<SetupStep>) -> Result<(), End> {
+async fn take_locks(
+    ctx: &Ctx,
+    groups: Vec<String>,
+    instances: Vec<String>,
+    run_id: &str,
+    until: Timestamp,
+    setup: &mut Vec<SetupStep>,
+) -> Result<(), End> {
     if groups.is_empty() && instances.is_empty() {
         return Ok(());
     }
     let now = Timestamp::now();
-    let held = lock::held(&ctx.aws, &groups, &instances).await.map_err(error_before_injection)?;
-    let live: Vec<lock::Held> = held.into_iter().filter(|h| h.run_id != run_id && h.until > now).collect();
+    let held = lock::held(&ctx.aws, &groups, &instances)
+        .await
+        .map_err(error_before_injection)?;
+    let live: Vec<lock::Held> = held
+        .into_iter()
+        .filter(|h| h.run_id != run_id && h.until > now)
+        .collect();
     if let Some(first) = live.first() {
         let what: Vec<String> = live.iter().map(|h| h.resource.clone()).collect();
         return Err(not_run(format!(
@@ -652,9 +1005,21 @@ async fn take_locks(ctx: &Ctx, groups: Vec<String>, instances: Vec<String>, run_
             first.run_id
         )));
     }
-    let undo = Undo::DeleteLockTags { autoscaling_groups: groups.clone(), instance_ids: instances.clone(), run_id: run_id.to_string() };
+    let undo = Undo::DeleteLockTags {
+        autoscaling_groups: groups.clone(),
+        instance_ids: instances.clone(),
+        run_id: run_id.to_string(),
+    };
     let resources: Vec<String> = groups.iter().chain(&instances).cloned().collect();
-    setup_call(ctx, setup, "tags:CreateLockTags", resources, undo, lock::acquire(&ctx.aws, &groups, &instances, run_id, until)).await
+    setup_call(
+        ctx,
+        setup,
+        "tags:CreateLockTags",
+        resources,
+        undo,
+        lock::acquire(&ctx.aws, &groups, &instances, run_id, until),
+    )
+    .await
 }
 
 /// Makes one journaled setup call. Its undo is remembered *before* the call:
@@ -681,11 +1046,21 @@ async fn setup_call(
     setup.push((action_id, undo));
     match call.await {
         Ok(()) => {
-            ctx.emit_best_effort(Event::Outcome { action_id, ok: true, error: None, report: None });
+            ctx.emit_best_effort(Event::Outcome {
+                action_id,
+                ok: true,
+                error: None,
+                report: None,
+            });
             Ok(())
         }
         Err(e) => {
-            ctx.emit_best_effort(Event::Outcome { action_id, ok: false, error: Some(e.clone()), report: None });
+            ctx.emit_best_effort(Event::Outcome {
+                action_id,
+                ok: false,
+                error: Some(e.clone()),
+                report: None,
+            });
             Err(error_before_injection(e))
         }
     }
@@ -696,11 +1071,19 @@ pub const ENVIRONMENT: &str = "environment";
 
 /// Undoes every setup call, newest first (delete the clone, then release the
 /// locks), whatever the run's end. Signals only hurry it along.
-async fn teardown(ctx: &Ctx, setup: Vec<SetupStep>, hurry: &CancellationToken, sigs: &mut Signals, end: End) -> End {
+async fn teardown(
+    ctx: &Ctx,
+    setup: Vec<SetupStep>,
+    hurry: &CancellationToken,
+    sigs: &mut Signals,
+    end: End,
+) -> End {
     if setup.is_empty() {
         return end;
     }
-    ctx.emit_best_effort(Event::Phase { phase: Phase::Teardown });
+    ctx.emit_best_effort(Event::Phase {
+        phase: Phase::Teardown,
+    });
     let work = async {
         let mut unfinished = Vec::new();
         for (id, undo) in setup.iter().rev() {
@@ -725,9 +1108,19 @@ async fn teardown(ctx: &Ctx, setup: Vec<SetupStep>, hurry: &CancellationToken, s
         return end;
     }
     let (_, reason, mut left) = end;
-    let what: Vec<String> = unfinished.iter().map(|u| format!("{} {}", u.operation(), u.resources().join(" "))).collect();
+    let what: Vec<String> = unfinished
+        .iter()
+        .map(|u| format!("{} {}", u.operation(), u.resources().join(" ")))
+        .collect();
     left.extend(unfinished);
-    (Verdict::Error, format!("{reason}; but teardown is incomplete, still to do: {}; finish it with `gameday recover`", what.join("; ")), left)
+    (
+        Verdict::Error,
+        format!(
+            "{reason}; but teardown is incomplete, still to do: {}; finish it with `gameday recover`",
+            what.join("; ")
+        ),
+        left,
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -764,8 +1157,15 @@ enum EndReason {
 }
 
 enum TaskDone {
-    Injected { idx: usize, applied: Vec<(u64, Step)>, error: Option<String> },
-    RolledBack { idx: usize, unfinished: Vec<Undo> },
+    Injected {
+        idx: usize,
+        applied: Vec<(u64, Step)>,
+        error: Option<String>,
+    },
+    RolledBack {
+        idx: usize,
+        unfinished: Vec<Undo>,
+    },
 }
 
 struct Dispatcher<'e> {
@@ -787,8 +1187,19 @@ struct Dispatcher<'e> {
 }
 
 impl<'e> Dispatcher<'e> {
-    fn new(ctx: Arc<Ctx>, exp: &'e Experiment, plans: Vec<Vec<Step>>, cx: StepContext, hurry: CancellationToken) -> Self {
-        let index: HashMap<&str, usize> = exp.faults.iter().enumerate().map(|(i, f)| (f.name.value.as_str(), i)).collect();
+    fn new(
+        ctx: Arc<Ctx>,
+        exp: &'e Experiment,
+        plans: Vec<Vec<Step>>,
+        cx: StepContext,
+        hurry: CancellationToken,
+    ) -> Self {
+        let index: HashMap<&str, usize> = exp
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.value.as_str(), i))
+            .collect();
         let faults = exp
             .faults
             .iter()
@@ -823,17 +1234,33 @@ impl<'e> Dispatcher<'e> {
         let started = Instant::now();
         let deadline = started + self.exp.timing.max_duration;
         let stop_watch = CancellationToken::new();
-        let mut watch_rx = spawn_watcher(self.ctx.aws.clone(), obs.queries(), self.exp.timing.interval, stop_watch.clone());
+        let mut watch_rx = spawn_watcher(
+            self.ctx.aws.clone(),
+            obs.queries(),
+            self.exp.timing.interval,
+            stop_watch.clone(),
+        );
         let mut watch_failures = 0u32;
         let mut status_tick = tokio::time::interval(Duration::from_millis(500));
 
         loop {
             self.advance();
-            if self.ending.is_some() && self.tasks.is_empty() && !self.faults.iter().any(|f| matches!(f.status, Status::Active | Status::RollingBack)) {
+            if self.ending.is_some()
+                && self.tasks.is_empty()
+                && !self
+                    .faults
+                    .iter()
+                    .any(|f| matches!(f.status, Status::Active | Status::RollingBack))
+            {
                 break;
             }
             obs.injected_at = obs.injected_at.or(self.first_active);
-            let next_end = self.faults.iter().filter(|f| f.status == Status::Active).filter_map(|f| f.ends_at).min();
+            let next_end = self
+                .faults
+                .iter()
+                .filter(|f| f.status == Status::Active)
+                .filter_map(|f| f.ends_at)
+                .min();
             let watching = self.ending.is_none();
             tokio::select! {
                 biased;
@@ -890,7 +1317,9 @@ impl<'e> Dispatcher<'e> {
             }
         }
         stop_watch.cancel();
-        let window = self.first_active.map(|from| (from, self.last_rollback_start.unwrap_or_else(Timestamp::now)));
+        let window = self
+            .first_active
+            .map(|from| (from, self.last_rollback_start.unwrap_or_else(Timestamp::now)));
         if self.first_active.is_some() {
             obs.rolled_back_at = Some(Timestamp::now());
         }
@@ -903,17 +1332,30 @@ impl<'e> Dispatcher<'e> {
         if self.ending.is_none() {
             for i in 0..self.faults.len() {
                 let ready = self.faults[i].status == Status::Waiting
-                    && self.faults[i].deps.iter().all(|&d| matches!(self.faults[d].status, Status::Active | Status::RollingBack | Status::Done));
+                    && self.faults[i].deps.iter().all(|&d| {
+                        matches!(
+                            self.faults[d].status,
+                            Status::Active | Status::RollingBack | Status::Done
+                        )
+                    });
                 if ready {
                     self.spawn_inject(i);
                 }
             }
-            let timed_left = self.faults.iter().any(|f| f.duration.is_some() && f.status != Status::Done);
-            let starting = self.faults.iter().any(|f| matches!(f.status, Status::Waiting | Status::Injecting));
+            let timed_left = self
+                .faults
+                .iter()
+                .any(|f| f.duration.is_some() && f.status != Status::Done);
+            let starting = self
+                .faults
+                .iter()
+                .any(|f| matches!(f.status, Status::Waiting | Status::Injecting));
             if !timed_left && !starting {
                 self.ending = Some(EndReason::Completed);
                 if self.faults.iter().any(|f| f.status == Status::Active) {
-                    self.ctx.emit_best_effort(Event::Phase { phase: Phase::Rollback });
+                    self.ctx.emit_best_effort(Event::Phase {
+                        phase: Phase::Rollback,
+                    });
                 }
             }
         }
@@ -924,7 +1366,10 @@ impl<'e> Dispatcher<'e> {
                 }
             }
             for i in 0..self.faults.len() {
-                let dependents_busy = self.faults.iter().any(|f| f.deps.contains(&i) && matches!(f.status, Status::Injecting | Status::Active | Status::RollingBack));
+                let dependents_busy = self.faults.iter().any(|f| {
+                    f.deps.contains(&i)
+                        && matches!(f.status, Status::Injecting | Status::Active | Status::RollingBack)
+                });
                 if self.faults[i].status == Status::Active && !dependents_busy {
                     self.spawn_rollback(i);
                 }
@@ -937,12 +1382,20 @@ impl<'e> Dispatcher<'e> {
             EndReason::Completed => return,
             EndReason::Breach(b) => format!("guardrail `{}` tripped: {}", b.guardrail, b.detail),
             EndReason::Signal(s) => format!("{s} received"),
-            EndReason::MaxDuration => format!("timing.max_duration ({}) reached", crate::yaml::format_duration(self.exp.timing.max_duration)),
+            EndReason::MaxDuration => format!(
+                "timing.max_duration ({}) reached",
+                crate::yaml::format_duration(self.exp.timing.max_duration)
+            ),
             EndReason::InjectError(e) => format!("injection failed: {e}"),
             EndReason::WatchError(e) => format!("guardrails cannot be checked: {e}"),
         };
-        self.ctx.emit_best_effort(Event::Abort { reason: text, seen_at });
-        self.ctx.emit_best_effort(Event::Phase { phase: Phase::Rollback });
+        self.ctx.emit_best_effort(Event::Abort {
+            reason: text,
+            seen_at,
+        });
+        self.ctx.emit_best_effort(Event::Phase {
+            phase: Phase::Rollback,
+        });
         self.ending = Some(reason);
     }
 
@@ -953,14 +1406,23 @@ impl<'e> Dispatcher<'e> {
         let name = f.name.clone();
         let fault = self.exp.faults[idx].fault.clone();
         let ctx = self.ctx.clone();
-        let cx = StepContext { fault: name.clone(), ..self.cx.clone() };
+        let cx = StepContext {
+            fault: name.clone(),
+            ..self.cx.clone()
+        };
         self.tasks.spawn(async move {
             let mut applied = Vec::new();
             for step in steps {
                 // The undo records the state just before the call.
                 let step = match fault.prepare(&ctx.aws, &cx, step).await {
                     Ok(s) => s,
-                    Err(e) => return TaskDone::Injected { idx, applied, error: Some(e.to_string()) },
+                    Err(e) => {
+                        return TaskDone::Injected {
+                            idx,
+                            applied,
+                            error: Some(e.to_string()),
+                        };
+                    }
                 };
                 let action_id = ctx.journal.next_action_id();
                 let intent = Event::Intent {
@@ -974,17 +1436,34 @@ impl<'e> Dispatcher<'e> {
                 };
                 // No intent on disk, no call: the journal must always know more than AWS.
                 if let Err(e) = ctx.emit(intent) {
-                    return TaskDone::Injected { idx, applied, error: Some(e.to_string()) };
+                    return TaskDone::Injected {
+                        idx,
+                        applied,
+                        error: Some(e.to_string()),
+                    };
                 }
                 applied.push((action_id, step.clone()));
                 let result = fault.apply(&ctx.aws, &cx, &step).await;
                 let error = result.err();
-                ctx.emit_best_effort(Event::Outcome { action_id, ok: error.is_none(), error: error.clone(), report: None });
+                ctx.emit_best_effort(Event::Outcome {
+                    action_id,
+                    ok: error.is_none(),
+                    error: error.clone(),
+                    report: None,
+                });
                 if let Some(e) = error {
-                    return TaskDone::Injected { idx, applied, error: Some(e.to_string()) };
+                    return TaskDone::Injected {
+                        idx,
+                        applied,
+                        error: Some(e.to_string()),
+                    };
                 }
             }
-            TaskDone::Injected { idx, applied, error: None }
+            TaskDone::Injected {
+                idx,
+                applied,
+                error: None,
+            }
         });
     }
 
@@ -992,7 +1471,10 @@ impl<'e> Dispatcher<'e> {
         if !self.rollback_started {
             self.rollback_started = true;
             let trigger = match &self.ending {
-                None => format!("fault `{}` reached the end of its duration", self.faults[idx].name),
+                None => format!(
+                    "fault `{}` reached the end of its duration",
+                    self.faults[idx].name
+                ),
                 Some(EndReason::Completed) => "the fault phase ended".to_string(),
                 Some(_) => "abort".to_string(),
             };
@@ -1013,7 +1495,9 @@ impl<'e> Dispatcher<'e> {
                 let (ctx, hurry, limit, name) = (ctx.clone(), hurry.clone(), limit.clone(), name.clone());
                 set.spawn(async move {
                     let _permit = limit.acquire_owned().await;
-                    rollback_step(&ctx, &name, inject_id, &step.undo, &hurry).await.err()
+                    rollback_step(&ctx, &name, inject_id, &step.undo, &hurry)
+                        .await
+                        .err()
                 });
             }
             let mut unfinished = Vec::new();
@@ -1031,24 +1515,36 @@ impl<'e> Dispatcher<'e> {
             TaskDone::Injected { idx, applied, error } => {
                 let f = &mut self.faults[idx];
                 f.applied = applied;
-                f.status = if f.applied.is_empty() { Status::Done } else { Status::Active };
+                f.status = if f.applied.is_empty() {
+                    Status::Done
+                } else {
+                    Status::Active
+                };
                 f.ends_at = f.duration.map(|d| Instant::now() + d);
                 if f.status == Status::Active {
                     self.first_active = self.first_active.or(Some(Timestamp::now()));
                     let until = f.duration.and_then(|d| Timestamp::now().checked_add(d).ok());
-                    self.ctx.emit_best_effort(Event::FaultActive { fault: f.name.clone(), until });
+                    self.ctx.emit_best_effort(Event::FaultActive {
+                        fault: f.name.clone(),
+                        until,
+                    });
                 }
                 if let Some(e) = error
                     && self.ending.is_none()
                 {
-                    self.end(EndReason::InjectError(format!("fault `{}`: {e}", self.faults[idx].name)), Timestamp::now());
+                    self.end(
+                        EndReason::InjectError(format!("fault `{}`: {e}", self.faults[idx].name)),
+                        Timestamp::now(),
+                    );
                 }
             }
             TaskDone::RolledBack { idx, unfinished } => {
                 let f = &mut self.faults[idx];
                 f.status = Status::Done;
                 if unfinished.is_empty() {
-                    self.ctx.emit_best_effort(Event::FaultRolledBack { fault: f.name.clone() });
+                    self.ctx.emit_best_effort(Event::FaultRolledBack {
+                        fault: f.name.clone(),
+                    });
                 }
                 f.unfinished = unfinished;
             }
@@ -1060,35 +1556,81 @@ impl<'e> Dispatcher<'e> {
         let mut parts = Vec::new();
         for f in &self.faults {
             match (f.status, f.ends_at) {
-                (Status::Active, Some(t)) => parts.push(format!("{}: {} left", f.name, crate::yaml::format_duration(Duration::from_secs(t.saturating_duration_since(now).as_secs())))),
+                (Status::Active, Some(t)) => parts.push(format!(
+                    "{}: {} left",
+                    f.name,
+                    crate::yaml::format_duration(Duration::from_secs(
+                        t.saturating_duration_since(now).as_secs()
+                    ))
+                )),
                 (Status::Active, None) => parts.push(format!("{}: active", f.name)),
                 (Status::Injecting, _) => parts.push(format!("{}: injecting", f.name)),
                 (Status::RollingBack, _) => parts.push(format!("{}: rolling back", f.name)),
                 _ => {}
             }
         }
-        let phase = if self.ending.is_some() { "rollback" } else { "fault phase" };
-        let elapsed = crate::yaml::format_duration(Duration::from_secs(now.duration_since(started).as_secs()));
-        self.ctx.progress.status(&format!("{phase} ({elapsed}) | {} | guardrails watched every {}", parts.join(", "), crate::yaml::format_duration(self.exp.timing.interval)));
+        let phase = if self.ending.is_some() {
+            "rollback"
+        } else {
+            "fault phase"
+        };
+        let elapsed =
+            crate::yaml::format_duration(Duration::from_secs(now.duration_since(started).as_secs()));
+        self.ctx.progress.status(&format!(
+            "{phase} ({elapsed}) | {} | guardrails watched every {}",
+            parts.join(", "),
+            crate::yaml::format_duration(self.exp.timing.interval)
+        ));
     }
 
     fn verdict(self) -> End {
-        let unfinished: Vec<Undo> = self.faults.iter().flat_map(|f| f.unfinished.iter().cloned()).collect();
+        let unfinished: Vec<Undo> = self
+            .faults
+            .iter()
+            .flat_map(|f| f.unfinished.iter().cloned())
+            .collect();
         if !unfinished.is_empty() {
-            let what: Vec<String> = unfinished.iter().map(|u| format!("{} {}", u.operation(), u.resources().join(" "))).collect();
+            let what: Vec<String> = unfinished
+                .iter()
+                .map(|u| format!("{} {}", u.operation(), u.resources().join(" ")))
+                .collect();
             return (
                 Verdict::Error,
-                format!("rollback incomplete, still to do: {}; finish it with `gameday recover` and this run's id", what.join("; ")),
+                format!(
+                    "rollback incomplete, still to do: {}; finish it with `gameday recover` and this run's id",
+                    what.join("; ")
+                ),
                 unfinished,
             );
         }
         let (verdict, reason) = match self.ending {
-            Some(EndReason::Completed) | None => (Verdict::Passed, "every fault was injected, held and rolled back; no guardrail tripped".to_string()),
-            Some(EndReason::Breach(b)) => (Verdict::Aborted, format!("guardrail `{}` tripped ({}); every fault was rolled back", b.guardrail, b.detail)),
-            Some(EndReason::Signal(s)) => (Verdict::Interrupted, format!("stopped by {s}; every fault was rolled back")),
-            Some(EndReason::MaxDuration) => (Verdict::Aborted, "timing.max_duration reached; every fault was rolled back".to_string()),
-            Some(EndReason::InjectError(e)) => (Verdict::Error, format!("injection failed: {e}; every fault injected so far was rolled back")),
-            Some(EndReason::WatchError(e)) => (Verdict::Error, format!("guardrails could not be checked ({e}); every fault was rolled back")),
+            Some(EndReason::Completed) | None => (
+                Verdict::Passed,
+                "every fault was injected, held and rolled back; no guardrail tripped".to_string(),
+            ),
+            Some(EndReason::Breach(b)) => (
+                Verdict::Aborted,
+                format!(
+                    "guardrail `{}` tripped ({}); every fault was rolled back",
+                    b.guardrail, b.detail
+                ),
+            ),
+            Some(EndReason::Signal(s)) => (
+                Verdict::Interrupted,
+                format!("stopped by {s}; every fault was rolled back"),
+            ),
+            Some(EndReason::MaxDuration) => (
+                Verdict::Aborted,
+                "timing.max_duration reached; every fault was rolled back".to_string(),
+            ),
+            Some(EndReason::InjectError(e)) => (
+                Verdict::Error,
+                format!("injection failed: {e}; every fault injected so far was rolled back"),
+            ),
+            Some(EndReason::WatchError(e)) => (
+                Verdict::Error,
+                format!("guardrails could not be checked ({e}); every fault was rolled back"),
+            ),
         };
         (verdict, reason, Vec::new())
     }
@@ -1103,7 +1645,12 @@ async fn sleep_until_opt(t: Option<Instant>) {
 
 /// Reads every probe every `interval` until cancelled, sending each reading
 /// (stamped with when the answers arrived: when a breach became visible to us).
-fn spawn_watcher(aws: Aws, queries: Arc<Queries>, interval: Duration, stop: CancellationToken) -> mpsc::Receiver<Result<Reading, AwsError>> {
+fn spawn_watcher(
+    aws: Aws,
+    queries: Arc<Queries>,
+    interval: Duration,
+    stop: CancellationToken,
+) -> mpsc::Receiver<Result<Reading, AwsError>> {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -1129,13 +1676,23 @@ fn spawn_watcher(aws: Aws, queries: Arc<Queries>, interval: Duration, stop: Canc
 /// [`ROLLBACK_ATTEMPTS`]. Lowering it makes a failing rollback give up (and
 /// report what is left for `gameday recover`) sooner.
 fn rollback_attempts() -> u32 {
-    std::env::var("GAMEDAY_ROLLBACK_ATTEMPTS").ok().and_then(|v| v.parse().ok()).filter(|n| *n >= 1).unwrap_or(ROLLBACK_ATTEMPTS)
+    std::env::var("GAMEDAY_ROLLBACK_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(ROLLBACK_ATTEMPTS)
 }
 
 /// Undoes one setup or inject step, journaled, retried with the shared
 /// backoff ([`crate::aws::step_backoff`]) on top of the SDK's retries. Returns
 /// the undo when it could not be completed.
-pub(crate) async fn rollback_step(ctx: &Ctx, fault: &str, inject_id: u64, undo: &Undo, hurry: &CancellationToken) -> Result<(), Undo> {
+pub(crate) async fn rollback_step(
+    ctx: &Ctx,
+    fault: &str,
+    inject_id: u64,
+    undo: &Undo,
+    hurry: &CancellationToken,
+) -> Result<(), Undo> {
     let attempts = rollback_attempts();
     for attempt in 1..=attempts {
         let action_id = ctx.journal.next_action_id();
@@ -1150,11 +1707,21 @@ pub(crate) async fn rollback_step(ctx: &Ctx, fault: &str, inject_id: u64, undo: 
         });
         match undo.run(&ctx.aws, hurry).await {
             Ok(report) => {
-                ctx.emit_best_effort(Event::Outcome { action_id, ok: true, error: None, report: Some(report) });
+                ctx.emit_best_effort(Event::Outcome {
+                    action_id,
+                    ok: true,
+                    error: None,
+                    report: Some(report),
+                });
                 return Ok(());
             }
             Err(e) => {
-                ctx.emit_best_effort(Event::Outcome { action_id, ok: false, error: Some(e), report: None });
+                ctx.emit_best_effort(Event::Outcome {
+                    action_id,
+                    ok: false,
+                    error: Some(e),
+                    report: None,
+                });
                 if attempt < attempts {
                     tokio::time::sleep(crate::aws::step_backoff(attempt)).await;
                 }
