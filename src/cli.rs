@@ -12,13 +12,18 @@ use jiff::Timestamp;
 use crate::aws::{Aws, ConnectOptions};
 use crate::engine::{self, RunOptions, SignalHandling};
 use crate::experiment::{self, Experiment, LoadError};
+use crate::gate::{self, Admission, Approval};
 use crate::journal::Verdict;
+use crate::model::RuleResult;
+use crate::model::Vars;
+use crate::output::progress::Progress;
+use crate::output::report::{HTML_FILE, JUNIT_FILE, MARKDOWN_FILE};
+use crate::output::{self, JOURNAL_FILE, history};
 use crate::plan::{self, Plan, PlanError, Targets};
-use crate::progress::Progress;
-use crate::safety::account::{self, Account};
-use crate::safety::gate::{self, Admission, Approval, RuleResult};
-use crate::safety::{self, LoadedPolicy, PolicyError};
-use crate::targets::{TargetError, Vars};
+use crate::policy::account::{self, Account};
+use crate::policy::{self, LoadedPolicy, PolicyError};
+use crate::targets::TargetError;
+use crate::util::ms_text;
 
 /// Exit codes. Each verdict has its own, so a CI pipeline or a scheduler can
 /// tell "the hypothesis failed" from "a guardrail stopped the run" from "the
@@ -472,7 +477,14 @@ async fn recover(run_id: Option<String>, force: bool, runs_dir: &Path, aws_args:
         Ok(a) => a,
         Err(code) => return code,
     };
-    match crate::recover::recover(&aws, runs_dir, &run_id, force, Progress::auto(false)).await {
+    let recovered =
+        crate::recover::recover(&aws, runs_dir, &run_id, force, Box::new(Progress::auto(false))).await;
+    if let Ok(r) = &recovered
+        && r.journaled
+    {
+        output::write_run_records(&runs_dir.join(&run_id));
+    }
+    match recovered {
         Ok(r) if r.unfinished.is_empty() && r.undone == 0 => {
             println!(
                 "run {run_id}: nothing to recover: every fault was rolled back and everything the run created is gone"
@@ -483,10 +495,7 @@ async fn recover(run_id: Option<String>, force: bool, runs_dir: &Path, aws_args:
             println!(
                 "run {run_id}: recovered: {} call(s) undone; journal: {}",
                 r.undone,
-                runs_dir
-                    .join(&run_id)
-                    .join(crate::journal::JOURNAL_FILE)
-                    .display()
+                runs_dir.join(&run_id).join(JOURNAL_FILE).display()
             );
             exit::OK
         }
@@ -664,7 +673,7 @@ async fn prepare(file: &Path, safety_args: &SafetyArgs, aws_args: &AwsArgs) -> R
 }
 
 fn load_policy(explicit: Option<&Path>, experiment_file: Option<&Path>) -> Result<LoadedPolicy, i32> {
-    match safety::find_and_load(explicit, experiment_file) {
+    match policy::find_and_load(explicit, experiment_file) {
         Ok(p) => Ok(p),
         Err(e @ PolicyError::Read { .. }) => {
             eprintln!("error: {e}");
@@ -751,13 +760,16 @@ async fn run(
         runs_dir,
         seed: Some(seed),
         signals: SignalHandling::Standard,
-        progress,
+        progress: Box::new(progress),
         safety,
     };
     let result = engine::run(&exp, &aws, opts).await;
+    if let Ok(outcome) = &result {
+        output::write_run_records(&outcome.dir);
+    }
     if let (Ok(outcome), true) = (&result, publish_metrics) {
-        let published = match crate::journal::load(&outcome.dir) {
-            Ok(summary) => crate::publish::publish(&aws, &summary)
+        let published = match output::load(&outcome.dir) {
+            Ok(summary) => output::publish::publish(&aws, &summary)
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -765,7 +777,7 @@ async fn run(
         match published {
             Ok(n) if output == Output::Text && !quiet => eprintln!(
                 "published {n} metric(s) of the run to CloudWatch namespace {}",
-                crate::publish::NAMESPACE
+                output::publish::NAMESPACE
             ),
             Ok(_) => {}
             Err(e) => eprintln!("warning: the run's metrics were not published: {e}"),
@@ -780,8 +792,8 @@ async fn run(
                 "verdict": outcome.verdict,
                 "reason": outcome.reason,
                 "refused": outcome.refused,
-                "journal": dir.join(crate::journal::JOURNAL_FILE),
-                "reports": [dir.join(crate::report::HTML_FILE), dir.join(crate::report::MARKDOWN_FILE), dir.join(crate::report::JUNIT_FILE)],
+                "journal": dir.join(JOURNAL_FILE),
+                "reports": [dir.join(HTML_FILE), dir.join(MARKDOWN_FILE), dir.join(JUNIT_FILE)],
             });
             println!("{last}");
             if outcome.refused {
@@ -793,11 +805,8 @@ async fn run(
         Ok(outcome) => {
             println!("verdict: {} ({})", outcome.verdict.as_str(), outcome.reason);
             println!("run: {}", outcome.run_id);
-            println!(
-                "journal: {}",
-                outcome.dir.join(crate::journal::JOURNAL_FILE).display()
-            );
-            println!("report: {}", outcome.dir.join(crate::report::HTML_FILE).display());
+            println!("journal: {}", outcome.dir.join(JOURNAL_FILE).display());
+            println!("report: {}", outcome.dir.join(HTML_FILE).display());
             if outcome.verdict == Verdict::Error && !outcome.unfinished.is_empty() {
                 eprintln!(
                     "some faults are still in effect: run `gameday recover {}` once the cause is fixed",
@@ -986,14 +995,14 @@ fn render_plan(plan: &Plan, rules: &[RuleResult]) -> String {
     let limit = plan
         .preflight
         .max_abort_delay_ms
-        .map(|m| format!(", timing.max_abort_delay {}", crate::progress::ms_text(m)))
+        .map(|m| format!(", timing.max_abort_delay {}", ms_text(m)))
         .unwrap_or_default();
     match plan.preflight.worst_case_abort_ms {
         Some(w) => {
             let _ = writeln!(
                 s,
                 "  worst-case time from a breach to the abort: {}{limit}",
-                crate::progress::ms_text(w)
+                ms_text(w)
             );
         }
         None => {
@@ -1119,21 +1128,21 @@ fn policy_show(explicit: Option<&Path>) -> i32 {
 }
 
 fn report_command(run: &str, runs_dir: &Path) -> i32 {
-    let path = match crate::history::find(runs_dir, run) {
+    let path = match history::find(runs_dir, run) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
         }
     };
-    match crate::report::regenerate(&path) {
+    match output::report::regenerate(&path) {
         Ok(files) => {
             for f in files {
                 println!("wrote {}", f.display());
             }
             exit::OK
         }
-        Err(e @ crate::report::ReportError::Journal(_)) => {
+        Err(e @ output::report::ReportError::Journal(_)) => {
             eprintln!("error: {e}");
             exit::INVALID_INPUT
         }
@@ -1150,7 +1159,6 @@ fn history_command(
     output: Output,
     runs_dir: &Path,
 ) -> i32 {
-    use crate::history;
     let (rows, unreadable) = match history::load(runs_dir, experiment) {
         Ok(r) => r,
         Err(e) => {
@@ -1177,9 +1185,9 @@ fn history_command(
 }
 
 /// The history for people: runs newest first, then each experiment's trend.
-fn render_history(rows: &[crate::history::RunRow], trends: &[crate::history::Trend]) -> String {
+fn render_history(rows: &[history::RunRow], trends: &[history::Trend]) -> String {
     use std::fmt::Write;
-    let ms = crate::report::ms_or_dash;
+    let ms = output::report::ms_or_dash;
     let mut s = String::new();
     if rows.is_empty() {
         let _ = writeln!(s, "no runs yet");
@@ -1214,10 +1222,7 @@ fn render_history(rows: &[crate::history::RunRow], trends: &[crate::history::Tre
         if v.is_empty() {
             "-".to_string()
         } else {
-            v.iter()
-                .map(|m| crate::progress::ms_text(*m))
-                .collect::<Vec<_>>()
-                .join(" -> ")
+            v.iter().map(|m| ms_text(*m)).collect::<Vec<_>>().join(" -> ")
         }
     };
     for t in trends {
@@ -1237,15 +1242,13 @@ fn render_history(rows: &[crate::history::RunRow], trends: &[crate::history::Tre
 }
 
 fn history_diff(a: &str, b: &str, output: Output, runs_dir: &Path) -> i32 {
-    let load = |what: &str| {
-        crate::history::find(runs_dir, what).and_then(|p| crate::journal::load(&p).map_err(Into::into))
-    };
+    let load = |what: &str| history::find(runs_dir, what).and_then(|p| output::load(&p).map_err(Into::into));
     let (sa, sb) = match (load(a), load(b)) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("error: {e}");
             return match e {
-                crate::history::HistoryError::NoSuchRun(_) => exit::USAGE,
+                history::HistoryError::NoSuchRun(_) => exit::USAGE,
                 _ => exit::INVALID_INPUT,
             };
         }
@@ -1257,7 +1260,7 @@ fn history_diff(a: &str, b: &str, output: Output, runs_dir: &Path) -> i32 {
         );
         return exit::USAGE;
     }
-    let rows = crate::history::diff(&sa, &sb);
+    let rows = history::diff(&sa, &sb);
     match output {
         Output::Json => {
             let v: Vec<serde_json::Value> = rows

@@ -15,8 +15,8 @@ use aws_sdk_autoscaling::types::{AutoScalingGroup, LaunchTemplateSpecification, 
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{Aws, AwsError, api};
-use crate::faults::UndoReport;
+use crate::aws::{Aws, AwsError, api, describe_group, instance_states};
+use crate::model::UndoReport;
 
 /// Tag with the id of the run that created a resource.
 pub const RUN_ID_TAG: &str = "gameday:run-id";
@@ -97,18 +97,6 @@ impl RunTags {
         }
         out
     }
-}
-
-/// Describes one Auto Scaling group, or `None` if it does not exist.
-pub async fn describe_group(aws: &Aws, name: &str) -> Result<Option<AutoScalingGroup>, AwsError> {
-    let out = aws
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(name)
-        .send()
-        .await
-        .map_err(api("autoscaling", "DescribeAutoScalingGroups"))?;
-    Ok(out.auto_scaling_groups().first().cloned())
 }
 
 /// Whether `g` has something to launch a clone's instances from.
@@ -222,7 +210,7 @@ pub async fn wait_ready(
             .await?
             .ok_or_else(|| EnvError::NoSuchGroup(name.to_string()))?;
         let serving = in_service(&g);
-        let states = crate::faults::instance_states(aws, &serving).await?;
+        let states = instance_states(aws, &serving).await?;
         let ready: Vec<String> = serving
             .into_iter()
             .filter(|id| states.get(id).is_some_and(|s| s == "running"))
@@ -282,7 +270,7 @@ pub async fn delete_clone(aws: &Aws, name: &str, hurry: &CancellationToken) -> R
     };
     let deadline = tokio::time::Instant::now() + TEARDOWN_TIMEOUT;
     loop {
-        let states = crate::faults::instance_states(aws, &instances).await?;
+        let states = instance_states(aws, &instances).await?;
         let alive: Vec<String> = instances
             .iter()
             .filter(|id| states.get(*id).is_some_and(|s| s != "terminated"))

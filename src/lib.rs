@@ -4,23 +4,21 @@
 //! arguments and maps outcomes to exit codes; everything else is one module
 //! per concern, named for it.
 
-pub mod activities;
 pub mod aws;
 pub mod cli;
 pub mod engine;
 pub mod environment;
 pub mod experiment;
 pub mod faults;
-pub mod history;
+pub mod gate;
 pub mod journal;
 pub mod lock;
+pub mod model;
 pub mod observe;
+pub mod output;
 pub mod plan;
-pub mod progress;
-pub mod publish;
+pub mod policy;
 pub mod recover;
-pub mod report;
-pub mod safety;
-pub mod stats;
 pub mod targets;
+pub mod util;
 pub mod yaml;

@@ -7,7 +7,7 @@
 use jiff::Timestamp;
 
 use crate::aws::{Aws, AwsError, api};
-use crate::faults::UndoReport;
+use crate::model::UndoReport;
 
 /// The lock tag's key.
 pub const LOCK_TAG: &str = "gameday:lock";

@@ -20,13 +20,14 @@ use rand::rngs::StdRng;
 use serde::Serialize;
 
 use crate::aws::{Aws, AwsError};
-use crate::experiment::{During, Experiment, FaultSpec, Mode, Probe, ProbeKind, Selection};
+use crate::experiment::{During, Experiment, FaultSpec, Probe, ProbeKind, Selection};
 use crate::faults::{Scope, Step};
 use crate::journal::ProbeRole;
+use crate::model::{Instance, Mode, Resolved, Vars};
 use crate::observe::{self, Preflight};
-use crate::safety::{self, LoadedPolicy};
-use crate::targets::{self, Instance, Resolved, TargetError, Vars};
-use crate::yaml::format_duration;
+use crate::policy::{LoadedPolicy, PolicySource};
+use crate::targets::{self, TargetError};
+use crate::util::format_duration;
 
 /// How many hex digits of the SHA-256 make the plan hash a person copies.
 const HASH_LEN: usize = 16;
@@ -255,7 +256,7 @@ async fn resource_targets(
     };
     match f.fault.scope() {
         Scope::Alarm => {
-            let found = observe::describe_alarms(aws, &names)
+            let found = crate::aws::describe_alarms(aws, &names)
                 .await
                 .map_err(|e| fail(TargetError::Aws(e)))?;
             let detail = match names.first().and_then(|n| found.get(n)) {
@@ -278,9 +279,9 @@ async fn resource_targets(
                 let desired = match copy {
                     Some(capacity) => capacity as usize,
                     None => {
-                        let info = targets::describe_group(aws, g).await.map_err(fail)?;
-                        group_sizes.insert(g.clone(), info.instances.len());
-                        info.desired_capacity as usize
+                        let group = targets::existing_group(aws, g).await.map_err(fail)?;
+                        group_sizes.insert(g.clone(), group.instances().len());
+                        targets::desired_capacity(&group) as usize
                     }
                 };
                 let removed = f.fault.instances_removed(desired);
@@ -350,7 +351,7 @@ pub async fn build(
             name: c.guardrail.clone(),
             check: describe(p, vars),
             ready: c.ok,
-            worst_case_abort: c.worst_case_abort_ms.map(crate::progress::ms_text),
+            worst_case_abort: c.worst_case_abort_ms.map(crate::util::ms_text),
             detail: c.detail.clone(),
         })
         .collect();
@@ -378,10 +379,10 @@ pub async fn build(
             let capacity = match exp.environment.capacity {
                 Some(c) => c,
                 None => {
-                    targets::describe_group(aws, source)
+                    let group = targets::existing_group(aws, source)
                         .await
-                        .map_err(PlanError::Environment)?
-                        .desired_capacity
+                        .map_err(PlanError::Environment)?;
+                    targets::desired_capacity(&group)
                 }
             };
             let name = format!("gd-<run-id>-{source}");
@@ -459,10 +460,10 @@ pub async fn build(
     let mut plan = Plan {
         experiment: exp.name.clone(),
         file: exp.file.clone(),
-        file_sha256: safety::sha256_hex(exp.source.as_bytes()),
+        file_sha256: crate::util::sha256_hex(exp.source.as_bytes()),
         policy: match &policy.source {
-            safety::PolicySource::File(p) => p.display().to_string(),
-            safety::PolicySource::BuiltIn => "built-in".to_string(),
+            PolicySource::File(p) => p.display().to_string(),
+            PolicySource::BuiltIn => "built-in".to_string(),
         },
         policy_sha256: policy.sha256.clone(),
         region: aws.region.clone(),
@@ -512,7 +513,7 @@ impl Plan {
             "environment": self.environment.as_ref().map(|e| serde_json::json!({ "source": e.source, "capacity": e.capacity })),
             "targets": targets,
         });
-        let mut hash = safety::sha256_hex(doc.to_string().as_bytes());
+        let mut hash = crate::util::sha256_hex(doc.to_string().as_bytes());
         hash.truncate(HASH_LEN);
         hash
     }
@@ -591,7 +592,7 @@ fn describe(p: &Probe, vars: &Vars) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::targets::Instance;
+    use crate::model::Instance;
 
     fn plan(eligible: &[&str], selected: &[&str], seed: u64, policy_sha256: &str) -> Plan {
         let inst = |id: &&str| Instance {

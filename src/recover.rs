@@ -16,12 +16,11 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{Aws, AwsError, api};
-use crate::engine::{self, Ctx};
+use crate::engine::{self, Ctx, Reporter};
 use crate::environment::{self, CLONE_OF_TAG, EXPIRES_TAG, RUN_ID_TAG};
 use crate::faults::BLACKHOLE_TAG;
 use crate::journal::{self, Entry, Event, Journal, JournalError, Pending, Verdict};
 use crate::lock::{self, LOCK_TAG};
-use crate::progress::Progress;
 
 /// Why recovery could not proceed.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +105,7 @@ fn state_of(events: &[Entry], now: Timestamp) -> Option<RunState> {
 
 /// Whether the process that wrote a journal may still be running it.
 fn runner_alive(pid: u32, host: &str, expires_at: Option<Timestamp>, now: Timestamp) -> Option<String> {
-    if host == engine::hostname() && !host.is_empty() {
+    if host == crate::util::hostname() && !host.is_empty() {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let is_gameday = String::from_utf8_lossy(&cmdline).contains("gameday");
         return is_gameday.then(|| format!("its runner, pid {pid}, is alive on this machine"));
@@ -150,16 +149,20 @@ pub struct Recovered {
     pub undone: usize,
     /// Undos that still failed.
     pub unfinished: Vec<crate::faults::Undo>,
+    /// Whether recovery wrote to the run's journal (a verdict, its undos), so
+    /// that the run's records (journal.json, reports) must be written again.
+    pub journaled: bool,
 }
 
 /// Undoes everything run `run_id` left behind, journaling each step in its
-/// events file, and rewrites its journal.json.
+/// events file. The caller writes the run's records again when the result
+/// says it was journaled (`output::write_run_records`).
 pub async fn recover(
     aws: &Aws,
     runs_dir: &Path,
     run_id: &str,
     force: bool,
-    progress: Progress,
+    progress: Box<dyn Reporter>,
 ) -> Result<Recovered, RecoverError> {
     let dir = runs_dir.join(run_id);
     if !dir.join(journal::EVENTS_FILE).exists() {
@@ -197,11 +200,11 @@ pub async fn recover(
                 reason: "the runner stopped before writing its verdict; nothing was left to undo".into(),
                 unfinished: Vec::new(),
             });
-            crate::report::write_run_records(&dir);
         }
         return Ok(Recovered {
             undone: 0,
             unfinished: Vec::new(),
+            journaled: !had_verdict,
         });
     }
     ctx.emit_best_effort(Event::Recovery {
@@ -241,8 +244,11 @@ pub async fn recover(
         unfinished: unfinished.clone(),
     });
     ctx.progress.finish();
-    crate::report::write_run_records(&dir);
-    Ok(Recovered { undone, unfinished })
+    Ok(Recovered {
+        undone,
+        unfinished,
+        journaled: true,
+    })
 }
 
 /// One thing `cleanup` found.

@@ -5,58 +5,14 @@
 
 use std::collections::BTreeSet;
 
+use aws_sdk_autoscaling::types::AutoScalingGroup;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
 
 use crate::aws::{Aws, AwsError, api};
 use crate::experiment::{Selection, TargetSpec};
 use crate::faults::Fault;
-
-/// An EC2 instance as the runner sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Instance {
-    /// `i-...`
-    pub id: String,
-    /// Availability Zone.
-    pub az: String,
-    /// EC2 state name when resolved (`running`, `stopped`, ...).
-    pub state: String,
-    /// The Auto Scaling group it belongs to, from its `aws:autoscaling:groupName` tag or the group's list.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub autoscaling_group: Option<String>,
-    /// Its `Name` tag, for people.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Its VPC (where `ec2:network-blackhole` creates its group).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vpc_id: Option<String>,
-}
-
-/// Values for `${...}` in experiment files.
-#[derive(Debug, Clone, Default)]
-pub struct Vars {
-    /// `${asg}`: the environment's group (the clone in parallel mode).
-    pub asg: Option<String>,
-    /// `${run_id}`.
-    pub run_id: String,
-    /// `${instances}`: the environment's instances (the clone's in parallel
-    /// mode), comma-separated; empty until the environment is ready.
-    pub instances: Vec<String>,
-}
-
-impl Vars {
-    /// Replaces every known `${name}` (validation rejected unknown ones).
-    pub fn expand(&self, text: &str) -> String {
-        let mut out = text
-            .replace("${run_id}", &self.run_id)
-            .replace("${instances}", &self.instances.join(","));
-        if let Some(asg) = &self.asg {
-            out = out.replace("${asg}", asg);
-        }
-        out
-    }
-}
+use crate::model::{Instance, Resolved, Vars};
 
 /// Why targets could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -67,23 +23,6 @@ pub enum TargetError {
     /// The named Auto Scaling group does not exist.
     #[error("Auto Scaling group `{0}` not found")]
     NoSuchGroup(String),
-}
-
-/// The outcome of resolving one fault's target.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Resolved {
-    /// How many instances matched the criteria and are eligible.
-    pub matched: usize,
-    /// Their ids, sorted: what an approval of the plan binds (the random
-    /// choice among them is replayed with the seed).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub eligible: Vec<String>,
-    /// Matching instances skipped because they carry a protected tag of the policy.
-    pub protected: Vec<String>,
-    /// Matching instances skipped because their state does not fit the fault.
-    pub ineligible: Vec<String>,
-    /// The instances chosen.
-    pub selected: Vec<Instance>,
 }
 
 /// Resolves `spec` for `fault`; `default_group` is the environment's group,
@@ -197,36 +136,28 @@ fn filter(name: &str, values: Vec<String>) -> aws_sdk_ec2::types::Filter {
         .build()
 }
 
-/// What the runner reads about an Auto Scaling group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupInfo {
-    /// Instance ids currently in the group.
-    pub instances: BTreeSet<String>,
-    /// Its desired capacity (the default size of a parallel clone).
-    pub desired_capacity: u32,
-}
-
-/// Reads one Auto Scaling group.
-pub async fn describe_group(aws: &Aws, group: &str) -> Result<GroupInfo, TargetError> {
-    let g = crate::environment::describe_group(aws, group)
+/// Reads one Auto Scaling group that must exist.
+pub async fn existing_group(aws: &Aws, group: &str) -> Result<AutoScalingGroup, TargetError> {
+    crate::aws::describe_group(aws, group)
         .await?
-        .ok_or_else(|| TargetError::NoSuchGroup(group.to_string()))?;
-    Ok(GroupInfo {
-        instances: g
-            .instances()
-            .iter()
-            .filter_map(|i| i.instance_id().map(str::to_string))
-            .collect(),
-        desired_capacity: g
-            .desired_capacity()
-            .and_then(|c| u32::try_from(c).ok())
-            .unwrap_or(0),
-    })
+        .ok_or_else(|| TargetError::NoSuchGroup(group.to_string()))
 }
 
 /// Instance ids currently in an Auto Scaling group.
 pub async fn group_instances(aws: &Aws, group: &str) -> Result<BTreeSet<String>, TargetError> {
-    Ok(describe_group(aws, group).await?.instances)
+    Ok(existing_group(aws, group)
+        .await?
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect())
+}
+
+/// A group's desired capacity (the default size of a parallel clone).
+pub fn desired_capacity(g: &AutoScalingGroup) -> u32 {
+    g.desired_capacity()
+        .and_then(|c| u32::try_from(c).ok())
+        .unwrap_or(0)
 }
 
 async fn describe(

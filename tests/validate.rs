@@ -70,6 +70,16 @@ faults:
 }
 
 #[test]
+fn a_fault_cannot_take_the_environments_name() {
+    let text = VALID.replace("name: stop", "name: environment");
+    assert_eq!(
+        errors(&text),
+        "exp.yaml:8:11: error: fault name `environment` is reserved\n  \
+         help: the run's own setup and teardown are journaled under it; choose another name"
+    );
+}
+
+#[test]
 fn yaml_syntax_errors_have_a_position() {
     let text = "version: 1\nname: x\nfaults:\n  - name: [unclosed\n";
     insta::assert_snapshot!(errors(text));

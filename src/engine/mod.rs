@@ -9,6 +9,9 @@
 //! SIGINT/SIGTERM/SIGHUP, and API errors. A second signal only skips waits
 //! (for instances to reach `running`); the rollback calls always run.
 
+pub mod activities;
+mod reporter;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,24 +20,26 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{Aws, AwsError};
+use crate::aws::{Aws, AwsError, describe_group};
 use crate::environment::{self, EnvError};
-use crate::experiment::{Experiment, Mode};
+use crate::experiment::Experiment;
 use crate::faults::{Scope, Step, StepContext, Undo};
+use crate::gate::{self, Admission};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
 use crate::lock;
+use crate::model::{Mode, Owner, Vars};
 use crate::observe::{self, Breach, Observer, Queries, Reading};
 use crate::plan::{self, PlanError, Targets};
-use crate::progress::Progress;
-use crate::safety::PolicySource;
-use crate::safety::gate::{self, Admission};
-use crate::targets::{self, TargetError, Vars};
+use crate::policy::PolicySource;
+use crate::targets::{self, TargetError};
+use crate::util::{format_duration, hostname, ms_text, sha256_hex};
+
+pub use reporter::Reporter;
 
 /// How many rollback calls may be in flight at once.
 const ROLLBACK_CONCURRENCY: usize = 8;
@@ -65,8 +70,8 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Signal handling.
     pub signals: SignalHandling,
-    /// Progress display.
-    pub progress: Progress,
+    /// Where the run's events and status go (the command line's progress display).
+    pub progress: Box<dyn Reporter>,
     /// The safety policy, the clock and the operator's approval, for the gate.
     pub safety: Admission,
 }
@@ -110,7 +115,7 @@ pub fn new_run_id() -> String {
 pub(crate) struct Ctx {
     pub(crate) aws: Aws,
     pub(crate) journal: Journal,
-    pub(crate) progress: Progress,
+    pub(crate) progress: Box<dyn Reporter>,
     /// Set when the safety gate refuses the run.
     pub(crate) refused: std::sync::atomic::AtomicBool,
 }
@@ -162,7 +167,7 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         journal_version: journal::JOURNAL_VERSION,
         experiment: exp.name.clone(),
         file: exp.file.clone(),
-        file_sha256: hex(&Sha256::digest(exp.source.as_bytes())),
+        file_sha256: sha256_hex(exp.source.as_bytes()),
         source: exp.source.clone(),
         hypothesis: exp.hypothesis.clone(),
         mode: exp.environment.mode,
@@ -200,7 +205,6 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         unfinished: unfinished.clone(),
     });
     ctx.progress.finish();
-    crate::report::write_run_records(&dir);
     let refused = ctx.refused.load(std::sync::atomic::Ordering::SeqCst);
     Ok(Outcome {
         run_id,
@@ -210,17 +214,6 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         unfinished,
         refused,
     })
-}
-
-/// This machine's name, for telling whether a journaled pid is ours to check.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A signal's name, forwarded to the dispatcher.
@@ -356,7 +349,7 @@ async fn journal_scaling_activities(ctx: &Ctx, run: &Vars, source: &Vars, since:
     let mut groups: Vec<&String> = run.asg.iter().chain(source.asg.iter()).collect();
     groups.dedup();
     for g in groups {
-        match crate::activities::since(&ctx.aws, g, since).await {
+        match activities::since(&ctx.aws, g, since).await {
             Ok(events) => events.into_iter().for_each(|e| ctx.emit_best_effort(e)),
             Err(e) => ctx.emit_best_effort(Event::Warning {
                 message: format!("Auto Scaling activities of `{g}` not journaled: {e}"),
@@ -632,16 +625,13 @@ async fn recovery(
     let (recovered, detail) = match ms {
         Some(ms) => (
             true,
-            format!(
-                "the steady state held again {} after rollback",
-                crate::progress::ms_text(ms)
-            ),
+            format!("the steady state held again {} after rollback", ms_text(ms)),
         ),
         None => (
             false,
             format!(
                 "the steady state did not return within timing.recovery ({}): {}",
-                crate::yaml::format_duration(exp.timing.recovery),
+                format_duration(exp.timing.recovery),
                 left.join("; ")
             ),
         ),
@@ -718,7 +708,7 @@ async fn prepare(
         }
         Mode::Parallel => {
             let source = env.autoscaling_group.clone().unwrap_or_default();
-            let Some(group) = or_signal(ctx, sigs, environment::describe_group(&ctx.aws, &source))
+            let Some(group) = or_signal(ctx, sigs, describe_group(&ctx.aws, &source))
                 .await?
                 .map_err(error_before_injection)?
             else {
@@ -1035,7 +1025,7 @@ async fn setup_call(
     let action_id = ctx.journal.next_action_id();
     let intent = Event::Intent {
         action_id,
-        fault: ENVIRONMENT.to_string(),
+        fault: Owner::Environment.name().to_string(),
         kind: ActionKind::Setup,
         operation: operation.to_string(),
         resources,
@@ -1066,9 +1056,6 @@ async fn setup_call(
     }
 }
 
-/// The name setup and teardown actions are journaled under.
-pub const ENVIRONMENT: &str = "environment";
-
 /// Undoes every setup call, newest first (delete the clone, then release the
 /// locks), whatever the run's end. Signals only hurry it along.
 async fn teardown(
@@ -1087,7 +1074,7 @@ async fn teardown(
     let work = async {
         let mut unfinished = Vec::new();
         for (id, undo) in setup.iter().rev() {
-            if let Err(u) = rollback_step(ctx, ENVIRONMENT, *id, undo, hurry).await {
+            if let Err(u) = rollback_step(ctx, Owner::Environment.name(), *id, undo, hurry).await {
                 unfinished.push(u);
             }
         }
@@ -1384,7 +1371,7 @@ impl<'e> Dispatcher<'e> {
             EndReason::Signal(s) => format!("{s} received"),
             EndReason::MaxDuration => format!(
                 "timing.max_duration ({}) reached",
-                crate::yaml::format_duration(self.exp.timing.max_duration)
+                format_duration(self.exp.timing.max_duration)
             ),
             EndReason::InjectError(e) => format!("injection failed: {e}"),
             EndReason::WatchError(e) => format!("guardrails cannot be checked: {e}"),
@@ -1559,9 +1546,7 @@ impl<'e> Dispatcher<'e> {
                 (Status::Active, Some(t)) => parts.push(format!(
                     "{}: {} left",
                     f.name,
-                    crate::yaml::format_duration(Duration::from_secs(
-                        t.saturating_duration_since(now).as_secs()
-                    ))
+                    format_duration(Duration::from_secs(t.saturating_duration_since(now).as_secs()))
                 )),
                 (Status::Active, None) => parts.push(format!("{}: active", f.name)),
                 (Status::Injecting, _) => parts.push(format!("{}: injecting", f.name)),
@@ -1574,12 +1559,11 @@ impl<'e> Dispatcher<'e> {
         } else {
             "fault phase"
         };
-        let elapsed =
-            crate::yaml::format_duration(Duration::from_secs(now.duration_since(started).as_secs()));
+        let elapsed = format_duration(Duration::from_secs(now.duration_since(started).as_secs()));
         self.ctx.progress.status(&format!(
             "{phase} ({elapsed}) | {} | guardrails watched every {}",
             parts.join(", "),
-            crate::yaml::format_duration(self.exp.timing.interval)
+            format_duration(self.exp.timing.interval)
         ));
     }
 

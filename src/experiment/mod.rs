@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use parse::check_variables;
 pub use parse::{LoadError, load, load_str};
 pub use tolerance::{Expect, Tolerance};
 
 use crate::faults::Fault;
+use crate::model::Mode;
 use crate::yaml::{Loc, Spanned};
 
 /// The only format version this runner reads.
@@ -47,26 +47,6 @@ pub struct Experiment {
     pub faults: Vec<FaultSpec>,
     /// Phase lengths and the watch interval.
     pub timing: Timing,
-}
-
-/// Whether faults go into a temporary copy or the real resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// A temporary clone of the Auto Scaling group; the default.
-    Parallel,
-    /// The real resources (needs approval under the safety policy).
-    InPlace,
-}
-
-impl Mode {
-    /// The spelling used in files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Parallel => "parallel",
-            Mode::InPlace => "in-place",
-        }
-    }
 }
 
 /// The `environment` section.
@@ -373,6 +353,3 @@ impl Selection {
         }
     }
 }
-
-/// Variables that may appear as `${name}` in probes and targets.
-pub const VARIABLES: &[&str] = &["asg", "instances", "run_id"];

@@ -9,6 +9,7 @@ use marked_yaml::Node;
 
 use super::*;
 use crate::faults;
+use crate::model::{Owner, check_variables};
 use crate::yaml::{self, Decoder, FileErrors};
 
 /// Why an experiment file could not be loaded.
@@ -788,40 +789,6 @@ fn decode_period(d: &mut Decoder, node: &Node, what: &str) -> Option<u32> {
     }
 }
 
-/// Reports `${name}` references that are not known variables.
-pub(crate) fn check_variables(d: &mut Decoder, text: &Spanned<String>) {
-    let mut rest = text.value.as_str();
-    while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            d.error(
-                text.loc,
-                format!("`{}`: `${{` without a closing `}}`", text.value),
-            );
-            return;
-        };
-        let var = &after[..end];
-        if !VARIABLES.contains(&var) {
-            let help = yaml::did_you_mean(var, VARIABLES.iter().copied())
-                .map(|s| format!("did you mean `${{{s}}}`? "))
-                .unwrap_or_default();
-            d.error_help(
-                text.loc,
-                format!("unknown variable `${{{var}}}`"),
-                format!(
-                    "{help}known variables: {}",
-                    VARIABLES
-                        .iter()
-                        .map(|v| format!("${{{v}}}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
-        }
-        rest = &after[end + 1..];
-    }
-}
-
 fn decode_faults(d: &mut Decoder, node: &Node) -> Option<Vec<FaultSpec>> {
     let items = d.list(node, "faults")?;
     if items.is_empty() {
@@ -842,6 +809,16 @@ fn decode_faults(d: &mut Decoder, node: &Node) -> Option<Vec<FaultSpec>> {
     // Names must be unique before references can be checked.
     let mut seen: HashMap<&str, Loc> = HashMap::new();
     for f in &out {
+        // The journal names the environment's setup and teardown calls this
+        // way: a fault of that name would be shown (and recovered) as teardown.
+        if Owner::of(&f.name.value) == Owner::Environment {
+            d.error_help(
+                f.name.loc,
+                format!("fault name `{}` is reserved", f.name.value),
+                "the run's own setup and teardown are journaled under it; choose another name",
+            );
+            ok = false;
+        }
         if let Some(first) = seen.insert(&f.name.value, f.name.loc) {
             d.error(
                 f.name.loc,

@@ -109,7 +109,7 @@ impl Fault for CapacityDrop {
             let Undo::RestoreCapacity { group, .. } = &step.undo else {
                 return Ok(step);
             };
-            let Some(g) = crate::environment::describe_group(aws, group).await? else {
+            let Some(g) = crate::aws::describe_group(aws, group).await? else {
                 return Err(not_found(group));
             };
             let undo = Undo::RestoreCapacity {
@@ -175,7 +175,7 @@ pub(crate) async fn restore(
     if min < 0 || max < 0 || desired < 0 {
         return Ok(report);
     }
-    if crate::environment::describe_group(aws, group).await?.is_none() {
+    if crate::aws::describe_group(aws, group).await?.is_none() {
         report.gone.push(group.to_string());
         return Ok(report);
     }

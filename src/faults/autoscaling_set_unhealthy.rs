@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport, no_params};
 use crate::aws::{Aws, AwsError, api};
-use crate::targets::Instance;
+use crate::model::Instance;
 use crate::yaml::Decoder;
 
 pub(super) const DEF: ActionDef = ActionDef {

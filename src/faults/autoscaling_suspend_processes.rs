@@ -162,7 +162,7 @@ impl Fault for SuspendProcesses {
 
 /// The processes currently suspended in `group`.
 async fn suspended(aws: &Aws, group: &str) -> Result<Vec<String>, AwsError> {
-    let Some(g) = crate::environment::describe_group(aws, group).await? else {
+    let Some(g) = crate::aws::describe_group(aws, group).await? else {
         return Err(AwsError {
             service: "autoscaling".into(),
             operation: "DescribeAutoScalingGroups".into(),
@@ -183,7 +183,7 @@ pub(crate) async fn resume(aws: &Aws, group: &str, processes: &[String]) -> Resu
     if processes.is_empty() {
         return Ok(report);
     }
-    if crate::environment::describe_group(aws, group).await?.is_none() {
+    if crate::aws::describe_group(aws, group).await?.is_none() {
         report.gone.push(group.to_string());
         return Ok(report);
     }

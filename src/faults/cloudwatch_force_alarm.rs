@@ -38,7 +38,7 @@ fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: Loc) -> Option<
         .required(&m, "alarm", what)
         .and_then(|n| d.string(n, &format!("{what}.alarm")));
     if let Some(a) = &alarm {
-        crate::experiment::check_variables(d, a);
+        crate::model::check_variables(d, a);
     }
     let state = match m.get("state") {
         Some(n) => {
@@ -109,7 +109,7 @@ impl Fault for ForceAlarm {
             let Undo::SetAlarmState { alarm, .. } = &step.undo else {
                 return Ok(step);
             };
-            let found = crate::observe::describe_alarms(aws, std::slice::from_ref(alarm)).await?;
+            let found = crate::aws::describe_alarms(aws, std::slice::from_ref(alarm)).await?;
             let Some(info) = found.get(alarm) else {
                 return Err(AwsError {
                     service: "cloudwatch".into(),
@@ -168,7 +168,7 @@ pub(crate) async fn set_back(aws: &Aws, alarm: &str, state: &str) -> Result<Undo
     if state.is_empty() {
         return Ok(report);
     }
-    if !crate::observe::describe_alarms(aws, &[alarm.to_string()])
+    if !crate::aws::describe_alarms(aws, &[alarm.to_string()])
         .await?
         .contains_key(alarm)
     {

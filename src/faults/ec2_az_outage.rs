@@ -19,7 +19,7 @@ use rand::seq::IndexedRandom;
 
 use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport, batched_steps};
 use crate::aws::{Aws, AwsError, api};
-use crate::targets::Instance;
+use crate::model::Instance;
 use crate::yaml::Decoder;
 
 const BATCH: usize = 100;
@@ -116,7 +116,7 @@ impl Fault for AzOutage {
             let Undo::RestoreSubnets { group, az, .. } = &step.undo else {
                 return Ok(step);
             };
-            let Some(g) = crate::environment::describe_group(aws, group).await? else {
+            let Some(g) = crate::aws::describe_group(aws, group).await? else {
                 return Err(error(
                     "DescribeAutoScalingGroups",
                     "NotFound",
@@ -235,7 +235,7 @@ pub(crate) async fn restore_subnets(aws: &Aws, group: &str, subnets: &str) -> Re
     if subnets.is_empty() {
         return Ok(report);
     }
-    match crate::environment::describe_group(aws, group).await? {
+    match crate::aws::describe_group(aws, group).await? {
         None => report.gone.push(group.to_string()),
         Some(g) if g.vpc_zone_identifier() == Some(subnets) => report.restored.push(group.to_string()),
         Some(_) => {

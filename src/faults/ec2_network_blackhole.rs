@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ActionDef, BoxFuture, Fault, InstanceGroups, Step, StepContext, Undo, UndoReport, no_params};
 use crate::aws::{Aws, AwsError, api};
 use crate::environment::{EXPIRES_TAG, RUN_ID_TAG};
-use crate::targets::Instance;
+use crate::model::Instance;
 use crate::yaml::Decoder;
 
 /// Instances per ModifyInstanceAttribute step (the API takes one instance per
@@ -321,7 +321,7 @@ async fn set_groups(
 /// vanished instances are reported as gone. Idempotent.
 pub(crate) async fn restore_groups(aws: &Aws, instances: &[InstanceGroups]) -> Result<UndoReport, AwsError> {
     let ids: Vec<String> = instances.iter().map(|i| i.instance_id.clone()).collect();
-    let states = super::instance_states(aws, &ids).await?;
+    let states = crate::aws::instance_states(aws, &ids).await?;
     let mut report = UndoReport::default();
     let mut calls = Vec::new();
     for i in instances {

@@ -7,7 +7,7 @@ use marked_yaml::Node;
 
 use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, batched_steps, no_params};
 use crate::aws::{Aws, AwsError, api};
-use crate::targets::Instance;
+use crate::model::Instance;
 use crate::yaml::Decoder;
 
 const BATCH: usize = 100;

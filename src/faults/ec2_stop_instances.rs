@@ -1,7 +1,6 @@
 //! `ec2:stop-instances`: stop the target instances (optionally forced);
 //! rollback starts them again and waits until they are running.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +8,8 @@ use marked_yaml::Node;
 use tokio_util::sync::CancellationToken;
 
 use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport, batched_steps, batches};
-use crate::aws::{Aws, AwsError, api};
-use crate::targets::Instance;
+use crate::aws::{Aws, AwsError, api, instance_states};
+use crate::model::Instance;
 use crate::yaml::Decoder;
 
 /// StopInstances and StartInstances accept many ids; we keep calls small so a
@@ -80,36 +79,6 @@ impl Fault for StopInstances {
             Ok(())
         })
     }
-}
-
-/// Current EC2 state of each instance; ids EC2 no longer knows are absent.
-pub(crate) async fn instance_states(aws: &Aws, ids: &[String]) -> Result<BTreeMap<String, String>, AwsError> {
-    let mut out = BTreeMap::new();
-    for chunk in batches(ids, 200) {
-        // A filter (not InstanceIds) so that ids that vanished are simply absent
-        // instead of failing the whole call with InvalidInstanceID.NotFound.
-        let filter = aws_sdk_ec2::types::Filter::builder()
-            .name("instance-id")
-            .set_values(Some(chunk))
-            .build();
-        let mut pages = aws
-            .ec2
-            .describe_instances()
-            .filters(filter)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(api("ec2", "DescribeInstances"))?;
-            for r in page.reservations() {
-                for i in r.instances() {
-                    if let (Some(id), Some(state)) = (i.instance_id(), i.state().and_then(|s| s.name())) {
-                        out.insert(id.to_string(), state.as_str().to_string());
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Starts every stopped instance of `ids` and waits until all run. Instances

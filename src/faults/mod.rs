@@ -20,8 +20,6 @@ mod ec2_terminate_instances;
 pub use autoscaling_suspend_processes::PROCESSES;
 pub(crate) use ec2_network_blackhole::{BLACKHOLE_TAG, delete_blackhole_group};
 
-pub(crate) use ec2_stop_instances::instance_states;
-
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -33,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{Aws, AwsError};
-use crate::targets::Instance;
+use crate::model::{Instance, UndoReport};
 use crate::yaml::Decoder;
 
 /// A boxed future, so faults can be registered and called through `dyn Fault`.
@@ -255,17 +253,6 @@ pub struct InstanceGroups {
     pub vpc_id: String,
     /// Its security group ids before the change, in order.
     pub group_ids: Vec<String>,
-}
-
-/// What a completed undo found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UndoReport {
-    /// Resources confirmed restored.
-    pub restored: Vec<String>,
-    /// Resources that no longer exist (e.g. terminated by their group), so there is nothing to restore.
-    pub gone: Vec<String>,
-    /// Resources whose restore was requested but not waited for (the operator asked to hurry).
-    pub not_waited: Vec<String>,
 }
 
 impl Undo {

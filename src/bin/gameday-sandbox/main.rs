@@ -196,7 +196,7 @@ async fn main() -> ExitCode {
             };
             serve::line(&format!(
                 "serving {scope}: {load} req/s per group, {instance_capacity} req/s per instance, a tick every {}, seed {seed} (--seed {seed} replays the noise)",
-                gameday::yaml::format_duration(interval)
+                gameday::util::format_duration(interval)
             ));
             let opts = serve::Options {
                 groups,
@@ -238,7 +238,7 @@ async fn wait_alarm(aws: &Aws, alarm: &str, want: State, timeout: Duration) -> R
         if Instant::now() >= deadline {
             return Err(format!(
                 "alarm {alarm} was not put in {want} by gameday-sandbox serve within {}",
-                gameday::yaml::format_duration(timeout)
+                gameday::util::format_duration(timeout)
             ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

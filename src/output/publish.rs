@@ -9,8 +9,9 @@
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
+use super::summary::Summary;
 use crate::aws::{Aws, AwsError, api};
-use crate::journal::{Summary, Verdict};
+use crate::journal::Verdict;
 
 /// The CloudWatch namespace of run outcomes.
 pub const NAMESPACE: &str = "GameDay";

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use super::svg::{self, Chart};
 use super::{Run, ms_or_dash, role_name, verdict_words};
 use crate::journal::{ProbeRole, SeriesOf, Verdict};
-use crate::progress::ms_text;
+use crate::util::{ms_text, value_text};
 
 /// Escapes text for markup: see [`super::escape_markup`].
 pub use super::escape_markup as esc;
@@ -185,7 +185,7 @@ pub fn render(run: &Run) -> String {
                     .info
                     .limits
                     .iter()
-                    .map(|v| (*v, format!("{role} {}", super::num(*v))))
+                    .map(|v| (*v, format!("{role} {}", value_text(*v))))
                     .collect(),
                 from: s.started_at,
                 to: run.ended_at,

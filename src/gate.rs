@@ -11,55 +11,17 @@ use std::time::Duration;
 
 use jiff::civil::DateTime;
 use jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
 
-use super::account::Account;
-use super::{LoadedPolicy, Policy, Windows, describe_day};
-use crate::experiment::{Experiment, Mode, ProbeKind};
+use crate::experiment::{Experiment, ProbeKind};
+use crate::model::Mode;
+use crate::model::RuleResult;
 use crate::plan::{Plan, Targets};
-use crate::yaml::format_duration;
+use crate::policy::account::Account;
+use crate::policy::{Allowed, LoadedPolicy, Policy, Windows, describe_day};
+use crate::util::format_duration;
 
 /// The action that cannot be rolled back, which in-place runs need explicit leave for.
 const TERMINATE: &str = "ec2:terminate-instances";
-
-/// One rule's verdict on a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleResult {
-    /// The rule's key in the policy file, e.g. `blast_radius.max_instances_per_fault`.
-    pub rule: String,
-    /// Whether the plan satisfies it.
-    pub passed: bool,
-    /// What was checked and found.
-    pub detail: String,
-    /// The resources involved (faults, instances, groups).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<String>,
-    /// How to change the experiment or the policy, when it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-}
-
-impl RuleResult {
-    fn pass(rule: &str, detail: impl Into<String>) -> Self {
-        RuleResult {
-            rule: rule.to_string(),
-            passed: true,
-            detail: detail.into(),
-            resources: Vec::new(),
-            fix: None,
-        }
-    }
-
-    fn fail(rule: &str, detail: impl Into<String>, resources: Vec<String>, fix: impl Into<String>) -> Self {
-        RuleResult {
-            rule: rule.to_string(),
-            passed: false,
-            detail: detail.into(),
-            resources,
-            fix: Some(fix.into()),
-        }
-    }
-}
 
 /// How the operator approved (or did not approve) this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +129,7 @@ fn regions(policy: &Policy, plan: &Plan) -> RuleResult {
 
 fn accounts(policy: &Policy, account: Option<&Account>) -> RuleResult {
     match (&policy.accounts, account) {
-        (super::Allowed::Any, _) => RuleResult::pass("accounts", "any account is allowed"),
+        (Allowed::Any, _) => RuleResult::pass("accounts", "any account is allowed"),
         (allowed, Some(a)) if allowed.allows(&a.id) => {
             RuleResult::pass("accounts", format!("account {} ({}) is allowed", a.id, a.source))
         }
@@ -569,7 +531,7 @@ mod tests {
         let policy = format!(
             "version: 1\nregions: any\nactions: [ec2:stop-instances]\nprotected_tags: {{}}\nblast_radius: {{ max_instances_per_fault: 1, max_percent_of_group: 10 }}\nin_place: {{ allowed: true, requires_approval: false, allow_terminate: false }}\n{text}require_guardrails: true\nmax_experiment_duration: 1h\n"
         );
-        super::super::load_str(Path::new("p.yaml"), &policy)
+        crate::policy::load_str(Path::new("p.yaml"), &policy)
             .expect("valid policy")
             .windows
     }

@@ -11,25 +11,25 @@
 //! the run needs afterwards: each metric's series, baselines, deviations, and
 //! when a detection alarm fired and cleared.
 
+mod stats;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, StateValue};
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use aws_smithy_types::DateTime;
 use jiff::Timestamp;
 
-use crate::aws::{Aws, AwsError, api};
+use crate::aws::{AlarmInfo, AlarmKind, Aws, AwsError, api, describe_alarms};
 use crate::experiment::{
     CapacityBound, Compare, During, Expect, Experiment, InsufficientData, MetricQuery, MetricSpec, Probe,
     ProbeKind, Tolerance,
 };
 use crate::journal::{Event, GuardrailCheck, Phase, Point, ProbeInfo, ProbeResult, ProbeRole, SeriesOf};
-use crate::stats;
-use crate::targets::Vars;
+use crate::model::Vars;
+use crate::util::{ms_text, value_text};
 
-/// DescribeAlarms accepts at most this many names per call.
-const ALARM_NAMES_PER_CALL: usize = 100;
 /// GetMetricData accepts at most this many queries per call.
 const QUERIES_PER_CALL: usize = 500;
 /// DescribeAutoScalingGroups accepts at most this many names per call.
@@ -38,113 +38,6 @@ const GROUPS_PER_CALL: usize = 50;
 const MIN_COMPARE_SAMPLES: usize = 3;
 
 // ---------------------------------------------------------------- alarms
-
-/// One alarm as DescribeAlarms reported it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlarmInfo {
-    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
-    pub state: String,
-    /// The alarm's own explanation of its state.
-    pub reason: String,
-    /// Metric or composite, with what decides how fast it can fire.
-    pub kind: AlarmKind,
-}
-
-/// What an alarm watches.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AlarmKind {
-    /// A metric alarm (one metric, or metric math).
-    Metric {
-        /// The longest period among its metrics, in seconds.
-        period: Option<u32>,
-        /// How many periods it evaluates.
-        evaluation_periods: Option<u32>,
-        /// Every dimension of every metric it watches.
-        dimensions: Vec<(String, String)>,
-    },
-    /// A composite alarm over other alarms.
-    Composite {
-        /// Its rule, e.g. `ALARM("a") OR ALARM("b")`.
-        rule: String,
-    },
-}
-
-/// Describes `names` (metric and composite alarms); missing alarms are absent.
-pub async fn describe_alarms(aws: &Aws, names: &[String]) -> Result<HashMap<String, AlarmInfo>, AwsError> {
-    let mut out = HashMap::new();
-    let mut unique: Vec<String> = names.to_vec();
-    unique.sort();
-    unique.dedup();
-    for chunk in unique.chunks(ALARM_NAMES_PER_CALL) {
-        let mut pages = aws
-            .cloudwatch
-            .describe_alarms()
-            .set_alarm_names(Some(chunk.to_vec()))
-            .alarm_types(AlarmType::MetricAlarm)
-            .alarm_types(AlarmType::CompositeAlarm)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(api("cloudwatch", "DescribeAlarms"))?;
-            for a in page.metric_alarms() {
-                let Some(name) = a.alarm_name() else { continue };
-                let mut dimensions: Vec<(String, String)> = a.dimensions().iter().map(dim_pair).collect();
-                let mut period = a.period().and_then(|p| u32::try_from(p).ok());
-                for q in a.metrics() {
-                    if let Some(ms) = q.metric_stat() {
-                        period = period.max(ms.period().and_then(|p| u32::try_from(p).ok()));
-                        dimensions.extend(
-                            ms.metric()
-                                .map(|m| m.dimensions())
-                                .unwrap_or_default()
-                                .iter()
-                                .map(dim_pair),
-                        );
-                    }
-                }
-                let kind = AlarmKind::Metric {
-                    period,
-                    evaluation_periods: a.evaluation_periods().and_then(|e| u32::try_from(e).ok()),
-                    dimensions,
-                };
-                out.insert(
-                    name.to_string(),
-                    AlarmInfo {
-                        state: state_text(a.state_value()),
-                        reason: a.state_reason().unwrap_or_default().to_string(),
-                        kind,
-                    },
-                );
-            }
-            for a in page.composite_alarms() {
-                let Some(name) = a.alarm_name() else { continue };
-                let kind = AlarmKind::Composite {
-                    rule: a.alarm_rule().unwrap_or_default().to_string(),
-                };
-                out.insert(
-                    name.to_string(),
-                    AlarmInfo {
-                        state: state_text(a.state_value()),
-                        reason: a.state_reason().unwrap_or_default().to_string(),
-                        kind,
-                    },
-                );
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn dim_pair(d: &Dimension) -> (String, String) {
-    (
-        d.name().unwrap_or_default().to_string(),
-        d.value().unwrap_or_default().to_string(),
-    )
-}
-
-fn state_text(v: Option<&StateValue>) -> String {
-    v.map(|v| v.as_str().to_string()).unwrap_or_default()
-}
 
 /// The alarm names a composite alarm's rule refers to.
 pub fn rule_alarms(rule: &str) -> Vec<String> {
@@ -398,7 +291,7 @@ impl Watched {
 }
 
 fn fmt_dur(d: Duration) -> String {
-    crate::yaml::format_duration(d)
+    crate::util::format_duration(d)
 }
 
 // ---------------------------------------------------------------- reading
@@ -1183,18 +1076,6 @@ fn judge_metric(role: ProbeRole, tolerance: Option<Tolerance>, recent: &[f64], n
     }
 }
 
-/// A datapoint as people read it: at most 3 decimals, no trailing zeros
-/// (`263.79`, not `263.7896609792007`); the journal keeps the exact value.
-pub fn value_text(v: f64) -> String {
-    let s = format!("{v:.3}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        &s
-    };
-    if s == "-0" { "0".to_string() } else { s.to_string() }
-}
-
 /// Compares the experiment's samples with the control's: the relative change
 /// of the means, and the Mann-Whitney U test's p-value; judged by `compare`.
 pub fn compare_samples(probe: &str, e: &[f64], c: &[f64], compare: Option<&Compare>) -> Event {
@@ -1259,10 +1140,6 @@ pub fn compare_samples(probe: &str, e: &[f64], c: &[f64], compare: Option<&Compa
         judged: compare.is_some(),
         detail,
     }
-}
-
-fn ms_text(ms: u64) -> String {
-    crate::progress::ms_text(ms)
 }
 
 // ---------------------------------------------------------------- preflight

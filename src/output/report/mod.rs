@@ -11,15 +11,16 @@ pub mod junit;
 pub mod markdown;
 pub mod svg;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use crate::journal::{
-    self, ActionKind, Entry, Event, JournalError, Phase, ProbeInfo, ProbeRole, SeriesOf, SeriesRecord,
-    Summary, Verdict,
-};
-use crate::progress::{ms_text, short_list};
+use super::summary::{self, SeriesRecord, Summary};
+use super::text::{self, Voice, phase_name};
+use crate::journal::{ActionKind, Entry, Event, JournalError, ProbeInfo, ProbeRole, SeriesOf, Verdict};
+use crate::model::Owner;
+use crate::util::ms_text;
 
 /// File name of the HTML report inside a run folder.
 pub const HTML_FILE: &str = "report.html";
@@ -44,25 +45,6 @@ pub enum ReportError {
     },
 }
 
-/// Derives `journal.json` from the run's `events.jsonl` and renders the three
-/// reports from it, exactly as `gameday report` regenerates them; used at the
-/// end of a run and of `gameday recover`. The run itself is over, so a problem
-/// here is a warning, not a change of verdict.
-pub fn write_run_records(dir: &Path) {
-    match journal::read_events(dir).map(|events| journal::summarize(&events)) {
-        Ok(Some(summary)) => {
-            if let Err(e) = journal::write_summary(dir, &summary)
-                .map_err(ReportError::from)
-                .and_then(|_| regenerate(dir))
-            {
-                eprintln!("warning: {e}");
-            }
-        }
-        Ok(None) => {}
-        Err(e) => eprintln!("warning: {e}"),
-    }
-}
-
 /// Reads the journal at `path` (a `journal.json` or its run folder) and writes
 /// the three reports beside it. Returns their paths.
 pub fn regenerate(path: &Path) -> Result<Vec<PathBuf>, ReportError> {
@@ -71,7 +53,7 @@ pub fn regenerate(path: &Path) -> Result<Vec<PathBuf>, ReportError> {
     } else {
         path.parent().map(Path::to_path_buf).unwrap_or_default()
     };
-    let summary = journal::load(path)?;
+    let summary = summary::load(path)?;
     write_all(&dir, &summary)
 }
 
@@ -220,9 +202,6 @@ pub fn offset_text(ms: i64) -> String {
     format!("{sign}{:.1}s", ms.unsigned_abs() as f64 / 1000.0)
 }
 
-/// A number as people read it: see [`crate::observe::value_text`].
-pub use crate::observe::value_text as num;
-
 /// A short latency for people: `240 ms` under a second, else as [`ms_text`].
 pub fn latency_text(ms: Option<u64>) -> String {
     match ms {
@@ -238,9 +217,9 @@ pub fn ms_or_dash(ms: Option<u64>) -> String {
 
 fn timeline(s: &Summary) -> Vec<Item> {
     let mut items: Vec<Item> = Vec::new();
-    let mut kinds: std::collections::HashMap<u64, (ActionKind, String)> = std::collections::HashMap::new();
+    let mut operations = HashMap::new();
     for e in &s.events {
-        if let Some((kind, text, alert)) = describe(e, &mut kinds) {
+        if let Some((kind, text, alert)) = describe(e, &mut operations) {
             items.push(Item {
                 at: e.at,
                 offset_ms: 0,
@@ -276,267 +255,58 @@ fn timeline(s: &Summary) -> Vec<Item> {
     items
 }
 
-/// One event as a timeline line; `None` for the bulk ones (checks, series).
-fn describe(
-    e: &Entry,
-    kinds: &mut std::collections::HashMap<u64, (ActionKind, String)>,
-) -> Option<(&'static str, String, bool)> {
-    Some(match &e.event {
-        Event::RunStarted {
-            experiment,
-            mode,
-            seed,
-            region,
-            ..
-        } => (
-            "phase",
-            format!(
-                "run started: experiment `{experiment}` ({}, region {region}, seed {seed})",
-                mode.as_str()
-            ),
-            false,
-        ),
-        Event::Phase { phase } => {
-            let text = match phase {
-                Phase::Preflight => "preflight: guardrails checked, targets resolved (read-only)",
-                Phase::Baseline => "baseline: proving the steady state before any fault",
-                Phase::Inject => "fault phase: injecting faults, guardrails watched",
-                Phase::Rollback => "rollback: undoing every active fault",
-                Phase::Recovery => "recovery: waiting for the steady state to return",
-                Phase::Teardown => "teardown: deleting what the run created, releasing locks",
-                Phase::Done => return None,
-            };
-            ("phase", text.to_string(), false)
-        }
-        Event::SafetyGate {
-            plan_hash,
-            admitted,
-            rules,
-        } => {
-            let failed: Vec<&str> = rules
-                .iter()
-                .filter(|r| !r.passed)
-                .map(|r| r.rule.as_str())
-                .collect();
-            if *admitted {
-                (
-                    "safety",
-                    format!("safety policy: {} rule(s) passed (plan {plan_hash})", rules.len()),
-                    false,
-                )
-            } else {
-                (
-                    "safety",
-                    format!(
-                        "safety policy REFUSED the run: {} (plan {plan_hash})",
-                        failed.join(", ")
-                    ),
-                    true,
-                )
-            }
-        }
-        Event::GuardrailPreflight {
-            guardrails,
-            worst_case_abort_ms,
-            ..
-        } => {
-            let bad: Vec<String> = guardrails
-                .iter()
-                .filter(|g| !g.ok)
-                .map(|g| format!("{}: {}", g.guardrail, g.detail))
-                .collect();
-            let worst = worst_case_abort_ms
-                .map(|m| format!("; worst-case time to abort {}", ms_text(m)))
-                .unwrap_or_default();
-            if bad.is_empty() {
-                (
-                    "guardrail",
-                    format!("guardrails: {} can fire{worst}", guardrails.len()),
-                    false,
-                )
-            } else {
-                (
-                    "guardrail",
-                    format!("guardrails that cannot protect the run: {}", bad.join("; ")),
-                    true,
-                )
-            }
-        }
-        Event::TargetsResolved {
-            fault,
-            action,
-            resolved,
-        } => {
-            let ids: Vec<String> = resolved.selected.iter().map(|i| i.id.clone()).collect();
-            (
-                "targets",
-                format!(
-                    "fault `{fault}` ({action}): {} of {} eligible instance(s): {}",
-                    ids.len(),
-                    resolved.matched,
-                    short_list(&ids)
-                ),
-                false,
-            )
-        }
-        Event::Environment {
-            group: Some(g),
-            source: Some(src),
-            instances,
-            ..
-        } => (
-            "setup",
-            format!(
-                "parallel environment ready: `{g}`, a copy of `{src}` with {} instance(s)",
-                instances.len()
-            ),
-            false,
-        ),
+/// One event as a timeline line (category, words, alert); `None` for the
+/// bulk ones (checks, series). `operations` remembers each intent's
+/// operation, which its outcome's line names.
+fn describe(e: &Entry, operations: &mut HashMap<u64, String>) -> Option<(&'static str, String, bool)> {
+    let mut operation = "";
+    match &e.event {
         Event::Intent {
             action_id,
-            fault,
-            kind,
-            operation,
-            resources,
+            operation: op,
             ..
         } => {
-            kinds.insert(*action_id, (*kind, operation.clone()));
-            let (k, what) = match kind {
-                ActionKind::Setup => ("setup", "setup".to_string()),
-                ActionKind::Inject => ("inject", format!("inject `{fault}`")),
-                ActionKind::Rollback if fault == crate::engine::ENVIRONMENT => {
-                    ("teardown", "teardown".to_string())
-                }
-                ActionKind::Rollback => ("rollback", format!("rollback `{fault}`")),
-            };
-            (k, format!("{what}: {operation} {}", short_list(resources)), false)
+            operations.insert(*action_id, op.clone());
         }
-        Event::Outcome {
-            action_id,
-            ok,
-            error,
-            report,
-        } => {
-            let op = kinds.get(action_id).map(|(_, op)| op.clone()).unwrap_or_default();
-            match (ok, error) {
-                (true, _) => {
-                    let gone = report
-                        .as_ref()
-                        .filter(|r| !r.gone.is_empty())
-                        .map(|r| format!("; gone, nothing to restore: {}", short_list(&r.gone)))
-                        .unwrap_or_default();
-                    ("outcome", format!("{op} ok{gone}"), false)
-                }
-                (false, Some(e)) => ("outcome", format!("{op} FAILED: {e}"), true),
-                (false, None) => ("outcome", format!("{op} FAILED"), true),
-            }
+        Event::Outcome { action_id, .. } => {
+            operation = operations.get(action_id).map(String::as_str).unwrap_or_default();
         }
-        Event::FaultActive {
-            fault,
-            until: Some(t),
-        } => (
-            "inject",
-            format!("fault `{fault}` in effect until {}", t.strftime("%H:%M:%SZ")),
-            false,
-        ),
-        Event::FaultActive { fault, until: None } => (
-            "inject",
-            format!("fault `{fault}` in effect until the fault phase ends"),
-            false,
-        ),
-        Event::FaultRolledBack { fault } => ("rollback", format!("fault `{fault}` rolled back"), false),
-        Event::GuardrailBreached {
-            guardrail,
-            detail,
-            seen_at,
-        } => (
-            "guardrail",
-            format!(
-                "GUARDRAIL TRIPPED: `{guardrail}` (seen {}): {detail}",
-                seen_at.strftime("%H:%M:%S%.3fZ")
-            ),
-            true,
-        ),
-        Event::Abort { reason, seen_at } => (
-            "abort",
-            format!(
-                "ABORT: {reason} (cause seen {})",
-                seen_at.strftime("%H:%M:%S%.3fZ")
-            ),
-            true,
-        ),
-        Event::RollbackStarted { trigger } => ("rollback", format!("rollback started: {trigger}"), false),
-        Event::Deviation {
-            probe, phase, detail, ..
-        } => (
-            "deviation",
-            format!("`{probe}` out of tolerance ({}): {detail}", phase_name(*phase)),
-            true,
-        ),
-        Event::BaselineMeasured {
-            probe,
-            value,
-            written,
-            resolved,
-        } => (
-            "probe",
-            format!(
-                "baseline of `{probe}`: {}; `{written}` became `{resolved}`",
-                num(*value)
-            ),
-            false,
-        ),
-        Event::AlarmChanged {
-            alarm,
-            from: Some(from),
-            to,
-            reason,
-        } => {
-            let why = if reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {reason}")
-            };
-            (
-                "alarm",
-                format!("alarm `{alarm}`: {from} -> {to}{why}"),
-                to == "ALARM",
-            )
-        }
-        Event::Comparison {
-            probe, detail, ok, ..
-        } => ("probe", format!("`{probe}` against the control: {detail}"), !ok),
-        Event::Detection {
-            probe, detail, ok, ..
-        } => ("probe", format!("detection `{probe}`: {detail}"), !ok),
-        Event::RecoveryResult {
-            recovered, detail, ..
-        } => ("probe", format!("recovery: {detail}"), !recovered),
-        Event::Signal { signal, count } => ("signal", format!("{signal} received (#{count})"), true),
-        Event::Warning { message } => ("warning", format!("warning: {message}"), false),
-        Event::Recovery { pending } => (
-            "phase",
-            format!("`gameday recover` took over: {pending} call(s) to undo"),
-            false,
-        ),
-        Event::Verdict { verdict, reason, .. } => (
-            "verdict",
-            format!("verdict: {} ({reason})", verdict.as_str()),
-            *verdict != Verdict::Passed,
-        ),
-        _ => return None,
-    })
+        _ => {}
+    }
+    let text = text::describe(&e.event, Voice::Timeline { operation })?;
+    let (kind, alert) = category(&e.event);
+    Some((kind, text, alert))
 }
 
-fn phase_name(p: Phase) -> &'static str {
-    match p {
-        Phase::Preflight => "preflight",
-        Phase::Baseline => "baseline",
-        Phase::Inject => "fault phase",
-        Phase::Rollback => "rollback",
-        Phase::Recovery => "recovery",
-        Phase::Teardown => "teardown",
-        Phase::Done => "done",
+/// An event's category on the timeline, and whether a reader should look
+/// there first.
+fn category(event: &Event) -> (&'static str, bool) {
+    match event {
+        Event::RunStarted { .. } | Event::Phase { .. } | Event::Recovery { .. } => ("phase", false),
+        Event::SafetyGate { admitted, .. } => ("safety", !admitted),
+        Event::GuardrailPreflight { guardrails, .. } => ("guardrail", guardrails.iter().any(|g| !g.ok)),
+        Event::TargetsResolved { .. } => ("targets", false),
+        Event::Environment { .. } => ("setup", false),
+        Event::Intent { fault, kind, .. } => match (kind, Owner::of(fault)) {
+            (ActionKind::Setup, _) => ("setup", false),
+            (ActionKind::Inject, _) => ("inject", false),
+            (ActionKind::Rollback, Owner::Environment) => ("teardown", false),
+            (ActionKind::Rollback, Owner::Fault(_)) => ("rollback", false),
+        },
+        Event::Outcome { ok, .. } => ("outcome", !ok),
+        Event::FaultActive { .. } => ("inject", false),
+        Event::FaultRolledBack { .. } | Event::RollbackStarted { .. } => ("rollback", false),
+        Event::GuardrailBreached { .. } => ("guardrail", true),
+        Event::Abort { .. } => ("abort", true),
+        Event::Deviation { .. } => ("deviation", true),
+        Event::BaselineMeasured { .. } => ("probe", false),
+        Event::AlarmChanged { to, .. } => ("alarm", to == "ALARM"),
+        Event::Comparison { ok, .. } | Event::Detection { ok, .. } => ("probe", !ok),
+        Event::RecoveryResult { recovered, .. } => ("probe", !recovered),
+        Event::Signal { .. } => ("signal", true),
+        Event::Warning { .. } => ("warning", false),
+        Event::Verdict { verdict, .. } => ("verdict", *verdict != Verdict::Passed),
+        _ => ("event", false),
     }
 }
 
@@ -711,12 +481,13 @@ pub fn escape_markup(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::value_text;
 
     #[test]
     fn numbers_and_offsets_read_well() {
-        assert_eq!(num(3.0), "3");
-        assert_eq!(num(2.5), "2.5");
-        assert_eq!(num(1.23456), "1.235");
+        assert_eq!(value_text(3.0), "3");
+        assert_eq!(value_text(2.5), "2.5");
+        assert_eq!(value_text(1.23456), "1.235");
         assert_eq!(offset_text(1234), "+1.2s");
         assert_eq!(offset_text(-500), "-0.5s");
     }

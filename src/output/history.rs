@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::journal::{self, Summary, Verdict};
+use super::report::{self, Run};
+use super::summary::{self, JOURNAL_FILE, Summary};
+use crate::journal::{self, Verdict};
+use crate::util::ms_text;
 
 /// How much slower than the median of earlier runs counts as a regression.
 pub const SLOWER_FACTOR: f64 = 1.5;
@@ -139,12 +142,12 @@ pub fn load(
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
     {
-        let summary = if dir.join(journal::JOURNAL_FILE).exists() {
-            journal::load(&dir)
+        let summary = if dir.join(JOURNAL_FILE).exists() {
+            summary::load(&dir)
         } else if dir.join(journal::EVENTS_FILE).exists() {
             // A run whose runner died: its events are all there is.
             journal::read_events(&dir)
-                .map(|e| journal::summarize(&e))
+                .map(|e| summary::summarize(&e))
                 .and_then(|s| {
                     s.ok_or_else(|| journal::JournalError::Invalid {
                         path: dir.join(journal::EVENTS_FILE),
@@ -233,8 +236,8 @@ pub fn regression(ran: &[&RunRow]) -> Option<String> {
         if now as f64 > median as f64 * SLOWER_FACTOR && now >= median + SLOWER_MIN_MS {
             why.push(format!(
                 "{what} {} in the latest run, against a median of {} over {} earlier run(s)",
-                crate::progress::ms_text(now),
-                crate::progress::ms_text(median),
+                ms_text(now),
+                ms_text(median),
                 before.len()
             ));
         }
@@ -260,7 +263,7 @@ fn median(v: &[u64]) -> Option<u64> {
 pub fn find(runs_dir: &Path, what: &str) -> Result<PathBuf, HistoryError> {
     let direct = PathBuf::from(what);
     for p in [runs_dir.join(what), direct] {
-        if p.is_dir() && p.join(journal::JOURNAL_FILE).exists() {
+        if p.is_dir() && p.join(JOURNAL_FILE).exists() {
             return Ok(p);
         }
         if p.is_file() {
@@ -272,8 +275,8 @@ pub fn find(runs_dir: &Path, what: &str) -> Result<PathBuf, HistoryError> {
 
 /// Two runs side by side: (what, run A, run B).
 pub fn diff(a: &Summary, b: &Summary) -> Vec<(String, String, String)> {
-    let ms = crate::report::ms_or_dash;
-    let lat = crate::report::latency_text;
+    let ms = report::ms_or_dash;
+    let lat = report::latency_text;
     let short = |h: &str| h[..12.min(h.len())].to_string();
     let targets = |s: &Summary| {
         s.targets
@@ -295,7 +298,7 @@ pub fn diff(a: &Summary, b: &Summary) -> Vec<(String, String, String)> {
     };
     let duration = |s: &Summary| {
         s.finished_at
-            .map(|f| crate::progress::ms_text(f.duration_since(s.started_at).as_millis().max(0) as u64))
+            .map(|f| ms_text(f.duration_since(s.started_at).as_millis().max(0) as u64))
             .unwrap_or_else(|| "-".into())
     };
     let mut rows = vec![
@@ -366,7 +369,7 @@ pub fn diff(a: &Summary, b: &Summary) -> Vec<(String, String, String)> {
             b.gameday_version.clone(),
         ),
     ];
-    let (ra, rb) = (crate::report::Run::new(a), crate::report::Run::new(b));
+    let (ra, rb) = (Run::new(a), Run::new(b));
     let mut names: Vec<String> = ra
         .probes
         .iter()
@@ -379,7 +382,7 @@ pub fn diff(a: &Summary, b: &Summary) -> Vec<(String, String, String)> {
         if !seen.insert(n.clone()) {
             continue;
         }
-        let show = |r: &crate::report::Run| {
+        let show = |r: &Run| {
             r.probes
                 .iter()
                 .find(|p| p.info.name == n)

@@ -5,8 +5,8 @@
 
 use std::fmt::Write;
 
-use super::{Run, ms_or_dash, num, role_name, verdict_words};
-use crate::progress::ms_text;
+use super::{Run, ms_or_dash, role_name, verdict_words};
+use crate::util::{ms_text, value_text};
 
 /// Escapes text for Markdown prose (no inline HTML gets through).
 pub fn esc(text: &str) -> String {
@@ -169,12 +169,18 @@ pub fn render(run: &Run) -> String {
                 vals.iter().copied().fold(f64::NAN, f64::min),
                 vals.iter().copied().fold(f64::NAN, f64::max),
             );
-            let show = |v: f64| if v.is_nan() { "-".to_string() } else { num(v) };
+            let show = |v: f64| {
+                if v.is_nan() {
+                    "-".to_string()
+                } else {
+                    value_text(v)
+                }
+            };
             let of = match r.of {
                 crate::journal::SeriesOf::Experiment => "experiment",
                 crate::journal::SeriesOf::Control => "control",
             };
-            let last = vals.last().map(|v| num(*v)).unwrap_or_else(|| "-".into());
+            let last = vals.last().map(|v| value_text(*v)).unwrap_or_else(|| "-".into());
             let _ = writeln!(
                 o,
                 "| {} | {of} | {} | {} | {} | {last} |",

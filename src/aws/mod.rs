@@ -1,4 +1,4 @@
-//! AWS client construction and error reporting.
+//! AWS client construction, error reporting, and the reads every layer shares.
 //!
 //! One `SdkConfig` comes from the standard configuration chain, so
 //! `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_PROFILE`, SSO and roles work as they
@@ -14,6 +14,11 @@
 //! backoff with jitter, from this module.
 //! API errors are turned into [`AwsError`], which names the service, the
 //! operation, the AWS error code and message, never a debug dump.
+//!
+//! [`reads`] holds the describe calls that more than one layer needs (a
+//! group, alarms, instance states), so that none of them reaches into another.
+
+mod reads;
 
 use std::fmt;
 use std::time::Duration;
@@ -21,6 +26,8 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+pub use reads::{AlarmInfo, AlarmKind, describe_alarms, describe_group, instance_states};
 
 /// Attempts per API call in the SDK's standard retry mode (the first and 4 retries).
 pub const SDK_MAX_ATTEMPTS: u32 = 5;

@@ -3,13 +3,12 @@
 //! The policy is a YAML file (`safety/policy.yaml`, `version: 1`) that a team
 //! reviews like code. It is decoded here with the same located decoder as
 //! experiments, so every problem has a file:line:column and a suggestion.
-//! Rules are checked against a resolved plan in [`gate`]. Without a policy
+//! Rules are checked against a resolved plan by the gate (`gate.rs`). Without a policy
 //! file the built-in default applies; it *is* the repository's commented
 //! `safety/policy.yaml`, embedded at build time, so the documented default and
 //! the enforced one cannot drift apart.
 
 pub mod account;
-pub mod gate;
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -17,9 +16,9 @@ use std::time::Duration;
 use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 use marked_yaml::Node;
-use sha2::{Digest, Sha256};
 
 use crate::faults;
+use crate::util::sha256_hex;
 use crate::yaml::{self, Decoder, FileErrors, Spanned};
 
 /// The only policy format version this runner reads.
@@ -241,11 +240,6 @@ pub fn built_in() -> LoadedPolicy {
         sha256: sha256_hex(DEFAULT_POLICY.as_bytes()),
         text: DEFAULT_POLICY.to_string(),
     }
-}
-
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 const TOP_KEYS: &[&str] = &[

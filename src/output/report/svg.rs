@@ -9,8 +9,9 @@ use std::fmt::Write;
 use jiff::Timestamp;
 
 use super::html::esc;
-use super::{Window, num, offset_text};
-use crate::journal::SeriesRecord;
+use super::{Window, offset_text};
+use crate::output::summary::SeriesRecord;
+use crate::util::value_text;
 
 const W: f64 = 760.0;
 const H: f64 = 260.0;
@@ -140,7 +141,7 @@ pub fn render(c: &Chart) -> String {
             "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"#333\">{}</text>",
             LEFT - 6.0,
             yy + 4.0,
-            esc(&num(round_tick(v)))
+            esc(&value_text(round_tick(v)))
         );
     }
     for i in 0..=4 {

@@ -1,0 +1,16 @@
+//! What a run leaves for people and tools, all derived from its journal:
+//! the live progress while it runs ([`progress`]), `journal.json`
+//! ([`summary`]), the reports ([`report`]), the history of runs
+//! ([`history`]) and the metrics published to CloudWatch ([`publish`]).
+//!
+//! [`text`] is the one place where an event becomes words; nothing below
+//! this layer knows how an event is worded.
+
+pub mod history;
+pub mod progress;
+pub mod publish;
+pub mod report;
+pub mod summary;
+pub mod text;
+
+pub use summary::{JOURNAL_FILE, Summary, load, write_run_records};

@@ -1,0 +1,92 @@
+//! Text formats and hashing that several layers share: durations as users
+//! write them, numbers as people read them, hashes, the machine's name.
+//!
+//! The bottom layer: it names no other module of the crate, so anything may
+//! use it. A helper lives here once a second layer needs it.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+/// Formats a duration the way users write it (`1h30m`, `45s`, `250ms`); the
+/// inverse of the experiment decoder's `yaml::parse_duration`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if !ms.is_multiple_of(1000) {
+        return if ms < 1000 {
+            format!("{ms}ms")
+        } else {
+            format!("{:.1}s", d.as_secs_f64())
+        };
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out += &format!("{h}h");
+    }
+    if m > 0 {
+        out += &format!("{m}m");
+    }
+    if s > 0 {
+        out += &format!("{s}s");
+    }
+    out
+}
+
+/// Milliseconds as a short duration, e.g. `1.5s`.
+pub fn ms_text(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format_duration(Duration::from_millis(ms))
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
+
+/// A datapoint as people read it: at most 3 decimals, no trailing zeros
+/// (`263.79`, not `263.7896609792007`); the journal keeps the exact value.
+pub fn value_text(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    if s == "-0" { "0".to_string() } else { s.to_string() }
+}
+
+/// Lowercase hex SHA-256: of experiment and policy files, and of plans.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// This machine's name, for telling whether a journaled pid is ours to check.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::parse_duration;
+
+    #[test]
+    fn durations_format_back_to_what_users_write() {
+        for text in ["30s", "5m", "1h30m", "250ms", "2h", "1m5s"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+    }
+
+    #[test]
+    fn hashes_are_lowercase_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
