@@ -637,11 +637,6 @@ impl Journal {
         ))
     }
 
-    /// The run folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// A new action id for an intent.
     pub fn next_action_id(&self) -> u64 {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -205,11 +205,6 @@ impl<'a> Map<'a> {
         Map { loc, ..self }
     }
 
-    /// The keys present, in file order.
-    pub fn keys(&self) -> impl Iterator<Item = &'a MarkedScalarNode> {
-        self.node.keys()
-    }
-
     /// Key/value pairs in file order.
     pub fn entries(&self) -> impl Iterator<Item = (&'a MarkedScalarNode, &'a Node)> {
         self.node.iter()
@@ -238,11 +233,6 @@ impl Decoder {
             message: message.into(),
             help: Some(help.into()),
         });
-    }
-
-    /// True when no problem was recorded.
-    pub fn is_ok(&self) -> bool {
-        self.diagnostics.is_empty()
     }
 
     /// The problems, sorted by position, as one error for `file`.

@@ -505,9 +505,9 @@ async fn the_html_report_renders_its_verdict_and_charts_in_a_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_journal_is_still_read_and_reported() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal-v1.json");
-    let s = gameday::output::load(&fixture).expect("a v1 journal loads");
+    let s = gameday::load_journal(&fixture).expect("a v1 journal loads");
     assert_eq!(s.journal_version, 2, "upgraded on reading");
-    assert_eq!(s.verdict, Some(gameday::journal::Verdict::Failed));
+    assert_eq!(s.verdict, Some(gameday::Verdict::Failed));
     assert!(!s.series.is_empty(), "the series are derived from the v1 events");
     assert!(s.time_to_recover_ms.is_some() && s.environment.is_some() && !s.probes.is_empty());
     assert!(

@@ -17,7 +17,6 @@ mod ec2_reboot_instances;
 mod ec2_stop_instances;
 mod ec2_terminate_instances;
 
-pub use autoscaling_suspend_processes::PROCESSES;
 pub(crate) use ec2_network_blackhole::{BLACKHOLE_TAG, delete_blackhole_group};
 
 use std::fmt;

@@ -110,7 +110,7 @@ enum Command {
 
 /// A duration longer than zero (a zero tick interval would spin).
 fn duration(text: &str) -> Result<Duration, String> {
-    match gameday::yaml::parse_duration(text) {
+    match gameday::parse_duration(text) {
         Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
         Ok(d) => Ok(d),
         Err(()) => Err(format!(
@@ -196,7 +196,7 @@ async fn main() -> ExitCode {
             };
             serve::line(&format!(
                 "serving {scope}: {load} req/s per group, {instance_capacity} req/s per instance, a tick every {}, seed {seed} (--seed {seed} replays the noise)",
-                gameday::util::format_duration(interval)
+                gameday::format_duration(interval)
             ));
             let opts = serve::Options {
                 groups,
@@ -238,7 +238,7 @@ async fn wait_alarm(aws: &Aws, alarm: &str, want: State, timeout: Duration) -> R
         if Instant::now() >= deadline {
             return Err(format!(
                 "alarm {alarm} was not put in {want} by gameday-sandbox serve within {}",
-                gameday::util::format_duration(timeout)
+                gameday::format_duration(timeout)
             ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -189,11 +189,6 @@ impl<'a> Run<'a> {
     pub fn verdict(&self) -> &'static str {
         self.s.verdict.map(Verdict::as_str).unwrap_or("unfinished")
     }
-
-    /// `+12.3s` from the run's start.
-    pub fn offset(&self, at: Timestamp) -> String {
-        offset_text(at.duration_since(self.s.started_at).as_millis() as i64)
-    }
 }
 
 /// `+12.3s`, `-0.5s`.
