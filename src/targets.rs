@@ -31,6 +31,7 @@ pub enum TargetError {
 /// used when the spec names no criterion of its own. Instances carrying any of
 /// the `protected` tags (key, value; the value compared case-insensitively) are
 /// never selected, whatever else matches.
+#[allow(clippy::too_many_arguments)] // each is its own input of resolution; the plan and the engine pass them
 pub async fn resolve(
     aws: &Aws,
     spec: &TargetSpec,

@@ -483,6 +483,7 @@ fn describe(node: &Node) -> String {
 /// Parses `500ms`, `30s`, `5m`, `2h`, and sums like `1h30m`. A bare number is
 /// rejected: "5" could mean seconds or minutes, and guessing wrong on a fault
 /// duration is not a mistake a game day should make quietly.
+#[allow(clippy::result_unit_err)] // "malformed" is the only error; each caller words it with the text
 pub fn parse_duration(text: &str) -> Result<Duration, ()> {
     let text = text.trim();
     if text.is_empty() {

@@ -155,7 +155,10 @@ impl fmt::Display for Expect {
     }
 }
 
-const OPERATORS: &[(&str, fn(f64) -> Tolerance)] = &[
+/// Builds a tolerance from the number after its operator.
+type MakeTolerance = fn(f64) -> Tolerance;
+
+const OPERATORS: &[(&str, MakeTolerance)] = &[
     ("<=", Tolerance::Le),
     (">=", Tolerance::Ge),
     ("==", Tolerance::Eq),

@@ -344,13 +344,17 @@ impl Undo {
     }
 }
 
+/// Decodes a fault's `params` (absent when `None`) for the fault described by
+/// the text, recording problems in the decoder; the location is the fault's.
+pub type Build = fn(&mut Decoder, Option<&Node>, &str, crate::yaml::Loc) -> Option<std::sync::Arc<dyn Fault>>;
+
 /// A registered action: its name and how to build it from `params`.
 pub struct ActionDef {
     /// The action name used in experiment files.
     pub name: &'static str,
     /// Decodes `params` (absent when `None`), recording problems in the
     /// decoder; the location is the fault's, for a missing required param.
-    pub build: fn(&mut Decoder, Option<&Node>, &str, crate::yaml::Loc) -> Option<std::sync::Arc<dyn Fault>>,
+    pub build: Build,
 }
 
 /// Every implemented action.

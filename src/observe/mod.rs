@@ -74,6 +74,7 @@ pub struct Watched {
 
 /// What a watched probe reads.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a few per run, built once: boxing would only add noise
 pub enum Check {
     /// A metric: its query for the experiment and, in parallel mode, the control.
     Metric {

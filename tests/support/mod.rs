@@ -66,10 +66,12 @@ fn start_moto() -> String {
                 Ok(())
             });
         }
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         tx.send(child.id()).expect("report moto's pid");
+        // Reaps moto should it die early (no zombie), then keeps this thread alive.
+        let _ = child.wait();
         loop {
             std::thread::park();
         }
