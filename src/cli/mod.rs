@@ -7,6 +7,7 @@
 //! [`Outcome`] or an [`Error`]; exit codes are chosen in one place, [`exit`].
 
 mod cleanup;
+mod completions;
 pub mod exit;
 mod history;
 mod outcome;
@@ -245,6 +246,16 @@ enum Command {
         #[command(flatten)]
         runs: RunsArgs,
     },
+    /// Print a shell completion script to stdout.
+    ///
+    /// Completes commands, flags and their values (shells, output formats).
+    /// Install it once for your shell (see below), then open a new shell.
+    #[command(after_help = completions::INSTALL)]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -391,6 +402,7 @@ impl Command {
             Command::Cleanup { dry_run, runs, aws } => {
                 with_runtime(cleanup::cleanup(dry_run, &runs.runs_dir, &aws))
             }
+            Command::Completions { shell } => completions::print(shell),
         }
     }
 }
