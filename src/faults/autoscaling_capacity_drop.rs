@@ -153,12 +153,11 @@ impl Fault for CapacityDrop {
 }
 
 fn not_found(group: &str) -> AwsError {
-    AwsError {
-        service: "autoscaling".into(),
-        operation: "DescribeAutoScalingGroups".into(),
-        code: "NotFound".into(),
-        message: format!("Auto Scaling group `{group}` not found"),
-    }
+    AwsError::not_found(
+        "autoscaling",
+        "DescribeAutoScalingGroups",
+        format!("Auto Scaling group `{group}` not found"),
+    )
 }
 
 /// Puts min, max and desired back as recorded. A group that is gone has

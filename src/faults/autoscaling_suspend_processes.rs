@@ -163,12 +163,11 @@ impl Fault for SuspendProcesses {
 /// The processes currently suspended in `group`.
 async fn suspended(aws: &Aws, group: &str) -> Result<Vec<String>, AwsError> {
     let Some(g) = crate::environment::describe_group(aws, group).await? else {
-        return Err(AwsError {
-            service: "autoscaling".into(),
-            operation: "DescribeAutoScalingGroups".into(),
-            code: "NotFound".into(),
-            message: format!("Auto Scaling group `{group}` not found"),
-        });
+        return Err(AwsError::not_found(
+            "autoscaling",
+            "DescribeAutoScalingGroups",
+            format!("Auto Scaling group `{group}` not found"),
+        ));
     };
     Ok(g.suspended_processes()
         .iter()

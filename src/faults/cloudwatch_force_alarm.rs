@@ -111,12 +111,11 @@ impl Fault for ForceAlarm {
             };
             let found = crate::observe::describe_alarms(aws, std::slice::from_ref(alarm)).await?;
             let Some(info) = found.get(alarm) else {
-                return Err(AwsError {
-                    service: "cloudwatch".into(),
-                    operation: "DescribeAlarms".into(),
-                    code: "NotFound".into(),
-                    message: format!("alarm `{alarm}` not found"),
-                });
+                return Err(AwsError::not_found(
+                    "cloudwatch",
+                    "DescribeAlarms",
+                    format!("alarm `{alarm}` not found"),
+                ));
             };
             Ok(Step {
                 undo: Undo::SetAlarmState {

@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 
 use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport, batched_steps};
-use crate::aws::{Aws, AwsError, api};
+use crate::aws::{Aws, AwsError, Refusal, api};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
 
@@ -117,9 +117,9 @@ impl Fault for AzOutage {
                 return Ok(step);
             };
             let Some(g) = crate::environment::describe_group(aws, group).await? else {
-                return Err(error(
+                return Err(AwsError::not_found(
+                    "autoscaling",
                     "DescribeAutoScalingGroups",
-                    "NotFound",
                     format!("Auto Scaling group `{group}` not found"),
                 ));
             };
@@ -162,15 +162,6 @@ impl Fault for AzOutage {
     }
 }
 
-fn error(operation: &str, code: &str, message: String) -> AwsError {
-    AwsError {
-        service: "autoscaling".into(),
-        operation: operation.into(),
-        code: code.into(),
-        message,
-    }
-}
-
 /// Sets the group's subnets to those of `subnets` outside `az`.
 async fn remove_zone(aws: &Aws, group: &str, subnets: &str, az: &str) -> Result<(), AwsError> {
     let ids: Vec<String> = subnets
@@ -180,9 +171,10 @@ async fn remove_zone(aws: &Aws, group: &str, subnets: &str, az: &str) -> Result<
         .map(str::to_string)
         .collect();
     if ids.is_empty() {
-        return Err(error(
+        return Err(AwsError::refused(
+            "autoscaling",
             "UpdateAutoScalingGroup",
-            "NoSubnets",
+            Refusal::NoSubnets,
             format!(
                 "group `{group}` names no subnets (VPCZoneIdentifier); ec2:az-outage needs a group in a VPC"
             ),
@@ -207,9 +199,10 @@ async fn remove_zone(aws: &Aws, group: &str, subnets: &str, az: &str) -> Result<
     }
     let keep: Vec<String> = ids.iter().filter(|s| !in_zone.contains(*s)).cloned().collect();
     if keep.is_empty() {
-        return Err(error(
+        return Err(AwsError::refused(
+            "autoscaling",
             "UpdateAutoScalingGroup",
-            "OnlyZone",
+            Refusal::OnlyZone,
             format!(
                 "every subnet of group `{group}` is in {az}: a group must keep one subnet, so ec2:az-outage needs a group spanning two zones or more"
             ),

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{ActionDef, BoxFuture, Fault, InstanceGroups, Step, StepContext, Undo, UndoReport, no_params};
-use crate::aws::{Aws, AwsError, api};
+use crate::aws::{Aws, AwsError, Refusal, api};
 use crate::environment::{EXPIRES_TAG, RUN_ID_TAG};
 use crate::targets::Instance;
 use crate::yaml::Decoder;
@@ -146,9 +146,10 @@ impl Fault for NetworkBlackhole {
                     for i in instances {
                         if !by_vpc.contains_key(&i.vpc_id) {
                             let Some(id) = find_group(aws, &i.vpc_id, &name).await? else {
-                                return Err(ec2_error(
+                                return Err(AwsError::refused(
+                                    "ec2",
                                     "ModifyInstanceAttribute",
-                                    "NoBlackholeGroup",
+                                    Refusal::NoBlackholeGroup,
                                     format!("the blackhole group `{name}` is missing in {}", i.vpc_id),
                                 ));
                             };
@@ -164,15 +165,6 @@ impl Fault for NetworkBlackhole {
                 _ => Ok(()),
             }
         })
-    }
-}
-
-fn ec2_error(operation: &str, code: &str, message: String) -> AwsError {
-    AwsError {
-        service: "ec2".into(),
-        operation: operation.into(),
-        code: code.into(),
-        message,
     }
 }
 
@@ -307,7 +299,7 @@ async fn set_groups(
         let Ok((id, r)) = joined else { continue };
         match r {
             Ok(_) => done.push(id),
-            Err(e) if e.code.starts_with("InvalidInstanceID") => gone.push(id),
+            Err(e) if e.code().starts_with("InvalidInstanceID") => gone.push(id),
             Err(e) => first_error = first_error.or(Some(e)),
         }
     }
@@ -371,13 +363,13 @@ pub(crate) async fn delete_blackhole_group(
                     report.restored.push(name.to_string());
                     return Ok(report);
                 }
-                Err(e) if e.code == "InvalidGroup.NotFound" => {
+                Err(e) if e.code() == "InvalidGroup.NotFound" => {
                     report.gone.push(name.to_string());
                     return Ok(report);
                 }
                 Err(e)
                     if users.is_empty()
-                        && e.code == "DependencyViolation"
+                        && e.code() == "DependencyViolation"
                         && !hurry.is_cancelled()
                         && tokio::time::Instant::now() < deadline => {}
                 Err(e) => return Err(e),

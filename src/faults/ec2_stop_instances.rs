@@ -179,16 +179,15 @@ async fn converge_running(
             return Ok(report);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(AwsError {
-                service: "ec2".into(),
-                operation: "StartInstances".into(),
-                code: "WaitTimeout".into(),
-                message: format!(
+            return Err(AwsError::timeout(
+                "ec2",
+                "StartInstances",
+                format!(
                     "instances not running after {}s: {}",
                     START_TIMEOUT.as_secs(),
                     to_start.into_iter().chain(waiting).collect::<Vec<_>>().join(", ")
                 ),
-            });
+            ));
         }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
