@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::aws::{Aws, AwsError};
 use crate::environment::{self, EnvError};
 use crate::experiment::{Experiment, Mode};
-use crate::faults::{Scope, Step, StepContext, Undo};
+use crate::faults::{Call, DeleteAutoScalingGroup, DeleteLockTags, On, Step, StepContext, Undo};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
 use crate::lock;
 use crate::observe::{self, Breach, Observer, Queries, Reading};
@@ -748,7 +748,7 @@ async fn prepare(
                 expires_at,
             };
             let create = environment::create_clone(&ctx.aws, &group, &clone, capacity, &tags);
-            let undo = Undo::DeleteAutoScalingGroup { group: clone.clone() };
+            let undo = Undo::from(DeleteAutoScalingGroup { group: clone.clone() });
             or_signal(
                 ctx,
                 sigs,
@@ -852,7 +852,13 @@ async fn admit(
         let Targets::Instances(resolved) = &fp.targets else {
             continue;
         };
-        steps.push(f.fault.plan(&resolved.selected));
+        let On::Instances(fault) = &f.fault.on else {
+            return Err(error_before_injection(format!(
+                "fault `{}`: instances were resolved for a fault that acts on none",
+                fp.name
+            )));
+        };
+        steps.push(fault.plan(&resolved.selected));
         if let Err(e) = ctx.emit(Event::TargetsResolved {
             fault: fp.name.clone(),
             action: fp.action.clone(),
@@ -917,20 +923,18 @@ async fn resolve_all(
 ) -> Result<Vec<Vec<Step>>, End> {
     let mut plans = Vec::new();
     for f in &exp.faults {
-        if f.fault.scope() != Scope::Instances {
-            // Validation keeps group faults on `${asg}`: the copy, never the source.
-            plans.push(f.fault.plan_resources(&plan::resource_names(
-                f,
-                vars,
-                source_vars,
-                vars.asg.as_deref(),
-            )));
-            continue;
-        }
+        let fault = match &f.fault.on {
+            On::Resources(fault) => {
+                // Validation keeps group faults on `${asg}`: the copy, never the source.
+                plans.push(fault.plan(&plan::resource_names(f, vars, source_vars, vars.asg.as_deref())));
+                continue;
+            }
+            On::Instances(fault) => fault,
+        };
         let resolved = match targets::resolve(
             &ctx.aws,
             &f.target,
-            f.fault.as_ref(),
+            fault,
             vars.asg.as_deref(),
             Some(scope),
             vars,
@@ -958,7 +962,7 @@ async fn resolve_all(
             }
         };
         let empty = resolved.selected.is_empty();
-        let steps = f.fault.plan(&resolved.selected);
+        let steps = fault.plan(&resolved.selected);
         if let Err(e) = ctx.emit(Event::TargetsResolved {
             fault: f.name.value.clone(),
             action: f.action.value.clone(),
@@ -1005,11 +1009,11 @@ async fn take_locks(
             first.run_id
         )));
     }
-    let undo = Undo::DeleteLockTags {
+    let undo = Undo::from(DeleteLockTags {
         autoscaling_groups: groups.clone(),
         instance_ids: instances.clone(),
         run_id: run_id.to_string(),
-    };
+    });
     let resources: Vec<String> = groups.iter().chain(&instances).cloned().collect();
     setup_call(
         ctx,
@@ -1140,7 +1144,7 @@ struct FaultRun {
     duration: Option<Duration>,
     steps: Vec<Step>,
     /// Inject intents written so far (also failed ones: their effect is unknown).
-    applied: Vec<(u64, Step)>,
+    applied: Vec<(u64, Call)>,
     status: Status,
     ends_at: Option<Instant>,
     unfinished: Vec<Undo>,
@@ -1159,7 +1163,7 @@ enum EndReason {
 enum TaskDone {
     Injected {
         idx: usize,
-        applied: Vec<(u64, Step)>,
+        applied: Vec<(u64, Call)>,
         error: Option<String>,
     },
     RolledBack {
@@ -1404,7 +1408,6 @@ impl<'e> Dispatcher<'e> {
         f.status = Status::Injecting;
         let steps = f.steps.clone();
         let name = f.name.clone();
-        let fault = self.exp.faults[idx].fault.clone();
         let ctx = self.ctx.clone();
         let cx = StepContext {
             fault: name.clone(),
@@ -1414,7 +1417,7 @@ impl<'e> Dispatcher<'e> {
             let mut applied = Vec::new();
             for step in steps {
                 // The undo records the state just before the call.
-                let step = match fault.prepare(&ctx.aws, &cx, step).await {
+                let step = match step.prepare(&ctx.aws, &cx).await {
                     Ok(s) => s,
                     Err(e) => {
                         return TaskDone::Injected {
@@ -1443,7 +1446,7 @@ impl<'e> Dispatcher<'e> {
                     };
                 }
                 applied.push((action_id, step.clone()));
-                let result = fault.apply(&ctx.aws, &cx, &step).await;
+                let result = step.apply(&ctx.aws, &cx).await;
                 let error = result.err();
                 ctx.emit_best_effort(Event::Outcome {
                     action_id,
