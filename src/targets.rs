@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::{Aws, AwsError, api};
 use crate::experiment::{Selection, TargetSpec};
-use crate::faults::Fault;
+use crate::faults::InstanceFault;
 
 /// An EC2 instance as the runner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +95,7 @@ pub struct Resolved {
 pub async fn resolve(
     aws: &Aws,
     spec: &TargetSpec,
-    fault: &dyn Fault,
+    fault: &InstanceFault,
     default_group: Option<&str>,
     scope: Option<&BTreeSet<String>>,
     vars: &Vars,

@@ -28,7 +28,7 @@ use jiff::Timestamp;
 
 use super::End;
 use super::signals::{Escalation, Received};
-use crate::faults::{Step, Undo};
+use crate::faults::{Call, Undo};
 use crate::journal::{Event, Phase, Verdict};
 use crate::observe::Breach;
 
@@ -102,7 +102,7 @@ pub(crate) enum Input {
         /// The intent's action id (rollbacks refer to it).
         action_id: u64,
         /// The step, its undo filled in.
-        step: Step,
+        step: Call,
     },
     /// A fault's inject task ended: every step made, or stopped by an error,
     /// or cancelled by an abort (no error).
@@ -145,7 +145,7 @@ pub(crate) enum Command {
         /// The fault's index.
         fault: usize,
         /// Each step whose intent was written, with that intent's id.
-        applied: Vec<(u64, Step)>,
+        applied: Vec<(u64, Call)>,
     },
     /// Skip waits (for instances to reach `running`); rollback calls still run.
     Hurry,
@@ -175,7 +175,7 @@ enum Status {
 struct FaultRun {
     spec: FaultSpec,
     /// Inject intents written so far (also failed ones: their effect is unknown).
-    applied: Vec<(u64, Step)>,
+    applied: Vec<(u64, Call)>,
     status: Status,
     /// When its duration is over (since the phase began).
     ends_at: Option<Duration>,
@@ -672,13 +672,29 @@ mod tests {
         }
     }
 
-    fn stop(id: &str) -> Step {
-        Step {
+    /// A call the dispatcher only schedules: it is never made here.
+    #[derive(Debug)]
+    struct NeverCalled;
+
+    impl crate::faults::Forward for NeverCalled {
+        fn apply<'a>(
+            &'a self,
+            _: &'a crate::aws::Aws,
+            _: &'a crate::faults::StepContext,
+        ) -> crate::faults::BoxFuture<'a, Result<(), crate::aws::AwsError>> {
+            unreachable!("the dispatcher makes no call")
+        }
+    }
+
+    fn stop(id: &str) -> Call {
+        Call {
             operation: "ec2:StopInstances".into(),
             resources: vec![id.into()],
-            undo: Undo::StartInstances {
+            forward: std::sync::Arc::new(NeverCalled),
+            undo: crate::faults::StartInstances {
                 instance_ids: vec![id.into()],
-            },
+            }
+            .into(),
         }
     }
 
@@ -904,9 +920,9 @@ mod tests {
         // dispatcher makes of each outcome.
         for (unfinished, verdict) in [
             (
-                vec![Undo::StartInstances {
+                vec![Undo::from(crate::faults::StartInstances {
                     instance_ids: vec!["i-1".into()],
-                }],
+                })],
                 Verdict::Error,
             ),
             (Vec::new(), Verdict::Passed),

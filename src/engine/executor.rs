@@ -24,7 +24,7 @@ use super::signals::Signals;
 use super::{Ctx, End, record, rollback_step};
 use crate::aws::{Aws, AwsError};
 use crate::experiment::Experiment;
-use crate::faults::{Fault, Step, StepContext};
+use crate::faults::{Call, Step, StepContext};
 use crate::journal::{ActionKind, Event, Phase};
 use crate::observe::{Observer, Queries, Reading};
 
@@ -196,7 +196,6 @@ impl Executor<'_> {
 
     fn start_inject(&mut self, idx: usize, intents: mpsc::UnboundedSender<Input>) {
         let steps = self.plans[idx].clone();
-        let fault = self.exp.faults[idx].fault.clone();
         let ctx = self.ctx.clone();
         let cx = StepContext {
             fault: self.exp.faults[idx].name.value.clone(),
@@ -204,13 +203,11 @@ impl Executor<'_> {
         };
         let token = self.phase.child_token();
         self.injects.push(token.clone());
-        let handle = self
-            .tasks
-            .spawn(inject(ctx, fault, cx, idx, steps, token, intents));
+        let handle = self.tasks.spawn(inject(ctx, cx, idx, steps, token, intents));
         self.task_of.insert(handle.id(), (idx, TaskKind::Inject));
     }
 
-    fn start_rollback(&mut self, idx: usize, applied: Vec<(u64, Step)>) {
+    fn start_rollback(&mut self, idx: usize, applied: Vec<(u64, Call)>) {
         let name = self.exp.faults[idx].name.value.clone();
         let ctx = self.ctx.clone();
         let hurry = self.hurry.clone();
@@ -273,7 +270,6 @@ impl Executor<'_> {
 /// next call once `token` is cancelled (an abort).
 async fn inject(
     ctx: Arc<Ctx>,
-    fault: Arc<dyn Fault>,
     cx: StepContext,
     idx: usize,
     steps: Vec<Step>,
@@ -287,7 +283,7 @@ async fn inject(
             break;
         }
         // The undo records the state just before the call.
-        let step = match fault.prepare(&ctx.aws, &cx, step).await {
+        let step = match step.prepare(&ctx.aws, &cx).await {
             Ok(s) => s,
             Err(e) => return done(Some(e.to_string())),
         };
@@ -314,7 +310,7 @@ async fn inject(
             action_id,
             step: step.clone(),
         });
-        let error = fault.apply(&ctx.aws, &cx, &step).await.err();
+        let error = step.apply(&ctx.aws, &cx).await.err();
         ctx.emit_best_effort(Event::Outcome {
             action_id,
             ok: error.is_none(),
@@ -373,7 +369,7 @@ mod tests {
 
     use super::super::testing::*;
     use super::*;
-    use crate::faults::{BoxFuture, Undo};
+    use crate::faults::BoxFuture;
 
     /// Records each call; `on_call(n)` runs at the n-th call (1-based).
     struct Recording {
@@ -387,35 +383,40 @@ mod tests {
         }
     }
 
-    impl Fault for Recording {
-        fn action(&self) -> &'static str {
-            "ec2:stop-instances"
-        }
+    /// One batch's call: records it, then runs `on_call` with its number.
+    #[derive(Debug)]
+    struct Batch {
+        id: String,
+        calls: Arc<Recording>,
+    }
 
-        fn apply<'a>(
-            &'a self,
-            _: &'a Aws,
-            _: &'a StepContext,
-            step: &'a Step,
-        ) -> BoxFuture<'a, Result<(), AwsError>> {
+    impl crate::faults::Forward for Batch {
+        fn apply<'a>(&'a self, _: &'a Aws, _: &'a StepContext) -> BoxFuture<'a, Result<(), AwsError>> {
             let n = {
-                let mut calls = self.calls.lock().expect("calls");
-                calls.push(step.resources.join(" "));
+                let mut calls = self.calls.calls.lock().expect("calls");
+                calls.push(self.id.clone());
                 calls.len()
             };
-            (self.on_call)(n);
+            (self.calls.on_call)(n);
             Box::pin(async { Ok(()) })
         }
     }
 
-    fn batches(n: usize) -> Vec<Step> {
+    fn batches(calls: &Arc<Recording>, n: usize) -> Vec<Step> {
         (1..=n)
-            .map(|i| Step {
-                operation: "ec2:StopInstances".into(),
-                resources: vec![format!("i-{i}")],
-                undo: Undo::Nothing {
-                    reason: "test".into(),
-                },
+            .map(|i| {
+                let id = format!("i-{i}");
+                Step::ready(
+                    "ec2:StopInstances",
+                    vec![id.clone()],
+                    Batch {
+                        id,
+                        calls: calls.clone(),
+                    },
+                    crate::faults::Nothing {
+                        reason: "test".into(),
+                    },
+                )
             })
             .collect()
     }
@@ -441,7 +442,7 @@ mod tests {
             on_call: Box::new(move |_| abort.cancel()),
         });
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let out = inject(ctx, fault.clone(), cx(), 0, batches(3), token, tx).await;
+        let out = inject(ctx, cx(), 0, batches(&fault, 3), token, tx).await;
         assert!(
             matches!(
                 out,
@@ -491,9 +492,8 @@ faults:
     duration: 1h
 timing: { interval: 500ms, max_duration: 2h }
 ";
-        let mut exp =
-            crate::experiment::load_str(std::path::Path::new("exp.yaml"), text).expect("an experiment");
-        exp.faults[0].fault = Arc::new(Recording {
+        let exp = crate::experiment::load_str(std::path::Path::new("exp.yaml"), text).expect("an experiment");
+        let fault = Arc::new(Recording {
             calls: Mutex::new(Vec::new()),
             on_call: Box::new(|n| assert!(n < 2, "the fault panics at its second batch")),
         });
@@ -502,8 +502,16 @@ timing: { interval: 500ms, max_duration: 2h }
         let (_tx, rx) = mpsc::unbounded_channel();
         let mut sigs = Signals::install(super::super::SignalHandling::Test(rx)).expect("signals");
         let hurry = CancellationToken::new();
-        let (end, window) =
-            fault_phase(&ctx, &exp, vec![batches(3)], cx(), &hurry, &mut sigs, &mut obs).await;
+        let (end, window) = fault_phase(
+            &ctx,
+            &exp,
+            vec![batches(&fault, 3)],
+            cx(),
+            &hurry,
+            &mut sigs,
+            &mut obs,
+        )
+        .await;
         assert_eq!(end.verdict, crate::journal::Verdict::Error);
         assert_eq!(
             end.reason,

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::aws::{Aws, AwsError};
 use crate::environment::{self, EnvError};
 use crate::experiment::{Experiment, Mode};
-use crate::faults::{Scope, Step, StepContext, Undo};
+use crate::faults::{DeleteAutoScalingGroup, DeleteLockTags, On, Step, StepContext, Undo};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
 use crate::lock;
 use crate::observe::{self, Observer, Queries, Reading};
@@ -740,7 +740,7 @@ async fn prepare(
                 expires_at,
             };
             let create = environment::create_clone(&ctx.aws, &group, &clone, capacity, &tags);
-            let undo = Undo::DeleteAutoScalingGroup { group: clone.clone() };
+            let undo = Undo::from(DeleteAutoScalingGroup { group: clone.clone() });
             or_signal(
                 ctx,
                 sigs,
@@ -844,7 +844,13 @@ async fn admit(
         let Targets::Instances(resolved) = &fp.targets else {
             continue;
         };
-        steps.push(f.fault.plan(&resolved.selected));
+        let On::Instances(fault) = &f.fault.on else {
+            return Err(error_before_injection(format!(
+                "fault `{}`: instances were resolved for a fault that acts on none",
+                fp.name
+            )));
+        };
+        steps.push(fault.plan(&resolved.selected));
         if let Err(e) = ctx.emit(Event::TargetsResolved {
             fault: fp.name.clone(),
             action: fp.action.clone(),
@@ -909,20 +915,18 @@ async fn resolve_all(
 ) -> Result<Vec<Vec<Step>>, End> {
     let mut plans = Vec::new();
     for f in &exp.faults {
-        if f.fault.scope() != Scope::Instances {
-            // Validation keeps group faults on `${asg}`: the copy, never the source.
-            plans.push(f.fault.plan_resources(&plan::resource_names(
-                f,
-                vars,
-                source_vars,
-                vars.asg.as_deref(),
-            )));
-            continue;
-        }
+        let fault = match &f.fault.on {
+            On::Resources(fault) => {
+                // Validation keeps group faults on `${asg}`: the copy, never the source.
+                plans.push(fault.plan(&plan::resource_names(f, vars, source_vars, vars.asg.as_deref())));
+                continue;
+            }
+            On::Instances(fault) => fault,
+        };
         let resolved = match targets::resolve(
             &ctx.aws,
             &f.target,
-            f.fault.as_ref(),
+            fault,
             vars.asg.as_deref(),
             Some(scope),
             vars,
@@ -946,7 +950,7 @@ async fn resolve_all(
             }
         };
         let empty = resolved.selected.is_empty();
-        let steps = f.fault.plan(&resolved.selected);
+        let steps = fault.plan(&resolved.selected);
         if let Err(e) = ctx.emit(Event::TargetsResolved {
             fault: f.name.value.clone(),
             action: f.action.value.clone(),
@@ -993,11 +997,11 @@ async fn take_locks(
             first.run_id
         )));
     }
-    let undo = Undo::DeleteLockTags {
+    let undo = Undo::from(DeleteLockTags {
         autoscaling_groups: groups.clone(),
         instance_ids: instances.clone(),
         run_id: run_id.to_string(),
-    };
+    });
     let resources: Vec<String> = groups.iter().chain(&instances).cloned().collect();
     setup_call(
         ctx,
@@ -1175,12 +1179,18 @@ where
                 return Ok(());
             }
             Err(e) => {
+                // A permanent error or a refusal gives the same answer every
+                // time: only transient ones are worth another attempt.
+                let again = e.is_retryable();
                 ctx.emit_best_effort(Event::Outcome {
                     action_id,
                     ok: false,
                     error: Some(e),
                     report: None,
                 });
+                if !again {
+                    break;
+                }
                 if attempt < attempts {
                     tokio::time::sleep(backoff(attempt)).await;
                 }
@@ -1313,9 +1323,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let endpoint = Endpoint::start().await;
         let ctx = ctx(dir.path(), &endpoint).await;
-        let undo = Undo::StartInstances {
+        let undo: Undo = crate::faults::StartInstances {
             instance_ids: vec!["i-1".into()],
-        };
+        }
+        .into();
         let mut calls = 0;
         let result = rollback_with(
             &ctx,
@@ -1329,11 +1340,12 @@ mod tests {
                 let first = calls == 1;
                 async move {
                     if first {
-                        Err(AwsError {
+                        Err(AwsError::Api {
                             service: "ec2".into(),
                             operation: "StartInstances".into(),
                             code: "ServiceUnavailable".into(),
                             message: "try again".into(),
+                            kind: crate::aws::ErrorKind::Transient,
                         })
                     } else {
                         Ok(crate::faults::UndoReport::default())
@@ -1352,13 +1364,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_refused_or_permanent_rollback_error_is_not_retried() {
+        for error in [
+            AwsError::refused(
+                "autoscaling",
+                "DeleteAutoScalingGroup",
+                crate::aws::Refusal::NotAGamedayClone,
+                "not ours".into(),
+            ),
+            AwsError::not_found("ec2", "DescribeInstances", "no such instance".into()),
+        ] {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let endpoint = Endpoint::start().await;
+            let ctx = ctx(dir.path(), &endpoint).await;
+            let undo: Undo = crate::faults::StartInstances {
+                instance_ids: vec!["i-1".into()],
+            }
+            .into();
+            let mut calls = 0;
+            let result = rollback_with(
+                &ctx,
+                "stop",
+                7,
+                &undo,
+                5,
+                |_| Duration::ZERO,
+                || {
+                    calls += 1;
+                    let error = error.clone();
+                    async move { Err(error) }
+                },
+            )
+            .await;
+            assert_eq!(result, Err(undo), "{error}");
+            assert_eq!(calls, 1, "one attempt, not five: {error}");
+            assert_eq!(names(&events(dir.path())), ["intent", "outcome"]);
+        }
+    }
+
+    #[tokio::test]
     async fn a_rollback_that_keeps_failing_returns_its_undo_for_recover() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let endpoint = Endpoint::start().await;
         let ctx = ctx(dir.path(), &endpoint).await;
-        let undo = Undo::StartInstances {
+        let undo: Undo = crate::faults::StartInstances {
             instance_ids: vec!["i-1".into()],
-        };
+        }
+        .into();
         let result = rollback_with(
             &ctx,
             "stop",
@@ -1367,11 +1419,12 @@ mod tests {
             3,
             |_| Duration::ZERO,
             || async {
-                Err(AwsError {
+                Err(AwsError::Api {
                     service: "ec2".into(),
                     operation: "StartInstances".into(),
                     code: "ServiceUnavailable".into(),
                     message: "no".into(),
+                    kind: crate::aws::ErrorKind::Transient,
                 })
             },
         )
