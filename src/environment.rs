@@ -15,7 +15,7 @@ use aws_sdk_autoscaling::types::{AutoScalingGroup, LaunchTemplateSpecification, 
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{Aws, AwsError, api, describe_group, instance_states};
+use crate::aws::{Aws, AwsError, Refusal, api, describe_group, instance_states};
 use crate::model::UndoReport;
 
 /// Tag with the id of the run that created a resource.
@@ -243,14 +243,14 @@ pub async fn delete_clone(aws: &Aws, name: &str, hurry: &CancellationToken) -> R
         });
     };
     if !g.tags().iter().any(|t| t.key() == Some(RUN_ID_TAG)) {
-        return Err(AwsError {
-            service: "autoscaling".into(),
-            operation: "DeleteAutoScalingGroup".into(),
-            code: "NotAGamedayClone".into(),
-            message: format!(
+        return Err(AwsError::refused(
+            "autoscaling",
+            "DeleteAutoScalingGroup",
+            Refusal::NotAGamedayClone,
+            format!(
                 "refusing to delete `{name}`: it has no `{RUN_ID_TAG}` tag, so gameday did not create it"
             ),
-        });
+        ));
     }
     let instances: Vec<String> = g
         .instances()
@@ -284,16 +284,15 @@ pub async fn delete_clone(aws: &Aws, name: &str, hurry: &CancellationToken) -> R
             return Ok(report);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(AwsError {
-                service: "ec2".into(),
-                operation: "TerminateInstances".into(),
-                code: "WaitTimeout".into(),
-                message: format!(
+            return Err(AwsError::timeout(
+                "ec2",
+                "TerminateInstances",
+                format!(
                     "instances of deleted clone `{name}` not terminated after {}s: {}",
                     TEARDOWN_TIMEOUT.as_secs(),
                     alive.join(", ")
                 ),
-            });
+            ));
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}

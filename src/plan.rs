@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::aws::{Aws, AwsError};
 use crate::experiment::{During, Experiment, FaultSpec, Probe, ProbeKind, Selection};
-use crate::faults::{Scope, Step};
+use crate::faults::{On, ResourceFault, Scope, Step};
 use crate::journal::ProbeRole;
 use crate::model::{Instance, Mode, Resolved, Vars};
 use crate::observe::{self, Preflight};
@@ -130,7 +130,7 @@ fn calls(steps: &[Step]) -> Vec<String> {
                 o.1 += 1;
                 o.2 += st.resources.len();
             }
-            None => ops.push((&st.operation, 1, st.resources.len(), st.undo.operation())),
+            None => ops.push((&st.operation, 1, st.resources.len(), st.undo_operation())),
         }
     }
     ops.into_iter()
@@ -245,17 +245,18 @@ pub fn resource_names(
 async fn resource_targets(
     aws: &Aws,
     f: &FaultSpec,
+    fault: &ResourceFault,
     names: Vec<String>,
     copy: Option<u32>,
     group_sizes: &mut BTreeMap<String, usize>,
 ) -> Result<ResourceTargets, PlanError> {
-    let steps = f.fault.plan_resources(&names);
+    let steps = fault.plan(&names);
     let fail = |source| PlanError::Targets {
         fault: f.name.value.clone(),
         source,
     };
-    match f.fault.scope() {
-        Scope::Alarm => {
+    match fault {
+        ResourceFault::Alarm(_) => {
             let found = crate::aws::describe_alarms(aws, &names)
                 .await
                 .map_err(|e| fail(TargetError::Aws(e)))?;
@@ -272,7 +273,7 @@ async fn resource_targets(
                 steps,
             })
         }
-        _ => {
+        ResourceFault::Groups(_) => {
             let mut instances = 0;
             let mut details = Vec::new();
             for g in &names {
@@ -284,7 +285,7 @@ async fn resource_targets(
                         targets::desired_capacity(&group) as usize
                     }
                 };
-                let removed = f.fault.instances_removed(desired);
+                let removed = fault.instances_removed(desired);
                 instances += removed;
                 details.push(if removed > 0 {
                     format!("{g}: desired {desired}, {removed} instance(s) removed")
@@ -393,7 +394,7 @@ pub async fn build(
                 capacity,
             });
             for f in &exp.faults {
-                if f.fault.scope() != Scope::Instances {
+                if let On::Resources(fault) = &f.fault.on {
                     let names = resource_names(
                         f,
                         &Vars {
@@ -403,7 +404,7 @@ pub async fn build(
                         vars,
                         Some(&name),
                     );
-                    let r = resource_targets(aws, f, names, Some(capacity), &mut group_sizes).await?;
+                    let r = resource_targets(aws, f, fault, names, Some(capacity), &mut group_sizes).await?;
                     faults.push(fault_plan(f, Targets::Resources(r)));
                     continue;
                 }
@@ -422,16 +423,19 @@ pub async fn build(
             let mut rng = StdRng::seed_from_u64(seed);
             let default_group = exp.environment.autoscaling_group.as_deref();
             for f in &exp.faults {
-                if f.fault.scope() != Scope::Instances {
-                    let names = resource_names(f, vars, vars, default_group);
-                    let r = resource_targets(aws, f, names, None, &mut group_sizes).await?;
-                    faults.push(fault_plan(f, Targets::Resources(r)));
-                    continue;
-                }
+                let fault = match &f.fault.on {
+                    On::Resources(fault) => {
+                        let names = resource_names(f, vars, vars, default_group);
+                        let r = resource_targets(aws, f, fault, names, None, &mut group_sizes).await?;
+                        faults.push(fault_plan(f, Targets::Resources(r)));
+                        continue;
+                    }
+                    On::Instances(fault) => fault,
+                };
                 let resolved = targets::resolve(
                     aws,
                     &f.target,
-                    f.fault.as_ref(),
+                    fault,
                     default_group,
                     None,
                     vars,
@@ -443,7 +447,10 @@ pub async fn build(
                     fault: f.name.value.clone(),
                     source,
                 })?;
-                faults.push(fault_plan(f, Targets::Instances(resolved)));
+                let planned = calls(&fault.plan(&resolved.selected));
+                let mut fp = fault_plan(f, Targets::Instances(resolved));
+                fp.calls = planned;
+                faults.push(fp);
             }
             let groups: BTreeSet<String> = selected(&faults)
                 .filter_map(|i| i.autoscaling_group.clone())
@@ -567,9 +574,10 @@ fn fault_plan(f: &crate::experiment::FaultSpec, targets: Targets) -> FaultPlan {
         ),
     };
     let calls = match &targets {
-        Targets::Instances(r) => calls(&f.fault.plan(&r.selected)),
         Targets::Resources(r) => calls(&r.steps),
-        Targets::Clone(_) => Vec::new(),
+        // In place, the caller plans the selected instances' calls; a
+        // copy's instances are chosen later.
+        Targets::Instances(_) | Targets::Clone(_) => Vec::new(),
     };
     FaultPlan {
         name: f.name.value.clone(),

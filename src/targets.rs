@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 
 use crate::aws::{Aws, AwsError, api};
 use crate::experiment::{Selection, TargetSpec};
-use crate::faults::Fault;
+use crate::faults::InstanceFault;
 use crate::model::{Instance, Resolved, Vars};
 
 /// Why targets could not be resolved.
@@ -35,7 +35,7 @@ pub enum TargetError {
 pub async fn resolve(
     aws: &Aws,
     spec: &TargetSpec,
-    fault: &dyn Fault,
+    fault: &InstanceFault,
     default_group: Option<&str>,
     scope: Option<&BTreeSet<String>>,
     vars: &Vars,

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod completions;
 mod faults;
 mod lifecycle;
 mod observe;

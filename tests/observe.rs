@@ -323,6 +323,13 @@ async fn the_copy_is_judged_against_the_source_as_a_control() {
     let c = clients().await;
     let fleet = fleet(&c, 2).await;
     let p = Publisher::start(&c, &fleet.group, 100.0);
+    // The copy is slow from the moment it exists: the comparison covers only
+    // the fault window, so every datapoint in it shows the harm. (Raising the
+    // copy's value once the fault is seen active raced the window's start: a
+    // datapoint or two from before the harm made p = 0.0526 on a loaded
+    // machine.) Ten seconds of fault give the test enough datapoints for
+    // p < 0.05 even when a slow moto drops some of them.
+    p.set_copy(200.0);
     let s = Scratch::new();
     // Both stay far below the fixed tolerance; only the control shows the harm.
     let steady = format!(
@@ -330,27 +337,9 @@ async fn the_copy_is_judged_against_the_source_as_a_control() {
     );
     let child = run(
         &s,
-        &experiment(&fleet, "parallel", &steady, "6s", "baseline: 2s, recovery: 20s"),
+        &experiment(&fleet, "parallel", &steady, "10s", "baseline: 2s, recovery: 20s"),
     )
     .await;
-    // The copy's instances are the ones stopped; wait for the fault to take effect.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let j = std::fs::read_dir(s.runs())
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| std::fs::read_to_string(e.path().join("events.jsonl")).unwrap_or_default());
-        if j.is_some_and(|t| t.contains("\"fault_active\"")) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the fault never took effect"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    p.set_copy(200.0);
     let out = finish(child, Duration::from_secs(120)).await;
     assert_eq!(
         out.code, 3,

@@ -1,18 +1,24 @@
 //! The run lifecycle: preflight, baseline, inject, watch, roll back, recovery,
 //! verdict.
 //!
-//! One dispatcher loop (`tokio::select!`) owns the fault phase. It listens to
-//! signals, observations (a watcher task reading every probe every `timing.interval`),
-//! fault timers, the `max_duration` deadline and the inject/rollback tasks, so
-//! an abort never waits for a sleep to finish. Every path out of injection goes
-//! through the same rollback: normal end, guardrail breach, max_duration,
-//! SIGINT/SIGTERM/SIGHUP, and API errors. A second signal only skips waits
-//! (for instances to reach `running`); the rollback calls always run.
+//! The fault phase is a pure state machine ([`dispatcher`]) whose commands an
+//! [`executor`] runs as tasks: it hears signals, observations (a watcher task
+//! reading every probe every `timing.interval`), fault timers, the
+//! `max_duration` deadline and the inject/rollback tasks, so an abort never
+//! waits for a sleep to finish. Every path out of injection goes through the
+//! same rollback: normal end, guardrail breach, max_duration,
+//! SIGINT/SIGTERM/SIGHUP, API errors and panicked tasks. Every phase hears
+//! signals through [`signals`], by one rule: the first stops gracefully, later
+//! ones only skip waits (for instances to reach `running`); rollback and
+//! teardown calls always run.
 
 pub mod activities;
+mod dispatcher;
+mod executor;
 mod reporter;
+mod signals;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,20 +26,18 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{Aws, AwsError, describe_group};
 use crate::environment::{self, EnvError};
 use crate::experiment::Experiment;
-use crate::faults::{Scope, Step, StepContext, Undo};
+use crate::faults::{DeleteAutoScalingGroup, DeleteLockTags, On, Step, StepContext, Undo};
 use crate::gate::{self, Admission};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
 use crate::lock;
 use crate::model::{Mode, Owner, Vars};
-use crate::observe::{self, Breach, Observer, Queries, Reading};
+use crate::observe::{self, Observer, Queries, Reading};
 use crate::plan::{self, PlanError, Targets};
 use crate::policy::PolicySource;
 use crate::targets::{self, TargetError};
@@ -41,27 +45,15 @@ use crate::util::{format_duration, hostname, ms_text, sha256_hex};
 
 pub use reporter::Reporter;
 
-/// How many rollback calls may be in flight at once.
-const ROLLBACK_CONCURRENCY: usize = 8;
 /// Attempts per rollback step (each attempt also has the SDK's own retries).
 const ROLLBACK_ATTEMPTS: u32 = 5;
-/// Consecutive failed guardrail checks after which the run stops: a guardrail
-/// that cannot be read protects nothing.
-const MAX_WATCH_FAILURES: u32 = 3;
 /// Added to a run's longest possible length for its `gameday:expires-at`:
 /// `gameday cleanup` must never take a live run's resources.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(15 * 60);
 
-/// Whether the runner installs its own signal handlers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalHandling {
-    /// SIGINT, SIGTERM and SIGHUP stop the run (with rollback).
-    Standard,
-    /// No handlers (for embedding the runner where the host handles signals).
-    // Nothing sets it since lib.rs stopped exporting the engine; the signals rework replaces this enum.
-    #[allow(dead_code)]
-    Off,
-}
+use dispatcher::{MAX_WATCH_FAILURES, Window};
+pub use signals::SignalHandling;
+use signals::Signals;
 
 /// Settings for one run.
 #[derive(Debug)]
@@ -151,9 +143,9 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         refused: Default::default(),
     });
 
-    // Handlers go in before the first mutating call can happen.
-    let (sig_tx, sig_rx) = mpsc::unbounded_channel();
-    let sig_task = (opts.signals == SignalHandling::Standard).then(|| tokio::spawn(forward_signals(sig_tx)));
+    // Handlers go in before the first mutating call can happen; without them
+    // the run refuses (below), as an operator's Ctrl-C could not roll back.
+    let sigs = Signals::install(opts.signals);
 
     let margin = if exp.environment.mode == Mode::Parallel {
         exp.environment.ready_timeout
@@ -186,20 +178,17 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         policy_sha256: opts.safety.policy.sha256.clone(),
     })?;
 
-    let end = lifecycle(
-        &ctx,
-        exp,
-        &run_id,
-        seed,
-        expires_at,
-        &opts.safety,
-        Signals { rx: sig_rx, count: 0 },
-    )
-    .await;
-    if let Some(t) = sig_task {
-        t.abort();
-    }
-    let (verdict, reason, unfinished) = end;
+    let end = match sigs {
+        Ok(sigs) => lifecycle(&ctx, exp, &run_id, seed, expires_at, &opts.safety, sigs).await,
+        Err(e) => End::error(format!(
+            "{e}: an operator could not stop the run with rollback, so it refuses; nothing was touched"
+        )),
+    };
+    let End {
+        verdict,
+        reason,
+        unfinished,
+    } = end;
     ctx.emit_best_effort(Event::Phase { phase: Phase::Done });
     ctx.emit_best_effort(Event::Verdict {
         verdict,
@@ -218,48 +207,28 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
     })
 }
 
-/// A signal's name, forwarded to the dispatcher.
-type SignalName = &'static str;
+/// How a run (or a phase of it) ended.
+#[derive(Debug)]
+pub(crate) struct End {
+    /// The verdict.
+    pub(crate) verdict: Verdict,
+    /// Why, in words.
+    pub(crate) reason: String,
+    /// Undos that could not be completed (for `gameday recover`).
+    pub(crate) unfinished: Vec<Undo>,
+}
 
-async fn forward_signals(tx: mpsc::UnboundedSender<SignalName>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        eprintln!("warning: cannot install signal handlers; Ctrl-C will not roll back");
-        return;
-    };
-    loop {
-        let name = tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-            _ = hup.recv() => "SIGHUP",
-        };
-        if tx.send(name).is_err() {
-            return;
+impl End {
+    fn new(verdict: Verdict, reason: String) -> End {
+        End {
+            verdict,
+            reason,
+            unfinished: Vec::new(),
         }
     }
-}
 
-type End = (Verdict, String, Vec<Undo>);
-
-/// Signals received so far, and where new ones arrive.
-struct Signals {
-    rx: mpsc::UnboundedReceiver<SignalName>,
-    count: u32,
-}
-
-impl Signals {
-    /// Records a signal; returns its number (1 for the first).
-    fn received(&mut self, ctx: &Ctx, sig: SignalName) -> u32 {
-        self.count += 1;
-        ctx.emit_best_effort(Event::Signal {
-            signal: sig.to_string(),
-            count: self.count,
-        });
-        self.count
+    fn error(reason: String) -> End {
+        End::new(Verdict::Error, reason)
     }
 }
 
@@ -280,7 +249,7 @@ async fn lifecycle(
     if let Err(e) = ctx.emit(Event::Phase {
         phase: Phase::Preflight,
     }) {
-        return (Verdict::Error, format!("nothing was injected: {e}"), Vec::new());
+        return End::error(format!("nothing was injected: {e}"));
     }
     let end = match prepare(ctx, exp, run_id, seed, expires_at, safety, &mut setup, &mut sigs).await {
         Ok(ready) => observe_and_inject(ctx, exp, ready, &hurry, &mut sigs).await,
@@ -328,12 +297,10 @@ async fn observe_and_inject(
             match ctx.emit(Event::Phase { phase: Phase::Inject }) {
                 Ok(()) => {
                     let (end, window) =
-                        Dispatcher::new(ctx.clone(), exp, ready.plans, ready.cx, hurry.clone())
-                            .run(sigs, &mut obs)
-                            .await;
+                        executor::fault_phase(ctx, exp, ready.plans, ready.cx, hurry, sigs, &mut obs).await;
                     conclude(ctx, exp, &mut obs, end, window, sigs).await
                 }
-                Err(e) => (Verdict::Error, format!("nothing was injected: {e}"), Vec::new()),
+                Err(e) => End::error(format!("nothing was injected: {e}")),
             }
         }
     };
@@ -413,7 +380,7 @@ async fn baseline(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, sigs: &mut Si
     })
     .map_err(error_before_injection)?;
     let since = Timestamp::now();
-    let until = Instant::now() + exp.timing.baseline;
+    let started = Instant::now();
     ctx.progress.countdown(
         "baseline",
         since.checked_add(exp.timing.baseline).unwrap_or(since),
@@ -432,22 +399,16 @@ async fn baseline(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, sigs: &mut Si
         .await?;
         let judged =
             checked.map_err(|e| error_before_injection(format!("the probes cannot be read: {e}")))?;
-        if let Some(j) = judged {
-            let bad: Vec<String> = j
-                .results
-                .iter()
-                .filter(|r| !r.ok)
-                .map(|r| format!("{}: {}", r.probe, r.detail))
-                .collect();
-            if !bad.is_empty() {
-                return Err(not_run(format!(
-                    "the steady state did not hold during the baseline, so nothing was injected: {}",
-                    bad.join("; ")
-                )));
-            }
-        }
-        if Instant::now() >= until {
-            break;
+        let bad: Vec<String> = judged
+            .iter()
+            .flat_map(|j| &j.results)
+            .filter(|r| !r.ok)
+            .map(|r| format!("{}: {}", r.probe, r.detail))
+            .collect();
+        match baseline_next(bad, started.elapsed(), exp.timing.baseline) {
+            BaselineNext::Again => {}
+            BaselineNext::Done => break,
+            BaselineNext::NotRun(end) => return Err(end),
         }
     }
     let events = obs
@@ -459,9 +420,33 @@ async fn baseline(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, sigs: &mut Si
     Ok(())
 }
 
-/// The fault window a fault phase had: from the first fault in effect to the
-/// last rollback's start.
-type Window = Option<(Timestamp, Timestamp)>;
+/// What the baseline does after a reading.
+#[derive(Debug)]
+enum BaselineNext {
+    /// Read again at the next interval.
+    Again,
+    /// The baseline's time is over and the steady state held.
+    Done,
+    /// The steady state did not hold: nothing is injected.
+    NotRun(End),
+}
+
+/// The baseline's decision after a reading, `elapsed` into a baseline of
+/// `length`: `bad` lists the probes that did not hold (none when the reading
+/// failed; failures end the run only after [`MAX_WATCH_FAILURES`] in a row).
+/// A failed probe wins over the end of the baseline's time.
+fn baseline_next(bad: Vec<String>, elapsed: Duration, length: Duration) -> BaselineNext {
+    if !bad.is_empty() {
+        BaselineNext::NotRun(not_run(format!(
+            "the steady state did not hold during the baseline, so nothing was injected: {}",
+            bad.join("; ")
+        )))
+    } else if elapsed >= length {
+        BaselineNext::Done
+    } else {
+        BaselineNext::Again
+    }
+}
 
 /// After the fault phase: the recovery phase (the steady state must return
 /// within `timing.recovery`), detection probes, the comparison with the
@@ -475,12 +460,20 @@ async fn conclude(
     window: Window,
     sigs: &mut Signals,
 ) -> End {
-    let (verdict, reason, unfinished) = end;
+    let End {
+        verdict,
+        reason,
+        unfinished,
+    } = end;
     if !matches!(verdict, Verdict::Passed | Verdict::Aborted)
         || !unfinished.is_empty()
         || !obs.has_hypothesis()
     {
-        return (verdict, reason, unfinished);
+        return End {
+            verdict,
+            reason,
+            unfinished,
+        };
     }
     let mut failures = Vec::new();
     if let Some(rolled_back) = obs.rolled_back_at {
@@ -488,10 +481,9 @@ async fn conclude(
             Ok(Some(why)) => failures.push(why),
             Ok(None) => {}
             Err(sig) => {
-                return (
+                return End::new(
                     Verdict::Interrupted,
                     format!("stopped by {sig} during recovery; every fault was rolled back"),
-                    Vec::new(),
                 );
             }
         }
@@ -529,26 +521,25 @@ async fn conclude(
             .into_iter()
             .map(|d| format!("while faults were active, {d}")),
     );
-    match verdict {
-        Verdict::Aborted if failures.is_empty() => (verdict, reason, unfinished),
+    let (verdict, reason) = match verdict {
+        Verdict::Aborted if failures.is_empty() => (verdict, reason),
         Verdict::Aborted => (
             verdict,
             format!("{reason}; the hypothesis also failed: {}", failures.join("; ")),
-            unfinished,
         ),
-        _ if failures.is_empty() => (
-            Verdict::Passed,
-            format!("{reason}; the hypothesis held"),
-            unfinished,
-        ),
+        _ if failures.is_empty() => (Verdict::Passed, format!("{reason}; the hypothesis held")),
         _ => (
             Verdict::Failed,
             format!(
                 "the hypothesis did not hold: {}; every fault was rolled back",
                 failures.join("; ")
             ),
-            unfinished,
         ),
+    };
+    End {
+        verdict,
+        reason,
+        unfinished,
     }
 }
 
@@ -560,7 +551,7 @@ async fn recovery(
     obs: &mut Observer,
     rolled_back: Timestamp,
     sigs: &mut Signals,
-) -> Result<Option<String>, SignalName> {
+) -> Result<Option<String>, &'static str> {
     ctx.emit_best_effort(Event::Phase {
         phase: Phase::Recovery,
     });
@@ -593,10 +584,8 @@ async fn recovery(
     let mut left = Vec::new();
     loop {
         let checked = tokio::select! {
-            Some(sig) = sigs.rx.recv() => {
-                sigs.received(ctx, sig);
-                return Err(sig);
-            }
+            // The first signal stops recovery: every fault is rolled back already.
+            sig = sigs.next(ctx) => return Err(sig.name),
             r = async { tick.tick().await; check_once(ctx, &queries, obs, Phase::Recovery, &mut failures).await } => r,
         };
         if let Err(e) = checked {
@@ -655,10 +644,10 @@ async fn or_signal<T>(
 ) -> Result<T, End> {
     tokio::select! {
         r = fut => Ok(r),
-        Some(sig) = sigs.rx.recv() => {
-            sigs.received(ctx, sig);
+        sig = sigs.next(ctx) => {
+            let sig = sig.name;
             ctx.emit_best_effort(Event::Abort { reason: format!("{sig} received"), seen_at: Timestamp::now() });
-            Err((Verdict::Interrupted, format!("stopped by {sig} before any fault was injected"), Vec::new()))
+            Err(End::new(Verdict::Interrupted, format!("stopped by {sig} before any fault was injected")))
         }
     }
 }
@@ -740,7 +729,7 @@ async fn prepare(
                 expires_at,
             };
             let create = environment::create_clone(&ctx.aws, &group, &clone, capacity, &tags);
-            let undo = Undo::DeleteAutoScalingGroup { group: clone.clone() };
+            let undo = Undo::from(DeleteAutoScalingGroup { group: clone.clone() });
             or_signal(
                 ctx,
                 sigs,
@@ -801,11 +790,11 @@ async fn prepare(
 }
 
 fn not_run(reason: String) -> End {
-    (Verdict::NotRun, reason, Vec::new())
+    End::new(Verdict::NotRun, reason)
 }
 
 fn error_before_injection(e: impl std::fmt::Display) -> End {
-    (Verdict::Error, format!("{e}; nothing was injected"), Vec::new())
+    End::error(format!("{e}; nothing was injected"))
 }
 
 /// Builds the plan (read-only: guardrail alarms checked, targets resolved in
@@ -844,7 +833,13 @@ async fn admit(
         let Targets::Instances(resolved) = &fp.targets else {
             continue;
         };
-        steps.push(f.fault.plan(&resolved.selected));
+        let On::Instances(fault) = &f.fault.on else {
+            return Err(error_before_injection(format!(
+                "fault `{}`: instances were resolved for a fault that acts on none",
+                fp.name
+            )));
+        };
+        steps.push(fault.plan(&resolved.selected));
         if let Err(e) = ctx.emit(Event::TargetsResolved {
             fault: fp.name.clone(),
             action: fp.action.clone(),
@@ -909,20 +904,18 @@ async fn resolve_all(
 ) -> Result<Vec<Vec<Step>>, End> {
     let mut plans = Vec::new();
     for f in &exp.faults {
-        if f.fault.scope() != Scope::Instances {
-            // Validation keeps group faults on `${asg}`: the copy, never the source.
-            plans.push(f.fault.plan_resources(&plan::resource_names(
-                f,
-                vars,
-                source_vars,
-                vars.asg.as_deref(),
-            )));
-            continue;
-        }
+        let fault = match &f.fault.on {
+            On::Resources(fault) => {
+                // Validation keeps group faults on `${asg}`: the copy, never the source.
+                plans.push(fault.plan(&plan::resource_names(f, vars, source_vars, vars.asg.as_deref())));
+                continue;
+            }
+            On::Instances(fault) => fault,
+        };
         let resolved = match targets::resolve(
             &ctx.aws,
             &f.target,
-            f.fault.as_ref(),
+            fault,
             vars.asg.as_deref(),
             Some(scope),
             vars,
@@ -939,18 +932,14 @@ async fn resolve_all(
                 )));
             }
             Err(e) => {
-                return Err((
-                    Verdict::Error,
-                    format!(
-                        "fault `{}`: cannot resolve targets, nothing was injected: {e}",
-                        f.name.value
-                    ),
-                    Vec::new(),
-                ));
+                return Err(End::error(format!(
+                    "fault `{}`: cannot resolve targets, nothing was injected: {e}",
+                    f.name.value
+                )));
             }
         };
         let empty = resolved.selected.is_empty();
-        let steps = f.fault.plan(&resolved.selected);
+        let steps = fault.plan(&resolved.selected);
         if let Err(e) = ctx.emit(Event::TargetsResolved {
             fault: f.name.value.clone(),
             action: f.action.value.clone(),
@@ -997,11 +986,11 @@ async fn take_locks(
             first.run_id
         )));
     }
-    let undo = Undo::DeleteLockTags {
+    let undo = Undo::from(DeleteLockTags {
         autoscaling_groups: groups.clone(),
         instance_ids: instances.clone(),
         run_id: run_id.to_string(),
-    };
+    });
     let resources: Vec<String> = groups.iter().chain(&instances).cloned().collect();
     setup_call(
         ctx,
@@ -1082,580 +1071,28 @@ async fn teardown(
         }
         unfinished
     };
-    tokio::pin!(work);
-    let unfinished = loop {
-        tokio::select! {
-            u = &mut work => break u,
-            Some(sig) = sigs.rx.recv() => {
-                if sigs.received(ctx, sig) >= 2 {
-                    hurry.cancel();
-                }
-            }
-        }
-    };
+    let unfinished = signals::finish_despite_signals(ctx, sigs, hurry, work).await;
     if unfinished.is_empty() {
         return end;
     }
-    let (_, reason, mut left) = end;
+    let End {
+        reason,
+        unfinished: mut left,
+        ..
+    } = end;
     let what: Vec<String> = unfinished
         .iter()
         .map(|u| format!("{} {}", u.operation(), u.resources().join(" ")))
         .collect();
     left.extend(unfinished);
-    (
-        Verdict::Error,
-        format!(
+    End {
+        verdict: Verdict::Error,
+        reason: format!(
             "{reason}; but teardown is incomplete, still to do: {}; finish it with `gameday recover`",
             what.join("; ")
         ),
-        left,
-    )
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    /// Not started; waiting for its `start_after` faults.
-    Waiting,
-    Injecting,
-    Active,
-    RollingBack,
-    /// Rolled back, or never injected.
-    Done,
-}
-
-struct FaultRun {
-    name: String,
-    deps: Vec<usize>,
-    duration: Option<Duration>,
-    steps: Vec<Step>,
-    /// Inject intents written so far (also failed ones: their effect is unknown).
-    applied: Vec<(u64, Step)>,
-    status: Status,
-    ends_at: Option<Instant>,
-    unfinished: Vec<Undo>,
-}
-
-/// Why the fault phase ended.
-enum EndReason {
-    Completed,
-    Breach(Breach),
-    Signal(SignalName),
-    MaxDuration,
-    InjectError(String),
-    WatchError(String),
-}
-
-enum TaskDone {
-    Injected {
-        idx: usize,
-        applied: Vec<(u64, Step)>,
-        error: Option<String>,
-    },
-    RolledBack {
-        idx: usize,
-        unfinished: Vec<Undo>,
-    },
-}
-
-struct Dispatcher<'e> {
-    ctx: Arc<Ctx>,
-    exp: &'e Experiment,
-    /// When the first fault took effect.
-    first_active: Option<Timestamp>,
-    /// When the latest rollback began (the end of the fault window).
-    last_rollback_start: Option<Timestamp>,
-    faults: Vec<FaultRun>,
-    tasks: JoinSet<TaskDone>,
-    /// Cancelled by a second signal: skip waits, never rollback calls.
-    hurry: CancellationToken,
-    rollback_limit: Arc<Semaphore>,
-    ending: Option<EndReason>,
-    rollback_started: bool,
-    /// The run's id and expiry, for the faults' calls.
-    cx: StepContext,
-}
-
-impl<'e> Dispatcher<'e> {
-    fn new(
-        ctx: Arc<Ctx>,
-        exp: &'e Experiment,
-        plans: Vec<Vec<Step>>,
-        cx: StepContext,
-        hurry: CancellationToken,
-    ) -> Self {
-        let index: HashMap<&str, usize> = exp
-            .faults
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.name.value.as_str(), i))
-            .collect();
-        let faults = exp
-            .faults
-            .iter()
-            .zip(plans)
-            .map(|(f, steps)| FaultRun {
-                name: f.name.value.clone(),
-                deps: f.start_after.iter().map(|d| index[d.value.as_str()]).collect(),
-                duration: f.duration,
-                steps,
-                applied: Vec::new(),
-                status: Status::Waiting,
-                ends_at: None,
-                unfinished: Vec::new(),
-            })
-            .collect();
-        Dispatcher {
-            ctx,
-            exp,
-            first_active: None,
-            last_rollback_start: None,
-            faults,
-            tasks: JoinSet::new(),
-            hurry,
-            rollback_limit: Arc::new(Semaphore::new(ROLLBACK_CONCURRENCY)),
-            ending: None,
-            rollback_started: false,
-            cx,
-        }
+        unfinished: left,
     }
-
-    async fn run(mut self, sigs: &mut Signals, obs: &mut Observer) -> (End, Window) {
-        let started = Instant::now();
-        let deadline = started + self.exp.timing.max_duration;
-        let stop_watch = CancellationToken::new();
-        let mut watch_rx = spawn_watcher(
-            self.ctx.aws.clone(),
-            obs.queries(),
-            self.exp.timing.interval,
-            stop_watch.clone(),
-        );
-        let mut watch_failures = 0u32;
-        let mut status_tick = tokio::time::interval(Duration::from_millis(500));
-
-        loop {
-            self.advance();
-            if self.ending.is_some()
-                && self.tasks.is_empty()
-                && !self
-                    .faults
-                    .iter()
-                    .any(|f| matches!(f.status, Status::Active | Status::RollingBack))
-            {
-                break;
-            }
-            obs.injected_at = obs.injected_at.or(self.first_active);
-            let next_end = self
-                .faults
-                .iter()
-                .filter(|f| f.status == Status::Active)
-                .filter_map(|f| f.ends_at)
-                .min();
-            let watching = self.ending.is_none();
-            tokio::select! {
-                biased;
-                Some(sig) = sigs.rx.recv() => {
-                    let count = sigs.received(&self.ctx, sig);
-                    if self.ending.is_none() {
-                        self.end(EndReason::Signal(sig), Timestamp::now());
-                    } else if count >= 2 {
-                        self.hurry.cancel();
-                    }
-                }
-                // Read during rollback too: the faults are in effect until undone.
-                Some(result) = watch_rx.recv() => {
-                    match result {
-                        Ok(reading) => {
-                            watch_failures = 0;
-                            let seen_at = reading.at;
-                            let phase = if watching { Phase::Inject } else { Phase::Rollback };
-                            let judged = record(&self.ctx, obs, &reading, phase);
-                            if let (true, Some(b)) = (watching, judged.breaches.into_iter().next()) {
-                                self.ctx.emit_best_effort(Event::GuardrailBreached { guardrail: b.guardrail.clone(), detail: b.detail.clone(), seen_at });
-                                self.end(EndReason::Breach(b), seen_at);
-                            }
-                        }
-                        Err(e) if watching => {
-                            watch_failures += 1;
-                            self.ctx.emit_best_effort(Event::Warning { message: format!("guardrail check failed ({watch_failures}/{MAX_WATCH_FAILURES}): {e}") });
-                            if watch_failures >= MAX_WATCH_FAILURES {
-                                self.end(EndReason::WatchError(e.to_string()), Timestamp::now());
-                            }
-                        }
-                        Err(_) => {}
-                    }
-                }
-                Some(joined) = self.tasks.join_next() => {
-                    match joined {
-                        Ok(done) => self.task_done(done),
-                        // A panicked task is a bug; treat its fault as needing rollback.
-                        Err(e) => self.ctx.emit_best_effort(Event::Warning { message: format!("internal task failed: {e}") }),
-                    }
-                }
-                _ = sleep_until_opt(next_end), if watching && next_end.is_some() => {
-                    let now = Instant::now();
-                    for i in 0..self.faults.len() {
-                        if self.faults[i].status == Status::Active && self.faults[i].ends_at.is_some_and(|t| t <= now) {
-                            self.spawn_rollback(i);
-                        }
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline), if watching => {
-                    self.end(EndReason::MaxDuration, Timestamp::now());
-                }
-                _ = status_tick.tick() => self.show_status(started),
-            }
-        }
-        stop_watch.cancel();
-        let window = self
-            .first_active
-            .map(|from| (from, self.last_rollback_start.unwrap_or_else(Timestamp::now)));
-        if self.first_active.is_some() {
-            obs.rolled_back_at = Some(Timestamp::now());
-        }
-        (self.verdict(), window)
-    }
-
-    /// Starts faults whose turn has come, notices the end of the fault phase,
-    /// and once the run is ending, rolls back in reverse dependency order.
-    fn advance(&mut self) {
-        if self.ending.is_none() {
-            for i in 0..self.faults.len() {
-                let ready = self.faults[i].status == Status::Waiting
-                    && self.faults[i].deps.iter().all(|&d| {
-                        matches!(
-                            self.faults[d].status,
-                            Status::Active | Status::RollingBack | Status::Done
-                        )
-                    });
-                if ready {
-                    self.spawn_inject(i);
-                }
-            }
-            let timed_left = self
-                .faults
-                .iter()
-                .any(|f| f.duration.is_some() && f.status != Status::Done);
-            let starting = self
-                .faults
-                .iter()
-                .any(|f| matches!(f.status, Status::Waiting | Status::Injecting));
-            if !timed_left && !starting {
-                self.ending = Some(EndReason::Completed);
-                if self.faults.iter().any(|f| f.status == Status::Active) {
-                    self.ctx.emit_best_effort(Event::Phase {
-                        phase: Phase::Rollback,
-                    });
-                }
-            }
-        }
-        if self.ending.is_some() {
-            for i in 0..self.faults.len() {
-                if self.faults[i].status == Status::Waiting {
-                    self.faults[i].status = Status::Done;
-                }
-            }
-            for i in 0..self.faults.len() {
-                let dependents_busy = self.faults.iter().any(|f| {
-                    f.deps.contains(&i)
-                        && matches!(f.status, Status::Injecting | Status::Active | Status::RollingBack)
-                });
-                if self.faults[i].status == Status::Active && !dependents_busy {
-                    self.spawn_rollback(i);
-                }
-            }
-        }
-    }
-
-    fn end(&mut self, reason: EndReason, seen_at: Timestamp) {
-        let text = match &reason {
-            EndReason::Completed => return,
-            EndReason::Breach(b) => format!("guardrail `{}` tripped: {}", b.guardrail, b.detail),
-            EndReason::Signal(s) => format!("{s} received"),
-            EndReason::MaxDuration => format!(
-                "timing.max_duration ({}) reached",
-                format_duration(self.exp.timing.max_duration)
-            ),
-            EndReason::InjectError(e) => format!("injection failed: {e}"),
-            EndReason::WatchError(e) => format!("guardrails cannot be checked: {e}"),
-        };
-        self.ctx.emit_best_effort(Event::Abort {
-            reason: text,
-            seen_at,
-        });
-        self.ctx.emit_best_effort(Event::Phase {
-            phase: Phase::Rollback,
-        });
-        self.ending = Some(reason);
-    }
-
-    fn spawn_inject(&mut self, idx: usize) {
-        let f = &mut self.faults[idx];
-        f.status = Status::Injecting;
-        let steps = f.steps.clone();
-        let name = f.name.clone();
-        let fault = self.exp.faults[idx].fault.clone();
-        let ctx = self.ctx.clone();
-        let cx = StepContext {
-            fault: name.clone(),
-            ..self.cx.clone()
-        };
-        self.tasks.spawn(async move {
-            let mut applied = Vec::new();
-            for step in steps {
-                // The undo records the state just before the call.
-                let step = match fault.prepare(&ctx.aws, &cx, step).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return TaskDone::Injected {
-                            idx,
-                            applied,
-                            error: Some(e.to_string()),
-                        };
-                    }
-                };
-                let action_id = ctx.journal.next_action_id();
-                let intent = Event::Intent {
-                    action_id,
-                    fault: name.clone(),
-                    kind: ActionKind::Inject,
-                    operation: step.operation.clone(),
-                    resources: step.resources.clone(),
-                    undo: Some(step.undo.clone()),
-                    rollback_of: None,
-                };
-                // No intent on disk, no call: the journal must always know more than AWS.
-                if let Err(e) = ctx.emit(intent) {
-                    return TaskDone::Injected {
-                        idx,
-                        applied,
-                        error: Some(e.to_string()),
-                    };
-                }
-                applied.push((action_id, step.clone()));
-                let result = fault.apply(&ctx.aws, &cx, &step).await;
-                let error = result.err();
-                ctx.emit_best_effort(Event::Outcome {
-                    action_id,
-                    ok: error.is_none(),
-                    error: error.clone(),
-                    report: None,
-                });
-                if let Some(e) = error {
-                    return TaskDone::Injected {
-                        idx,
-                        applied,
-                        error: Some(e.to_string()),
-                    };
-                }
-            }
-            TaskDone::Injected {
-                idx,
-                applied,
-                error: None,
-            }
-        });
-    }
-
-    fn spawn_rollback(&mut self, idx: usize) {
-        if !self.rollback_started {
-            self.rollback_started = true;
-            let trigger = match &self.ending {
-                None => format!(
-                    "fault `{}` reached the end of its duration",
-                    self.faults[idx].name
-                ),
-                Some(EndReason::Completed) => "the fault phase ended".to_string(),
-                Some(_) => "abort".to_string(),
-            };
-            self.ctx.emit_best_effort(Event::RollbackStarted { trigger });
-        }
-        self.last_rollback_start = Some(Timestamp::now());
-        let f = &mut self.faults[idx];
-        f.status = Status::RollingBack;
-        let applied = f.applied.clone();
-        let name = f.name.clone();
-        let ctx = self.ctx.clone();
-        let hurry = self.hurry.clone();
-        let limit = self.rollback_limit.clone();
-        self.tasks.spawn(async move {
-            // Undo in reverse order of injection, each batch concurrently (bounded).
-            let mut set = JoinSet::new();
-            for (inject_id, step) in applied.into_iter().rev() {
-                let (ctx, hurry, limit, name) = (ctx.clone(), hurry.clone(), limit.clone(), name.clone());
-                set.spawn(async move {
-                    let _permit = limit.acquire_owned().await;
-                    rollback_step(&ctx, &name, inject_id, &step.undo, &hurry)
-                        .await
-                        .err()
-                });
-            }
-            let mut unfinished = Vec::new();
-            while let Some(r) = set.join_next().await {
-                if let Ok(Some(undo)) = r {
-                    unfinished.push(undo);
-                }
-            }
-            TaskDone::RolledBack { idx, unfinished }
-        });
-    }
-
-    fn task_done(&mut self, done: TaskDone) {
-        match done {
-            TaskDone::Injected { idx, applied, error } => {
-                let f = &mut self.faults[idx];
-                f.applied = applied;
-                f.status = if f.applied.is_empty() {
-                    Status::Done
-                } else {
-                    Status::Active
-                };
-                f.ends_at = f.duration.map(|d| Instant::now() + d);
-                if f.status == Status::Active {
-                    self.first_active = self.first_active.or(Some(Timestamp::now()));
-                    let until = f.duration.and_then(|d| Timestamp::now().checked_add(d).ok());
-                    self.ctx.emit_best_effort(Event::FaultActive {
-                        fault: f.name.clone(),
-                        until,
-                    });
-                }
-                if let Some(e) = error
-                    && self.ending.is_none()
-                {
-                    self.end(
-                        EndReason::InjectError(format!("fault `{}`: {e}", self.faults[idx].name)),
-                        Timestamp::now(),
-                    );
-                }
-            }
-            TaskDone::RolledBack { idx, unfinished } => {
-                let f = &mut self.faults[idx];
-                f.status = Status::Done;
-                if unfinished.is_empty() {
-                    self.ctx.emit_best_effort(Event::FaultRolledBack {
-                        fault: f.name.clone(),
-                    });
-                }
-                f.unfinished = unfinished;
-            }
-        }
-    }
-
-    fn show_status(&self, started: Instant) {
-        let now = Instant::now();
-        let mut parts = Vec::new();
-        for f in &self.faults {
-            match (f.status, f.ends_at) {
-                (Status::Active, Some(t)) => parts.push(format!(
-                    "{}: {} left",
-                    f.name,
-                    format_duration(Duration::from_secs(t.saturating_duration_since(now).as_secs()))
-                )),
-                (Status::Active, None) => parts.push(format!("{}: active", f.name)),
-                (Status::Injecting, _) => parts.push(format!("{}: injecting", f.name)),
-                (Status::RollingBack, _) => parts.push(format!("{}: rolling back", f.name)),
-                _ => {}
-            }
-        }
-        let phase = if self.ending.is_some() {
-            "rollback"
-        } else {
-            "fault phase"
-        };
-        let elapsed = format_duration(Duration::from_secs(now.duration_since(started).as_secs()));
-        self.ctx.progress.status(&format!(
-            "{phase} ({elapsed}) | {} | guardrails watched every {}",
-            parts.join(", "),
-            format_duration(self.exp.timing.interval)
-        ));
-    }
-
-    fn verdict(self) -> End {
-        let unfinished: Vec<Undo> = self
-            .faults
-            .iter()
-            .flat_map(|f| f.unfinished.iter().cloned())
-            .collect();
-        if !unfinished.is_empty() {
-            let what: Vec<String> = unfinished
-                .iter()
-                .map(|u| format!("{} {}", u.operation(), u.resources().join(" ")))
-                .collect();
-            return (
-                Verdict::Error,
-                format!(
-                    "rollback incomplete, still to do: {}; finish it with `gameday recover` and this run's id",
-                    what.join("; ")
-                ),
-                unfinished,
-            );
-        }
-        let (verdict, reason) = match self.ending {
-            Some(EndReason::Completed) | None => (
-                Verdict::Passed,
-                "every fault was injected, held and rolled back; no guardrail tripped".to_string(),
-            ),
-            Some(EndReason::Breach(b)) => (
-                Verdict::Aborted,
-                format!(
-                    "guardrail `{}` tripped ({}); every fault was rolled back",
-                    b.guardrail, b.detail
-                ),
-            ),
-            Some(EndReason::Signal(s)) => (
-                Verdict::Interrupted,
-                format!("stopped by {s}; every fault was rolled back"),
-            ),
-            Some(EndReason::MaxDuration) => (
-                Verdict::Aborted,
-                "timing.max_duration reached; every fault was rolled back".to_string(),
-            ),
-            Some(EndReason::InjectError(e)) => (
-                Verdict::Error,
-                format!("injection failed: {e}; every fault injected so far was rolled back"),
-            ),
-            Some(EndReason::WatchError(e)) => (
-                Verdict::Error,
-                format!("guardrails could not be checked ({e}); every fault was rolled back"),
-            ),
-        };
-        (verdict, reason, Vec::new())
-    }
-}
-
-async fn sleep_until_opt(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Reads every probe every `interval` until cancelled, sending each reading
-/// (stamped with when the answers arrived: when a breach became visible to us).
-fn spawn_watcher(
-    aws: Aws,
-    queries: Arc<Queries>,
-    interval: Duration,
-    stop: CancellationToken,
-) -> mpsc::Receiver<Result<Reading, AwsError>> {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let result = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = queries.read(&aws) => r,
-            };
-            if tx.send(result).await.is_err() {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 /// Attempts per rollback step: `GAMEDAY_ROLLBACK_ATTEMPTS`, else
@@ -1679,7 +1116,33 @@ pub(crate) async fn rollback_step(
     undo: &Undo,
     hurry: &CancellationToken,
 ) -> Result<(), Undo> {
-    let attempts = rollback_attempts();
+    let call = || undo.run(&ctx.aws, hurry);
+    rollback_with(
+        ctx,
+        fault,
+        inject_id,
+        undo,
+        rollback_attempts(),
+        crate::aws::step_backoff,
+        call,
+    )
+    .await
+}
+
+/// [`rollback_step`]'s journaled retries around `call` (the undo's call), with
+/// `backoff(attempt)` between attempts.
+async fn rollback_with<Fut>(
+    ctx: &Ctx,
+    fault: &str,
+    inject_id: u64,
+    undo: &Undo,
+    attempts: u32,
+    backoff: fn(u32) -> Duration,
+    mut call: impl FnMut() -> Fut,
+) -> Result<(), Undo>
+where
+    Fut: std::future::Future<Output = Result<crate::model::UndoReport, AwsError>>,
+{
     for attempt in 1..=attempts {
         let action_id = ctx.journal.next_action_id();
         ctx.emit_best_effort(Event::Intent {
@@ -1691,7 +1154,7 @@ pub(crate) async fn rollback_step(
             undo: None,
             rollback_of: Some(inject_id),
         });
-        match undo.run(&ctx.aws, hurry).await {
+        match call().await {
             Ok(report) => {
                 ctx.emit_best_effort(Event::Outcome {
                     action_id,
@@ -1702,17 +1165,319 @@ pub(crate) async fn rollback_step(
                 return Ok(());
             }
             Err(e) => {
+                // A permanent error or a refusal gives the same answer every
+                // time: only transient ones are worth another attempt.
+                let again = e.is_retryable();
                 ctx.emit_best_effort(Event::Outcome {
                     action_id,
                     ok: false,
                     error: Some(e),
                     report: None,
                 });
+                if !again {
+                    break;
+                }
                 if attempt < attempts {
-                    tokio::time::sleep(crate::aws::step_backoff(attempt)).await;
+                    tokio::time::sleep(backoff(attempt)).await;
                 }
             }
         }
     }
     Err(undo.clone())
+}
+
+/// What the engine's unit tests share: a run context on a temporary journal,
+/// and clients pointed at a loopback port that counts connections (so a test
+/// can prove no AWS call was made).
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A reporter that shows nothing: the tests read the journal.
+    #[derive(Debug)]
+    pub(crate) struct Quiet;
+
+    impl Reporter for Quiet {
+        fn event(&self, _: &journal::Entry) {}
+        fn countdown(&self, _: &str, _: Timestamp) {}
+        fn status(&self, _: &str) {}
+        fn line(&self, _: &str) {}
+        fn finish(&self) {}
+    }
+
+    /// A loopback endpoint that accepts connections, counts them and answers nothing.
+    pub(crate) struct Endpoint {
+        pub(crate) url: String,
+        connections: Arc<AtomicUsize>,
+    }
+
+    impl Endpoint {
+        pub(crate) async fn start() -> Endpoint {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind a loopback port");
+            let url = format!("http://{}", listener.local_addr().expect("its address"));
+            let connections = Arc::new(AtomicUsize::new(0));
+            let seen = connections.clone();
+            tokio::spawn(async move {
+                while let Ok((conn, _)) = listener.accept().await {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    drop(conn);
+                }
+            });
+            Endpoint { url, connections }
+        }
+
+        /// Connections made so far.
+        pub(crate) fn connections(&self) -> usize {
+            self.connections.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Clients for `endpoint` (no call is made building them).
+    pub(crate) async fn aws(endpoint: &Endpoint) -> Aws {
+        Aws::connect(&crate::aws::ConnectOptions {
+            endpoint_url: Some(endpoint.url.clone()),
+            region: Some("us-east-1".into()),
+            profile: None,
+        })
+        .await
+        .expect("clients")
+    }
+
+    /// A run context journaling into `dir`.
+    pub(crate) async fn ctx(dir: &std::path::Path, endpoint: &Endpoint) -> Ctx {
+        Ctx {
+            aws: aws(endpoint).await,
+            journal: Journal::create(dir).expect("a journal"),
+            progress: Box::new(testing::Quiet),
+            refused: Default::default(),
+        }
+    }
+
+    /// The events journaled in `dir`, by their `event` name.
+    pub(crate) fn events(dir: &std::path::Path) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(dir.join(journal::EVENTS_FILE)).expect("the events file");
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("a journal line"))
+            .collect()
+    }
+
+    /// The events' names, in order.
+    pub(crate) fn names(events: &[serde_json::Value]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["event"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_baseline_ends_when_its_time_is_over_and_a_failed_probe_wins_over_the_deadline() {
+        let length = 60 * SECOND;
+        assert!(matches!(
+            baseline_next(Vec::new(), 30 * SECOND, length),
+            BaselineNext::Again
+        ));
+        assert!(matches!(
+            baseline_next(Vec::new(), length, length),
+            BaselineNext::Done
+        ));
+        // A reading that failed (no results) at the deadline still ends the
+        // baseline; the series then decide (`finish_baseline`).
+        assert!(matches!(
+            baseline_next(Vec::new(), 61 * SECOND, length),
+            BaselineNext::Done
+        ));
+        let bad = vec!["p99 latency: 420 ms > 300".to_string()];
+        match baseline_next(bad.clone(), length, length) {
+            BaselineNext::NotRun(end) => {
+                assert_eq!(end.verdict, Verdict::NotRun);
+                assert_eq!(
+                    end.reason,
+                    "the steady state did not hold during the baseline, so nothing was injected: p99 latency: 420 ms > 300"
+                );
+            }
+            other => panic!("expected not-run, got {other:?}"),
+        }
+        assert!(matches!(
+            baseline_next(bad, SECOND, length),
+            BaselineNext::NotRun(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_rollback_that_fails_then_succeeds_is_journaled_attempt_by_attempt_and_completes() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let endpoint = Endpoint::start().await;
+        let ctx = ctx(dir.path(), &endpoint).await;
+        let undo: Undo = crate::faults::StartInstances {
+            instance_ids: vec!["i-1".into()],
+        }
+        .into();
+        let mut calls = 0;
+        let result = rollback_with(
+            &ctx,
+            "stop",
+            7,
+            &undo,
+            5,
+            |_| Duration::ZERO,
+            || {
+                calls += 1;
+                let first = calls == 1;
+                async move {
+                    if first {
+                        Err(AwsError::Api {
+                            service: "ec2".into(),
+                            operation: "StartInstances".into(),
+                            code: "ServiceUnavailable".into(),
+                            message: "try again".into(),
+                            kind: crate::aws::ErrorKind::Transient,
+                        })
+                    } else {
+                        Ok(crate::model::UndoReport::default())
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(calls, 2, "retried once, then done");
+        let events = events(dir.path());
+        assert_eq!(names(&events), ["intent", "outcome", "intent", "outcome"]);
+        assert_eq!(events[0]["rollback_of"], 7);
+        assert_eq!(events[1]["ok"], false);
+        assert_eq!(events[3]["ok"], true);
+    }
+
+    #[tokio::test]
+    async fn a_refused_or_permanent_rollback_error_is_not_retried() {
+        for error in [
+            AwsError::refused(
+                "autoscaling",
+                "DeleteAutoScalingGroup",
+                crate::aws::Refusal::NotAGamedayClone,
+                "not ours".into(),
+            ),
+            AwsError::not_found("ec2", "DescribeInstances", "no such instance".into()),
+        ] {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let endpoint = Endpoint::start().await;
+            let ctx = ctx(dir.path(), &endpoint).await;
+            let undo: Undo = crate::faults::StartInstances {
+                instance_ids: vec!["i-1".into()],
+            }
+            .into();
+            let mut calls = 0;
+            let result = rollback_with(
+                &ctx,
+                "stop",
+                7,
+                &undo,
+                5,
+                |_| Duration::ZERO,
+                || {
+                    calls += 1;
+                    let error = error.clone();
+                    async move { Err(error) }
+                },
+            )
+            .await;
+            assert_eq!(result, Err(undo), "{error}");
+            assert_eq!(calls, 1, "one attempt, not five: {error}");
+            assert_eq!(names(&events(dir.path())), ["intent", "outcome"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rollback_that_keeps_failing_returns_its_undo_for_recover() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let endpoint = Endpoint::start().await;
+        let ctx = ctx(dir.path(), &endpoint).await;
+        let undo: Undo = crate::faults::StartInstances {
+            instance_ids: vec!["i-1".into()],
+        }
+        .into();
+        let result = rollback_with(
+            &ctx,
+            "stop",
+            7,
+            &undo,
+            3,
+            |_| Duration::ZERO,
+            || async {
+                Err(AwsError::Api {
+                    service: "ec2".into(),
+                    operation: "StartInstances".into(),
+                    code: "ServiceUnavailable".into(),
+                    message: "no".into(),
+                    kind: crate::aws::ErrorKind::Transient,
+                })
+            },
+        )
+        .await;
+        assert_eq!(result, Err(undo));
+        assert_eq!(
+            names(&events(dir.path())).len(),
+            6,
+            "three attempts, each journaled"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_signal_handlers_cannot_be_installed_refuses_before_touching_anything() {
+        let runs = tempfile::tempdir().expect("a temp dir");
+        let endpoint = Endpoint::start().await;
+        let text = "version: 1
+name: test-stop
+hypothesis: the fleet rides out stopped instances
+environment: { mode: in-place, autoscaling_group: web }
+guardrails:
+  - alarm: errors
+faults:
+  - name: stop
+    action: ec2:stop-instances
+    target: { select: all }
+    duration: 1m
+timing: { interval: 500ms, max_duration: 5m }
+";
+        let exp =
+            crate::experiment::load_str(std::path::Path::new("exp.yaml"), text).expect("a valid experiment");
+        let opts = RunOptions {
+            runs_dir: runs.path().to_path_buf(),
+            seed: Some(1),
+            signals: SignalHandling::FailToInstall,
+            progress: Box::new(testing::Quiet),
+            safety: Admission {
+                policy: crate::policy::built_in(),
+                account: None,
+                now: None,
+                approval: gate::Approval::Missing,
+            },
+        };
+        let outcome = run(&exp, &aws(&endpoint).await, opts)
+            .await
+            .expect("a recorded run");
+        assert_eq!(outcome.verdict, Verdict::Error, "exit code 6");
+        assert!(
+            outcome.reason.contains("cannot install a handler for SIGINT")
+                && outcome.reason.ends_with("nothing was touched"),
+            "{}",
+            outcome.reason
+        );
+        assert_eq!(endpoint.connections(), 0, "no AWS call at all");
+        let events = events(&outcome.dir);
+        assert_eq!(names(&events), ["run_started", "phase", "verdict"]);
+    }
 }

@@ -9,7 +9,6 @@ mod parse;
 pub mod tolerance;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use parse::{LoadError, load, load_str};
@@ -290,7 +289,7 @@ pub struct FaultSpec {
     /// The action name, e.g. `ec2:stop-instances`.
     pub action: Spanned<String>,
     /// The action with its parameters, ready to plan and inject.
-    pub fault: Arc<dyn Fault>,
+    pub fault: Fault,
     /// Which resources it hits.
     pub target: TargetSpec,
     /// How long it is held before its rollback; `None`: until the fault phase ends.

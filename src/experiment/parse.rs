@@ -944,12 +944,12 @@ fn decode_fault(d: &mut Decoder, node: &Node, what: &str) -> Option<FaultSpec> {
             }
             return None;
         };
-        (def.build)(d, m.get("params"), &format!("{what}.params"), m.loc())
+        def.decode(d, m.get("params"), &format!("{what}.params"), m.loc())
     });
     let target = match m.get("target") {
         Some(n) => {
             if let Some(f) = &fault {
-                check_target_keys(d, f.as_ref(), n, &format!("{what}.target"));
+                check_target_keys(d, f, n, &format!("{what}.target"));
             }
             decode_target(d, n, &format!("{what}.target"))
         }
@@ -976,7 +976,7 @@ fn decode_fault(d: &mut Decoder, node: &Node, what: &str) -> Option<FaultSpec> {
 
 /// Group faults take only `autoscaling_group` from a target, alarm faults no
 /// target at all: criteria that select instances would silently do nothing.
-fn check_target_keys(d: &mut Decoder, fault: &dyn faults::Fault, node: &Node, what: &str) {
+fn check_target_keys(d: &mut Decoder, fault: &faults::Fault, node: &Node, what: &str) {
     let Node::Mapping(m) = node else { return };
     for (k, _) in m.iter() {
         let key = k.as_str();

@@ -6,9 +6,15 @@
 
 use std::sync::Arc;
 
+use aws_sdk_autoscaling::types::AutoScalingGroup;
 use marked_yaml::Node;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use super::{ActionDef, BoxFuture, Fault, Scope, Step, StepContext, Undo, UndoReport};
+use super::{
+    ActionDef, BoxFuture, Forward, GroupFault, On, ReadFirst, Ready, ResourceFault, Revert, Step,
+    StepContext, UndoReport,
+};
 use crate::aws::{Aws, AwsError, api};
 use crate::yaml::Decoder;
 
@@ -37,7 +43,7 @@ impl Drop {
     }
 }
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: crate::yaml::Loc) -> Option<Arc<dyn Fault>> {
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: crate::yaml::Loc) -> Option<On> {
     let Some(p) = params else {
         d.error(
             at,
@@ -58,7 +64,9 @@ fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: crate::yaml::Lo
             return None;
         }
     };
-    Some(Arc::new(CapacityDrop { drop }))
+    Some(On::Resources(ResourceFault::Groups(Arc::new(CapacityDrop {
+        drop,
+    }))))
 }
 
 /// Lowers a group's capacity.
@@ -68,83 +76,100 @@ pub struct CapacityDrop {
     pub drop: Drop,
 }
 
-impl Fault for CapacityDrop {
-    fn action(&self) -> &'static str {
-        DEF.name
-    }
-
-    fn scope(&self) -> Scope {
-        Scope::Groups
-    }
-
+impl GroupFault for CapacityDrop {
     fn instances_removed(&self, desired: usize) -> usize {
         let d = u32::try_from(desired).unwrap_or(u32::MAX);
         (d - self.drop.new_desired(d)) as usize
     }
 
-    fn plan_resources(&self, groups: &[String]) -> Vec<Step> {
+    fn plan(&self, groups: &[String]) -> Vec<Step> {
         groups
             .iter()
-            .map(|g| Step {
-                operation: "autoscaling:UpdateAutoScalingGroup".into(),
-                resources: vec![g.clone()],
-                // Recorded by `prepare` just before the call.
-                undo: Undo::RestoreCapacity {
-                    group: g.clone(),
-                    min: -1,
-                    max: -1,
-                    desired: -1,
-                },
+            .map(|g| {
+                Step::read_first(
+                    "autoscaling:UpdateAutoScalingGroup",
+                    vec![g.clone()],
+                    ReadCapacity {
+                        group: g.clone(),
+                        drop: self.drop,
+                    },
+                )
             })
             .collect()
     }
+}
 
-    fn prepare<'a>(
-        &'a self,
-        aws: &'a Aws,
-        _cx: &'a StepContext,
-        step: Step,
-    ) -> BoxFuture<'a, Result<Step, AwsError>> {
-        Box::pin(async move {
-            let Undo::RestoreCapacity { group, .. } = &step.undo else {
-                return Ok(step);
-            };
-            let Some(g) = crate::aws::describe_group(aws, group).await? else {
-                return Err(not_found(group));
-            };
-            let undo = Undo::RestoreCapacity {
-                group: group.clone(),
-                min: g.min_size().unwrap_or(0),
-                max: g.max_size().unwrap_or(0),
-                desired: g.desired_capacity().unwrap_or(0),
-            };
-            Ok(Step { undo, ..step })
-        })
+/// Reads the group's min, max and desired just before the call: the undo
+/// records them, and the new capacity is computed from them.
+#[derive(Debug)]
+struct ReadCapacity {
+    group: String,
+    drop: Drop,
+}
+
+impl ReadCapacity {
+    /// The call on a group now at `g`'s capacity, and its undo.
+    fn ready(&self, g: &AutoScalingGroup) -> Ready {
+        let (min, max, desired) = (
+            g.min_size().unwrap_or(0),
+            g.max_size().unwrap_or(0),
+            g.desired_capacity().unwrap_or(0),
+        );
+        let new = self.drop.new_desired(u32::try_from(desired).unwrap_or(0)) as i32;
+        Ready::new(
+            SetCapacity {
+                group: self.group.clone(),
+                desired: new,
+                // The minimum drops with the desired capacity, only when below it.
+                min: (new < min).then_some(new),
+            },
+            RestoreCapacity {
+                group: self.group.clone(),
+                min,
+                max,
+                desired,
+            },
+        )
+    }
+}
+
+impl ReadFirst for ReadCapacity {
+    fn undo_operation(&self) -> &'static str {
+        RestoreCapacity::OPERATION
     }
 
-    fn apply<'a>(
-        &'a self,
-        aws: &'a Aws,
-        _cx: &'a StepContext,
-        step: &'a Step,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn undo_known(&self) -> Vec<(&'static str, String)> {
+        vec![("kind", "restore_capacity".into()), ("group", self.group.clone())]
+    }
+
+    fn read<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext) -> BoxFuture<'a, Result<Ready, AwsError>> {
         Box::pin(async move {
-            let Undo::RestoreCapacity {
-                group, min, desired, ..
-            } = &step.undo
-            else {
-                return Ok(());
+            let Some(g) = crate::aws::describe_group(aws, &self.group).await? else {
+                return Err(not_found(&self.group));
             };
-            let new = self.drop.new_desired(u32::try_from(*desired).unwrap_or(0)) as i32;
-            let mut call = aws
-                .autoscaling
+            Ok(self.ready(&g))
+        })
+    }
+}
+
+/// The forward call: UpdateAutoScalingGroup with the lower desired capacity
+/// (and minimum, when needed).
+#[derive(Debug, PartialEq, Eq)]
+struct SetCapacity {
+    group: String,
+    desired: i32,
+    min: Option<i32>,
+}
+
+impl Forward for SetCapacity {
+    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            aws.autoscaling
                 .update_auto_scaling_group()
-                .auto_scaling_group_name(group)
-                .desired_capacity(new);
-            if new < *min {
-                call = call.min_size(new);
-            }
-            call.send()
+                .auto_scaling_group_name(&self.group)
+                .desired_capacity(self.desired)
+                .set_min_size(self.min)
+                .send()
                 .await
                 .map_err(api("autoscaling", "UpdateAutoScalingGroup"))?;
             Ok(())
@@ -153,43 +178,53 @@ impl Fault for CapacityDrop {
 }
 
 fn not_found(group: &str) -> AwsError {
-    AwsError {
-        service: "autoscaling".into(),
-        operation: "DescribeAutoScalingGroups".into(),
-        code: "NotFound".into(),
-        message: format!("Auto Scaling group `{group}` not found"),
-    }
+    AwsError::not_found(
+        "autoscaling",
+        "DescribeAutoScalingGroups",
+        format!("Auto Scaling group `{group}` not found"),
+    )
 }
 
-/// Puts min, max and desired back as recorded. A group that is gone has
-/// nothing to restore; an unrecorded capacity (negative) means the call was
-/// never made. Idempotent.
-pub(crate) async fn restore(
-    aws: &Aws,
-    group: &str,
-    min: i32,
-    max: i32,
-    desired: i32,
-) -> Result<UndoReport, AwsError> {
-    let mut report = UndoReport::default();
-    if min < 0 || max < 0 || desired < 0 {
-        return Ok(report);
+/// The undo: put a group's recorded min, max and desired capacity back exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreCapacity {
+    /// The group.
+    pub group: String,
+    /// MinSize before.
+    pub min: i32,
+    /// MaxSize before.
+    pub max: i32,
+    /// DesiredCapacity before.
+    pub desired: i32,
+}
+
+impl Revert for RestoreCapacity {
+    const OPERATION: &'static str = "autoscaling:UpdateAutoScalingGroup (capacity)";
+
+    fn resources(&self) -> Vec<String> {
+        vec![self.group.clone()]
     }
-    if crate::aws::describe_group(aws, group).await?.is_none() {
-        report.gone.push(group.to_string());
-        return Ok(report);
+
+    /// Puts min, max and desired back as recorded. A group that is gone has
+    /// nothing to restore. Idempotent.
+    async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        let mut report = UndoReport::default();
+        if crate::aws::describe_group(aws, &self.group).await?.is_none() {
+            report.gone.push(self.group.clone());
+            return Ok(report);
+        }
+        aws.autoscaling
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(&self.group)
+            .min_size(self.min)
+            .max_size(self.max)
+            .desired_capacity(self.desired)
+            .send()
+            .await
+            .map_err(api("autoscaling", "UpdateAutoScalingGroup"))?;
+        report.restored.push(self.group.clone());
+        Ok(report)
     }
-    aws.autoscaling
-        .update_auto_scaling_group()
-        .auto_scaling_group_name(group)
-        .min_size(min)
-        .max_size(max)
-        .desired_capacity(desired)
-        .send()
-        .await
-        .map_err(api("autoscaling", "UpdateAutoScalingGroup"))?;
-    report.restored.push(group.to_string());
-    Ok(report)
 }
 
 #[cfg(test)]
@@ -204,5 +239,58 @@ mod tests {
         assert_eq!(Drop::ByPercent(10).new_desired(4), 3);
         assert_eq!(Drop::ByPercent(100).new_desired(4), 0);
         assert_eq!(Drop::ByPercent(50).new_desired(0), 0);
+    }
+
+    /// The call is computed from the capacity read just before it, which the
+    /// undo records; the minimum drops only when the new desired is below it.
+    #[test]
+    fn the_call_and_its_undo_come_from_the_capacity_read_before_it() {
+        let read = ReadCapacity {
+            group: "web".into(),
+            drop: Drop::To(1),
+        };
+        let g = AutoScalingGroup::builder()
+            .min_size(2)
+            .max_size(5)
+            .desired_capacity(4)
+            .build();
+        let ready = read.ready(&g);
+        assert_eq!(
+            ready.undo,
+            RestoreCapacity {
+                group: "web".into(),
+                min: 2,
+                max: 5,
+                desired: 4
+            }
+            .into()
+        );
+        assert_eq!(
+            format!("{:?}", ready.forward),
+            format!(
+                "{:?}",
+                SetCapacity {
+                    group: "web".into(),
+                    desired: 1,
+                    min: Some(1)
+                }
+            )
+        );
+        let g = AutoScalingGroup::builder()
+            .min_size(0)
+            .max_size(5)
+            .desired_capacity(4)
+            .build();
+        assert_eq!(
+            format!("{:?}", read.ready(&g).forward),
+            format!(
+                "{:?}",
+                SetCapacity {
+                    group: "web".into(),
+                    desired: 1,
+                    min: None
+                }
+            )
+        );
     }
 }

@@ -2,12 +2,14 @@
 //! Auto Scaling group, as a failed health check would; the group then replaces
 //! them. Rollback marks them Healthy again if they are still in the group.
 
-use std::sync::Arc;
-
 use marked_yaml::Node;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport, no_params};
+use super::{
+    ActionDef, BoxFuture, Forward, InstanceFault, On, PlanInstances, Revert, Step, StepContext, Targeting,
+    UndoReport, no_params,
+};
 use crate::aws::{Aws, AwsError, api};
 use crate::model::Instance;
 use crate::yaml::Decoder;
@@ -17,59 +19,71 @@ pub(super) const DEF: ActionDef = ActionDef {
     build,
 };
 
-fn build(
-    d: &mut Decoder,
-    params: Option<&Node>,
-    what: &str,
-    _at: crate::yaml::Loc,
-) -> Option<Arc<dyn Fault>> {
+/// Running instances of an Auto Scaling group: health is the group's.
+const TARGETING: Targeting = Targeting {
+    eligible: &["running"],
+    needs_group: true,
+};
+
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<On> {
     no_params(d, params, what)?;
-    Some(Arc::new(SetUnhealthy))
+    Some(InstanceFault::on(TARGETING, SetUnhealthy))
 }
 
 /// Marks instances Unhealthy.
 #[derive(Debug)]
 pub struct SetUnhealthy;
 
-impl Fault for SetUnhealthy {
-    fn action(&self) -> &'static str {
-        DEF.name
-    }
-
-    fn eligible_state(&self, state: &str) -> bool {
-        state == "running"
-    }
-
-    fn needs_group(&self) -> bool {
-        true
-    }
-
+impl PlanInstances for SetUnhealthy {
     /// SetInstanceHealth takes one instance per call.
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {
         targets
             .iter()
-            .map(|t| Step {
-                operation: "autoscaling:SetInstanceHealth".into(),
-                resources: vec![t.id.clone()],
-                undo: Undo::SetHealthy {
+            .map(|t| {
+                let undo = SetHealthy {
                     instance_ids: vec![t.id.clone()],
-                },
+                };
+                Step::ready(
+                    "autoscaling:SetInstanceHealth",
+                    vec![t.id.clone()],
+                    MarkUnhealthy {
+                        instance_id: t.id.clone(),
+                    },
+                    undo,
+                )
             })
             .collect()
     }
+}
 
-    fn apply<'a>(
-        &'a self,
-        aws: &'a Aws,
-        _cx: &'a StepContext,
-        step: &'a Step,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(async move {
-            for id in &step.resources {
-                set_health(aws, id, "Unhealthy").await?;
-            }
-            Ok(())
-        })
+/// The forward call: SetInstanceHealth Unhealthy.
+#[derive(Debug)]
+struct MarkUnhealthy {
+    instance_id: String,
+}
+
+impl Forward for MarkUnhealthy {
+    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(set_health(aws, &self.instance_id, "Unhealthy"))
+    }
+}
+
+/// The undo: mark the instances Healthy in their group, if still there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetHealthy {
+    /// The instances.
+    pub instance_ids: Vec<String>,
+}
+
+impl Revert for SetHealthy {
+    const OPERATION: &'static str = "autoscaling:SetInstanceHealth";
+
+    fn resources(&self) -> Vec<String> {
+        self.instance_ids.clone()
+    }
+
+    async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        set_healthy(aws, &self.instance_ids).await
     }
 }
 
@@ -87,11 +101,7 @@ async fn set_health(aws: &Aws, id: &str, status: &str) -> Result<(), AwsError> {
 
 /// Marks each instance still in an Auto Scaling group Healthy; instances the
 /// group already replaced are reported as gone. Idempotent.
-pub(crate) async fn set_healthy(
-    aws: &Aws,
-    ids: &[String],
-    _hurry: &CancellationToken,
-) -> Result<UndoReport, AwsError> {
+async fn set_healthy(aws: &Aws, ids: &[String]) -> Result<UndoReport, AwsError> {
     let mut report = UndoReport::default();
     let mut present = std::collections::BTreeSet::new();
     // DescribeAutoScalingInstances takes at most 50 ids per call.

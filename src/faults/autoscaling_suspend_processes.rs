@@ -7,8 +7,13 @@
 use std::sync::Arc;
 
 use marked_yaml::Node;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use super::{ActionDef, BoxFuture, Fault, Scope, Step, StepContext, Undo, UndoReport};
+use super::{
+    ActionDef, BoxFuture, Forward, GroupFault, On, ReadFirst, Ready, ResourceFault, Revert, Step,
+    StepContext, UndoReport,
+};
 use crate::aws::{Aws, AwsError, api};
 use crate::yaml::{self, Decoder};
 
@@ -30,12 +35,7 @@ pub(super) const DEF: ActionDef = ActionDef {
     build,
 };
 
-fn build(
-    d: &mut Decoder,
-    params: Option<&Node>,
-    what: &str,
-    _at: crate::yaml::Loc,
-) -> Option<Arc<dyn Fault>> {
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<On> {
     // Without `processes`, all of them: what SuspendProcesses itself does
     // without ScalingProcesses, and the plan lists them.
     let mut processes: Vec<String> = PROCESSES.iter().map(|p| p.to_string()).collect();
@@ -74,7 +74,9 @@ fn build(
             }
         }
     }
-    Some(Arc::new(SuspendProcesses { processes }))
+    Some(On::Resources(ResourceFault::Groups(Arc::new(SuspendProcesses {
+        processes,
+    }))))
 }
 
 /// Suspends processes of a group.
@@ -84,74 +86,90 @@ pub struct SuspendProcesses {
     pub processes: Vec<String>,
 }
 
-impl Fault for SuspendProcesses {
-    fn action(&self) -> &'static str {
-        DEF.name
+impl GroupFault for SuspendProcesses {
+    fn instances_removed(&self, _desired: usize) -> usize {
+        0
     }
 
-    fn scope(&self) -> Scope {
-        Scope::Groups
-    }
-
-    fn plan_resources(&self, groups: &[String]) -> Vec<Step> {
+    fn plan(&self, groups: &[String]) -> Vec<Step> {
         groups
             .iter()
-            .map(|g| Step {
-                operation: "autoscaling:SuspendProcesses".into(),
-                resources: vec![g.clone()],
-                // Narrowed by `prepare` to what is not suspended yet.
-                undo: Undo::ResumeProcesses {
-                    group: g.clone(),
-                    processes: self.processes.clone(),
-                },
+            .map(|g| {
+                Step::read_first(
+                    "autoscaling:SuspendProcesses",
+                    vec![g.clone()],
+                    ReadSuspended {
+                        group: g.clone(),
+                        processes: self.processes.clone(),
+                    },
+                )
             })
             .collect()
     }
+}
 
-    fn prepare<'a>(
-        &'a self,
-        aws: &'a Aws,
-        _cx: &'a StepContext,
-        step: Step,
-    ) -> BoxFuture<'a, Result<Step, AwsError>> {
-        Box::pin(async move {
-            let Undo::ResumeProcesses { group, .. } = &step.undo else {
-                return Ok(step);
-            };
-            let already = suspended(aws, group).await?;
-            let processes = self
-                .processes
-                .iter()
-                .filter(|p| !already.contains(p))
-                .cloned()
-                .collect();
-            Ok(Step {
-                undo: Undo::ResumeProcesses {
-                    group: group.clone(),
-                    processes,
-                },
-                ..step
-            })
-        })
+/// Reads which processes the group has suspended already, just before the
+/// call: the call and its undo take only the others.
+#[derive(Debug)]
+struct ReadSuspended {
+    group: String,
+    /// What the fault suspends.
+    processes: Vec<String>,
+}
+
+impl ReadSuspended {
+    /// The call and its undo when `already` are suspended.
+    fn ready(&self, already: &[String]) -> Ready {
+        let ours: Vec<String> = self
+            .processes
+            .iter()
+            .filter(|p| !already.contains(p))
+            .cloned()
+            .collect();
+        Ready::new(
+            Suspend {
+                group: self.group.clone(),
+                processes: ours.clone(),
+            },
+            ResumeProcesses {
+                group: self.group.clone(),
+                processes: ours,
+            },
+        )
+    }
+}
+
+impl ReadFirst for ReadSuspended {
+    fn undo_operation(&self) -> &'static str {
+        ResumeProcesses::OPERATION
     }
 
-    fn apply<'a>(
-        &'a self,
-        aws: &'a Aws,
-        _cx: &'a StepContext,
-        step: &'a Step,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn undo_known(&self) -> Vec<(&'static str, String)> {
+        vec![("kind", "resume_processes".into()), ("group", self.group.clone())]
+    }
+
+    fn read<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext) -> BoxFuture<'a, Result<Ready, AwsError>> {
+        Box::pin(async move { Ok(self.ready(&suspended(aws, &self.group).await?)) })
+    }
+}
+
+/// The forward call: SuspendProcesses of what is not suspended yet.
+#[derive(Debug)]
+struct Suspend {
+    group: String,
+    processes: Vec<String>,
+}
+
+impl Forward for Suspend {
+    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
-            let Undo::ResumeProcesses { group, processes } = &step.undo else {
-                return Ok(());
-            };
-            if processes.is_empty() {
+            if self.processes.is_empty() {
                 return Ok(()); // every one was suspended already: nothing of ours to do
             }
             aws.autoscaling
                 .suspend_processes()
-                .auto_scaling_group_name(group)
-                .set_scaling_processes(Some(processes.clone()))
+                .auto_scaling_group_name(&self.group)
+                .set_scaling_processes(Some(self.processes.clone()))
                 .send()
                 .await
                 .map_err(api("autoscaling", "SuspendProcesses"))?;
@@ -163,12 +181,11 @@ impl Fault for SuspendProcesses {
 /// The processes currently suspended in `group`.
 async fn suspended(aws: &Aws, group: &str) -> Result<Vec<String>, AwsError> {
     let Some(g) = crate::aws::describe_group(aws, group).await? else {
-        return Err(AwsError {
-            service: "autoscaling".into(),
-            operation: "DescribeAutoScalingGroups".into(),
-            code: "NotFound".into(),
-            message: format!("Auto Scaling group `{group}` not found"),
-        });
+        return Err(AwsError::not_found(
+            "autoscaling",
+            "DescribeAutoScalingGroups",
+            format!("Auto Scaling group `{group}` not found"),
+        ));
     };
     Ok(g.suspended_processes()
         .iter()
@@ -176,24 +193,64 @@ async fn suspended(aws: &Aws, group: &str) -> Result<Vec<String>, AwsError> {
         .collect())
 }
 
-/// Resumes `processes` in `group` (what the run suspended). A group that is
-/// gone has nothing to resume. Idempotent.
-pub(crate) async fn resume(aws: &Aws, group: &str, processes: &[String]) -> Result<UndoReport, AwsError> {
-    let mut report = UndoReport::default();
-    if processes.is_empty() {
-        return Ok(report);
+/// The undo: resume the processes this run suspended (and only those).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeProcesses {
+    /// The group.
+    pub group: String,
+    /// What this run suspended; processes suspended before it stay so.
+    pub processes: Vec<String>,
+}
+
+impl Revert for ResumeProcesses {
+    const OPERATION: &'static str = "autoscaling:ResumeProcesses";
+
+    fn resources(&self) -> Vec<String> {
+        vec![self.group.clone()]
     }
-    if crate::aws::describe_group(aws, group).await?.is_none() {
-        report.gone.push(group.to_string());
-        return Ok(report);
+
+    /// Resumes what the run suspended (none: every one was suspended before
+    /// it). A group that is gone has nothing to resume. Idempotent.
+    async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        let mut report = UndoReport::default();
+        if self.processes.is_empty() {
+            return Ok(report);
+        }
+        if crate::aws::describe_group(aws, &self.group).await?.is_none() {
+            report.gone.push(self.group.clone());
+            return Ok(report);
+        }
+        aws.autoscaling
+            .resume_processes()
+            .auto_scaling_group_name(&self.group)
+            .set_scaling_processes(Some(self.processes.clone()))
+            .send()
+            .await
+            .map_err(api("autoscaling", "ResumeProcesses"))?;
+        report.restored.push(self.group.clone());
+        Ok(report)
     }
-    aws.autoscaling
-        .resume_processes()
-        .auto_scaling_group_name(group)
-        .set_scaling_processes(Some(processes.to_vec()))
-        .send()
-        .await
-        .map_err(api("autoscaling", "ResumeProcesses"))?;
-    report.restored.push(group.to_string());
-    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_and_its_undo_leave_out_what_was_suspended_before() {
+        let read = ReadSuspended {
+            group: "web".into(),
+            processes: vec!["Launch".into(), "AZRebalance".into()],
+        };
+        let ready = read.ready(&["AZRebalance".into(), "HealthCheck".into()]);
+        assert_eq!(
+            ready.undo,
+            ResumeProcesses {
+                group: "web".into(),
+                processes: vec!["Launch".into()]
+            }
+            .into()
+        );
+        assert!(format!("{:?}", ready.forward).contains(r#"processes: ["Launch"]"#));
+    }
 }

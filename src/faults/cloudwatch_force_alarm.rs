@@ -11,10 +11,15 @@
 use std::sync::Arc;
 
 use marked_yaml::Node;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use super::{ActionDef, BoxFuture, Fault, Scope, Step, StepContext, Undo, UndoReport};
+use super::{
+    ActionDef, AlarmFault, BoxFuture, Forward, On, PlanAlarm, ReadFirst, Ready, ResourceFault, Revert, Step,
+    StepContext, UndoReport,
+};
 use crate::aws::{Aws, AwsError, api};
-use crate::yaml::{self, Decoder, Loc, Spanned};
+use crate::yaml::{self, Decoder, Loc};
 
 pub(super) const DEF: ActionDef = ActionDef {
     name: "cloudwatch:force-alarm",
@@ -24,7 +29,7 @@ pub(super) const DEF: ActionDef = ActionDef {
 /// The states SetAlarmState accepts.
 const STATES: &[&str] = &["ALARM", "OK", "INSUFFICIENT_DATA"];
 
-fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: Loc) -> Option<Arc<dyn Fault>> {
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: Loc) -> Option<On> {
     let Some(p) = params else {
         d.error_help(
             at,
@@ -59,97 +64,92 @@ fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: Loc) -> Option<
         }
         None => "ALARM".to_string(),
     };
-    Some(Arc::new(ForceAlarm { alarm: alarm?, state }))
+    Some(On::Resources(ResourceFault::Alarm(AlarmFault {
+        alarm: alarm?,
+        planner: Arc::new(ForceAlarm { state }),
+    })))
 }
 
 /// Forces an alarm's state.
 #[derive(Debug)]
 pub struct ForceAlarm {
-    /// The alarm, as written (variables unexpanded), with its position.
-    pub alarm: Spanned<String>,
     /// The state to force.
     pub state: String,
 }
 
-impl Fault for ForceAlarm {
-    fn action(&self) -> &'static str {
-        DEF.name
+impl PlanAlarm for ForceAlarm {
+    fn plan(&self, alarm: &str) -> Vec<Step> {
+        vec![Step::read_first(
+            "cloudwatch:SetAlarmState",
+            vec![alarm.to_string()],
+            ReadAlarmState {
+                alarm: alarm.to_string(),
+                state: self.state.clone(),
+            },
+        )]
+    }
+}
+
+/// Reads the alarm's state just before the call, for the undo.
+#[derive(Debug)]
+struct ReadAlarmState {
+    alarm: String,
+    /// The state to force.
+    state: String,
+}
+
+impl ReadFirst for ReadAlarmState {
+    fn undo_operation(&self) -> &'static str {
+        SetAlarmState::OPERATION
     }
 
-    fn scope(&self) -> Scope {
-        Scope::Alarm
+    fn undo_known(&self) -> Vec<(&'static str, String)> {
+        vec![("kind", "set_alarm_state".into()), ("alarm", self.alarm.clone())]
     }
 
-    fn alarm(&self) -> Option<&Spanned<String>> {
-        Some(&self.alarm)
-    }
-
-    fn plan_resources(&self, alarms: &[String]) -> Vec<Step> {
-        alarms
-            .iter()
-            .map(|a| Step {
-                operation: "cloudwatch:SetAlarmState".into(),
-                resources: vec![a.clone()],
-                // Recorded by `prepare` just before the call.
-                undo: Undo::SetAlarmState {
-                    alarm: a.clone(),
-                    state: String::new(),
-                },
-            })
-            .collect()
-    }
-
-    fn prepare<'a>(
-        &'a self,
-        aws: &'a Aws,
-        _cx: &'a StepContext,
-        step: Step,
-    ) -> BoxFuture<'a, Result<Step, AwsError>> {
+    fn read<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext) -> BoxFuture<'a, Result<Ready, AwsError>> {
         Box::pin(async move {
-            let Undo::SetAlarmState { alarm, .. } = &step.undo else {
-                return Ok(step);
+            let found = crate::aws::describe_alarms(aws, std::slice::from_ref(&self.alarm)).await?;
+            let Some(info) = found.get(&self.alarm) else {
+                return Err(AwsError::not_found(
+                    "cloudwatch",
+                    "DescribeAlarms",
+                    format!("alarm `{}` not found", self.alarm),
+                ));
             };
-            let found = crate::aws::describe_alarms(aws, std::slice::from_ref(alarm)).await?;
-            let Some(info) = found.get(alarm) else {
-                return Err(AwsError {
-                    service: "cloudwatch".into(),
-                    operation: "DescribeAlarms".into(),
-                    code: "NotFound".into(),
-                    message: format!("alarm `{alarm}` not found"),
-                });
-            };
-            Ok(Step {
-                undo: Undo::SetAlarmState {
-                    alarm: alarm.clone(),
+            Ok(Ready::new(
+                Force {
+                    alarm: self.alarm.clone(),
+                    state: self.state.clone(),
+                },
+                SetAlarmState {
+                    alarm: self.alarm.clone(),
                     state: info.state.clone(),
                 },
-                ..step
-            })
-        })
-    }
-
-    fn apply<'a>(
-        &'a self,
-        aws: &'a Aws,
-        cx: &'a StepContext,
-        step: &'a Step,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(async move {
-            let Undo::SetAlarmState { alarm, .. } = &step.undo else {
-                return Ok(());
-            };
-            set_state(
-                aws,
-                alarm,
-                &self.state,
-                &format!("forced by gameday run {} (cloudwatch:force-alarm)", cx.run_id),
-            )
-            .await
+            ))
         })
     }
 }
 
-async fn set_state(aws: &Aws, alarm: &str, state: &str, reason: &str) -> Result<(), AwsError> {
+/// The forward call: SetAlarmState to the forced state.
+#[derive(Debug)]
+struct Force {
+    alarm: String,
+    state: String,
+}
+
+impl Forward for Force {
+    fn apply<'a>(&'a self, aws: &'a Aws, cx: &'a StepContext) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(set_state(
+            aws,
+            &self.alarm,
+            &self.state,
+            format!("forced by gameday run {} (cloudwatch:force-alarm)", cx.run_id),
+        ))
+    }
+}
+
+async fn set_state(aws: &Aws, alarm: &str, state: &str, reason: String) -> Result<(), AwsError> {
     aws.cloudwatch
         .set_alarm_state()
         .alarm_name(alarm)
@@ -161,27 +161,41 @@ async fn set_state(aws: &Aws, alarm: &str, state: &str, reason: &str) -> Result<
     Ok(())
 }
 
-/// Sets the alarm back to its recorded state. An alarm deleted meanwhile has
-/// nothing to restore; an unrecorded state means the call was never made.
-pub(crate) async fn set_back(aws: &Aws, alarm: &str, state: &str) -> Result<UndoReport, AwsError> {
-    let mut report = UndoReport::default();
-    if state.is_empty() {
-        return Ok(report);
+/// The undo: set an alarm back to its recorded state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAlarmState {
+    /// The alarm.
+    pub alarm: String,
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub state: String,
+}
+
+impl Revert for SetAlarmState {
+    const OPERATION: &'static str = "cloudwatch:SetAlarmState";
+
+    fn resources(&self) -> Vec<String> {
+        vec![self.alarm.clone()]
     }
-    if !crate::aws::describe_alarms(aws, &[alarm.to_string()])
-        .await?
-        .contains_key(alarm)
-    {
-        report.gone.push(alarm.to_string());
-        return Ok(report);
+
+    /// Sets the alarm back to its recorded state. An alarm deleted meanwhile
+    /// has nothing to restore.
+    async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        let mut report = UndoReport::default();
+        if !crate::aws::describe_alarms(aws, std::slice::from_ref(&self.alarm))
+            .await?
+            .contains_key(&self.alarm)
+        {
+            report.gone.push(self.alarm.clone());
+            return Ok(report);
+        }
+        set_state(
+            aws,
+            &self.alarm,
+            &self.state,
+            "restored by gameday after cloudwatch:force-alarm".to_string(),
+        )
+        .await?;
+        report.restored.push(self.alarm.clone());
+        Ok(report)
     }
-    set_state(
-        aws,
-        alarm,
-        state,
-        "restored by gameday after cloudwatch:force-alarm",
-    )
-    .await?;
-    report.restored.push(alarm.to_string());
-    Ok(report)
 }

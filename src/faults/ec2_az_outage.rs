@@ -11,14 +11,18 @@
 //! `autoscaling:suspend-processes` first to keep them stopped instead.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use marked_yaml::Node;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport, batched_steps};
-use crate::aws::{Aws, AwsError, api};
+use super::{
+    ActionDef, BoxFuture, Forward, InstanceFault, On, PlanInstances, ReadFirst, Ready, Revert, Step,
+    StepContext, Targeting, UndoReport, batched_steps,
+};
+use crate::aws::{Aws, AwsError, Refusal, api};
 use crate::model::Instance;
 use crate::yaml::Decoder;
 
@@ -29,12 +33,13 @@ pub(super) const DEF: ActionDef = ActionDef {
     build,
 };
 
-fn build(
-    d: &mut Decoder,
-    params: Option<&Node>,
-    what: &str,
-    _at: crate::yaml::Loc,
-) -> Option<Arc<dyn Fault>> {
+/// Running instances of an Auto Scaling group: the zone leaves the group.
+const TARGETING: Targeting = Targeting {
+    eligible: &["running"],
+    needs_group: true,
+};
+
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<On> {
     let mut az = None;
     if let Some(p) = params {
         let m = d.map(p, what, &["az"])?;
@@ -42,7 +47,7 @@ fn build(
             az = Some(d.string(n, &format!("{what}.az"))?.value);
         }
     }
-    Some(Arc::new(AzOutage { az }))
+    Some(InstanceFault::on(TARGETING, AzOutage { az }))
 }
 
 /// Takes one Availability Zone out.
@@ -52,15 +57,7 @@ pub struct AzOutage {
     pub az: Option<String>,
 }
 
-impl Fault for AzOutage {
-    fn action(&self) -> &'static str {
-        DEF.name
-    }
-
-    fn needs_group(&self) -> bool {
-        true
-    }
-
+impl PlanInstances for AzOutage {
     fn narrow(&self, candidates: Vec<Instance>, rng: &mut StdRng) -> Vec<Instance> {
         let zone = match &self.az {
             Some(z) => Some(z.clone()),
@@ -87,87 +84,84 @@ impl Fault for AzOutage {
             .collect();
         let mut steps: Vec<Step> = groups
             .into_iter()
-            .map(|(g, az)| Step {
-                operation: "autoscaling:UpdateAutoScalingGroup".into(),
-                resources: vec![g.to_string()],
-                // The subnet list is recorded by `prepare` just before the call.
-                undo: Undo::RestoreSubnets {
-                    group: g.to_string(),
-                    vpc_zone_identifier: String::new(),
-                    az: az.to_string(),
-                },
+            .map(|(g, az)| {
+                Step::read_first(
+                    "autoscaling:UpdateAutoScalingGroup",
+                    vec![g.to_string()],
+                    ReadSubnets {
+                        group: g.to_string(),
+                        az: az.to_string(),
+                    },
+                )
             })
             .collect();
         // The zone leaves the group before its instances stop, so that the
         // group does not replace them there.
-        steps.extend(batched_steps(targets, BATCH, "ec2:StopInstances", |ids| {
-            Undo::StartInstances { instance_ids: ids }
+        steps.extend(batched_steps(targets, BATCH, |ids| {
+            super::ec2_stop_instances::stop_step(ids, None)
         }));
         steps
     }
+}
 
-    fn prepare<'a>(
-        &'a self,
-        aws: &'a Aws,
-        _cx: &'a StepContext,
-        step: Step,
-    ) -> BoxFuture<'a, Result<Step, AwsError>> {
+/// Reads the group's subnet list just before the call: the undo puts it back.
+#[derive(Debug)]
+struct ReadSubnets {
+    group: String,
+    az: String,
+}
+
+impl ReadFirst for ReadSubnets {
+    fn undo_operation(&self) -> &'static str {
+        RestoreSubnets::OPERATION
+    }
+
+    fn undo_known(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("kind", "restore_subnets".into()),
+            ("group", self.group.clone()),
+            ("az", self.az.clone()),
+        ]
+    }
+
+    fn read<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext) -> BoxFuture<'a, Result<Ready, AwsError>> {
         Box::pin(async move {
-            let Undo::RestoreSubnets { group, az, .. } = &step.undo else {
-                return Ok(step);
-            };
-            let Some(g) = crate::aws::describe_group(aws, group).await? else {
-                return Err(error(
+            let Some(g) = crate::aws::describe_group(aws, &self.group).await? else {
+                return Err(AwsError::not_found(
+                    "autoscaling",
                     "DescribeAutoScalingGroups",
-                    "NotFound",
-                    format!("Auto Scaling group `{group}` not found"),
+                    format!("Auto Scaling group `{}` not found", self.group),
                 ));
             };
             let subnets = g.vpc_zone_identifier().unwrap_or_default().to_string();
-            Ok(Step {
-                undo: Undo::RestoreSubnets {
-                    group: group.clone(),
-                    vpc_zone_identifier: subnets,
-                    az: az.clone(),
+            Ok(Ready::new(
+                RemoveZone {
+                    group: self.group.clone(),
+                    subnets: subnets.clone(),
+                    az: self.az.clone(),
                 },
-                ..step
-            })
-        })
-    }
-
-    fn apply<'a>(
-        &'a self,
-        aws: &'a Aws,
-        _cx: &'a StepContext,
-        step: &'a Step,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        Box::pin(async move {
-            match &step.undo {
-                Undo::RestoreSubnets {
-                    group,
-                    vpc_zone_identifier,
-                    az,
-                } => remove_zone(aws, group, vpc_zone_identifier, az).await,
-                _ => {
-                    aws.ec2
-                        .stop_instances()
-                        .set_instance_ids(Some(step.resources.clone()))
-                        .send()
-                        .await
-                        .map_err(api("ec2", "StopInstances"))?;
-                    Ok(())
-                }
-            }
+                RestoreSubnets {
+                    group: self.group.clone(),
+                    vpc_zone_identifier: subnets,
+                    az: self.az.clone(),
+                },
+            ))
         })
     }
 }
 
-fn error(operation: &str, code: &str, message: String) -> AwsError {
-    AwsError {
-        service: "autoscaling".into(),
-        operation: operation.into(),
-        code: code.into(),
-        message,
+/// The forward call: the group's subnets without the zone's.
+#[derive(Debug)]
+struct RemoveZone {
+    group: String,
+    /// The subnet list read before the call.
+    subnets: String,
+    az: String,
+}
+
+impl Forward for RemoveZone {
+    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(remove_zone(aws, &self.group, &self.subnets, &self.az))
     }
 }
 
@@ -180,9 +174,10 @@ async fn remove_zone(aws: &Aws, group: &str, subnets: &str, az: &str) -> Result<
         .map(str::to_string)
         .collect();
     if ids.is_empty() {
-        return Err(error(
+        return Err(AwsError::refused(
+            "autoscaling",
             "UpdateAutoScalingGroup",
-            "NoSubnets",
+            Refusal::NoSubnets,
             format!(
                 "group `{group}` names no subnets (VPCZoneIdentifier); ec2:az-outage needs a group in a VPC"
             ),
@@ -207,9 +202,10 @@ async fn remove_zone(aws: &Aws, group: &str, subnets: &str, az: &str) -> Result<
     }
     let keep: Vec<String> = ids.iter().filter(|s| !in_zone.contains(*s)).cloned().collect();
     if keep.is_empty() {
-        return Err(error(
+        return Err(AwsError::refused(
+            "autoscaling",
             "UpdateAutoScalingGroup",
-            "OnlyZone",
+            Refusal::OnlyZone,
             format!(
                 "every subnet of group `{group}` is in {az}: a group must keep one subnet, so ec2:az-outage needs a group spanning two zones or more"
             ),
@@ -228,28 +224,47 @@ async fn remove_zone(aws: &Aws, group: &str, subnets: &str, az: &str) -> Result<
     Ok(())
 }
 
-/// Puts the recorded subnet list back exactly. A group that is gone has
-/// nothing to restore; an empty record means the call was never made.
-pub(crate) async fn restore_subnets(aws: &Aws, group: &str, subnets: &str) -> Result<UndoReport, AwsError> {
-    let mut report = UndoReport::default();
-    if subnets.is_empty() {
-        return Ok(report);
+/// The undo: put a group's recorded subnet list (`VPCZoneIdentifier`) back exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSubnets {
+    /// The group.
+    pub group: String,
+    /// The subnets as they were, comma-separated, in their order.
+    pub vpc_zone_identifier: String,
+    /// The Availability Zone the fault removes.
+    pub az: String,
+}
+
+impl Revert for RestoreSubnets {
+    const OPERATION: &'static str = "autoscaling:UpdateAutoScalingGroup (subnets)";
+
+    fn resources(&self) -> Vec<String> {
+        vec![self.group.clone()]
     }
-    match crate::aws::describe_group(aws, group).await? {
-        None => report.gone.push(group.to_string()),
-        Some(g) if g.vpc_zone_identifier() == Some(subnets) => report.restored.push(group.to_string()),
-        Some(_) => {
-            aws.autoscaling
-                .update_auto_scaling_group()
-                .auto_scaling_group_name(group)
-                .vpc_zone_identifier(subnets)
-                .send()
-                .await
-                .map_err(api("autoscaling", "UpdateAutoScalingGroup"))?;
-            report.restored.push(group.to_string());
+
+    /// Puts the recorded subnet list back exactly. A group that is gone has
+    /// nothing to restore. Idempotent.
+    async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        let (group, subnets) = (&self.group, &self.vpc_zone_identifier);
+        let mut report = UndoReport::default();
+        match crate::aws::describe_group(aws, group).await? {
+            None => report.gone.push(group.clone()),
+            Some(g) if g.vpc_zone_identifier() == Some(subnets.as_str()) => {
+                report.restored.push(group.clone())
+            }
+            Some(_) => {
+                aws.autoscaling
+                    .update_auto_scaling_group()
+                    .auto_scaling_group_name(group)
+                    .vpc_zone_identifier(subnets)
+                    .send()
+                    .await
+                    .map_err(api("autoscaling", "UpdateAutoScalingGroup"))?;
+                report.restored.push(group.clone());
+            }
         }
+        Ok(report)
     }
-    Ok(report)
 }
 
 #[cfg(test)]
@@ -307,7 +322,16 @@ mod tests {
         let ops: Vec<&str> = steps.iter().map(|s| s.operation.as_str()).collect();
         assert_eq!(ops, ["autoscaling:UpdateAutoScalingGroup", "ec2:StopInstances"]);
         assert!(
-            matches!(&steps[0].undo, Undo::RestoreSubnets { group, az, .. } if group == "web" && az == "us-east-1a")
+            matches!(&steps[0].planned, super::super::Planned::ReadFirst(r)
+                if r.undo_known() == [("kind", "restore_subnets".to_string()), ("group", "web".into()), ("az", "us-east-1a".into())]),
+            "{:?}",
+            steps[0]
+        );
+        assert!(
+            matches!(&steps[1].planned, super::super::Planned::Ready(r)
+                if r.undo == super::super::StartInstances { instance_ids: targets.iter().map(|t| t.id.clone()).collect() }.into()),
+            "{:?}",
+            steps[1]
         );
     }
 }

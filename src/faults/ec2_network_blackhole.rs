@@ -21,8 +21,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{ActionDef, BoxFuture, Fault, InstanceGroups, Step, StepContext, Undo, UndoReport, no_params};
-use crate::aws::{Aws, AwsError, api};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ActionDef, BoxFuture, Forward, InstanceFault, On, PlanInstances, RUNNING, ReadFirst, Ready, Revert, Step,
+    StepContext, UndoReport, no_params,
+};
+use crate::aws::{Aws, AwsError, Refusal, api};
 use crate::environment::{EXPIRES_TAG, RUN_ID_TAG};
 use crate::model::Instance;
 use crate::yaml::Decoder;
@@ -43,14 +48,9 @@ pub(super) const DEF: ActionDef = ActionDef {
     build,
 };
 
-fn build(
-    d: &mut Decoder,
-    params: Option<&Node>,
-    what: &str,
-    _at: crate::yaml::Loc,
-) -> Option<Arc<dyn Fault>> {
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<On> {
     no_params(d, params, what)?;
-    Some(Arc::new(NetworkBlackhole))
+    Some(InstanceFault::on(RUNNING, NetworkBlackhole))
 }
 
 /// Isolates instances behind a deny-all security group.
@@ -62,11 +62,7 @@ pub fn group_name(cx: &StepContext) -> String {
     format!("gd-{}-{}", cx.run_id, cx.fault)
 }
 
-impl Fault for NetworkBlackhole {
-    fn action(&self) -> &'static str {
-        DEF.name
-    }
-
+impl PlanInstances for NetworkBlackhole {
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {
         let vpcs: BTreeSet<&str> = targets
             .iter()
@@ -74,106 +70,158 @@ impl Fault for NetworkBlackhole {
             .collect();
         let mut steps = Vec::new();
         for vpc in vpcs {
-            steps.push(Step {
-                operation: "ec2:CreateSecurityGroup".into(),
-                resources: vec![vpc.to_string()],
-                // The name is set by `prepare` (it holds the run id).
-                undo: Undo::DeleteSecurityGroup {
+            steps.push(Step::read_first(
+                "ec2:CreateSecurityGroup",
+                vec![vpc.to_string()],
+                NameGroup {
                     vpc_id: vpc.to_string(),
-                    group_name: String::new(),
                 },
-            });
+            ));
             let ids: Vec<String> = targets
                 .iter()
                 .filter(|t| t.vpc_id.as_deref().unwrap_or_default() == vpc)
                 .map(|t| t.id.clone())
                 .collect();
             for chunk in ids.chunks(BATCH) {
-                steps.push(Step {
-                    operation: "ec2:ModifyInstanceAttribute (groups)".into(),
-                    resources: chunk.to_vec(),
-                    // The original groups are recorded by `prepare`.
-                    undo: Undo::RestoreSecurityGroups {
-                        instances: Vec::new(),
+                steps.push(Step::read_first(
+                    "ec2:ModifyInstanceAttribute (groups)",
+                    chunk.to_vec(),
+                    ReadGroups {
+                        instance_ids: chunk.to_vec(),
                     },
-                });
+                ));
             }
         }
         steps
     }
+}
 
-    fn prepare<'a>(
-        &'a self,
-        aws: &'a Aws,
-        cx: &'a StepContext,
-        step: Step,
-    ) -> BoxFuture<'a, Result<Step, AwsError>> {
-        Box::pin(async move {
-            match &step.undo {
-                Undo::DeleteSecurityGroup { vpc_id, .. } => {
-                    let undo = Undo::DeleteSecurityGroup {
-                        vpc_id: vpc_id.clone(),
-                        group_name: group_name(cx),
-                    };
-                    Ok(Step { undo, ..step })
-                }
-                Undo::RestoreSecurityGroups { .. } => {
-                    let instances = current_groups(aws, &step.resources).await?;
-                    Ok(Step {
-                        undo: Undo::RestoreSecurityGroups { instances },
-                        ..step
-                    })
-                }
-                _ => Ok(step),
-            }
-        })
+/// Names the blackhole group after the run and the fault (so the undo can
+/// find it by name before its id exists): no AWS read.
+#[derive(Debug)]
+struct NameGroup {
+    vpc_id: String,
+}
+
+impl ReadFirst for NameGroup {
+    fn undo_operation(&self) -> &'static str {
+        DeleteSecurityGroup::OPERATION
     }
 
-    fn apply<'a>(
-        &'a self,
-        aws: &'a Aws,
-        cx: &'a StepContext,
-        step: &'a Step,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn undo_known(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("kind", "delete_security_group".into()),
+            ("vpc_id", self.vpc_id.clone()),
+        ]
+    }
+
+    fn read<'a>(&'a self, _aws: &'a Aws, cx: &'a StepContext) -> BoxFuture<'a, Result<Ready, AwsError>> {
+        let name = group_name(cx);
+        let ready = Ready::new(
+            CreateGroup {
+                vpc_id: self.vpc_id.clone(),
+                group_name: name.clone(),
+            },
+            DeleteSecurityGroup {
+                vpc_id: self.vpc_id.clone(),
+                group_name: name,
+            },
+        );
+        Box::pin(async move { Ok(ready) })
+    }
+}
+
+/// The forward call: create the deny-all group (tagged with the run).
+#[derive(Debug)]
+struct CreateGroup {
+    vpc_id: String,
+    group_name: String,
+}
+
+impl Forward for CreateGroup {
+    fn apply<'a>(&'a self, aws: &'a Aws, cx: &'a StepContext) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(create_group(aws, cx, &self.vpc_id, &self.group_name))
+    }
+}
+
+/// Reads each instance's security groups just before the call, for the undo.
+#[derive(Debug)]
+struct ReadGroups {
+    instance_ids: Vec<String>,
+}
+
+impl ReadFirst for ReadGroups {
+    fn undo_operation(&self) -> &'static str {
+        RestoreSecurityGroups::OPERATION
+    }
+
+    fn undo_known(&self) -> Vec<(&'static str, String)> {
+        vec![("kind", "restore_security_groups".into())]
+    }
+
+    fn read<'a>(&'a self, aws: &'a Aws, cx: &'a StepContext) -> BoxFuture<'a, Result<Ready, AwsError>> {
         Box::pin(async move {
-            match &step.undo {
-                Undo::DeleteSecurityGroup { vpc_id, group_name } => {
-                    create_group(aws, cx, vpc_id, group_name).await
-                }
-                Undo::RestoreSecurityGroups { instances } => {
-                    let name = group_name(cx);
-                    let mut by_vpc = std::collections::BTreeMap::new();
-                    for i in instances {
-                        if !by_vpc.contains_key(&i.vpc_id) {
-                            let Some(id) = find_group(aws, &i.vpc_id, &name).await? else {
-                                return Err(ec2_error(
-                                    "ModifyInstanceAttribute",
-                                    "NoBlackholeGroup",
-                                    format!("the blackhole group `{name}` is missing in {}", i.vpc_id),
-                                ));
-                            };
-                            by_vpc.insert(i.vpc_id.clone(), id);
-                        }
-                    }
-                    let calls = instances
+            let instances = current_groups(aws, &self.instance_ids).await?;
+            Ok(Ready::new(
+                Isolate {
+                    group_name: group_name(cx),
+                    instances: instances
                         .iter()
-                        .map(|i| (i.instance_id.clone(), vec![by_vpc[&i.vpc_id].clone()]))
-                        .collect();
-                    set_groups(aws, calls).await.map(drop)
-                }
-                _ => Ok(()),
-            }
+                        .map(|i| (i.instance_id.clone(), i.vpc_id.clone()))
+                        .collect(),
+                },
+                RestoreSecurityGroups { instances },
+            ))
         })
     }
 }
 
-fn ec2_error(operation: &str, code: &str, message: String) -> AwsError {
-    AwsError {
-        service: "ec2".into(),
-        operation: operation.into(),
-        code: code.into(),
-        message,
+/// The forward call: each instance (those EC2 still knew at the read) gets
+/// the blackhole group of its VPC as its only group.
+#[derive(Debug)]
+struct Isolate {
+    group_name: String,
+    /// Each instance with its VPC.
+    instances: Vec<(String, String)>,
+}
+
+impl Forward for Isolate {
+    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            let name = &self.group_name;
+            let mut by_vpc = std::collections::BTreeMap::new();
+            for (_, vpc) in &self.instances {
+                if !by_vpc.contains_key(vpc) {
+                    let Some(id) = find_group(aws, vpc, name).await? else {
+                        return Err(AwsError::refused(
+                            "ec2",
+                            "ModifyInstanceAttribute",
+                            Refusal::NoBlackholeGroup,
+                            format!("the blackhole group `{name}` is missing in {vpc}"),
+                        ));
+                    };
+                    by_vpc.insert(vpc.clone(), id);
+                }
+            }
+            let calls = self
+                .instances
+                .iter()
+                .map(|(id, vpc)| (id.clone(), vec![by_vpc[vpc].clone()]))
+                .collect();
+            set_groups(aws, calls).await.map(drop)
+        })
     }
+}
+
+/// An instance's security groups, as recorded before a blackhole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceGroups {
+    /// The instance.
+    pub instance_id: String,
+    /// Its VPC (where the blackhole group lives).
+    pub vpc_id: String,
+    /// Its security group ids before the change, in order.
+    pub group_ids: Vec<String>,
 }
 
 /// Each instance's VPC and security groups now; instances EC2 no longer knows are left out.
@@ -307,7 +355,7 @@ async fn set_groups(
         let Ok((id, r)) = joined else { continue };
         match r {
             Ok(_) => done.push(id),
-            Err(e) if e.code.starts_with("InvalidInstanceID") => gone.push(id),
+            Err(e) if e.code().starts_with("InvalidInstanceID") => gone.push(id),
             Err(e) => first_error = first_error.or(Some(e)),
         }
     }
@@ -317,24 +365,63 @@ async fn set_groups(
     }
 }
 
-/// Gives each instance exactly its recorded groups back. Terminated or
-/// vanished instances are reported as gone. Idempotent.
-pub(crate) async fn restore_groups(aws: &Aws, instances: &[InstanceGroups]) -> Result<UndoReport, AwsError> {
-    let ids: Vec<String> = instances.iter().map(|i| i.instance_id.clone()).collect();
-    let states = crate::aws::instance_states(aws, &ids).await?;
-    let mut report = UndoReport::default();
-    let mut calls = Vec::new();
-    for i in instances {
-        match states.get(&i.instance_id).map(String::as_str) {
-            None | Some("terminated" | "shutting-down") => report.gone.push(i.instance_id.clone()),
-            Some(_) => calls.push((i.instance_id.clone(), i.group_ids.clone())),
-        }
+/// The undo of the isolation: give each instance exactly its original
+/// security groups again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSecurityGroups {
+    /// Each instance with the groups it had before the blackhole.
+    pub instances: Vec<InstanceGroups>,
+}
+
+impl Revert for RestoreSecurityGroups {
+    const OPERATION: &'static str = "ec2:ModifyInstanceAttribute (original groups)";
+
+    fn resources(&self) -> Vec<String> {
+        self.instances.iter().map(|i| i.instance_id.clone()).collect()
     }
-    let (done, gone) = set_groups(aws, calls).await?;
-    report.restored.extend(done);
-    report.gone.extend(gone);
-    report.restored.sort();
-    Ok(report)
+
+    /// Gives each instance exactly its recorded groups back. Terminated or
+    /// vanished instances are reported as gone. Idempotent.
+    async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        let ids: Vec<String> = self.instances.iter().map(|i| i.instance_id.clone()).collect();
+        let states = crate::aws::instance_states(aws, &ids).await?;
+        let mut report = UndoReport::default();
+        let mut calls = Vec::new();
+        for i in &self.instances {
+            match states.get(&i.instance_id).map(String::as_str) {
+                None | Some("terminated" | "shutting-down") => report.gone.push(i.instance_id.clone()),
+                Some(_) => calls.push((i.instance_id.clone(), i.group_ids.clone())),
+            }
+        }
+        let (done, gone) = set_groups(aws, calls).await?;
+        report.restored.extend(done);
+        report.gone.extend(gone);
+        report.restored.sort();
+        Ok(report)
+    }
+}
+
+/// The undo of the group's creation: delete the temporary security group
+/// of a network blackhole, once no instance uses it any more (found by name
+/// in its VPC, so the undo is known before the group's id exists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteSecurityGroup {
+    /// The VPC it was created in.
+    pub vpc_id: String,
+    /// Its name (`gd-<run-id>-<fault>`).
+    pub group_name: String,
+}
+
+impl Revert for DeleteSecurityGroup {
+    const OPERATION: &'static str = "ec2:DeleteSecurityGroup";
+
+    fn resources(&self) -> Vec<String> {
+        vec![self.group_name.clone()]
+    }
+
+    async fn run(&self, aws: &Aws, hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        delete_blackhole_group(aws, &self.vpc_id, &self.group_name, hurry).await
+    }
 }
 
 /// Deletes the blackhole group `name` in `vpc` once no live instance uses it
@@ -347,9 +434,6 @@ pub(crate) async fn delete_blackhole_group(
     hurry: &CancellationToken,
 ) -> Result<UndoReport, AwsError> {
     let mut report = UndoReport::default();
-    if name.is_empty() {
-        return Ok(report); // never prepared, so never created
-    }
     let Some(id) = find_group(aws, vpc, name).await? else {
         report.gone.push(name.to_string());
         return Ok(report);
@@ -371,13 +455,13 @@ pub(crate) async fn delete_blackhole_group(
                     report.restored.push(name.to_string());
                     return Ok(report);
                 }
-                Err(e) if e.code == "InvalidGroup.NotFound" => {
+                Err(e) if e.code() == "InvalidGroup.NotFound" => {
                     report.gone.push(name.to_string());
                     return Ok(report);
                 }
                 Err(e)
                     if users.is_empty()
-                        && e.code == "DependencyViolation"
+                        && e.code() == "DependencyViolation"
                         && !hurry.is_cancelled()
                         && tokio::time::Instant::now() < deadline => {}
                 Err(e) => return Err(e),

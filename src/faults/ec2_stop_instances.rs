@@ -1,13 +1,16 @@
 //! `ec2:stop-instances`: stop the target instances (optionally forced);
 //! rollback starts them again and waits until they are running.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use marked_yaml::Node;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, UndoReport, batched_steps, batches};
+use super::{
+    ActionDef, BoxFuture, Forward, InstanceFault, On, PlanInstances, RUNNING, Revert, Step, StepContext,
+    UndoReport, batched_steps, batches,
+};
 use crate::aws::{Aws, AwsError, api, instance_states};
 use crate::model::Instance;
 use crate::yaml::Decoder;
@@ -24,12 +27,7 @@ pub(super) const DEF: ActionDef = ActionDef {
     build,
 };
 
-fn build(
-    d: &mut Decoder,
-    params: Option<&Node>,
-    what: &str,
-    _at: crate::yaml::Loc,
-) -> Option<Arc<dyn Fault>> {
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<On> {
     let mut force = false;
     if let Some(p) = params {
         let m = d.map(p, what, &["force"])?;
@@ -37,7 +35,7 @@ fn build(
             force = d.boolean(n, &format!("{what}.force"))?;
         }
     }
-    Some(Arc::new(StopInstances { force }))
+    Some(InstanceFault::on(RUNNING, StopInstances { force }))
 }
 
 /// Stops instances.
@@ -47,32 +45,43 @@ pub struct StopInstances {
     pub force: bool,
 }
 
-impl Fault for StopInstances {
-    fn action(&self) -> &'static str {
-        DEF.name
-    }
-
-    fn eligible_state(&self, state: &str) -> bool {
-        state == "running"
-    }
-
+impl PlanInstances for StopInstances {
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {
-        batched_steps(targets, BATCH, "ec2:StopInstances", |ids| Undo::StartInstances {
-            instance_ids: ids,
-        })
+        batched_steps(targets, BATCH, |ids| stop_step(ids, Some(self.force)))
     }
+}
 
-    fn apply<'a>(
-        &'a self,
-        aws: &'a Aws,
-        _cx: &'a StepContext,
-        step: &'a Step,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
+/// One StopInstances call on `ids`, undone by starting them again.
+pub(super) fn stop_step(ids: Vec<String>, force: Option<bool>) -> Step {
+    let undo = StartInstances {
+        instance_ids: ids.clone(),
+    };
+    Step::ready(
+        "ec2:StopInstances",
+        ids.clone(),
+        Stop {
+            instance_ids: ids,
+            force,
+        },
+        undo,
+    )
+}
+
+/// The forward call: StopInstances.
+#[derive(Debug)]
+pub(super) struct Stop {
+    instance_ids: Vec<String>,
+    /// `Force`, or left out of the request.
+    force: Option<bool>,
+}
+
+impl Forward for Stop {
+    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             aws.ec2
                 .stop_instances()
-                .set_instance_ids(Some(step.resources.clone()))
-                .force(self.force)
+                .set_instance_ids(Some(self.instance_ids.clone()))
+                .set_force(self.force)
                 .send()
                 .await
                 .map_err(api("ec2", "StopInstances"))?;
@@ -81,28 +90,31 @@ impl Fault for StopInstances {
     }
 }
 
-/// Starts every stopped instance of `ids` and waits until all run. Instances
-/// still stopping are waited for and then started. Terminated ones are reported
-/// as gone. When `hurry` is cancelled, returns once every start was requested.
-pub(crate) async fn start_and_wait(
-    aws: &Aws,
-    ids: &[String],
-    hurry: &CancellationToken,
-) -> Result<UndoReport, AwsError> {
-    converge_running(aws, ids, hurry, true).await
+/// The undo: start the instances again and wait until they are running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartInstances {
+    /// The instances to start.
+    pub instance_ids: Vec<String>,
 }
 
-/// Waits until every instance of `ids` runs again (after a reboot), without
-/// starting any: an instance someone else stopped is not ours to start.
-pub(crate) async fn wait_running(
-    aws: &Aws,
-    ids: &[String],
-    hurry: &CancellationToken,
-) -> Result<UndoReport, AwsError> {
-    converge_running(aws, ids, hurry, false).await
+impl Revert for StartInstances {
+    const OPERATION: &'static str = "ec2:StartInstances";
+
+    fn resources(&self) -> Vec<String> {
+        self.instance_ids.clone()
+    }
+
+    async fn run(&self, aws: &Aws, hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        converge_running(aws, &self.instance_ids, hurry, true).await
+    }
 }
 
-async fn converge_running(
+/// Waits until every instance of `ids` runs: with `start`, starts every
+/// stopped one (instances still stopping are waited for and then started);
+/// without, starts none (after a reboot, an instance someone else stopped is
+/// not ours to start). Terminated ones are reported as gone. When `hurry` is
+/// cancelled, returns once every start was requested.
+pub(super) async fn converge_running(
     aws: &Aws,
     ids: &[String],
     hurry: &CancellationToken,
@@ -148,16 +160,15 @@ async fn converge_running(
             return Ok(report);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(AwsError {
-                service: "ec2".into(),
-                operation: "StartInstances".into(),
-                code: "WaitTimeout".into(),
-                message: format!(
+            return Err(AwsError::timeout(
+                "ec2",
+                "StartInstances",
+                format!(
                     "instances not running after {}s: {}",
                     START_TIMEOUT.as_secs(),
                     to_start.into_iter().chain(waiting).collect::<Vec<_>>().join(", ")
                 ),
-            });
+            ));
         }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}

@@ -3,11 +3,14 @@
 //! refuses it in place unless `in_place.allow_terminate` is set; in parallel
 //! mode it hits the run's copy only.
 
-use std::sync::Arc;
-
 use marked_yaml::Node;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use super::{ActionDef, BoxFuture, Fault, Step, StepContext, Undo, batched_steps, no_params};
+use super::{
+    ActionDef, BoxFuture, Forward, InstanceFault, On, PlanInstances, Revert, Step, StepContext, Targeting,
+    UndoReport, batched_steps, no_params,
+};
 use crate::aws::{Aws, AwsError, api};
 use crate::model::Instance;
 use crate::yaml::Decoder;
@@ -19,49 +22,73 @@ pub(super) const DEF: ActionDef = ActionDef {
     build,
 };
 
-fn build(
-    d: &mut Decoder,
-    params: Option<&Node>,
-    what: &str,
-    _at: crate::yaml::Loc,
-) -> Option<Arc<dyn Fault>> {
+/// A stopped or starting instance can be terminated too.
+const TARGETING: Targeting = Targeting {
+    eligible: &["running", "stopped", "pending"],
+    needs_group: false,
+};
+
+fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<On> {
     no_params(d, params, what)?;
-    Some(Arc::new(TerminateInstances))
+    Some(InstanceFault::on(TARGETING, TerminateInstances))
 }
 
 /// Terminates instances.
 #[derive(Debug)]
 pub struct TerminateInstances;
 
-impl Fault for TerminateInstances {
-    fn action(&self) -> &'static str {
-        DEF.name
-    }
-
-    fn eligible_state(&self, state: &str) -> bool {
-        matches!(state, "running" | "stopped" | "pending")
-    }
-
+impl PlanInstances for TerminateInstances {
     fn plan(&self, targets: &[Instance]) -> Vec<Step> {
-        batched_steps(targets, BATCH, "ec2:TerminateInstances", |_| Undo::Nothing {
-            reason: "terminated instances cannot come back; their Auto Scaling group replaces them".into(),
+        batched_steps(targets, BATCH, |ids| {
+            let undo = Nothing {
+                reason: "terminated instances cannot come back; their Auto Scaling group replaces them"
+                    .into(),
+            };
+            Step::ready(
+                "ec2:TerminateInstances",
+                ids.clone(),
+                Terminate { instance_ids: ids },
+                undo,
+            )
         })
     }
+}
 
-    fn apply<'a>(
-        &'a self,
-        aws: &'a Aws,
-        _cx: &'a StepContext,
-        step: &'a Step,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
+/// The forward call: TerminateInstances.
+#[derive(Debug)]
+struct Terminate {
+    instance_ids: Vec<String>,
+}
+
+impl Forward for Terminate {
+    fn apply<'a>(&'a self, aws: &'a Aws, _cx: &'a StepContext) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             aws.ec2
                 .terminate_instances()
-                .set_instance_ids(Some(step.resources.clone()))
+                .set_instance_ids(Some(self.instance_ids.clone()))
                 .send()
                 .await
                 .map_err(api("ec2", "TerminateInstances"))?;
             Ok(())
         })
+    }
+}
+
+/// The undo of what cannot be undone: nothing, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nothing {
+    /// Why there is nothing to undo.
+    pub reason: String,
+}
+
+impl Revert for Nothing {
+    const OPERATION: &'static str = "none";
+
+    fn resources(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn run(&self, _aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        Ok(UndoReport::default())
     }
 }

@@ -1,0 +1,151 @@
+//! Exit codes, and the one mapping from a command's [`Outcome`] or [`Error`]
+//! to its code.
+//!
+//! Each verdict has its own code, so a CI pipeline or a scheduler can tell
+//! "the hypothesis failed" from "a guardrail stopped the run" from "the runner
+//! itself could not do its job". The README's exit-code table and the
+//! top-level `--help` document these constants; change them together.
+
+use crate::journal::Verdict;
+use crate::output::history::HistoryError;
+use crate::output::report::ReportError;
+use crate::plan::PlanError;
+use crate::recover::RecoverError;
+use crate::targets::TargetError;
+
+use super::outcome::{Error, Outcome, PlanVerdict};
+
+/// Success; for `run`, the verdict `passed`.
+pub const OK: i32 = 0;
+/// An experiment (or other input file) is invalid; nothing was touched.
+pub const INVALID_INPUT: i32 = 1;
+/// The command line is wrong (unknown flag, missing argument, missing path).
+pub const USAGE: i32 = 2;
+/// Verdict `failed`: the steady state deviated or did not recover.
+pub const FAILED: i32 = 3;
+/// Verdict `aborted`: a guardrail tripped or max_duration was reached; rolled back.
+pub const ABORTED: i32 = 4;
+/// Verdict `not-run`: a precondition did not hold; nothing was injected.
+pub const NOT_RUN: i32 = 5;
+/// Verdict `error`: the runner could not do its job (AWS or journal errors).
+/// If the reason says a rollback is incomplete, finish it with `gameday recover`.
+pub const ERROR: i32 = 6;
+/// Refused by the safety policy (verdict `not-run`): a rule failed or the
+/// approval is missing or stale; nothing was touched.
+pub const REFUSED: i32 = 7;
+/// Verdict `interrupted`: stopped by SIGINT/SIGTERM/SIGHUP; rolled back.
+pub const INTERRUPTED: i32 = 130;
+
+/// The exit code of a command's result.
+pub fn code(result: &Result<Outcome, Error>) -> i32 {
+    match result {
+        Ok(outcome) => for_outcome(*outcome),
+        Err(e) => for_error(e),
+    }
+}
+
+/// The exit code of a command line clap rejected, or of `--help`/`--version`
+/// (which clap reports as errors printed to stdout).
+pub fn for_parse_error(e: &clap::Error) -> i32 {
+    if e.use_stderr() { USAGE } else { OK }
+}
+
+/// The exit code for a verdict.
+pub fn for_verdict(v: Verdict) -> i32 {
+    match v {
+        Verdict::Passed => OK,
+        Verdict::Failed => FAILED,
+        Verdict::Aborted => ABORTED,
+        Verdict::NotRun => NOT_RUN,
+        Verdict::Error => ERROR,
+        Verdict::Interrupted => INTERRUPTED,
+    }
+}
+
+fn for_outcome(outcome: Outcome) -> i32 {
+    match outcome {
+        Outcome::Done => OK,
+        // A refusal is a `not-run` that the policy, not a precondition, decided.
+        Outcome::Ran {
+            verdict: Verdict::NotRun,
+            refused: true,
+        } => REFUSED,
+        Outcome::Ran { verdict, .. } => for_verdict(verdict),
+        Outcome::Planned(PlanVerdict::MayRun) => OK,
+        Outcome::Planned(PlanVerdict::Refused) => REFUSED,
+        Outcome::Planned(PlanVerdict::NotRun) => NOT_RUN,
+        Outcome::Regression => FAILED,
+        Outcome::Unfinished => ERROR,
+    }
+}
+
+fn for_error(e: &Error) -> i32 {
+    // No wildcard: a new error must be given its code here.
+    match e {
+        Error::Runtime(_) => ERROR,
+        // No region: the command line (or the environment) must say more.
+        Error::Connect(_) => USAGE,
+        Error::Paths(_) => USAGE,
+        Error::InvalidFiles { .. } => INVALID_INPUT,
+        Error::UnreadableExperiment(_) => USAGE,
+        Error::InvalidExperiment { .. } => INVALID_INPUT,
+        Error::UnreadablePolicy(_) => USAGE,
+        Error::InvalidPolicy(_) => INVALID_INPUT,
+        // The group the experiment names does not exist: nothing to run against.
+        Error::Plan(e) => match **e {
+            PlanError::Targets {
+                source: TargetError::NoSuchGroup(_),
+                ..
+            }
+            | PlanError::Environment(TargetError::NoSuchGroup(_)) => NOT_RUN,
+            _ => ERROR,
+        },
+        Error::PlanJson(_) => ERROR,
+        Error::Run(_) => ERROR,
+        Error::Recover(RecoverError::NoSuchRun { .. }) => USAGE,
+        Error::Recover(RecoverError::Alive { .. } | RecoverError::Journal(_)) => ERROR,
+        Error::RecoveryList(_) => ERROR,
+        Error::Leftovers(_) => ERROR,
+        Error::History(HistoryError::RunsDir { .. } | HistoryError::NoSuchRun(_)) => USAGE,
+        Error::History(HistoryError::Journal(_)) => INVALID_INPUT,
+        Error::Report(ReportError::Journal(_)) => INVALID_INPUT,
+        Error::Report(ReportError::Write { .. }) => ERROR,
+        Error::DiffOfTwoExperiments { .. } => USAGE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_told_apart_from_other_not_runs() {
+        let ran = |verdict, refused| code(&Ok(Outcome::Ran { verdict, refused }));
+        assert_eq!(ran(Verdict::NotRun, true), REFUSED);
+        assert_eq!(ran(Verdict::NotRun, false), NOT_RUN);
+        assert_eq!(ran(Verdict::Passed, false), OK);
+        assert_eq!(ran(Verdict::Failed, false), FAILED);
+        assert_eq!(ran(Verdict::Aborted, false), ABORTED);
+        assert_eq!(ran(Verdict::Error, false), ERROR);
+        assert_eq!(ran(Verdict::Interrupted, false), INTERRUPTED);
+    }
+
+    #[test]
+    fn a_plan_exits_as_its_run_would_be_stopped() {
+        let planned = |v| code(&Ok(Outcome::Planned(v)));
+        assert_eq!(planned(PlanVerdict::MayRun), OK);
+        assert_eq!(planned(PlanVerdict::Refused), REFUSED);
+        assert_eq!(planned(PlanVerdict::NotRun), NOT_RUN);
+    }
+
+    #[test]
+    fn a_missing_run_is_a_usage_error_and_an_unreadable_journal_an_input_error() {
+        let missing = Error::History(HistoryError::NoSuchRun("x".into()));
+        assert_eq!(code(&Err(missing)), USAGE);
+        let unreadable = Error::History(HistoryError::Journal(crate::journal::JournalError::Invalid {
+            path: "runs/x/journal.json".into(),
+            message: "not JSON".into(),
+        }));
+        assert_eq!(code(&Err(unreadable)), INVALID_INPUT);
+    }
+}

@@ -1,0 +1,432 @@
+//! The command line: arguments (clap) and the dispatch to the commands, one
+//! file each.
+//!
+//! Arguments are parsed in two steps, as ripgrep does: first what the user
+//! typed, without I/O ([`Cli`], here), then the objects built from it
+//! (experiments, the policy, AWS clients: [`shared`]). A command returns an
+//! [`Outcome`] or an [`Error`]; exit codes are chosen in one place, [`exit`].
+
+mod cleanup;
+mod completions;
+pub mod exit;
+mod history;
+mod outcome;
+mod plan;
+mod policy;
+mod recover;
+mod report;
+mod run;
+mod shared;
+mod validate;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
+
+use crate::aws::ConnectOptions;
+
+pub use outcome::{Error, Outcome, PathError, PlanVerdict};
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0    passed (run) / all files valid (validate) / the plan may run (plan) /
+       reports written (report) / history listed (history)
+  1    invalid experiment or policy file; nothing was touched (report: unreadable journal)
+  2    usage error (report, history: no such run or runs folder)
+  3    failed: the hypothesis did not hold (history --fail-on-regression: a regression)
+  4    aborted: a guardrail tripped (everything rolled back)
+  5    not-run: a precondition did not hold (nothing injected)
+  6    error: the runner could not do its job (see the journal; `gameday recover`)
+  7    refused by the safety policy, or approval missing or stale (nothing touched)
+  130  interrupted by SIGINT/SIGTERM (everything rolled back)
+
+AWS settings come from the standard chain (AWS_REGION, AWS_PROFILE,
+AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
+--region and --profile override them.
+
+A run goes into a temporary copy of the workload's Auto Scaling group unless
+the experiment says `mode: in-place`. If a runner dies mid-run,
+`gameday recover` finishes its rollback from the journal.
+
+Every run leaves runs/<run-id>/ with journal.json and three reports:
+report.html (charts, open it in a browser), report.md (for a PR or wiki) and
+junit.xml (for CI). `gameday report RUN_ID` writes them again;
+`gameday history` shows the trend of every experiment.";
+
+/// Run game-day chaos experiments against AWS, safely.
+///
+/// An experiment (a YAML file, see experiments/) names a hypothesis, the faults
+/// to inject, and the guardrails that stop everything. `gameday run` injects the
+/// faults, watches the guardrails, aborts and rolls back the moment one trips,
+/// and records every step in runs/<run-id>/.
+#[derive(Debug, Parser)]
+#[command(name = "gameday", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check experiment files (or folders of them) without touching AWS.
+    ///
+    /// Reports every problem in each file with its line and column. Exits 0
+    /// when every file is valid, 1 when any is not.
+    Validate {
+        /// Experiment files, or folders searched for *.yaml and *.yml files.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Run a game day: inject the experiment's faults, watch, roll back, record.
+    ///
+    /// The safety policy is checked against the run's plan before anything is
+    /// touched (exit 7 on refusal). Runs the policy marks as needing approval
+    /// ask for the experiment's name on a terminal, or need --approve.
+    ///
+    /// The phases: preflight (guardrails can fire, targets resolve) -> safety
+    /// gate -> locks and the temporary copy -> baseline (the steady state must
+    /// hold for timing.baseline, else not-run, exit 5) -> inject, watching every
+    /// probe each timing.interval (a guardrail breach aborts at once, exit 4) ->
+    /// rollback -> recovery (the steady state must return within
+    /// timing.recovery, else failed, exit 3) -> teardown -> verdict.
+    ///
+    /// Ctrl-C (or SIGTERM) stops the run and rolls every fault back before
+    /// exiting; a second Ctrl-C skips waiting for instances to be running again,
+    /// never the rollback calls themselves.
+    ///
+    /// Whatever the verdict, the run folder runs/<run-id>/ then holds
+    /// journal.json (everything that happened), report.html (open it in a
+    /// browser: verdict, charts, timeline), report.md and junit.xml (for CI).
+    Run {
+        /// The experiment file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Seed for random target selection; the seed of every run is printed
+        /// and journaled, so passing it again replays the same choice.
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Folder for run records (one subfolder per run).
+        #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+        runs_dir: PathBuf,
+        /// Print only the verdict and errors (no progress on stderr).
+        #[arg(long, short)]
+        quiet: bool,
+        /// `text`: progress for people on stderr, the verdict on stdout.
+        /// `json`: every journal event as one JSON object per line on stdout
+        /// (the same objects as events.jsonl), then one last object with
+        /// the run id, verdict, reason and the paths of the journal and
+        /// reports; nothing but errors on stderr.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        /// After the run, publish its outcome to CloudWatch: namespace
+        /// GameDay, dimensions Experiment and Verdict, metrics RunPassed and
+        /// RunAborted (1 or 0), TimeToRecover and AbortLatency (ms, when
+        /// measured). Needs cloudwatch:PutMetricData; a failure is a warning.
+        #[arg(long)]
+        publish_metrics: bool,
+        /// Approve the plan with this hash (printed by `gameday plan`); needed
+        /// for runs the policy marks as needing approval when there is no
+        /// terminal to confirm on. A changed plan no longer fits and is refused.
+        #[arg(long, value_name = "HASH")]
+        approve: Option<String>,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Finish what a run left behind, from its journal.
+    ///
+    /// After the runner was killed (kill -9, a lost machine) or gave up on a
+    /// rollback, undoes every fault still in effect and deletes what the run
+    /// created (its parallel environment, its locks). Safe to run twice.
+    /// Without RUN_ID, lists the runs that need it.
+    Recover {
+        /// The run's id (the folder name under runs/).
+        run_id: Option<String>,
+        /// Recover even if the run's runner may still be alive.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        runs: RunsArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Delete gameday resources whose run is finished or expired.
+    ///
+    /// The safety net for runs whose journal is lost with their machine:
+    /// finds temporary groups and instances by their `gameday:run-id` tag and
+    /// lock tags by `gameday:lock`, and removes those whose run finished (per
+    /// runs/) or whose `gameday:expires-at` has passed. Never touches a live run.
+    Cleanup {
+        /// List what would be removed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        runs: RunsArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Show what a run would do, without doing it (read-only AWS calls only).
+    ///
+    /// Resolves every fault's targets, checks the guardrails and every rule of
+    /// the safety policy, and prints the plan's hash for `run --approve`.
+    /// Exits 0 when the run may go ahead, 7 when the policy would refuse it,
+    /// 5 when a precondition does not hold (guardrail, no target).
+    Plan {
+        /// The experiment file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Seed for the random choice shown; pass the same to `run` to hit exactly these instances.
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// The safety policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Write a run's reports again from its journal.
+    ///
+    /// Renders report.html (self-contained: charts inline, no script or
+    /// network), report.md and junit.xml from runs/<RUN>/journal.json alone,
+    /// byte-for-byte what the run wrote (the runner writes them the same way
+    /// after every run). Reads journals of every version since 1. Exits 0 when
+    /// written, 2 when the run does not exist, 1 when its journal cannot be
+    /// read, 6 when a report cannot be written.
+    #[command(
+        after_help = "Examples:\n  gameday report 20261125-112701-5c57\n  gameday report runs/20261125-112701-5c57/journal.json\n  gameday report 20261125-112701-5c57 --runs-dir /mnt/ci-artifacts/runs"
+    )]
+    Report {
+        /// A run id (a folder of --runs-dir), a run folder, or a journal.json.
+        #[arg(value_name = "RUN_ID|PATH")]
+        run: String,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// List past runs with per-experiment trends, or compare two runs.
+    ///
+    /// Lists every run of the runs folder, newest first: date, experiment,
+    /// verdict, whether it aborted, time to recover and time to detect. Then,
+    /// per experiment, the trend (pass rate, time to recover and to detect over
+    /// time, oldest first) and REGRESSION when the latest run is worse than
+    /// the earlier ones: it failed or aborted right after a pass, or its time
+    /// to recover (or to detect) is over 1.5 times the earlier runs' median and
+    /// at least 1 s longer. Runs that did not test the hypothesis (not-run,
+    /// error, interrupted) are listed but not counted in the trend.
+    ///
+    /// Exits 0, or 3 with --fail-on-regression when a regression is flagged;
+    /// 2 when the runs folder or a run of --diff does not exist, or the two
+    /// runs of --diff are of different experiments; 1 when a journal of
+    /// --diff cannot be read (unreadable runs in the listing are warnings).
+    #[command(
+        after_help = "Examples:\n  gameday history\n  gameday history --experiment shop-web-lose-a-third --output json\n  gameday history --diff 20261125-112701-5c57 20261126-090000-a1b2"
+    )]
+    History {
+        /// Only the runs of this experiment (its `name`).
+        #[arg(long, value_name = "NAME")]
+        experiment: Option<String>,
+        /// Compare two runs side by side (ids, run folders or journal.json paths).
+        #[arg(long, num_args = 2, value_names = ["RUN_A", "RUN_B"])]
+        diff: Option<Vec<String>>,
+        /// Exit 3 when the latest run of an experiment is a regression (for CI).
+        #[arg(long)]
+        fail_on_regression: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// Print a shell completion script to stdout.
+    ///
+    /// Completes commands, flags and their values (shells, output formats).
+    /// Install it once for your shell (see below), then open a new shell.
+    #[command(after_help = completions::INSTALL)]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print the policy in force (from --policy, ./safety/policy.yaml, or the
+    /// built-in default), after checking it.
+    Show {
+        /// A policy file to check and print.
+        #[arg(long, value_name = "FILE", env = "GAMEDAY_POLICY")]
+        policy: Option<PathBuf>,
+    },
+}
+
+/// Output formats for `plan`, `run` and `history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// For people.
+    Text,
+    /// For tools: JSON (`run`: one object per line).
+    Json,
+}
+
+/// The safety policy and what its rules are checked against.
+#[derive(Debug, Args)]
+struct SafetyArgs {
+    /// The safety policy (default: safety/policy.yaml beside the experiment's
+    /// folder, else ./safety/policy.yaml, else the built-in default; see `gameday policy show`).
+    #[arg(long, value_name = "FILE", env = "GAMEDAY_POLICY")]
+    policy: Option<PathBuf>,
+    /// The AWS account id, for the policy's `accounts` rule (default:
+    /// AWS_ACCOUNT_ID, else the profile's sso_account_id or role_arn; never an AWS call).
+    #[arg(long, value_name = "ID", env = "GAMEDAY_ACCOUNT")]
+    account: Option<String>,
+    /// For tests: the time the policy's windows are checked at (RFC 3339).
+    #[arg(long, value_name = "RFC3339", env = "GAMEDAY_NOW", hide = true, value_parser = parse_now)]
+    now: Option<Timestamp>,
+}
+
+fn parse_now(text: &str) -> Result<Timestamp, String> {
+    text.parse()
+        .map_err(|e| format!("expected an RFC 3339 time such as 2026-11-25T10:00:00Z: {e}"))
+}
+
+/// Flags of the commands that read run records.
+#[derive(Debug, Args)]
+struct RunsArgs {
+    /// Folder of run records (one subfolder per run).
+    #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+    runs_dir: PathBuf,
+}
+
+/// Connection flags shared by every command that talks to AWS.
+#[derive(Debug, Args)]
+struct AwsArgs {
+    /// AWS endpoint, e.g. http://127.0.0.1:5000 for a local emulator
+    /// (default: AWS_ENDPOINT_URL, else the real AWS endpoints).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// AWS region (default: AWS_REGION or the profile's region).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// Named profile from ~/.aws/config (default: AWS_PROFILE).
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+}
+
+impl AwsArgs {
+    fn options(&self) -> ConnectOptions {
+        ConnectOptions {
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+        }
+    }
+}
+
+/// Parses the command line, runs the command, and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return exit::for_parse_error(&e);
+        }
+    };
+    init_logging();
+    let result = cli.command.dispatch();
+    if let Err(e) = &result {
+        e.eprint();
+    }
+    exit::code(&result)
+}
+
+impl Command {
+    /// Runs the command (step two: builds what it needs from the arguments).
+    fn dispatch(self) -> Result<Outcome, Error> {
+        match self {
+            Command::Validate { paths } => validate::validate(&paths),
+            Command::Run {
+                file,
+                seed,
+                runs_dir,
+                quiet,
+                output,
+                publish_metrics,
+                approve,
+                safety,
+                aws,
+            } => {
+                let shown = run::Shown {
+                    quiet,
+                    output,
+                    publish_metrics,
+                };
+                with_runtime(run::run(&file, seed, runs_dir, shown, approve, &safety, &aws))
+            }
+            Command::Report { run, runs } => report::report(&run, &runs.runs_dir),
+            Command::History {
+                experiment,
+                diff,
+                fail_on_regression,
+                output,
+                runs,
+            } => match diff {
+                Some(pair) => history::diff(&pair[0], &pair[1], output, &runs.runs_dir),
+                None => history::list(experiment.as_deref(), fail_on_regression, output, &runs.runs_dir),
+            },
+            Command::Plan {
+                file,
+                seed,
+                output,
+                safety,
+                aws,
+            } => with_runtime(plan::plan(&file, seed, output, &safety, &aws)),
+            Command::Policy {
+                command: PolicyCommand::Show { policy },
+            } => policy::show(policy.as_deref()),
+            Command::Recover {
+                run_id,
+                force,
+                runs,
+                aws,
+            } => with_runtime(recover::recover(run_id, force, &runs.runs_dir, &aws)),
+            Command::Cleanup { dry_run, runs, aws } => {
+                with_runtime(cleanup::cleanup(dry_run, &runs.runs_dir, &aws))
+            }
+            Command::Completions { shell } => completions::print(shell),
+        }
+    }
+}
+
+/// Runs an async command on a runtime of two workers (the machines this runs
+/// on, CI included, have two cores).
+fn with_runtime(work: impl Future<Output = Result<Outcome, Error>>) -> Result<Outcome, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?
+        .block_on(work)
+}
+
+fn init_logging() {
+    // SDK and runner diagnostics, off unless asked for: GAMEDAY_LOG=debug.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GAMEDAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    // No colour codes unless stderr is a terminal: logs in CI stay plain text.
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}

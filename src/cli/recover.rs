@@ -1,0 +1,74 @@
+//! `gameday recover [RUN_ID]`: finishes what a run left behind, from its journal.
+
+use std::path::Path;
+
+use crate::output::progress::Progress;
+
+use super::shared::connect;
+use super::{AwsArgs, Error, Outcome};
+
+/// Without `run_id`, lists the runs that need recovery; with it, recovers
+/// that run. Unfinished when something is still to undo.
+pub(super) async fn recover(
+    run_id: Option<String>,
+    force: bool,
+    runs_dir: &Path,
+    aws_args: &AwsArgs,
+) -> Result<Outcome, Error> {
+    let Some(run_id) = run_id else {
+        return list(runs_dir);
+    };
+    let aws = connect(aws_args).await?;
+    let r = crate::recover::recover(&aws, runs_dir, &run_id, force, Box::new(Progress::auto(false))).await?;
+    if r.journaled {
+        crate::output::write_run_records(&runs_dir.join(&run_id));
+    }
+    if r.unfinished.is_empty() && r.undone == 0 {
+        println!(
+            "run {run_id}: nothing to recover: every fault was rolled back and everything the run created is gone"
+        );
+        Ok(Outcome::Done)
+    } else if r.unfinished.is_empty() {
+        println!(
+            "run {run_id}: recovered: {} call(s) undone; journal: {}",
+            r.undone,
+            runs_dir.join(&run_id).join(crate::output::JOURNAL_FILE).display()
+        );
+        Ok(Outcome::Done)
+    } else {
+        println!("run {run_id}: recovery incomplete, still to do:");
+        for u in &r.unfinished {
+            println!("  {} {}", u.operation(), u.resources().join(" "));
+        }
+        println!("fix the cause (see the errors above) and run `gameday recover {run_id}` again");
+        Ok(Outcome::Unfinished)
+    }
+}
+
+/// The runs with faults or temporary resources left behind.
+fn list(runs_dir: &Path) -> Result<Outcome, Error> {
+    let runs = crate::recover::needing_recovery(runs_dir).map_err(Error::RecoveryList)?;
+    if runs.is_empty() {
+        println!("no run in {} needs recovery", runs_dir.display());
+        return Ok(Outcome::Done);
+    }
+    println!(
+        "runs with faults or temporary resources left behind (recover each with `gameday recover RUN_ID`):"
+    );
+    for r in runs {
+        let state = if r.verdict.is_some() {
+            "rollback incomplete"
+        } else {
+            "runner stopped without finishing"
+        };
+        println!(
+            "  {}  {}  started {}  {}: {} call(s) to undo",
+            r.run_id,
+            r.experiment,
+            r.started_at.strftime("%Y-%m-%d %H:%M:%SZ"),
+            state,
+            r.pending.len()
+        );
+    }
+    Ok(Outcome::Done)
+}

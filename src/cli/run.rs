@@ -1,0 +1,166 @@
+//! `gameday run FILE`: a game day, start to finish, then its verdict.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+
+use crate::engine::{self, RunOptions, SignalHandling};
+use crate::gate::{self, Admission, Approval};
+use crate::journal::Verdict;
+use crate::output::progress::Progress;
+
+use super::plan::render_plan;
+use super::shared::{Prepared, build_plan, prepare, random_seed};
+use super::{AwsArgs, Error, Outcome, Output, SafetyArgs};
+
+/// What `run` shows, and where its outcome goes besides the run folder.
+pub(super) struct Shown {
+    pub(super) quiet: bool,
+    pub(super) output: Output,
+    pub(super) publish_metrics: bool,
+}
+
+/// Runs the experiment of `file` and prints its verdict; the outcome is the
+/// engine's verdict.
+pub(super) async fn run(
+    file: &Path,
+    seed: Option<u64>,
+    runs_dir: PathBuf,
+    shown: Shown,
+    approve: Option<String>,
+    safety_args: &SafetyArgs,
+    aws_args: &AwsArgs,
+) -> Result<Outcome, Error> {
+    let Shown {
+        quiet,
+        output,
+        publish_metrics,
+    } = shown;
+    let p = prepare(file, safety_args, aws_args).await?;
+    // Chosen here so that the plan confirmed on a terminal is the run's plan.
+    let seed = seed.unwrap_or_else(random_seed);
+    let approval = match approve {
+        // Hashes are lowercase hex; a pasted one may carry spaces or capitals.
+        Some(hash) => Approval::Hash(hash.trim().to_ascii_lowercase()),
+        None if gate::approval_needed(&p.policy.policy, &p.exp).is_some() && on_terminal() => {
+            confirm_on_terminal(&p, seed, safety_args.now).await
+        }
+        None => Approval::Missing,
+    };
+    let Prepared {
+        exp,
+        policy,
+        account,
+        aws,
+    } = p;
+    let safety = Admission {
+        policy,
+        account,
+        now: safety_args.now,
+        approval,
+    };
+    let progress = if output == Output::Json {
+        Progress::Json
+    } else {
+        Progress::auto(quiet)
+    };
+    let opts = RunOptions {
+        runs_dir,
+        seed: Some(seed),
+        signals: SignalHandling::Standard,
+        progress: Box::new(progress),
+        safety,
+    };
+    let outcome = engine::run(&exp, &aws, opts).await?;
+    crate::output::write_run_records(&outcome.dir);
+    if publish_metrics {
+        let published = match crate::output::load(&outcome.dir) {
+            Ok(summary) => crate::output::publish::publish(&aws, &summary)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match published {
+            Ok(n) if output == Output::Text && !quiet => eprintln!(
+                "published {n} metric(s) of the run to CloudWatch namespace {}",
+                crate::output::publish::NAMESPACE
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: the run's metrics were not published: {e}"),
+        }
+    }
+    let dir = &outcome.dir;
+    match output {
+        Output::Json => {
+            let last = serde_json::json!({
+                "event": "finished",
+                "run_id": outcome.run_id,
+                "verdict": outcome.verdict,
+                "reason": outcome.reason,
+                "refused": outcome.refused,
+                "journal": dir.join(crate::output::JOURNAL_FILE),
+                "reports": [dir.join(crate::output::report::HTML_FILE), dir.join(crate::output::report::MARKDOWN_FILE), dir.join(crate::output::report::JUNIT_FILE)],
+            });
+            println!("{last}");
+        }
+        Output::Text => {
+            println!("verdict: {} ({})", outcome.verdict.as_str(), outcome.reason);
+            println!("run: {}", outcome.run_id);
+            println!("journal: {}", dir.join(crate::output::JOURNAL_FILE).display());
+            println!("report: {}", dir.join(crate::output::report::HTML_FILE).display());
+            if outcome.verdict == Verdict::Error && !outcome.unfinished.is_empty() {
+                eprintln!(
+                    "some faults are still in effect: run `gameday recover {}` once the cause is fixed",
+                    outcome.run_id
+                );
+            }
+        }
+    }
+    Ok(Outcome::Ran {
+        verdict: outcome.verdict,
+        refused: outcome.refused,
+    })
+}
+
+fn on_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Shows the plan and asks for the experiment's name to be typed. A plan that
+/// the policy refuses anyway is not offered for confirmation: the run then
+/// reports every failed rule.
+async fn confirm_on_terminal(p: &Prepared, seed: u64, now: Option<Timestamp>) -> Approval {
+    let Ok(plan) = build_plan(p, seed).await else {
+        return Approval::Missing;
+    };
+    let adm = Admission {
+        policy: p.policy.clone(),
+        account: p.account.clone(),
+        now,
+        approval: Approval::Hash(plan.hash.clone()),
+    };
+    let rules = gate::check(&adm, &p.exp, &plan);
+    if !gate::admitted(&rules) {
+        return Approval::Missing;
+    }
+    eprint!("{}", render_plan(&plan, &rules));
+    eprintln!();
+    eprintln!(
+        "This run needs approval. It will act on: {}",
+        if plan.target_ids().is_empty() {
+            "(no instance)".to_string()
+        } else {
+            plan.target_ids().join(", ")
+        }
+    );
+    eprint!(
+        "Type the experiment's name (`{}`) to approve, anything else to cancel: ",
+        p.exp.name
+    );
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() || answer.trim() != p.exp.name {
+        return Approval::Declined;
+    }
+    Approval::Hash(plan.hash)
+}

@@ -1,0 +1,60 @@
+//! The undos of the run's own setup, journaled under the environment: delete
+//! the parallel copy, release the locks. Their work is done by
+//! [`crate::environment`] and [`crate::lock`]; they live here because the
+//! [`Undo`](super::Undo) enum is built from the faults' registry, and faults
+//! may import the environment and the locks, never the reverse.
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::{Revert, UndoReport};
+use crate::aws::{Aws, AwsError};
+
+/// Delete a temporary Auto Scaling group created by the run (with its
+/// instances) and wait until its instances are terminated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteAutoScalingGroup {
+    /// The clone's name.
+    pub group: String,
+}
+
+impl Revert for DeleteAutoScalingGroup {
+    const OPERATION: &'static str = "autoscaling:DeleteAutoScalingGroup";
+
+    fn resources(&self) -> Vec<String> {
+        vec![self.group.clone()]
+    }
+
+    async fn run(&self, aws: &Aws, hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        crate::environment::delete_clone(aws, &self.group, hurry).await
+    }
+}
+
+/// Remove the run's lock tag from the resources it locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteLockTags {
+    /// Locked Auto Scaling groups.
+    #[serde(default)]
+    pub autoscaling_groups: Vec<String>,
+    /// Locked instances.
+    #[serde(default)]
+    pub instance_ids: Vec<String>,
+    /// The run that holds the lock: only its own tag is removed.
+    pub run_id: String,
+}
+
+impl Revert for DeleteLockTags {
+    const OPERATION: &'static str = "tags:DeleteLockTags";
+
+    fn resources(&self) -> Vec<String> {
+        self.autoscaling_groups
+            .iter()
+            .chain(&self.instance_ids)
+            .cloned()
+            .collect()
+    }
+
+    async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        crate::lock::release(aws, &self.autoscaling_groups, &self.instance_ids, &self.run_id).await
+    }
+}
