@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::aws::{Aws, AwsError, api};
 use crate::engine::{self, Ctx, Reporter};
 use crate::environment::{self, CLONE_OF_TAG, EXPIRES_TAG, RUN_ID_TAG};
-use crate::faults::BLACKHOLE_TAG;
+use crate::faults::{BLACKHOLE_TAG, Undo};
 use crate::journal::{self, Entry, Event, Journal, JournalError, Pending, Verdict};
 use crate::lock::{self, LOCK_TAG};
 
@@ -190,7 +190,6 @@ pub async fn recover(
         aws: aws.clone(),
         journal,
         progress,
-        refused: Default::default(),
     };
     let had_verdict = st.verdict.is_some();
     if st.pending.is_empty() {
@@ -229,10 +228,7 @@ pub async fn recover(
             }
         )
     } else {
-        let what: Vec<String> = unfinished
-            .iter()
-            .map(|u| format!("{} {}", u.operation(), u.resources().join(" ")))
-            .collect();
+        let what: Vec<String> = unfinished.iter().map(Undo::describe).collect();
         format!(
             "`gameday recover` could not finish: still to do: {}",
             what.join("; ")

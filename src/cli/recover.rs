@@ -38,7 +38,7 @@ pub(super) async fn recover(
     } else {
         println!("run {run_id}: recovery incomplete, still to do:");
         for u in &r.unfinished {
-            println!("  {} {}", u.operation(), u.resources().join(" "));
+            println!("  {}", u.describe());
         }
         println!("fix the cause (see the errors above) and run `gameday recover {run_id}` again");
         Ok(Outcome::Unfinished)

@@ -554,10 +554,7 @@ impl Dispatcher {
             .flat_map(|f| f.unfinished.iter().cloned())
             .collect();
         if !unfinished.is_empty() {
-            let what: Vec<String> = unfinished
-                .iter()
-                .map(|u| format!("{} {}", u.operation(), u.resources().join(" ")))
-                .collect();
+            let what: Vec<String> = unfinished.iter().map(Undo::describe).collect();
             return End {
                 verdict: Verdict::Error,
                 reason: format!(
@@ -565,6 +562,7 @@ impl Dispatcher {
                     what.join("; ")
                 ),
                 unfinished,
+                refused: false,
             };
         }
         let (verdict, reason) = match &self.ending {
@@ -600,6 +598,7 @@ impl Dispatcher {
             verdict,
             reason,
             unfinished: Vec::new(),
+            refused: false,
         }
     }
 }

@@ -110,8 +110,6 @@ pub(crate) struct Ctx {
     pub(crate) aws: Aws,
     pub(crate) journal: Journal,
     pub(crate) progress: Box<dyn Reporter>,
-    /// Set when the safety gate refuses the run.
-    pub(crate) refused: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
@@ -140,7 +138,6 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         aws: aws.clone(),
         journal: Journal::create(&dir)?,
         progress: opts.progress,
-        refused: Default::default(),
     });
 
     // Handlers go in before the first mutating call can happen; without them
@@ -188,6 +185,7 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         verdict,
         reason,
         unfinished,
+        refused,
     } = end;
     ctx.emit_best_effort(Event::Phase { phase: Phase::Done });
     ctx.emit_best_effort(Event::Verdict {
@@ -196,7 +194,6 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         unfinished: unfinished.clone(),
     });
     ctx.progress.finish();
-    let refused = ctx.refused.load(std::sync::atomic::Ordering::SeqCst);
     Ok(Outcome {
         run_id,
         dir,
@@ -216,6 +213,9 @@ pub(crate) struct End {
     pub(crate) reason: String,
     /// Undos that could not be completed (for `gameday recover`).
     pub(crate) unfinished: Vec<Undo>,
+    /// The safety gate refused the run (the verdict is `not-run`; the
+    /// command line tells a refusal from another not-run by its exit code).
+    pub(crate) refused: bool,
 }
 
 impl End {
@@ -224,6 +224,7 @@ impl End {
             verdict,
             reason,
             unfinished: Vec::new(),
+            refused: false,
         }
     }
 
@@ -460,21 +461,18 @@ async fn conclude(
     window: Window,
     sigs: &mut Signals,
 ) -> End {
+    if !matches!(end.verdict, Verdict::Passed | Verdict::Aborted)
+        || !end.unfinished.is_empty()
+        || !obs.has_hypothesis()
+    {
+        return end;
+    }
     let End {
         verdict,
         reason,
         unfinished,
+        ..
     } = end;
-    if !matches!(verdict, Verdict::Passed | Verdict::Aborted)
-        || !unfinished.is_empty()
-        || !obs.has_hypothesis()
-    {
-        return End {
-            verdict,
-            reason,
-            unfinished,
-        };
-    }
     let mut failures = Vec::new();
     if let Some(rolled_back) = obs.rolled_back_at {
         match recovery(ctx, exp, obs, rolled_back, sigs).await {
@@ -540,6 +538,7 @@ async fn conclude(
         verdict,
         reason,
         unfinished,
+        refused: false,
     }
 }
 
@@ -858,8 +857,10 @@ async fn admit(
         return Err(error_before_injection(e));
     }
     if !admitted {
-        ctx.refused.store(true, std::sync::atomic::Ordering::SeqCst);
-        return Err(not_run(gate::refusal(&safety.policy, &rules)));
+        return Err(End {
+            refused: true,
+            ..not_run(gate::refusal(&safety.policy, &rules))
+        });
     }
     if let Err(e) = ctx.emit(plan.preflight.event()) {
         return Err(error_before_injection(e));
@@ -1080,10 +1081,7 @@ async fn teardown(
         unfinished: mut left,
         ..
     } = end;
-    let what: Vec<String> = unfinished
-        .iter()
-        .map(|u| format!("{} {}", u.operation(), u.resources().join(" ")))
-        .collect();
+    let what: Vec<String> = unfinished.iter().map(Undo::describe).collect();
     left.extend(unfinished);
     End {
         verdict: Verdict::Error,
@@ -1092,6 +1090,7 @@ async fn teardown(
             what.join("; ")
         ),
         unfinished: left,
+        refused: false,
     }
 }
 
@@ -1254,7 +1253,6 @@ pub(crate) mod testing {
             aws: aws(endpoint).await,
             journal: Journal::create(dir).expect("a journal"),
             progress: Box::new(testing::Quiet),
-            refused: Default::default(),
         }
     }
 

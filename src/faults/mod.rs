@@ -150,6 +150,14 @@ undos! {
     DeleteLockTags,
 }
 
+impl Undo {
+    /// The undo in words, as people are told what is left to do: the
+    /// operation and its resources, e.g. `ec2:StartInstances i-1 i-2`.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.operation(), self.resources().join(" "))
+    }
+}
+
 /// A registered action: its name and how to build it from `params`.
 pub struct ActionDef {
     /// The action name used in experiment files.
