@@ -224,6 +224,14 @@ guardrails:
   - metric: { namespace: App, name: Errors, stat: Sum, period: 10 }
     threshold: \"> 50\"
     datapoints: 2
+    missing: breach
+    missing_after: 1m
+  - metric: { namespace: App, name: Throttles, stat: Sum, period: 60 }
+    threshold: \"> 0\"
+    missing: ok
+  - metric: { namespace: App, name: Retries, stat: Sum, period: 60 }
+    threshold: \"> 5\"
+    missing: ignore
 faults:
   - name: stop
     action: ec2:stop-instances
@@ -267,6 +275,34 @@ faults:
   - name: stop
     action: ec2:stop-instances
 timing: { max_abort_delay: fast }
+";
+    insta::assert_snapshot!(errors(text));
+}
+
+#[test]
+fn the_missing_data_rule_says_what_was_expected() {
+    let text = "\
+version: 1
+name: bad-missing
+hypothesis: h
+environment: { mode: in-place, autoscaling_group: web }
+steady_state:
+  - metric: { namespace: App, name: Latency, period: 60 }
+    expect: \"< 3\"
+    missing: deviate
+guardrails:
+  - metric: { namespace: App, name: Errors, stat: Sum, period: 10 }
+    threshold: \"> 5\"
+    missing_after: 15s
+  - metric: { namespace: App, name: Errors, stat: Sum, period: 10 }
+    threshold: \"> 5\"
+    missing: ignore
+    missing_after: 1m
+  - alarm: web-5xx
+    missing: ok
+faults:
+  - name: stop
+    action: ec2:stop-instances
 ";
     insta::assert_snapshot!(errors(text));
 }
