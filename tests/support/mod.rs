@@ -652,3 +652,35 @@ pub async fn alarm_state(c: &Clients, name: &str) -> String {
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|| "missing".into())
 }
+
+/// Asserts that a run's rollback began on the very tick its guardrail breach
+/// was seen: in the journal, between `guardrail_breached` and
+/// `rollback_started` there is only the abort and the phase change, no other
+/// probe check, call or wait. This is what "an abort never waits for a sleep"
+/// means, and unlike a latency bound in milliseconds it holds on a loaded
+/// machine too (the latency itself is measured by `scripts/bench abort`).
+pub fn assert_rollback_began_on_the_breach_tick(journal: &serde_json::Value) {
+    let events = journal["events"].as_array().expect("events");
+    let kind = |e: &serde_json::Value| e["event"].as_str().unwrap_or_default().to_string();
+    let breach = events
+        .iter()
+        .position(|e| kind(e) == "guardrail_breached")
+        .expect("a guardrail_breached event");
+    let began = events
+        .iter()
+        .position(|e| kind(e) == "rollback_started")
+        .expect("a rollback_started event");
+    assert!(began > breach, "the rollback began after the breach was seen");
+    let between: Vec<String> = events[breach + 1..began].iter().map(kind).collect();
+    assert!(
+        between.iter().all(|k| k == "abort" || k == "phase"),
+        "only the abort and the phase change come between the breach and the rollback: {between:?}"
+    );
+    let time = |e: &serde_json::Value, field: &str| -> jiff::Timestamp {
+        e[field].as_str().expect("a time").parse().expect("a timestamp")
+    };
+    assert!(
+        time(&events[began], "at") >= time(&events[breach], "seen_at"),
+        "the rollback began after the breach was seen"
+    );
+}
