@@ -10,7 +10,7 @@ use crate::support::proxy::FailingProxy;
 use crate::support::*;
 
 /// Groups (clones) made from `source`, with their instances.
-async fn clones_of(c: &Clients, source: &str) -> Vec<(String, Vec<String>)> {
+pub(crate) async fn clones_of(c: &Clients, source: &str) -> Vec<(String, Vec<String>)> {
     let f = aws_sdk_autoscaling::types::Filter::builder()
         .name("tag:gameday:clone-of")
         .values(source)
@@ -37,7 +37,7 @@ async fn clones_of(c: &Clients, source: &str) -> Vec<(String, Vec<String>)> {
 }
 
 /// EC2 instances launched by clones of `source`, with their states.
-async fn clone_instances(c: &Clients, source: &str) -> Vec<(String, String)> {
+pub(crate) async fn clone_instances(c: &Clients, source: &str) -> Vec<(String, String)> {
     let f = aws_sdk_ec2::types::Filter::builder()
         .name("tag:gameday:clone-of")
         .values(source)
@@ -64,7 +64,7 @@ async fn clone_instances(c: &Clients, source: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn parallel_experiment(fleet: &Fleet, duration: &str) -> String {
+pub(crate) fn parallel_experiment(fleet: &Fleet, duration: &str) -> String {
     format!(
         "version: 1
 name: parallel-stop
@@ -86,13 +86,13 @@ timing: {{ interval: 500ms, max_duration: 5m }}
 }
 
 /// An in-place run stopping 2 of `fleet`'s instances (the shared template, with its own max_duration).
-fn in_place_experiment(fleet: &Fleet, duration: &str, max_duration: &str) -> String {
+pub(crate) fn in_place_experiment(fleet: &Fleet, duration: &str, max_duration: &str) -> String {
     stop_experiment(&fleet.group, &fleet.alarm, "{ count: 2 }", duration)
         .replace("max_duration: 5m", &format!("max_duration: {max_duration}"))
 }
 
 /// Waits until a clone of `source` exists with a stopped instance; returns the clone.
-async fn wait_for_clone_fault(c: &Clients, source: &str) -> (String, Vec<String>) {
+pub(crate) async fn wait_for_clone_fault(c: &Clients, source: &str) -> (String, Vec<String>) {
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     loop {
         if let Some((name, ids)) = clones_of(c, source).await.into_iter().next()
@@ -111,7 +111,7 @@ async fn wait_for_clone_fault(c: &Clients, source: &str) -> (String, Vec<String>
 
 /// After any parallel run: the source is exactly as before, no clone is left,
 /// and every instance a clone launched is terminated.
-async fn assert_parallel_cleaned(c: &Clients, fleet: &Fleet, before: &GroupState) {
+pub(crate) async fn assert_parallel_cleaned(c: &Clients, fleet: &Fleet, before: &GroupState) {
     assert_eq!(
         &group_state(c, &fleet.group).await,
         before,
@@ -229,7 +229,7 @@ async fn parallel_sigint_and_sigterm_tear_the_clone_down() {
     }
 }
 
-fn run_id_of(s: &Scratch) -> String {
+pub(crate) fn run_id_of(s: &Scratch) -> String {
     let dir = std::fs::read_dir(s.runs())
         .expect("runs")
         .next()

@@ -11,4 +11,5 @@ mod report;
 mod run;
 mod safety;
 mod sandbox;
+mod storms;
 mod validate;

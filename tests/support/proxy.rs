@@ -1,10 +1,18 @@
 //! A loopback HTTP proxy in front of moto that fails chosen AWS operations,
 //! to drive the runner's API-error paths against the real server. It is not a
 //! fake of AWS: every request it does not fail goes to moto unchanged.
+//!
+//! Two ways to fail: [`FailingProxy::start`] answers 503 to every request of
+//! one operation until [`FailingProxy::heal`]; [`FailingProxy::storm`] answers
+//! a deterministic share of the requests of chosen operations with a chosen
+//! error ([`Answer`]) for a bounded window. Every request is counted per
+//! operation and per answer ([`FailingProxy::answered`]), so a test can tell
+//! the SDK's retries from gameday's.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -17,7 +25,148 @@ pub struct FailingProxy {
     /// Requests seen, per AWS operation (`Action=` of the Query protocol):
     /// how many, and the milliseconds moto took to answer them in all.
     counts: Arc<Mutex<BTreeMap<String, (u64, f64)>>>,
+    /// The storm in progress, if any, and every request's answer.
+    weather: Arc<Mutex<Weather>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// An error answer in the shape EC2 (`<Response><Errors><Error>`, the EC2
+/// Query protocol) or Auto Scaling and CloudWatch (`<ErrorResponse><Error>`,
+/// the Query protocol) give it, chosen by the request's API version; the
+/// SDK's parsers read the code from there and its retry classifiers look at
+/// the code (throttling) and the HTTP status (500, 502, 503, 504).
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl Answer {
+    /// 400 `Throttling`: what Auto Scaling and CloudWatch answer when throttled.
+    pub fn throttling() -> Answer {
+        Answer::new(400, "Throttling", "Rate exceeded")
+    }
+
+    /// 400 `RequestLimitExceeded`: what EC2 answers when throttled.
+    pub fn request_limit_exceeded() -> Answer {
+        Answer::new(400, "RequestLimitExceeded", "Request limit exceeded.")
+    }
+
+    /// 503 `ServiceUnavailable`.
+    pub fn unavailable() -> Answer {
+        Answer::new(503, "ServiceUnavailable", "injected by the test proxy")
+    }
+
+    /// 500 `InternalError`.
+    pub fn internal() -> Answer {
+        Answer::new(500, "InternalError", "injected by the test proxy")
+    }
+
+    /// A permanent 4xx error: `code` (`UnauthorizedOperation`, `AccessDenied`) with `message`.
+    pub fn permanent(code: &str, message: &str) -> Answer {
+        Answer::new(400, code, message)
+    }
+
+    fn new(status: u16, code: &str, message: &str) -> Answer {
+        Answer {
+            status,
+            code: code.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The HTTP response, in the error shape of the request's protocol.
+    fn response(&self, request: &str) -> String {
+        let body = if request.contains("Version=2016-11-15") {
+            format!(
+                "<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>test</RequestID></Response>",
+                self.code, self.message
+            )
+        } else {
+            let kind = if self.status >= 500 { "Receiver" } else { "Sender" };
+            format!(
+                "<ErrorResponse><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>test</RequestId></ErrorResponse>",
+                self.code, self.message
+            )
+        };
+        let reason = match self.status {
+            500 => "Internal Server Error",
+            503 => "Service Unavailable",
+            _ => "Bad Request",
+        };
+        format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+            self.status,
+            body.len()
+        )
+    }
+}
+
+/// A storm: for `window` from when it starts, `fail` of every `of` requests of
+/// each of `operations` (all operations when empty) get `answer`, counted per
+/// operation from the storm's start (with 1 of 2, the first, third, fifth...).
+#[derive(Clone, Debug)]
+pub struct Storm {
+    pub operations: Vec<String>,
+    pub fail: u64,
+    pub of: u64,
+    pub answer: Answer,
+    pub window: Duration,
+}
+
+impl Storm {
+    /// Every other request of `operations` (all when empty) answered `answer` for `window`.
+    pub fn every_other(operations: &[&str], answer: Answer, window: Duration) -> Storm {
+        Storm {
+            operations: operations.iter().map(|s| s.to_string()).collect(),
+            fail: 1,
+            of: 2,
+            answer,
+            window,
+        }
+    }
+
+    /// Every request of `operations` answered `answer` for `window`.
+    pub fn every(operations: &[&str], answer: Answer, window: Duration) -> Storm {
+        Storm {
+            fail: 1,
+            of: 1,
+            ..Storm::every_other(operations, answer, window)
+        }
+    }
+}
+
+#[derive(Default)]
+struct Weather {
+    storm: Option<(Storm, Instant, BTreeMap<String, u64>)>,
+    /// Requests per (operation, answer): the error code, or `ok` for moto's answer.
+    answers: BTreeMap<(String, String), u64>,
+}
+
+impl Weather {
+    /// The error to answer `op` with now, if the storm says so.
+    fn verdict(&mut self, op: &str) -> Option<Answer> {
+        let (storm, until, seen) = self.storm.as_mut()?;
+        if Instant::now() >= *until {
+            self.storm = None;
+            return None;
+        }
+        if !storm.operations.is_empty() && !storm.operations.iter().any(|o| o == op) {
+            return None;
+        }
+        let n = seen.entry(op.to_string()).or_default();
+        let fail = *n % storm.of.max(1) < storm.fail;
+        *n += 1;
+        fail.then(|| storm.answer.clone())
+    }
+
+    fn record(&mut self, op: &str, answer: &str) {
+        *self
+            .answers
+            .entry((op.to_string(), answer.to_string()))
+            .or_default() += 1;
+    }
 }
 
 impl FailingProxy {
@@ -30,13 +179,19 @@ impl FailingProxy {
         let needle = format!("Action={operation}");
         let failing = Arc::new(AtomicBool::new(true));
         let counts = Arc::new(Mutex::new(BTreeMap::new()));
-        let (flag, seen) = (failing.clone(), counts.clone());
+        let weather = Arc::new(Mutex::new(Weather::default()));
+        let (flag, seen, sky) = (failing.clone(), counts.clone(), weather.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (upstream, needle, flag, seen) =
-                    (upstream.clone(), needle.clone(), flag.clone(), seen.clone());
+                let (upstream, needle, flag, seen, sky) = (
+                    upstream.clone(),
+                    needle.clone(),
+                    flag.clone(),
+                    seen.clone(),
+                    sky.clone(),
+                );
                 tokio::spawn(async move {
-                    let _ = serve(conn, &upstream, &needle, &flag, &seen).await;
+                    let _ = serve(conn, &upstream, &needle, &flag, &seen, &sky).await;
                 });
             }
         });
@@ -44,6 +199,7 @@ impl FailingProxy {
             endpoint,
             failing,
             counts,
+            weather,
             task,
         }
     }
@@ -71,9 +227,40 @@ impl FailingProxy {
             .unwrap_or_default()
     }
 
-    /// Stops failing: every request goes through from now on.
+    /// Stops failing: every request goes through from now on (ends a storm too).
     pub fn heal(&self) {
         self.failing.store(false, Ordering::SeqCst);
+        if let Ok(mut w) = self.weather.lock() {
+            w.storm = None;
+        }
+    }
+
+    /// Starts `storm` now (replacing any storm in progress); it ends by itself
+    /// after its window, or at [`FailingProxy::heal`].
+    pub fn storm(&self, storm: Storm) {
+        if let Ok(mut w) = self.weather.lock() {
+            let until = Instant::now() + storm.window;
+            w.storm = Some((storm, until, BTreeMap::new()));
+        }
+    }
+
+    /// Requests of `operation` answered with `answer` so far: an error code
+    /// (`Throttling`, `ServiceUnavailable`), or `ok` for those moto answered.
+    pub fn answered(&self, operation: &str, answer: &str) -> u64 {
+        self.weather
+            .lock()
+            .ok()
+            .and_then(|w| {
+                w.answers
+                    .get(&(operation.to_string(), answer.to_string()))
+                    .copied()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Every (operation, answer) seen so far with its count, for messages.
+    pub fn answers(&self) -> BTreeMap<(String, String), u64> {
+        self.weather.lock().map(|w| w.answers.clone()).unwrap_or_default()
     }
 }
 
@@ -119,6 +306,7 @@ async fn serve(
     needle: &str,
     failing: &AtomicBool,
     counts: &Mutex<BTreeMap<String, (u64, f64)>>,
+    weather: &Mutex<Weather>,
 ) -> std::io::Result<()> {
     while let Some(request) = read_request(&mut conn).await? {
         let text = String::from_utf8_lossy(&request);
@@ -139,14 +327,18 @@ async fn serve(
                 .take(300)
                 .collect()
         });
-        let asked = std::time::Instant::now();
-        if failing.load(Ordering::SeqCst) && String::from_utf8_lossy(&request).contains(needle) {
-            let body = "<Response><Errors><Error><Code>ServiceUnavailable</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>test</RequestID></Response>";
-            let reply = format!(
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            conn.write_all(reply.as_bytes()).await?;
+        let asked = Instant::now();
+        let op_name = op.clone().unwrap_or_default();
+        let answer = if failing.load(Ordering::SeqCst) && text.contains(needle) {
+            Some(Answer::unavailable())
+        } else {
+            weather.lock().ok().and_then(|mut w| w.verdict(&op_name))
+        };
+        if let Ok(mut w) = weather.lock() {
+            w.record(&op_name, answer.as_ref().map_or("ok", |a| a.code.as_str()));
+        }
+        if let Some(answer) = answer {
+            conn.write_all(answer.response(&text).as_bytes()).await?;
             continue;
         }
         // One upstream connection per request, closed by moto after its answer.
