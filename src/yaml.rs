@@ -84,6 +84,42 @@ impl fmt::Display for FileErrors {
 
 impl std::error::Error for FileErrors {}
 
+/// The file's bytes as text, or where the first byte that is not UTF-8 is.
+///
+/// `std::fs::read_to_string` says only "stream did not contain valid UTF-8";
+/// a user with a stray Latin-1 byte in a 200-line file needs the line and
+/// column, as for any other mistake. The column counts characters, as editors do.
+pub fn text(file: &Path, bytes: Vec<u8>) -> Result<String, FileErrors> {
+    let e = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(e) => e,
+    };
+    let bytes = e.as_bytes();
+    let at = e.utf8_error().valid_up_to();
+    // Everything before `at` is valid, so the prefix decodes.
+    let before = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let loc = Loc {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+    };
+    let what = match e.utf8_error().error_len() {
+        Some(_) => format!("invalid byte 0x{:02x}", bytes[at]),
+        None => "an incomplete character at the end of the file".to_string(),
+    };
+    Err(FileErrors {
+        file: file.to_path_buf(),
+        diagnostics: vec![Diagnostic {
+            loc,
+            message: format!(
+                "the file is not UTF-8 text: {what} at line {}, column {}",
+                loc.line, loc.column
+            ),
+            help: Some("save the file as UTF-8 (YAML files must be UTF-8)".into()),
+        }],
+    })
+}
+
 /// Parses YAML text into a located node tree. The top level must be a mapping.
 pub fn parse(file: &Path, text: &str) -> Result<Node, FileErrors> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true);

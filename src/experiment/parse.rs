@@ -86,11 +86,11 @@ const ALARM_FIRES_KEYS: &[&str] = &["alarm", "within", "clears_within"];
 
 /// Reads and validates an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(load_str(path, &text)?)
+    Ok(load_str(path, &yaml::text(path, bytes)?)?)
 }
 
 /// Validates experiment text as if read from `path`.

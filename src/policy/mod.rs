@@ -217,10 +217,11 @@ pub fn find_and_load(
 
 /// Reads and decodes a policy file.
 pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+    let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    let text = yaml::text(path, bytes)?;
     let policy = load_str(path, &text)?;
     Ok(LoadedPolicy {
         policy,
