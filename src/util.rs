@@ -4,6 +4,7 @@
 //! The bottom layer: it names no other module of the crate, so anything may
 //! use it. A helper lives here once a second layer needs it.
 
+use std::path::Path;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -68,6 +69,29 @@ pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+/// Writes `bytes` to `path` through a new temp file beside it and a rename,
+/// so that a reader never sees half a file and a symlink planted at `path`
+/// (a runs folder copied from elsewhere) is replaced, never written through.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    // A leftover (or planted) temp file goes; `create_new` then refuses to
+    // follow anything put there in between.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -873,3 +873,90 @@ async fn on_a_terminal_the_live_status_shows_the_phase_countdowns_and_each_probe
     );
     assert!(out.stdout.contains("verdict: passed"), "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_ids_and_paths_cannot_escape_the_runs_folder() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal-v1.json");
+    let s = Scratch::new();
+    let id = "20261201-193250-9cae";
+    let run = s.runs().join(id);
+    std::fs::create_dir_all(&run).expect("run folder");
+    std::fs::copy(&fixture, run.join("journal.json")).expect("copy");
+    std::fs::write(run.join("events.jsonl"), "").expect("events");
+    // A gameday journal outside the runs folder, and ways to reach it.
+    let outside = s.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("outside");
+    std::fs::copy(&fixture, outside.join("journal.json")).expect("copy");
+    std::fs::write(outside.join("events.jsonl"), "").expect("events");
+    std::os::unix::fs::symlink(&outside, s.runs().join("escape")).expect("symlink");
+    let abs_outside = outside.to_str().expect("utf-8").to_string();
+    let abs_run = run.join("journal.json").to_str().expect("utf-8").to_string();
+
+    let cmd = |args: &[&str]| {
+        let mut c = gameday(&s);
+        c.args(args).arg("--runs-dir").arg(s.runs());
+        c.spawn().expect("spawn")
+    };
+    let wait = |c| finish(c, Duration::from_secs(30));
+    const OUTSIDE: &str = "leads outside the runs folder";
+    const NOT_AN_ID: &str = "is not a run id";
+    for (args, why) in [
+        (vec!["report", "../outside"], OUTSIDE),
+        (vec!["report", "../outside/journal.json"], OUTSIDE),
+        (vec!["report", &abs_outside], OUTSIDE),
+        (vec!["report", "escape"], OUTSIDE),
+        (vec!["report", "runs/escape/journal.json"], OUTSIDE),
+        (vec!["report", "./runs"], OUTSIDE),
+        (
+            vec!["report", "runs/20261201-193250-9cae/events.jsonl"],
+            "neither a run folder nor a journal.json",
+        ),
+        (vec!["history", "--diff", id, "../outside"], OUTSIDE),
+        (vec!["history", "--diff", "escape", id], OUTSIDE),
+        (vec!["recover", "../outside"], NOT_AN_ID),
+        (vec!["recover", &abs_outside], NOT_AN_ID),
+        (vec!["recover", "runs/20261201-193250-9cae"], NOT_AN_ID),
+        (vec!["recover", "escape"], OUTSIDE),
+    ] {
+        let out = wait(cmd(&args)).await;
+        assert_eq!(
+            out.code, 2,
+            "{args:?} is a usage error\n{}{}",
+            out.stdout, out.stderr
+        );
+        assert!(out.stderr.contains(why), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("run id"),
+            "{args:?}: the refusal names what is allowed: {}",
+            out.stderr
+        );
+    }
+    assert!(
+        !outside.join("report.html").exists(),
+        "nothing was written outside the runs folder"
+    );
+
+    // What worked before still works: an id, a folder or a journal.json inside the runs folder.
+    for args in [
+        vec!["report", id],
+        vec!["report", "runs/20261201-193250-9cae"],
+        vec!["report", &abs_run],
+        vec!["history", "--diff", id, "runs/20261201-193250-9cae/journal.json"],
+    ] {
+        let out = wait(cmd(&args)).await;
+        assert_eq!(out.code, 0, "{args:?}\n{}{}", out.stdout, out.stderr);
+    }
+
+    // A report planted as a symlink in a copied runs folder is replaced, not written through.
+    let victim = s.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").expect("victim");
+    std::fs::remove_file(run.join("report.md")).expect("remove");
+    std::os::unix::fs::symlink(&victim, run.join("report.md")).expect("symlink");
+    let out = wait(cmd(&["report", id])).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep me");
+    assert!(
+        !run.join("report.md").is_symlink(),
+        "the report is a file of its own"
+    );
+}
