@@ -618,6 +618,17 @@ pub fn describe_day(w: Weekday) -> &'static str {
 mod tests {
     use super::*;
 
+    /// The policy's side of the bounded mutation test (see experiment's):
+    /// 200 seeded mutants of the default policy, no panic, a position on
+    /// every rejection.
+    #[test]
+    fn a_mutated_policy_is_rejected_with_a_position_and_never_panics() {
+        let rejected = yaml::mutate::check("policy.yaml", DEFAULT_POLICY, 7, 200, |path, bytes| {
+            load_str(path, &yaml::text(path, bytes)?)
+        });
+        assert!(rejected > 50, "only {rejected} mutants were rejected");
+    }
+
     fn errors(text: &str) -> String {
         match load_str(Path::new("policy.yaml"), text) {
             Ok(_) => panic!("expected the policy to be rejected"),
