@@ -960,3 +960,81 @@ async fn run_ids_and_paths_cannot_escape_the_runs_folder() {
         "the report is a file of its own"
     );
 }
+
+/// Text an attacker (or an unlucky tool) can put into AWS: every report
+/// renders it as text.
+const HOSTILE_AWS: &str = "<script>alert(\"aws\")</script><img src=x onerror='x'> & co";
+
+/// Every report of the run in `dir` renders `HOSTILE_AWS` as text, and the
+/// HTML report shows it escaped.
+fn assert_hostile_aws_text_is_escaped(dir: &Path) {
+    let html = read(&dir.join("report.html"));
+    assert!(
+        html.contains("&lt;script&gt;alert(&quot;aws&quot;)&lt;/script&gt;&lt;img src=x onerror=&#39;x&#39;&gt; &amp; co"),
+        "the text from AWS is in the report, escaped:\n{html}"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("<img") && !html.contains("onerror='"),
+        "no markup from AWS in report.html"
+    );
+    assert!(
+        !read(&dir.join("junit.xml")).contains("<script"),
+        "escaped in XML"
+    );
+    assert!(
+        !read(&dir.join("report.md")).contains("<script"),
+        "escaped in Markdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarm_reasons_and_tag_values_from_aws_are_text_in_every_report() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let s = Scratch::new();
+    let file = s.write("exp.yaml", &experiment(&fleet, "hostile-aws", false, "2s"));
+
+    // An alarm reason: the guardrail is already in ALARM, so the run does not
+    // start and its reason quotes the alarm's StateReason.
+    c.cloudwatch
+        .set_alarm_state()
+        .alarm_name(&fleet.alarm)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason(HOSTILE_AWS)
+        .send()
+        .await
+        .expect("SetAlarmState");
+    let out = finish(run_in(&s, &file, &[]).await, Duration::from_secs(90)).await;
+    assert_eq!(out.code, 5, "not-run\n{}{}", out.stdout, out.stderr);
+    let dir = run_dirs(&s).remove(0);
+    assert_hostile_aws_text_is_escaped(&dir);
+    assert_reports_regenerate(&s, &dir).await;
+
+    // A tag value: a lock on the group whose holder is markup.
+    c.cloudwatch
+        .set_alarm_state()
+        .alarm_name(&fleet.alarm)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Ok)
+        .state_reason("ok")
+        .send()
+        .await
+        .expect("SetAlarmState");
+    let tag = aws_sdk_autoscaling::types::Tag::builder()
+        .resource_id(&fleet.group)
+        .resource_type("auto-scaling-group")
+        .key("gameday:lock")
+        .value(format!("{HOSTILE_AWS} until 2099-01-01T00:00:00Z"))
+        .propagate_at_launch(false)
+        .build();
+    c.autoscaling
+        .create_or_update_tags()
+        .tags(tag)
+        .send()
+        .await
+        .expect("CreateOrUpdateTags");
+    let out = finish(run_in(&s, &file, &[]).await, Duration::from_secs(90)).await;
+    assert_eq!(out.code, 5, "not-run\n{}{}", out.stdout, out.stderr);
+    let dir = run_dirs(&s).remove(1);
+    assert_hostile_aws_text_is_escaped(&dir);
+    assert_reports_regenerate(&s, &dir).await;
+}
