@@ -1038,3 +1038,60 @@ async fn alarm_reasons_and_tag_values_from_aws_are_text_in_every_report() {
     assert_hostile_aws_text_is_escaped(&dir);
     assert_reports_regenerate(&s, &dir).await;
 }
+
+/// Recognisable credentials, none of which may be written anywhere.
+const SECRETS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "AKIAGAMEDAYLEAKCHECK"),
+    (
+        "AWS_SECRET_ACCESS_KEY",
+        "gameday-secret-key-that-must-not-leak-0123",
+    ),
+    (
+        "AWS_SESSION_TOKEN",
+        "gameday-session-token-that-must-not-leak-4567",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_reach_journals_reports_or_logs_even_at_trace_level() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let s = Scratch::new();
+    let file = s.write("exp.yaml", &experiment(&fleet, "secrets", true, "2s"));
+    let _latency = Latency::start(&c, &fleet.group, 100.0);
+    let mut cmd = gameday(&s);
+    cmd.arg("run").arg(&file).arg("--runs-dir").arg(s.runs());
+    // The most verbose logs the binary has: the SDK's and the runner's.
+    cmd.env("GAMEDAY_LOG", "trace").env("RUST_LOG", "trace");
+    for (k, v) in SECRETS {
+        cmd.env(k, v);
+    }
+    let out = finish(cmd.spawn().expect("spawn"), Duration::from_secs(120)).await;
+    assert_eq!(
+        out.code, 0,
+        "passed with these credentials\n{}{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stderr.contains("TRACE") || out.stderr.contains("trace"),
+        "trace logs were on: {}",
+        &out.stderr[..out.stderr.len().min(2000)]
+    );
+    let dir = run_dirs(&s).remove(0);
+    let mut places = vec![("stdout", out.stdout.clone()), ("stderr", out.stderr.clone())];
+    for name in [
+        "events.jsonl",
+        "journal.json",
+        "report.html",
+        "report.md",
+        "junit.xml",
+    ] {
+        places.push((name, read(&dir.join(name))));
+    }
+    for (place, text) in &places {
+        for (k, v) in SECRETS {
+            let lines: Vec<&str> = text.lines().filter(|l| l.contains(v)).take(5).collect();
+            assert!(lines.is_empty(), "{k} appears in {place}:\n{}", lines.join("\n"));
+        }
+    }
+}
