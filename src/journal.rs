@@ -296,6 +296,31 @@ pub enum Event {
         /// What was seen.
         detail: String,
     },
+    /// A metric probe had no new datapoint for longer than its missing-data
+    /// rule's limit (written once, when the silence crosses the limit; what
+    /// it means, a breach, a deviation or nothing, is in the `checked` results).
+    ProbeSilent {
+        /// The probe.
+        probe: String,
+        /// steady_state or guardrail.
+        role: ProbeRole,
+        /// The start of the newest datapoint's period; absent when the probe
+        /// never had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_datapoint: Option<Timestamp>,
+        /// How long (ms) there has been no new datapoint: since the end of the
+        /// newest datapoint's period, or since observation began.
+        silent_for_ms: u64,
+        /// The rule in words, e.g. `breach after 3s`.
+        rule: String,
+    },
+    /// Datapoints of a silent probe came back (written once, after a `probe_silent`).
+    ProbeDataBack {
+        /// The probe.
+        probe: String,
+        /// How long (ms) it had no new datapoint when data came back.
+        gap_ms: u64,
+    },
     /// A relative tolerance was fixed from the baseline measured in this run.
     BaselineMeasured {
         /// The probe.
@@ -519,9 +544,13 @@ pub struct GuardrailCheck {
     /// Whether it can protect the run (exists, not breached, has data, refers to this run).
     pub ok: bool,
     /// Worst-case time (ms) from a real breach to the abort: the alarm's period x
-    /// evaluation periods (or the probe's period x datapoints) plus the interval.
+    /// evaluation periods (or, for a metric, the longer of the probe's period x
+    /// datapoints and its silence limit plus a period) plus the interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worst_case_abort_ms: Option<u64>,
+    /// A metric guardrail's missing-data rule in words, e.g. `breach after 3s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
     /// What was found.
     pub detail: String,
 }

@@ -93,6 +93,9 @@ pub struct ProbeStatus {
     /// Worst-case time from a real breach to the abort (guardrails).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worst_case_abort: Option<String>,
+    /// A metric probe's missing-data rule in words, e.g. `breach after 3s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
     /// Why it is not ready, or what was found.
     pub detail: String,
 }
@@ -353,6 +356,7 @@ pub async fn build(
             check: describe(p, vars),
             ready: c.ok,
             worst_case_abort: c.worst_case_abort_ms.map(crate::util::ms_text),
+            missing: c.missing.clone(),
             detail: c.detail.clone(),
         })
         .collect();
@@ -364,6 +368,9 @@ pub async fn build(
             check: describe(p, vars),
             ready: true,
             worst_case_abort: None,
+            missing: observe::watched(p, ProbeRole::SteadyState, vars, vars, false, exp.timing.interval)
+                .missing_rule()
+                .map(|r| format!("{r} while faults are active")),
             detail: match (&p.kind, p.during) {
                 (ProbeKind::AlarmFires { .. }, _) => "must fire while faults are active and clear after rollback".to_string(),
                 (_, During::Hold) => "must hold during the baseline, while faults are active, and after recovery".to_string(),
@@ -592,9 +599,16 @@ fn fault_plan(f: &crate::experiment::FaultSpec, targets: Targets) -> FaultPlan {
 
 /// A probe in words, variables expanded as the plan knows them.
 fn describe(p: &Probe, vars: &Vars) -> String {
-    observe::watched(p, ProbeRole::SteadyState, vars, vars, false)
-        .info(None)
-        .check
+    observe::watched(
+        p,
+        ProbeRole::SteadyState,
+        vars,
+        vars,
+        false,
+        std::time::Duration::ZERO,
+    )
+    .info(None)
+    .check
 }
 
 #[cfg(test)]

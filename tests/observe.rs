@@ -575,3 +575,161 @@ async fn a_metric_guardrail_over_its_threshold_aborts_and_rolls_back() {
     assert_eq!(breach.len(), 1, "{breach:?}");
     assert_rollback_began_on_the_breach_tick(&j);
 }
+
+/// Publishes `App/Errors` (0 errors) for a group every 200 ms until stopped
+/// or dropped: a service that stops emitting when it dies.
+struct ErrorsPublisher {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ErrorsPublisher {
+    fn start(c: &Clients, group: &str) -> ErrorsPublisher {
+        let (cw, group) = (c.cloudwatch.clone(), group.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                let datum = MetricDatum::builder()
+                    .metric_name("Errors")
+                    .dimensions(
+                        Dimension::builder()
+                            .name("AutoScalingGroupName")
+                            .value(&group)
+                            .build(),
+                    )
+                    .value(0.0)
+                    .unit(StandardUnit::Count)
+                    .timestamp(std::time::SystemTime::now().into())
+                    .build();
+                let _ = cw
+                    .put_metric_data()
+                    .namespace("App")
+                    .metric_data(datum)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        ErrorsPublisher { task }
+    }
+
+    /// The service dies: no more datapoints.
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for ErrorsPublisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An in-place stop held `duration` with a metric guardrail on `App/Errors`
+/// (period 1 s, interval 500 ms: silent after the default 3 s) and `extra`
+/// lines in the guardrail (e.g. `missing: ignore`).
+fn errors_guarded(fleet: &Fleet, duration: &str, extra: &str) -> String {
+    let guard = format!(
+        "guardrails:\n  - name: errors guard\n    metric: {{ namespace: App, name: Errors, dimensions: {{ AutoScalingGroupName: \"${{asg}}\" }}, stat: Sum, period: 1 }}\n    threshold: \"> 100\"\n{extra}"
+    );
+    experiment(
+        fleet,
+        "in-place",
+        "  - asg_healthy: { at_least: 1 }",
+        duration,
+        "baseline: 2s, recovery: 30s",
+    )
+    .replace("guardrails:\n", &guard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_guardrail_that_goes_silent_mid_fault_aborts_and_rolls_back() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let p = ErrorsPublisher::start(&c, &fleet.group);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = Scratch::new();
+    let text = errors_guarded(&fleet, "2m", "");
+
+    // The plan states the rule and counts it in the worst case: a period,
+    // the 3 s of silence, and the 500 ms interval.
+    let file = s.write("plan.yaml", &text);
+    let plan = finish(
+        gameday(&s).arg("plan").arg(&file).spawn().expect("spawn"),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        plan.stdout.contains("missing: breach after 3s")
+            && plan.stdout.contains("worst-case time to abort 4.5s"),
+        "{}{}",
+        plan.stdout,
+        plan.stderr
+    );
+    let json = finish(
+        gameday(&s)
+            .args(["plan", "--output", "json"])
+            .arg(&file)
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let j: serde_json::Value = serde_json::from_str(&json.stdout).expect("plan JSON");
+    let guard = j["guardrails"]
+        .as_array()
+        .expect("guardrails")
+        .iter()
+        .find(|g| g["name"] == "errors guard")
+        .expect("the metric guardrail");
+    assert_eq!(guard["missing"], "breach after 3s", "{guard}");
+
+    let child = run(&s, &text).await;
+    wait_until_any_stopped(&c, &fleet.instances).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    p.stop();
+    let out = finish(child, Duration::from_secs(120)).await;
+    assert_eq!(out.code, 4, "aborted\n{}{}", out.stdout, out.stderr);
+    assert!(
+        all_running(&c, &fleet.instances).await,
+        "the stopped instance runs again"
+    );
+    let j = s.journal();
+    assert_eq!(j["verdict"], "aborted");
+    let reason = j["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("errors guard")
+            && reason.contains("no datapoint for")
+            && reason.contains("missing: breach after 3s"),
+        "the abort names the silence: {reason}"
+    );
+    let silent = events(&j, "probe_silent");
+    assert!(
+        silent.iter().any(|e| e["probe"] == "errors guard"
+            && e["role"] == "guardrail"
+            && e["last_datapoint"].is_string()),
+        "the silence is journaled: {silent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_metric_guardrail_with_missing_ignore_does_not_abort() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let p = ErrorsPublisher::start(&c, &fleet.group);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = Scratch::new();
+    let child = run(&s, &errors_guarded(&fleet, "10s", "    missing: ignore\n")).await;
+    wait_until_any_stopped(&c, &fleet.instances).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    p.stop();
+    let out = finish(child, Duration::from_secs(120)).await;
+    assert_eq!(out.code, 0, "passed\n{}{}", out.stdout, out.stderr);
+    assert!(all_running(&c, &fleet.instances).await);
+    let j = s.journal();
+    assert_eq!(j["verdict"], "passed");
+    assert!(
+        events(&j, "probe_silent")
+            .iter()
+            .any(|e| e["probe"] == "errors guard"),
+        "the silence is still journaled"
+    );
+}

@@ -224,6 +224,14 @@ guardrails:
   - metric: { namespace: App, name: Errors, stat: Sum, period: 10 }
     threshold: \"> 50\"
     datapoints: 2
+    missing: breach
+    missing_after: 1m
+  - metric: { namespace: App, name: Throttles, stat: Sum, period: 60 }
+    threshold: \"> 0\"
+    missing: ok
+  - metric: { namespace: App, name: Retries, stat: Sum, period: 60 }
+    threshold: \"> 5\"
+    missing: ignore
 faults:
   - name: stop
     action: ec2:stop-instances
@@ -323,4 +331,32 @@ fn a_file_that_is_not_utf8_is_rejected_at_the_first_invalid_byte() {
         ),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_missing_data_rule_says_what_was_expected() {
+    let text = "\
+version: 1
+name: bad-missing
+hypothesis: h
+environment: { mode: in-place, autoscaling_group: web }
+steady_state:
+  - metric: { namespace: App, name: Latency, period: 60 }
+    expect: \"< 3\"
+    missing: deviate
+guardrails:
+  - metric: { namespace: App, name: Errors, stat: Sum, period: 10 }
+    threshold: \"> 5\"
+    missing_after: 15s
+  - metric: { namespace: App, name: Errors, stat: Sum, period: 10 }
+    threshold: \"> 5\"
+    missing: ignore
+    missing_after: 1m
+  - alarm: web-5xx
+    missing: ok
+faults:
+  - name: stop
+    action: ec2:stop-instances
+";
+    insta::assert_snapshot!(errors(text));
 }

@@ -146,7 +146,12 @@ pub(super) fn render_plan(plan: &Plan, rules: &[RuleResult]) -> String {
     if !plan.steady_state.is_empty() {
         let _ = writeln!(s, "\nsteady state:");
         for p in &plan.steady_state {
-            let _ = writeln!(s, "  {}: {} ({})", p.name, p.check, p.detail);
+            let missing = p
+                .missing
+                .as_ref()
+                .map(|m| format!("; missing: {m}"))
+                .unwrap_or_default();
+            let _ = writeln!(s, "  {}: {} ({}{missing})", p.name, p.check, p.detail);
         }
     }
     let _ = writeln!(s, "\nfaults (timeline):");

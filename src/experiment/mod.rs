@@ -126,6 +126,60 @@ pub enum InsufficientData {
     Breach,
 }
 
+/// What a metric probe makes of silence, in the spirit of CloudWatch's
+/// `TreatMissingData`: a dying service often stops emitting metrics before
+/// anything else, so a guardrail judged on its last datapoint for ever would
+/// be blind exactly when it matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Missing {
+    /// What silence longer than the limit counts as.
+    pub treat: TreatMissing,
+    /// `missing_after`: the limit as written; `None`: [`default_silence`].
+    pub after: Option<Duration>,
+}
+
+impl Missing {
+    /// How long a probe of `period` seconds, read every `interval`, may go
+    /// without a new datapoint before its rule applies.
+    pub fn limit(&self, period: u32, interval: Duration) -> Duration {
+        self.after.unwrap_or_else(|| default_silence(period, interval))
+    }
+}
+
+/// The default silence limit: three periods or three intervals, whichever is
+/// longer. A healthy metric's newest complete datapoint is at most one period
+/// old plus CloudWatch's publication delay (seconds for high-resolution
+/// metrics, about a minute for standard ones), so three periods leave room
+/// for a late datapoint, and three intervals for a slow or failed read.
+pub fn default_silence(period: u32, interval: Duration) -> Duration {
+    Duration::from_secs(3 * period as u64).max(3 * interval)
+}
+
+/// `missing:` the values of a metric probe's missing-data rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TreatMissing {
+    /// Silence past the limit is a breach (guardrail) or a deviation (steady
+    /// state, while faults are active). The default.
+    #[default]
+    Breach,
+    /// Silence changes nothing: the last datapoint is judged (for sparse metrics).
+    Ignore,
+    /// Silence past the limit counts as fine (for sparse metrics, such as
+    /// errors published only when they happen).
+    Ok,
+}
+
+impl TreatMissing {
+    /// The value as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TreatMissing::Breach => "breach",
+            TreatMissing::Ignore => "ignore",
+            TreatMissing::Ok => "ok",
+        }
+    }
+}
+
 /// `compare`: how far the experiment may drift from the control (parallel mode).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Compare {
@@ -152,6 +206,8 @@ pub enum ProbeKind {
         datapoints: u32,
         /// Steady state in parallel mode: judge against the control too.
         compare: Option<Compare>,
+        /// What silence (no new datapoint for a while) means.
+        missing: Missing,
     },
     /// A CloudWatch alarm (metric or composite): a breach while it is in ALARM.
     Alarm {

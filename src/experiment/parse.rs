@@ -64,6 +64,8 @@ const STEADY_KEYS: &[&str] = &[
     "expect",
     "datapoints",
     "compare",
+    "missing",
+    "missing_after",
     "during",
     "alarm",
     "insufficient_data",
@@ -75,6 +77,8 @@ const GUARD_KEYS: &[&str] = &[
     "metric",
     "threshold",
     "datapoints",
+    "missing",
+    "missing_after",
     "alarm",
     "insufficient_data",
     "asg_healthy",
@@ -416,6 +420,16 @@ fn decode_probe(
     {
         d.error(yaml::loc(n), format!("{what}: `during` does not apply to `alarm_fires` (it is expected to fire while faults are active)"));
     }
+    if kinds[0] != "metric" {
+        for k in ["missing", "missing_after"] {
+            if let Some(n) = m.get(k) {
+                d.error(
+                    yaml::loc(n),
+                    format!("{what}: `{k}` applies only to a metric probe (the missing-data rule)"),
+                );
+            }
+        }
+    }
     let (kind, default_name) = match kinds[0] {
         "metric" => {
             let query = decode_metric_spec(d, m.get("metric")?, &format!("{what}.metric"));
@@ -457,7 +471,23 @@ fn decode_probe(
                 Some(n) => decode_compare(d, n, &format!("{what}.compare")).map(Some),
                 None => Some(None),
             };
+            let missing = decode_missing(d, &m, what);
             let query = query?;
+            let missing = missing?;
+            if let Some(after) = missing.after
+                && after < Duration::from_secs(2 * query.period() as u64)
+                && let Some(n) = m.get("missing_after")
+            {
+                d.error_help(
+                    yaml::loc(n),
+                    format!(
+                        "{what}.missing_after: {} is shorter than two periods of the metric ({}s each)",
+                        crate::util::format_duration(after),
+                        query.period()
+                    ),
+                    "a healthy metric's newest datapoint is up to a period old plus CloudWatch's delay; leave it out for the default (three periods or three intervals, whichever is longer)",
+                );
+            }
             let name = match &query {
                 MetricSpec::Stat(q) => format!("{} {}", q.name, q.stat),
                 MetricSpec::Math { expression, .. } => expression.clone(),
@@ -468,6 +498,7 @@ fn decode_probe(
                     tolerance: tolerance?,
                     datapoints: datapoints?,
                     compare: compare?,
+                    missing,
                 },
                 name,
             )
@@ -585,6 +616,44 @@ fn decode_probe(
         during: during?,
         loc: m.loc(),
     })
+}
+
+/// `missing` and `missing_after` of a metric probe: what silence means, and after how long.
+fn decode_missing(d: &mut Decoder, m: &yaml::Map, what: &str) -> Option<Missing> {
+    let treat = match m.get("missing") {
+        None => Some(TreatMissing::Breach),
+        Some(n) => match d.string(n, &format!("{what}.missing"))?.value.as_str() {
+            "breach" => Some(TreatMissing::Breach),
+            "ignore" => Some(TreatMissing::Ignore),
+            "ok" => Some(TreatMissing::Ok),
+            other => {
+                d.error_help(
+                    yaml::loc(n),
+                    format!("{what}.missing: `{other}`: expected `breach`, `ignore` or `ok`"),
+                    "`breach` (default): no new datapoint for `missing_after` is a breach (guardrail) or a deviation while faults are active (steady state); `ignore`: the last datapoint is judged; `ok`: silence counts as fine",
+                );
+                None
+            }
+        },
+    };
+    let after = match m.get("missing_after") {
+        None => Some(None),
+        Some(n) => d
+            .duration(n, &format!("{what}.missing_after"))
+            .map(|s| Some(s.value)),
+    };
+    let treat = treat?;
+    let after = after?;
+    if treat == TreatMissing::Ignore
+        && let Some(n) = m.get("missing_after")
+    {
+        d.error(
+            yaml::loc(n),
+            format!("{what}.missing_after: does not apply to `missing: ignore` (silence changes nothing)"),
+        );
+        return None;
+    }
+    Some(Missing { treat, after })
 }
 
 /// `metric:` is one metric (`namespace`, `name`, ...) or metric math

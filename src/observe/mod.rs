@@ -23,8 +23,8 @@ use jiff::Timestamp;
 
 use crate::aws::{AlarmInfo, AlarmKind, Aws, AwsError, api, describe_alarms};
 use crate::experiment::{
-    CapacityBound, Compare, During, Expect, Experiment, InsufficientData, MetricQuery, MetricSpec, Probe,
-    ProbeKind, Tolerance,
+    CapacityBound, Compare, During, Expect, Experiment, InsufficientData, MetricQuery, MetricSpec, Missing,
+    Probe, ProbeKind, Tolerance, TreatMissing,
 };
 use crate::journal::{Event, GuardrailCheck, Phase, Point, ProbeInfo, ProbeResult, ProbeRole, SeriesOf};
 use crate::model::Vars;
@@ -88,6 +88,10 @@ pub enum Check {
         datapoints: u32,
         /// Judge against the control.
         compare: Option<Compare>,
+        /// What silence means.
+        missing: Missing,
+        /// How long it may go without a new datapoint before `missing` applies.
+        silence: Duration,
     },
     /// An alarm's state.
     Alarm {
@@ -119,27 +123,37 @@ pub enum Check {
 /// exist before the run, see `source`; the control series of a metric of
 /// `${asg}` is read in parallel mode from `source`.
 pub fn watch_list(exp: &Experiment, run: &Vars, source: &Vars, parallel: bool) -> Vec<Watched> {
+    let interval = exp.timing.interval;
     let steady = exp
         .steady_state
         .iter()
-        .map(|p| watched(p, ProbeRole::SteadyState, run, source, parallel));
+        .map(|p| watched(p, ProbeRole::SteadyState, run, source, parallel, interval));
     steady
         .chain(
             exp.guardrails
                 .iter()
-                .map(|p| watched(p, ProbeRole::Guardrail, run, source, parallel)),
+                .map(|p| watched(p, ProbeRole::Guardrail, run, source, parallel, interval)),
         )
         .collect()
 }
 
-/// One probe, watched in `role` (an `alarm_fires` probe is always detection).
-pub fn watched(p: &Probe, role: ProbeRole, run: &Vars, source: &Vars, parallel: bool) -> Watched {
+/// One probe, watched in `role` (an `alarm_fires` probe is always detection),
+/// read every `interval`.
+pub fn watched(
+    p: &Probe,
+    role: ProbeRole,
+    run: &Vars,
+    source: &Vars,
+    parallel: bool,
+    interval: Duration,
+) -> Watched {
     let (role, check) = match &p.kind {
         ProbeKind::Metric {
             query,
             tolerance,
             datapoints,
             compare,
+            missing,
         } => {
             let control =
                 (parallel && query.uses_asg() && source.asg.is_some()).then(|| expand_spec(query, source));
@@ -151,6 +165,8 @@ pub fn watched(p: &Probe, role: ProbeRole, run: &Vars, source: &Vars, parallel: 
                     expect: *tolerance,
                     datapoints: *datapoints,
                     compare: *compare,
+                    missing: *missing,
+                    silence: missing.limit(query.period(), interval),
                 },
             )
         }
@@ -222,6 +238,14 @@ fn expand_spec(spec: &MetricSpec, vars: &Vars) -> MetricSpec {
 }
 
 impl Watched {
+    /// A metric probe's missing-data rule in words, e.g. `breach after 3s`.
+    pub fn missing_rule(&self) -> Option<String> {
+        match &self.check {
+            Check::Metric { missing, silence, .. } => Some(rule_text(*missing, *silence)),
+            _ => None,
+        }
+    }
+
     /// The probe as reports show it.
     pub fn info(&self, tolerance: Option<Tolerance>) -> ProbeInfo {
         let (kind, check, limits, control) = match &self.check {
@@ -293,6 +317,13 @@ impl Watched {
 
 fn fmt_dur(d: Duration) -> String {
     crate::util::format_duration(d)
+}
+
+fn rule_text(missing: Missing, silence: Duration) -> String {
+    match missing.treat {
+        TreatMissing::Ignore => "ignore".to_string(),
+        t => format!("{} after {}", t.as_str(), fmt_dur(silence)),
+    }
 }
 
 // ---------------------------------------------------------------- reading
@@ -581,6 +612,9 @@ struct State {
     last_detail: String,
     detected_at: Option<Timestamp>,
     cleared_at: Option<Timestamp>,
+    /// A metric without a new datapoint for longer than its silence limit
+    /// (`probe_silent` was journaled; `probe_data_back` ends it).
+    silent: bool,
 }
 
 /// Judges readings and remembers what the run needs afterwards.
@@ -590,6 +624,9 @@ pub struct Observer {
     queries: Arc<Queries>,
     states: Vec<State>,
     alarm_last: HashMap<String, String>,
+    /// When the first reading arrived: a metric that never had a datapoint
+    /// has been silent since then.
+    watching_since: Option<Timestamp>,
     /// When the first fault took effect (detection windows start here).
     pub injected_at: Option<Timestamp>,
     /// When the last fault was rolled back (recovery and clear windows start here).
@@ -619,6 +656,7 @@ impl Observer {
             queries,
             states,
             alarm_last: HashMap::new(),
+            watching_since: None,
             injected_at: None,
             rolled_back_at: None,
         }
@@ -676,6 +714,7 @@ impl Observer {
             }
         }
         let faults_active = matches!(phase, Phase::Inject | Phase::Rollback);
+        let watching_since = *self.watching_since.get_or_insert(r.at);
         for i in 0..self.watched.len() {
             let w = &self.watched[i];
             let (ids, st) = (&self.queries.ids[i], &mut self.states[i]);
@@ -689,9 +728,18 @@ impl Observer {
                 detail: String::new(),
             };
             match &w.check {
-                Check::Metric { spec, datapoints, .. } => {
+                Check::Metric {
+                    spec,
+                    datapoints,
+                    missing,
+                    silence,
+                    ..
+                } => {
                     let now = r.at.as_second();
-                    let keep = |t: i64| !spec.cumulative() || t + spec.period() as i64 <= now;
+                    let period = spec.period() as i64;
+                    let keep = |t: i64| !spec.cumulative() || t + period <= now;
+                    let silent_before =
+                        silent_ms(st.experiment.keys().next_back(), period, watching_since, r.at);
                     if let Some(points) = ids.0.as_ref().and_then(|id| r.metrics.get(id)) {
                         st.experiment
                             .extend(points.iter().copied().filter(|(t, _)| keep(*t)));
@@ -709,7 +757,32 @@ impl Observer {
                         .take(*datapoints as usize)
                         .copied()
                         .collect();
-                    let (ok, detail) = judge_metric(w.role, st.tolerance, &recent, *datapoints);
+                    let last = st.experiment.keys().next_back().copied();
+                    let silent_for = silent_ms(last.as_ref(), period, watching_since, r.at);
+                    let limit = silence.as_millis() as u64;
+                    let last_datapoint = last.and_then(|t| Timestamp::from_second(t).ok());
+                    if silent_for > limit && !st.silent {
+                        st.silent = true;
+                        out.events.push(Event::ProbeSilent {
+                            probe: w.name.clone(),
+                            role: w.role,
+                            last_datapoint,
+                            silent_for_ms: silent_for,
+                            rule: rule_text(*missing, *silence),
+                        });
+                    } else if silent_for <= limit && st.silent {
+                        st.silent = false;
+                        out.events.push(Event::ProbeDataBack {
+                            probe: w.name.clone(),
+                            gap_ms: silent_before,
+                        });
+                    }
+                    // A steady state's silence counts only while faults are
+                    // active: the baseline demands data of its own
+                    // (`finish_baseline`), and recovery a fresh datapoint.
+                    let applies = w.role == ProbeRole::Guardrail || faults_active;
+                    let (ok, detail) = judge_silence(*missing, *silence, silent_for, last_datapoint, applies)
+                        .unwrap_or_else(|| judge_metric(w.role, st.tolerance, &recent, *datapoints));
                     result.ok = ok;
                     result.detail = detail;
                 }
@@ -1045,6 +1118,42 @@ impl Observer {
     }
 }
 
+/// How long (ms) a metric has had no new datapoint at `now`: since the end of
+/// its newest datapoint's period (`last` is its start), or, without any,
+/// since observation began.
+fn silent_ms(last: Option<&i64>, period: i64, watching_since: Timestamp, now: Timestamp) -> u64 {
+    let from = match last {
+        Some(t) => (t + period) * 1000,
+        None => watching_since.as_millisecond(),
+    };
+    u64::try_from(now.as_millisecond() - from).unwrap_or(0)
+}
+
+/// What a metric's missing-data rule makes of `silent_for` ms without a new
+/// datapoint: `None` when the datapoints decide (silence within the limit,
+/// `missing: ignore`, or a rule that does not apply now).
+fn judge_silence(
+    missing: Missing,
+    limit: Duration,
+    silent_for: u64,
+    last: Option<Timestamp>,
+    applies: bool,
+) -> Option<(bool, String)> {
+    if !applies || missing.treat == TreatMissing::Ignore || silent_for <= limit.as_millis() as u64 {
+        return None;
+    }
+    let since = match last {
+        Some(t) => format!("since the one for {t}"),
+        None => "since observation began".to_string(),
+    };
+    let detail = format!(
+        "no datapoint for {} {since} (missing: {})",
+        ms_text(silent_for / 100 * 100),
+        rule_text(missing, limit)
+    );
+    Some((missing.treat == TreatMissing::Ok, detail))
+}
+
 /// Judges a metric's most recent datapoints (newest first): a steady state
 /// deviates, and a guardrail is breached, when all of the last `n` are on the
 /// wrong side of the tolerance.
@@ -1243,6 +1352,7 @@ pub async fn preflight(aws: &Aws, exp: &Experiment, vars: &Vars) -> Result<Prefl
                     guardrail: w.name.clone(),
                     ok: false,
                     worst_case_abort_ms: None,
+                    missing: None,
                     detail: format!("alarm `{alarm}` does not exist"),
                 },
                 Some(a) => {
@@ -1281,23 +1391,43 @@ pub async fn preflight(aws: &Aws, exp: &Experiment, vars: &Vars) -> Result<Prefl
                         guardrail: w.name.clone(),
                         ok,
                         worst_case_abort_ms: worst,
+                        missing: None,
                         detail,
                     }
                 }
             },
-            Check::Metric { spec, datapoints, .. } => GuardrailCheck {
-                guardrail: w.name.clone(),
-                ok: true,
-                worst_case_abort_ms: Some(spec.period() as u64 * *datapoints as u64 * 1000 + interval_ms),
-                detail: format!(
-                    "metric {}: its data is checked during the baseline",
-                    spec.describe()
-                ),
-            },
+            Check::Metric {
+                spec,
+                datapoints,
+                missing,
+                silence,
+                ..
+            } => {
+                let rule = rule_text(*missing, *silence);
+                let silent = match missing.treat {
+                    TreatMissing::Breach => "; a silent metric aborts the run",
+                    TreatMissing::Ignore | TreatMissing::Ok => {
+                        "; a silent metric never aborts the run (for sparse metrics)"
+                    }
+                };
+                GuardrailCheck {
+                    guardrail: w.name.clone(),
+                    ok: true,
+                    worst_case_abort_ms: Some(
+                        metric_delay_ms(spec.period(), *datapoints, *missing, *silence) + interval_ms,
+                    ),
+                    missing: Some(rule.clone()),
+                    detail: format!(
+                        "metric {}: its data is checked during the baseline; missing: {rule}{silent}",
+                        spec.describe()
+                    ),
+                }
+            }
             Check::Capacity { group, .. } => GuardrailCheck {
                 guardrail: w.name.clone(),
                 ok: true,
                 worst_case_abort_ms: Some(interval_ms),
+                missing: None,
                 detail: format!("healthy capacity of `{group}`, read every interval"),
             },
             Check::Fires { .. } => continue,
@@ -1314,6 +1444,19 @@ pub async fn preflight(aws: &Aws, exp: &Experiment, vars: &Vars) -> Result<Prefl
         worst_case_abort_ms: worst,
         max_abort_delay_ms: exp.timing.max_abort_delay.map(|d| d.as_millis() as u64),
     })
+}
+
+/// How long a metric guardrail can take to see a breach, before the next
+/// read: `datapoints` periods out of its threshold, or, with `missing:
+/// breach`, a service that stops emitting: its last datapoint's period may
+/// end up to a period after it died, and then the silence limit must pass.
+fn metric_delay_ms(period: u32, datapoints: u32, missing: Missing, silence: Duration) -> u64 {
+    let period_ms = period as u64 * 1000;
+    let threshold = period_ms * datapoints as u64;
+    match missing.treat {
+        TreatMissing::Breach => threshold.max(period_ms + silence.as_millis() as u64),
+        TreatMissing::Ignore | TreatMissing::Ok => threshold,
+    }
 }
 
 /// How long `alarm` can take to go to ALARM after its metric breaches: period
@@ -1393,6 +1536,169 @@ mod tests {
             "relative tolerance before the baseline"
         );
         assert!(judge_metric(ProbeRole::SteadyState, t, &[], 1).0, "no data yet");
+    }
+
+    /// A guardrail `App/Errors Average > 50` of period 1 s with `missing`.
+    fn silent_watch(role: ProbeRole, treat: TreatMissing) -> Observer {
+        let spec = MetricSpec::Stat(MetricQuery {
+            namespace: "App".into(),
+            name: "Errors".into(),
+            dimensions: Vec::new(),
+            stat: "Average".into(),
+            period: 1,
+        });
+        Observer::new(vec![Watched {
+            name: "errors".into(),
+            role,
+            during: During::Hold,
+            check: Check::Metric {
+                spec,
+                control: None,
+                expect: Expect::Fixed(match role {
+                    ProbeRole::Guardrail => Tolerance::Gt(50.0),
+                    _ => Tolerance::Lt(50.0),
+                }),
+                datapoints: 1,
+                compare: None,
+                missing: Missing { treat, after: None },
+                silence: Duration::from_secs(3),
+            },
+        }])
+    }
+
+    /// A reading at `ms` (since the epoch) with `points` of the probe.
+    fn reading_at(ms: i64, points: &[(i64, f64)]) -> Reading {
+        Reading {
+            at: Timestamp::from_millisecond(ms).expect("time"),
+            metrics: HashMap::from([("p0e".to_string(), points.to_vec())]),
+            alarms: HashMap::new(),
+            groups: HashMap::new(),
+        }
+    }
+
+    fn silent_events(j: &Judged) -> Vec<&Event> {
+        j.events
+            .iter()
+            .filter(|e| matches!(e, Event::ProbeSilent { .. } | Event::ProbeDataBack { .. }))
+            .collect()
+    }
+
+    #[test]
+    fn a_silent_guardrail_breaches_after_its_limit_and_clears_when_data_comes_back() {
+        let mut obs = silent_watch(ProbeRole::Guardrail, TreatMissing::Breach);
+        // The datapoint of second 1000 ends at 1001 s.
+        let j = obs.judge(&reading_at(1_000_500, &[(1000, 1.0)]), Phase::Inject);
+        assert!(j.results[0].ok && j.breaches.is_empty());
+        let j = obs.judge(&reading_at(1_003_900, &[(1000, 1.0)]), Phase::Inject);
+        assert!(
+            j.results[0].ok,
+            "2.9 s of silence is within 3 s: {}",
+            j.results[0].detail
+        );
+        assert!(silent_events(&j).is_empty());
+        let j = obs.judge(&reading_at(1_007_000, &[]), Phase::Inject);
+        assert_eq!(j.breaches.len(), 1, "6 s of silence breaches");
+        assert_eq!(
+            j.breaches[0].detail,
+            "no datapoint for 6s since the one for 1970-01-01T00:16:40Z (missing: breach after 3s)"
+        );
+        assert!(matches!(
+            silent_events(&j)[..],
+            [Event::ProbeSilent {
+                silent_for_ms: 6000,
+                last_datapoint: Some(_),
+                ..
+            }]
+        ));
+        let j = obs.judge(&reading_at(1_008_000, &[]), Phase::Inject);
+        assert!(!j.results[0].ok && silent_events(&j).is_empty(), "journaled once");
+        let j = obs.judge(&reading_at(1_009_200, &[(1008, 2.0)]), Phase::Inject);
+        assert!(j.results[0].ok && j.breaches.is_empty(), "data back clears it");
+        assert!(matches!(
+            silent_events(&j)[..],
+            [Event::ProbeDataBack { gap_ms: 8200, .. }]
+        ));
+    }
+
+    #[test]
+    fn a_guardrail_that_never_had_data_is_silent_since_observation_began() {
+        let mut obs = silent_watch(ProbeRole::Guardrail, TreatMissing::Breach);
+        assert!(obs.judge(&reading_at(1_000_000, &[]), Phase::Baseline).results[0].ok);
+        let j = obs.judge(&reading_at(1_004_000, &[]), Phase::Baseline);
+        assert_eq!(
+            j.results[0].detail,
+            "no datapoint for 4s since observation began (missing: breach after 3s)"
+        );
+        assert!(!j.results[0].ok);
+    }
+
+    #[test]
+    fn ignore_and_ok_never_trip_on_silence() {
+        for treat in [TreatMissing::Ignore, TreatMissing::Ok] {
+            let mut obs = silent_watch(ProbeRole::Guardrail, treat);
+            obs.judge(&reading_at(1_000_500, &[(1000, 1.0)]), Phase::Inject);
+            let j = obs.judge(&reading_at(1_060_000, &[]), Phase::Inject);
+            assert!(j.breaches.is_empty(), "{treat:?}: {}", j.results[0].detail);
+            assert_eq!(
+                silent_events(&j).len(),
+                1,
+                "the silence is journaled all the same"
+            );
+        }
+        // A last datapoint over the threshold: `ignore` judges it for ever, `ok` lets silence win.
+        let mut ignore = silent_watch(ProbeRole::Guardrail, TreatMissing::Ignore);
+        ignore.judge(&reading_at(1_000_500, &[(1000, 1.0)]), Phase::Inject);
+        assert!(
+            !ignore
+                .judge(&reading_at(1_001_500, &[(1001, 90.0)]), Phase::Inject)
+                .results[0]
+                .ok
+        );
+        assert!(!ignore.judge(&reading_at(1_060_000, &[]), Phase::Inject).results[0].ok);
+        let mut ok = silent_watch(ProbeRole::Guardrail, TreatMissing::Ok);
+        ok.judge(&reading_at(1_001_500, &[(1001, 90.0)]), Phase::Inject);
+        let j = ok.judge(&reading_at(1_060_000, &[]), Phase::Inject);
+        assert!(j.results[0].ok && j.results[0].detail.contains("missing: ok after 3s"));
+    }
+
+    #[test]
+    fn a_silent_steady_state_deviates_only_while_faults_are_active() {
+        let mut obs = silent_watch(ProbeRole::SteadyState, TreatMissing::Breach);
+        obs.judge(&reading_at(1_000_500, &[(1000, 1.0)]), Phase::Baseline);
+        assert!(
+            obs.judge(&reading_at(1_010_000, &[]), Phase::Baseline).results[0].ok,
+            "at baseline, today's rule: the baseline demands data of its own"
+        );
+        let j = obs.judge(&reading_at(1_011_000, &[]), Phase::Inject);
+        assert!(!j.results[0].ok && j.breaches.is_empty());
+        assert_eq!(obs.deviations_during_faults().len(), 1);
+    }
+
+    #[test]
+    fn the_worst_case_time_to_abort_counts_the_silence() {
+        let breach = Missing::default();
+        let s3 = Duration::from_secs(3);
+        assert_eq!(
+            metric_delay_ms(1, 1, breach, s3),
+            4_000,
+            "a period, then the limit"
+        );
+        assert_eq!(metric_delay_ms(60, 5, breach, Duration::from_secs(180)), 300_000);
+        let ok = Missing {
+            treat: TreatMissing::Ok,
+            after: None,
+        };
+        assert_eq!(metric_delay_ms(1, 2, ok, s3), 2_000);
+        assert_eq!(
+            crate::experiment::default_silence(1, Duration::from_millis(500)),
+            s3,
+            "three periods"
+        );
+        assert_eq!(
+            crate::experiment::default_silence(1, Duration::from_secs(5)),
+            Duration::from_secs(15),
+            "or three intervals, whichever is longer"
+        );
     }
 
     #[test]

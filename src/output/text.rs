@@ -281,6 +281,33 @@ pub fn describe(event: &Event, voice: Voice) -> Option<String> {
                 format!("`{probe}` out of tolerance ({}): {detail}", phase_name(*phase))
             }
         }
+        Event::ProbeSilent {
+            probe,
+            last_datapoint,
+            silent_for_ms,
+            rule,
+            ..
+        } => {
+            let last = match last_datapoint {
+                Some(t) if live => format!("the last for {}", t.strftime("%H:%M:%SZ")),
+                Some(t) => format!("the last for {t}"),
+                None => "none since observation began".to_string(),
+            };
+            let silent = ms_text(silent_for_ms / 100 * 100);
+            if live {
+                format!("SILENT: {probe}: no datapoint for {silent}, {last} (missing: {rule})")
+            } else {
+                format!("`{probe}` went silent: no datapoint for {silent}, {last} (missing: {rule})")
+            }
+        }
+        Event::ProbeDataBack { probe, gap_ms } => {
+            let gap = ms_text(gap_ms / 100 * 100);
+            if live {
+                format!("data back: {probe} after {gap} without a datapoint")
+            } else {
+                format!("`{probe}` has data again after a gap of {gap}")
+            }
+        }
         Event::BaselineMeasured {
             probe,
             value,

@@ -294,7 +294,8 @@ fn category(event: &Event) -> (&'static str, bool) {
         Event::GuardrailBreached { .. } => ("guardrail", true),
         Event::Abort { .. } => ("abort", true),
         Event::Deviation { .. } => ("deviation", true),
-        Event::BaselineMeasured { .. } => ("probe", false),
+        Event::BaselineMeasured { .. } | Event::ProbeDataBack { .. } => ("probe", false),
+        Event::ProbeSilent { .. } => ("probe", true),
         Event::AlarmChanged { to, .. } => ("alarm", to == "ALARM"),
         Event::Comparison { ok, .. } | Event::Detection { ok, .. } => ("probe", !ok),
         Event::RecoveryResult { recovered, .. } => ("probe", !recovered),
@@ -371,6 +372,10 @@ fn probes(s: &Summary) -> Vec<ProbeOutcome> {
                 (_, _) if checks == 0 => (false, "not checked".to_string()),
                 (_, _) => (false, format!("held at every one of {checks} checks")),
             };
+            let detail = match silences(s, &info.name) {
+                Some(gaps) => format!("{detail}; {gaps}"),
+                None => detail,
+            };
             ProbeOutcome {
                 info,
                 failed,
@@ -381,6 +386,42 @@ fn probes(s: &Summary) -> Vec<ProbeOutcome> {
             }
         })
         .collect()
+}
+
+/// A probe's gaps in its data, in words (`went silent twice, the longest
+/// gap 6s`), from its `probe_silent` and `probe_data_back` events; `None`
+/// when it never went silent.
+fn silences(s: &Summary, probe: &str) -> Option<String> {
+    let (mut count, mut longest, mut open) = (0, 0, None);
+    for e in &s.events {
+        match &e.event {
+            Event::ProbeSilent { probe: p, .. } if p == probe => {
+                count += 1;
+                open = Some(e.at);
+            }
+            Event::ProbeDataBack { probe: p, gap_ms } if p == probe => {
+                longest = longest.max(*gap_ms);
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    let times = match count {
+        1 => "once".to_string(),
+        2 => "twice".to_string(),
+        n => format!("{n} times"),
+    };
+    let mut out = format!("went silent {times}");
+    if longest > 0 {
+        out += &format!(", the longest gap {}", ms_text(longest / 100 * 100));
+    }
+    if let Some(at) = open {
+        out += &format!("; no data since it went silent at {}", at.strftime("%H:%M:%SZ"));
+    }
+    Some(out)
 }
 
 /// What the journal says against a probe: its detection or comparison
