@@ -6,7 +6,9 @@
 //! to undo it), after it an `outcome`. A crash therefore never leaves an
 //! unknown state: `gameday recover` can read the file and finish the job.
 //! `journal.json` is derived from the events at the end of the run, by the
-//! output layer (`output::summary`); this module is the schema and the log only.
+//! output layer (`output::summary`); this module is the schema and the log only,
+//! and where a run's folder is: [`run_dir`] and [`run_path`] keep a run id or
+//! path from the command line (or from a tag in AWS) inside the runs folder.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -785,4 +787,149 @@ pub fn pending_undos(events: &[Entry]) -> Vec<Pending> {
     }
     pending.reverse();
     pending
+}
+
+/// Why a run named on the command line (or in a tag) was refused before
+/// anything was read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RunNameError {
+    /// Not the shape of a run id (a path, `..`, odd characters).
+    #[error(
+        "`{given}` is not a run id: a run id names a folder of the runs folder, like 20261125-112701-5c57 \
+         (letters, digits, `-`, `_` and `.`, not starting with `.`, no `/`)"
+    )]
+    NotAnId {
+        /// What was given.
+        given: String,
+    },
+    /// It resolves to somewhere outside the runs folder.
+    #[error(
+        "`{given}` leads outside the runs folder {} (through `..`, an absolute path or a symlink): \
+         name a run by its run id or by a path inside the runs folder; for runs kept elsewhere, pass --runs-dir",
+        runs_dir.display()
+    )]
+    Outside {
+        /// What was given.
+        given: String,
+        /// The runs folder.
+        runs_dir: PathBuf,
+    },
+}
+
+/// Whether `id` has the shape of a run id: what `engine::new_run_id` makes
+/// (`YYYYMMDD-HHMMSS-xxxx`) and any other plain folder name: ASCII letters,
+/// digits, `-`, `_` and `.`, not starting with `.` (so never `.` or `..`),
+/// at most 128 characters. No separator, so it cannot name a path.
+pub fn is_run_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The folder of run `id` in `runs_dir`. Refused when `id` is not a run id,
+/// or when the folder is a symlink that resolves outside the runs folder (a
+/// symlink to another run folder inside it is fine). A folder that does not
+/// exist is returned as is: the caller says "no such run".
+pub fn run_dir(runs_dir: &Path, id: &str) -> Result<PathBuf, RunNameError> {
+    if !is_run_id(id) {
+        return Err(RunNameError::NotAnId {
+            given: id.to_string(),
+        });
+    }
+    let dir = runs_dir.join(id);
+    if std::fs::symlink_metadata(&dir).is_err() {
+        return Ok(dir);
+    }
+    inside(runs_dir, &dir, id)?;
+    Ok(dir)
+}
+
+/// `path` (a run folder or a file in one, as the user typed it), refused
+/// unless it exists and resolves, symlinks and `..` followed, to something
+/// strictly inside the runs folder. Returns the resolved path, so that what
+/// was checked is what is used.
+/// `given` is what the user typed, for the message.
+pub fn run_path(runs_dir: &Path, path: &Path, given: &str) -> Result<PathBuf, RunNameError> {
+    inside(runs_dir, path, given)
+}
+
+fn inside(runs_dir: &Path, path: &Path, given: &str) -> Result<PathBuf, RunNameError> {
+    let outside = || RunNameError::Outside {
+        given: given.to_string(),
+        runs_dir: runs_dir.to_path_buf(),
+    };
+    let runs = runs_dir.canonicalize().map_err(|_| outside())?;
+    // A dangling symlink does not resolve: it leads nowhere we can check.
+    let real = path.canonicalize().map_err(|_| outside())?;
+    if real != runs && real.starts_with(&runs) {
+        Ok(real)
+    } else {
+        Err(outside())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_id_is_a_plain_folder_name() {
+        for ok in ["20261125-112701-5c57", "no-such-run", "a_b.c"] {
+            assert!(is_run_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "a\\b",
+            "/etc",
+            ".hidden",
+            "a b",
+            "é",
+            &"x".repeat(129),
+        ] {
+            assert!(!is_run_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_run_folder_cannot_lead_outside_the_runs_folder() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let runs = tmp.path().join("runs");
+        std::fs::create_dir_all(runs.join("20261125-112701-5c57")).expect("run");
+        std::fs::create_dir_all(tmp.path().join("elsewhere")).expect("elsewhere");
+        std::os::unix::fs::symlink(tmp.path().join("elsewhere"), runs.join("escape")).expect("symlink");
+        std::os::unix::fs::symlink(runs.join("20261125-112701-5c57"), runs.join("alias")).expect("symlink");
+
+        assert!(run_dir(&runs, "20261125-112701-5c57").is_ok());
+        assert!(run_dir(&runs, "alias").is_ok(), "a symlink inside is fine");
+        assert!(run_dir(&runs, "missing").is_ok(), "the caller says no such run");
+        assert!(matches!(
+            run_dir(&runs, "../elsewhere"),
+            Err(RunNameError::NotAnId { .. })
+        ));
+        assert!(matches!(
+            run_dir(&runs, "escape"),
+            Err(RunNameError::Outside { .. })
+        ));
+        assert!(run_path(&runs, &runs.join("20261125-112701-5c57"), "x").is_ok());
+        for bad in [
+            runs.join("../elsewhere"),
+            tmp.path().join("elsewhere"),
+            runs.join("escape"),
+            runs.clone(),
+            runs.join("missing"),
+        ] {
+            assert!(
+                matches!(run_path(&runs, &bad, "x"), Err(RunNameError::Outside { .. })),
+                "{}",
+                bad.display()
+            );
+        }
+    }
 }

@@ -33,6 +33,9 @@ pub enum RecoverError {
         /// Where it was looked for.
         dir: PathBuf,
     },
+    /// The run id is refused: not a run id, or a symlink out of the runs folder.
+    #[error(transparent)]
+    RunName(#[from] journal::RunNameError),
     /// The run's runner may still be alive; recovering under it would race it.
     #[error(
         "run {run_id} may still be running ({why}): stop it with Ctrl-C (it rolls back by itself), or pass --force if you are sure it is gone"
@@ -164,7 +167,7 @@ pub async fn recover(
     force: bool,
     progress: Box<dyn Reporter>,
 ) -> Result<Recovered, RecoverError> {
-    let dir = runs_dir.join(run_id);
+    let dir = journal::run_dir(runs_dir, run_id)?;
     if !dir.join(journal::EVENTS_FILE).exists() {
         return Err(RecoverError::NoSuchRun {
             run_id: run_id.to_string(),
@@ -324,8 +327,10 @@ impl std::fmt::Display for Leftover {
 /// Whether run `run_id`'s resources may be removed: its local journal says it
 /// finished, or its expiry has passed; never while its runner may be alive.
 fn may_clean(runs_dir: &Path, run_id: &str, expires_at: Option<Timestamp>, now: Timestamp) -> Option<String> {
-    let dir = runs_dir.join(run_id);
-    if let Ok(Some(st)) = state(&dir, now) {
+    // The id comes from a tag anyone with access can write: a journal is
+    // consulted only in a folder of the runs folder; otherwise the expiry decides.
+    let dir = journal::run_dir(runs_dir, run_id).ok();
+    if let Some(Ok(Some(st))) = dir.map(|dir| state(&dir, now)) {
         if st.alive.is_some() {
             return None;
         }

@@ -4,6 +4,7 @@
 //! The bottom layer: it names no other module of the crate, so anything may
 //! use it. A helper lives here once a second layer needs it.
 
+use std::path::Path;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -70,9 +71,110 @@ pub fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// Writes `bytes` to `path` through a new temp file beside it and a rename,
+/// so that a reader never sees half a file and a symlink planted at `path`
+/// (a runs folder copied from elsewhere) is replaced, never written through.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    // A leftover (or planted) temp file goes; `create_new` then refuses to
+    // follow anything put there in between.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// `text` with AWS credentials replaced by `** redacted **`: the values in
+/// `known` (those of the environment, 8 characters or more so that a
+/// placeholder such as `test` is left alone), anything shaped like an access
+/// key id (`AKIA`/`ASIA` and 16 more), and what follows the SDK's
+/// `access_key_id: "`, `session_token: "`, `secret_access_key: "`, SigV4's
+/// `Credential=` and the `x-amz-security-token` header. The SDK's own
+/// `Debug` output redacts the secret key but not the key id, and its trace
+/// logs print both whatever the credentials' source; logs go through this.
+pub fn redact_credentials(text: &str, known: &[String]) -> String {
+    const MARK: &str = "** redacted **";
+    let mut out = text.to_string();
+    for k in known.iter().filter(|k| k.len() >= 8) {
+        out = out.replace(k.as_str(), MARK);
+    }
+    // Values after a field name, up to the closing quote or separator.
+    for (field, end) in [
+        ("access_key_id: \"", '"'),
+        ("session_token: \"", '"'),
+        ("secret_access_key: \"", '"'),
+        ("Credential=", '/'),
+        ("x-amz-security-token\", \"", '"'),
+        ("x-amz-security-token: ", '\n'),
+    ] {
+        let mut from = 0;
+        while let Some(i) = out[from..].find(field) {
+            let start = from + i + field.len();
+            let len = out[start..].find([end, '\n']).unwrap_or(out.len() - start);
+            if !out[start..start + len].starts_with(MARK) {
+                out.replace_range(start..start + len, MARK);
+            }
+            from = start + MARK.len().min(out.len() - start);
+        }
+    }
+    // Access key ids, wherever they are.
+    let bytes = out.as_bytes();
+    let mut ids = Vec::new();
+    let mut i = 0;
+    while i + 20 <= bytes.len() {
+        let shaped = matches!(&bytes[i..i + 4], b"AKIA" | b"ASIA")
+            && bytes[i + 4..i + 20]
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            && !bytes.get(i + 20).is_some_and(u8::is_ascii_alphanumeric)
+            && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric());
+        if shaped {
+            ids.push(i);
+            i += 20;
+        } else {
+            i += 1;
+        }
+    }
+    for i in ids.into_iter().rev() {
+        out.replace_range(i..i + 20, MARK);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_redacted_from_log_lines() {
+        let known = vec!["my-session-token-1234".to_string(), "test".to_string()];
+        let line = "identity=Credentials { access_key_id: \"local-key\", secret_access_key: \"** redacted **\" } \
+                    Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1 \
+                    (\"x-amz-security-token\", \"abc\") key ASIAABCDEFGHIJKLMNOP. token my-session-token-1234 test";
+        let r = redact_credentials(line, &known);
+        for secret in [
+            "local-key",
+            "AKIDEXAMPLE",
+            "\"abc\"",
+            "ASIAABCDEFGHIJKLMNOP",
+            "my-session-token-1234",
+        ] {
+            assert!(!r.contains(secret), "{secret} in {r}");
+        }
+        assert!(r.ends_with(" test"), "short placeholders stay: {r}");
+        assert!(r.contains("/20150830/us-east-1"), "only the key id goes: {r}");
+        assert_eq!(redact_credentials("nothing here", &known), "nothing here");
+    }
     use crate::yaml::parse_duration;
 
     #[test]

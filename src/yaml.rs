@@ -84,6 +84,42 @@ impl fmt::Display for FileErrors {
 
 impl std::error::Error for FileErrors {}
 
+/// The file's bytes as text, or where the first byte that is not UTF-8 is.
+///
+/// `std::fs::read_to_string` says only "stream did not contain valid UTF-8";
+/// a user with a stray Latin-1 byte in a 200-line file needs the line and
+/// column, as for any other mistake. The column counts characters, as editors do.
+pub fn text(file: &Path, bytes: Vec<u8>) -> Result<String, FileErrors> {
+    let e = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(e) => e,
+    };
+    let bytes = e.as_bytes();
+    let at = e.utf8_error().valid_up_to();
+    // Everything before `at` is valid, so the prefix decodes.
+    let before = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let loc = Loc {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+    };
+    let what = match e.utf8_error().error_len() {
+        Some(_) => format!("invalid byte 0x{:02x}", bytes[at]),
+        None => "an incomplete character at the end of the file".to_string(),
+    };
+    Err(FileErrors {
+        file: file.to_path_buf(),
+        diagnostics: vec![Diagnostic {
+            loc,
+            message: format!(
+                "the file is not UTF-8 text: {what} at line {}, column {}",
+                loc.line, loc.column
+            ),
+            help: Some("save the file as UTF-8 (YAML files must be UTF-8)".into()),
+        }],
+    })
+}
+
 /// Parses YAML text into a located node tree. The top level must be a mapping.
 pub fn parse(file: &Path, text: &str) -> Result<Node, FileErrors> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
@@ -511,6 +547,134 @@ pub fn parse_duration(text: &str) -> Result<Duration, ()> {
         total = total.checked_add(part).ok_or(())?;
     }
     Ok(total)
+}
+
+/// Seeded mutations of a file, for the mutation tests of the experiment and
+/// policy decoders: what an editor, a bad merge or a wrong encoding does to a file.
+#[cfg(test)]
+pub(crate) mod mutate {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// `count` mutants of `text`, each with what was done to it; the same for a seed.
+    pub(crate) fn mutants(text: &str, seed: u64, count: usize) -> Vec<(String, Vec<u8>)> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..count).map(|_| mutant(&mut rng, text.as_bytes())).collect()
+    }
+
+    /// Decodes every mutant of `text` with `decode` (bytes to a result);
+    /// fails naming the mutant when one panics or is rejected without a
+    /// line and column. Returns how many were rejected.
+    pub(crate) fn check<T>(
+        name: &str,
+        text: &str,
+        seed: u64,
+        count: usize,
+        decode: impl Fn(&std::path::Path, Vec<u8>) -> Result<T, super::FileErrors>,
+    ) -> usize {
+        let path = std::path::Path::new(name);
+        let mut rejected = 0;
+        for (what, bytes) in mutants(text, seed, count) {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(path, bytes)));
+            match result {
+                Err(_) => panic!("{name}, {what}: the decoder panicked"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    rejected += 1;
+                    assert!(
+                        !e.diagnostics.is_empty(),
+                        "{name}, {what}: rejected without a reason"
+                    );
+                    for d in &e.diagnostics {
+                        assert!(
+                            d.loc.line >= 1 && d.loc.column >= 1,
+                            "{name}, {what}: no position in {}",
+                            e
+                        );
+                    }
+                }
+            }
+        }
+        rejected
+    }
+
+    fn below(rng: &mut StdRng, n: usize) -> usize {
+        (rng.next_u64() % n.max(1) as u64) as usize
+    }
+
+    fn mutant(rng: &mut StdRng, bytes: &[u8]) -> (String, Vec<u8>) {
+        let mut lines: Vec<Vec<u8>> = bytes
+            .split_inclusive(|b| *b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect();
+        let n = lines.len();
+        let (l, m) = (below(rng, n), below(rng, n));
+        let what = match below(rng, 8) {
+            0 => {
+                lines.remove(l);
+                format!("deleted line {}", l + 1)
+            }
+            1 => {
+                let dup = lines[l].clone();
+                lines.insert(m, dup);
+                format!("copied line {} before line {}", l + 1, m + 1)
+            }
+            2 => {
+                lines.swap(l, m);
+                format!("swapped lines {} and {}", l + 1, m + 1)
+            }
+            3 => {
+                let depth = below(rng, 5);
+                let line = &mut lines[l];
+                let indent = line.iter().take_while(|b| **b == b' ').count();
+                line.splice(..indent, std::iter::repeat_n(b' ', depth));
+                format!("indented line {} by {depth}", l + 1)
+            }
+            4 => {
+                let mut all = lines.concat();
+                let at = below(rng, all.len());
+                all.truncate(at);
+                return (format!("truncated at byte {at}"), all);
+            }
+            5 => {
+                let mut all = lines.concat();
+                let at = below(rng, all.len());
+                let bit = 1u8 << below(rng, 8);
+                all[at] ^= bit;
+                return (format!("flipped bit {bit:#x} of byte {at}"), all);
+            }
+            6 => {
+                let mut all = lines.concat();
+                let at = below(rng, all.len() + 1);
+                let bad: &[u8] = [&[0xff][..], &[0xc3, 0x28], &[0xe2, 0x82], &[0x80]][below(rng, 4)];
+                all.splice(at..at, bad.iter().copied());
+                return (format!("inserted invalid UTF-8 {bad:02x?} at byte {at}"), all);
+            }
+            _ => {
+                let mut all = lines.concat();
+                let at = below(rng, all.len() + 1);
+                let junk: &[u8] = [
+                    &b": "[..],
+                    b"- ",
+                    b"{",
+                    b"[",
+                    b"\"",
+                    b"'",
+                    b"&a ",
+                    b"*a",
+                    b"!t ",
+                    b"\t",
+                    b"#",
+                ][below(rng, 11)];
+                all.splice(at..at, junk.iter().copied());
+                return (
+                    format!("inserted {:?} at byte {at}", String::from_utf8_lossy(junk)),
+                    all,
+                );
+            }
+        };
+        (what, lines.concat())
+    }
 }
 
 #[cfg(test)]

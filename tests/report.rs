@@ -873,3 +873,225 @@ async fn on_a_terminal_the_live_status_shows_the_phase_countdowns_and_each_probe
     );
     assert!(out.stdout.contains("verdict: passed"), "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_ids_and_paths_cannot_escape_the_runs_folder() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal-v1.json");
+    let s = Scratch::new();
+    let id = "20261201-193250-9cae";
+    let run = s.runs().join(id);
+    std::fs::create_dir_all(&run).expect("run folder");
+    std::fs::copy(&fixture, run.join("journal.json")).expect("copy");
+    std::fs::write(run.join("events.jsonl"), "").expect("events");
+    // A gameday journal outside the runs folder, and ways to reach it.
+    let outside = s.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("outside");
+    std::fs::copy(&fixture, outside.join("journal.json")).expect("copy");
+    std::fs::write(outside.join("events.jsonl"), "").expect("events");
+    std::os::unix::fs::symlink(&outside, s.runs().join("escape")).expect("symlink");
+    let abs_outside = outside.to_str().expect("utf-8").to_string();
+    let abs_run = run.join("journal.json").to_str().expect("utf-8").to_string();
+
+    let cmd = |args: &[&str]| {
+        let mut c = gameday(&s);
+        c.args(args).arg("--runs-dir").arg(s.runs());
+        c.spawn().expect("spawn")
+    };
+    let wait = |c| finish(c, Duration::from_secs(30));
+    const OUTSIDE: &str = "leads outside the runs folder";
+    const NOT_AN_ID: &str = "is not a run id";
+    for (args, why) in [
+        (vec!["report", "../outside"], OUTSIDE),
+        (vec!["report", "../outside/journal.json"], OUTSIDE),
+        (vec!["report", &abs_outside], OUTSIDE),
+        (vec!["report", "escape"], OUTSIDE),
+        (vec!["report", "runs/escape/journal.json"], OUTSIDE),
+        (vec!["report", "./runs"], OUTSIDE),
+        (
+            vec!["report", "runs/20261201-193250-9cae/events.jsonl"],
+            "neither a run folder nor a journal.json",
+        ),
+        (vec!["history", "--diff", id, "../outside"], OUTSIDE),
+        (vec!["history", "--diff", "escape", id], OUTSIDE),
+        (vec!["recover", "../outside"], NOT_AN_ID),
+        (vec!["recover", &abs_outside], NOT_AN_ID),
+        (vec!["recover", "runs/20261201-193250-9cae"], NOT_AN_ID),
+        (vec!["recover", "escape"], OUTSIDE),
+    ] {
+        let out = wait(cmd(&args)).await;
+        assert_eq!(
+            out.code, 2,
+            "{args:?} is a usage error\n{}{}",
+            out.stdout, out.stderr
+        );
+        assert!(out.stderr.contains(why), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("run id"),
+            "{args:?}: the refusal names what is allowed: {}",
+            out.stderr
+        );
+    }
+    assert!(
+        !outside.join("report.html").exists(),
+        "nothing was written outside the runs folder"
+    );
+
+    // What worked before still works: an id, a folder or a journal.json inside the runs folder.
+    for args in [
+        vec!["report", id],
+        vec!["report", "runs/20261201-193250-9cae"],
+        vec!["report", &abs_run],
+        vec!["history", "--diff", id, "runs/20261201-193250-9cae/journal.json"],
+    ] {
+        let out = wait(cmd(&args)).await;
+        assert_eq!(out.code, 0, "{args:?}\n{}{}", out.stdout, out.stderr);
+    }
+
+    // A report planted as a symlink in a copied runs folder is replaced, not written through.
+    let victim = s.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").expect("victim");
+    std::fs::remove_file(run.join("report.md")).expect("remove");
+    std::os::unix::fs::symlink(&victim, run.join("report.md")).expect("symlink");
+    let out = wait(cmd(&["report", id])).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep me");
+    assert!(
+        !run.join("report.md").is_symlink(),
+        "the report is a file of its own"
+    );
+}
+
+/// Text an attacker (or an unlucky tool) can put into AWS: every report
+/// renders it as text.
+const HOSTILE_AWS: &str = "<script>alert(\"aws\")</script><img src=x onerror='x'> & co";
+
+/// Every report of the run in `dir` renders `HOSTILE_AWS` as text, and the
+/// HTML report shows it escaped.
+fn assert_hostile_aws_text_is_escaped(dir: &Path) {
+    let html = read(&dir.join("report.html"));
+    assert!(
+        html.contains("&lt;script&gt;alert(&quot;aws&quot;)&lt;/script&gt;&lt;img src=x onerror=&#39;x&#39;&gt; &amp; co"),
+        "the text from AWS is in the report, escaped:\n{html}"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("<img") && !html.contains("onerror='"),
+        "no markup from AWS in report.html"
+    );
+    assert!(
+        !read(&dir.join("junit.xml")).contains("<script"),
+        "escaped in XML"
+    );
+    assert!(
+        !read(&dir.join("report.md")).contains("<script"),
+        "escaped in Markdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarm_reasons_and_tag_values_from_aws_are_text_in_every_report() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let s = Scratch::new();
+    let file = s.write("exp.yaml", &experiment(&fleet, "hostile-aws", false, "2s"));
+
+    // An alarm reason: the guardrail is already in ALARM, so the run does not
+    // start and its reason quotes the alarm's StateReason.
+    c.cloudwatch
+        .set_alarm_state()
+        .alarm_name(&fleet.alarm)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason(HOSTILE_AWS)
+        .send()
+        .await
+        .expect("SetAlarmState");
+    let out = finish(run_in(&s, &file, &[]).await, Duration::from_secs(90)).await;
+    assert_eq!(out.code, 5, "not-run\n{}{}", out.stdout, out.stderr);
+    let dir = run_dirs(&s).remove(0);
+    assert_hostile_aws_text_is_escaped(&dir);
+    assert_reports_regenerate(&s, &dir).await;
+
+    // A tag value: a lock on the group whose holder is markup.
+    c.cloudwatch
+        .set_alarm_state()
+        .alarm_name(&fleet.alarm)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Ok)
+        .state_reason("ok")
+        .send()
+        .await
+        .expect("SetAlarmState");
+    let tag = aws_sdk_autoscaling::types::Tag::builder()
+        .resource_id(&fleet.group)
+        .resource_type("auto-scaling-group")
+        .key("gameday:lock")
+        .value(format!("{HOSTILE_AWS} until 2099-01-01T00:00:00Z"))
+        .propagate_at_launch(false)
+        .build();
+    c.autoscaling
+        .create_or_update_tags()
+        .tags(tag)
+        .send()
+        .await
+        .expect("CreateOrUpdateTags");
+    let out = finish(run_in(&s, &file, &[]).await, Duration::from_secs(90)).await;
+    assert_eq!(out.code, 5, "not-run\n{}{}", out.stdout, out.stderr);
+    let dir = run_dirs(&s).remove(1);
+    assert_hostile_aws_text_is_escaped(&dir);
+    assert_reports_regenerate(&s, &dir).await;
+}
+
+/// Recognisable credentials, none of which may be written anywhere.
+const SECRETS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "AKIAGAMEDAYLEAKCHECK"),
+    (
+        "AWS_SECRET_ACCESS_KEY",
+        "gameday-secret-key-that-must-not-leak-0123",
+    ),
+    (
+        "AWS_SESSION_TOKEN",
+        "gameday-session-token-that-must-not-leak-4567",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_reach_journals_reports_or_logs_even_at_trace_level() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let s = Scratch::new();
+    let file = s.write("exp.yaml", &experiment(&fleet, "secrets", true, "2s"));
+    let _latency = Latency::start(&c, &fleet.group, 100.0);
+    let mut cmd = gameday(&s);
+    cmd.arg("run").arg(&file).arg("--runs-dir").arg(s.runs());
+    // The most verbose logs the binary has: the SDK's and the runner's.
+    cmd.env("GAMEDAY_LOG", "trace").env("RUST_LOG", "trace");
+    for (k, v) in SECRETS {
+        cmd.env(k, v);
+    }
+    let out = finish(cmd.spawn().expect("spawn"), Duration::from_secs(120)).await;
+    assert_eq!(
+        out.code, 0,
+        "passed with these credentials\n{}{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stderr.contains("TRACE") || out.stderr.contains("trace"),
+        "trace logs were on: {}",
+        &out.stderr[..out.stderr.len().min(2000)]
+    );
+    let dir = run_dirs(&s).remove(0);
+    let mut places = vec![("stdout", out.stdout.clone()), ("stderr", out.stderr.clone())];
+    for name in [
+        "events.jsonl",
+        "journal.json",
+        "report.html",
+        "report.md",
+        "junit.xml",
+    ] {
+        places.push((name, read(&dir.join(name))));
+    }
+    for (place, text) in &places {
+        for (k, v) in SECRETS {
+            let lines: Vec<&str> = text.lines().filter(|l| l.contains(v)).take(5).collect();
+            assert!(lines.is_empty(), "{k} appears in {place}:\n{}", lines.join("\n"));
+        }
+    }
+}

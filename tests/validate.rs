@@ -280,6 +280,60 @@ timing: { max_abort_delay: fast }
 }
 
 #[test]
+fn a_file_that_is_not_utf8_is_rejected_at_the_first_invalid_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Line 3 is `hypothesis: it h\xffolds`: the byte after 16 characters.
+    let mut bytes = VALID.as_bytes().to_vec();
+    let at = VALID.find("it holds").expect("hypothesis") + 4;
+    bytes.insert(at, 0xff);
+    let bad = dir.path().join("latin.yaml");
+    std::fs::write(&bad, &bytes).expect("write");
+    let (code, _, stderr) = validate(&[bad.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 1, "an invalid file, not an unreadable one: {stderr}");
+    assert!(
+        stderr.contains(
+            "latin.yaml:3:17: error: the file is not UTF-8 text: invalid byte 0xff at line 3, column 17"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("stream did not contain"), "{stderr}");
+
+    // A character cut at the end of the file: where it starts.
+    let cut = dir.path().join("cut.yaml");
+    std::fs::write(
+        &cut,
+        [VALID.as_bytes(), "# é".as_bytes().split_last().expect("é").1].concat(),
+    )
+    .expect("write");
+    let (code, _, stderr) = validate(&[cut.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "cut.yaml:11:3: error: the file is not UTF-8 text: an incomplete character at the end of the file"
+        ),
+        "{stderr}"
+    );
+
+    // The policy is read the same way.
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, b"version: 1\nregions: [eu-\xc3\x28west-1]\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_gameday"))
+        .args(["policy", "show", "--policy"])
+        .arg(&policy)
+        .env_remove("GAMEDAY_POLICY")
+        .output()
+        .expect("run gameday");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "policy.yaml:2:14: error: the file is not UTF-8 text: invalid byte 0xc3 at line 2, column 14"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_missing_data_rule_says_what_was_expected() {
     let text = "\
 version: 1

@@ -102,11 +102,16 @@ fn for_error(e: &Error) -> i32 {
         },
         Error::PlanJson(_) => ERROR,
         Error::Run(_) => ERROR,
-        Error::Recover(RecoverError::NoSuchRun { .. }) => USAGE,
+        Error::Recover(RecoverError::NoSuchRun { .. } | RecoverError::RunName(_)) => USAGE,
         Error::Recover(RecoverError::Alive { .. } | RecoverError::Journal(_)) => ERROR,
         Error::RecoveryList(_) => ERROR,
         Error::Leftovers(_) => ERROR,
-        Error::History(HistoryError::RunsDir { .. } | HistoryError::NoSuchRun(_)) => USAGE,
+        Error::History(
+            HistoryError::RunsDir { .. }
+            | HistoryError::NoSuchRun(_)
+            | HistoryError::NotARun { .. }
+            | HistoryError::RunName(_),
+        ) => USAGE,
         Error::History(HistoryError::Journal(_)) => INVALID_INPUT,
         Error::Report(ReportError::Journal(_)) => INVALID_INPUT,
         Error::Report(ReportError::Write { .. }) => ERROR,

@@ -424,9 +424,32 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
     // No colour codes unless stderr is a terminal: logs in CI stay plain text.
     use std::io::IsTerminal;
+    // Credentials never reach the logs, at any level (the SDK's trace logs
+    // print the access key id of every request's identity).
+    let known: Vec<String> = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .collect();
+    let known = std::sync::Arc::new(known);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(move || Redacting(known.clone()))
         .try_init();
+}
+
+/// Standard error, with [`crate::util::redact_credentials`] applied to each
+/// write (the formatter writes one whole event at a time).
+struct Redacting(std::sync::Arc<Vec<String>>);
+
+impl std::io::Write for Redacting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(crate::util::redact_credentials(&text, &self.0).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

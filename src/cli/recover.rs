@@ -18,10 +18,12 @@ pub(super) async fn recover(
     let Some(run_id) = run_id else {
         return list(runs_dir);
     };
+    // Refused before anything else: a run id that is a path, or a symlink out of the runs folder.
+    let dir = crate::journal::run_dir(runs_dir, &run_id).map_err(crate::recover::RecoverError::from)?;
     let aws = connect(aws_args).await?;
     let r = crate::recover::recover(&aws, runs_dir, &run_id, force, Box::new(Progress::auto(false))).await?;
     if r.journaled {
-        crate::output::write_run_records(&runs_dir.join(&run_id));
+        crate::output::write_run_records(&dir);
     }
     if r.unfinished.is_empty() && r.undone == 0 {
         println!(
@@ -32,7 +34,7 @@ pub(super) async fn recover(
         println!(
             "run {run_id}: recovered: {} call(s) undone; journal: {}",
             r.undone,
-            runs_dir.join(&run_id).join(crate::output::JOURNAL_FILE).display()
+            dir.join(crate::output::JOURNAL_FILE).display()
         );
         Ok(Outcome::Done)
     } else {

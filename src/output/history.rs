@@ -120,8 +120,22 @@ pub enum HistoryError {
         source: std::io::Error,
     },
     /// A run named on the command line does not exist.
-    #[error("no run `{0}`: expected a run id (a folder of the runs folder), a run folder, or a journal.json")]
+    #[error(
+        "no run `{0}`: expected a run id (a folder of the runs folder), or a path inside the runs folder \
+         to a run folder or its journal.json"
+    )]
     NoSuchRun(String),
+    /// The path names something in the runs folder that is not a run.
+    #[error("`{given}` is {why}: expected a run id, a run folder or its journal.json")]
+    NotARun {
+        /// What was given.
+        given: String,
+        /// What it is instead.
+        why: String,
+    },
+    /// The run id or path is refused: it is no run id or leads outside the runs folder.
+    #[error(transparent)]
+    RunName(#[from] journal::RunNameError),
     /// Its journal could not be read.
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
@@ -259,16 +273,45 @@ fn median(v: &[u64]) -> Option<u64> {
     })
 }
 
-/// Finds a run by id (under `runs_dir`), folder or `journal.json` path.
+/// Finds a run by id (a folder of `runs_dir`) or by a path inside `runs_dir`
+/// to a run folder or its `journal.json`; nothing outside the runs folder is
+/// read (or written by `report`), whatever `..`, absolute paths or symlinks say.
 pub fn find(runs_dir: &Path, what: &str) -> Result<PathBuf, HistoryError> {
-    let direct = PathBuf::from(what);
-    for p in [runs_dir.join(what), direct] {
-        if p.is_dir() && p.join(JOURNAL_FILE).exists() {
-            return Ok(p);
+    if journal::is_run_id(what) {
+        let dir = journal::run_dir(runs_dir, what)?;
+        return if dir.join(JOURNAL_FILE).is_file() {
+            Ok(dir)
+        } else {
+            Err(HistoryError::NoSuchRun(what.to_string()))
+        };
+    }
+    let given = Path::new(what);
+    // As today: relative to the runs folder, then to the current folder.
+    let candidates = given
+        .is_relative()
+        .then(|| runs_dir.join(given))
+        .into_iter()
+        .chain(std::iter::once(given.to_path_buf()));
+    for p in candidates {
+        if std::fs::symlink_metadata(&p).is_err() {
+            continue;
         }
-        if p.is_file() {
-            return Ok(p);
-        }
+        let real = journal::run_path(runs_dir, &p, what)?;
+        let not_a_run = |why: &str| HistoryError::NotARun {
+            given: what.to_string(),
+            why: why.to_string(),
+        };
+        return if real.is_dir() {
+            if real.join(JOURNAL_FILE).is_file() {
+                Ok(real)
+            } else {
+                Err(not_a_run("a folder without a journal.json"))
+            }
+        } else if real.file_name().is_some_and(|n| n == JOURNAL_FILE) && real.is_file() {
+            Ok(real)
+        } else {
+            Err(not_a_run("neither a run folder nor a journal.json"))
+        };
     }
     Err(HistoryError::NoSuchRun(what.to_string()))
 }

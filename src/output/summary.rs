@@ -6,8 +6,6 @@
 //! run ends, and again from the events it holds when an older journal is
 //! loaded, so every reader sees the current version's fields.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -517,16 +515,11 @@ pub fn load(path: &Path) -> Result<Summary, JournalError> {
 /// Writes `journal.json` beside the events, atomically (temp file + rename).
 pub fn write_summary(dir: &Path, summary: &Summary) -> Result<PathBuf, JournalError> {
     let path = dir.join(JOURNAL_FILE);
-    let tmp = dir.join(format!("{JOURNAL_FILE}.tmp"));
-    let werr = |source| JournalError::Write {
-        path: path.clone(),
-        source,
-    };
     let mut text = serde_json::to_vec_pretty(summary).expect("journal summaries always serialise");
     text.push(b'\n');
-    let mut f = File::create(&tmp).map_err(werr)?;
-    f.write_all(&text).map_err(werr)?;
-    f.sync_all().map_err(werr)?;
-    std::fs::rename(&tmp, &path).map_err(werr)?;
+    crate::util::write_replacing(&path, &text).map_err(|source| JournalError::Write {
+        path: path.clone(),
+        source,
+    })?;
     Ok(path)
 }

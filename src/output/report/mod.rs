@@ -67,7 +67,7 @@ pub fn write_all(dir: &Path, summary: &Summary) -> Result<Vec<PathBuf>, ReportEr
         (JUNIT_FILE, junit::render(&run)),
     ] {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|source| ReportError::Write {
+        crate::util::write_replacing(&path, text.as_bytes()).map_err(|source| ReportError::Write {
             path: path.clone(),
             source,
         })?;
