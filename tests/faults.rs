@@ -381,12 +381,7 @@ async fn kill_9_during_a_blackhole_then_recover_restores_groups_and_deletes_the_
     );
 
     let out = finish(
-        gameday(&s)
-            .args(["recover", &run_id])
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        recover_command(&s, &run_id).spawn().expect("spawn"),
         Duration::from_secs(90),
     )
     .await;

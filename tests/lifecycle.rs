@@ -267,12 +267,7 @@ async fn kill_9_mid_fault_then_recover_finishes_the_job_in_parallel_mode() {
     );
 
     let out = finish(
-        gameday(&s)
-            .args(["recover", &run_id])
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        recover_command(&s, &run_id).spawn().expect("spawn"),
         Duration::from_secs(90),
     )
     .await;
@@ -286,12 +281,7 @@ async fn kill_9_mid_fault_then_recover_finishes_the_job_in_parallel_mode() {
     );
 
     let again = finish(
-        gameday(&s)
-            .args(["recover", &run_id])
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        recover_command(&s, &run_id).spawn().expect("spawn"),
         Duration::from_secs(30),
     )
     .await;
@@ -326,12 +316,7 @@ async fn kill_9_mid_fault_then_recover_restarts_instances_in_place() {
     assert!(states(&c, &fleet.instances).await.iter().any(|s| s == "stopped"));
 
     let out = finish(
-        gameday(&s)
-            .args(["recover", &run_id_of(&s)])
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        recover_command(&s, &run_id_of(&s)).spawn().expect("spawn"),
         Duration::from_secs(90),
     )
     .await;
@@ -415,12 +400,7 @@ async fn a_failing_rollback_is_reported_with_what_is_left_and_recover_finishes_i
     proxy.heal();
     let run_id = run_id_of(&s);
     let out = finish(
-        gameday(&s)
-            .args(["recover", &run_id])
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        recover_command(&s, &run_id).spawn().expect("spawn"),
         Duration::from_secs(60),
     )
     .await;

@@ -183,10 +183,7 @@ async fn a_permanent_error_on_rollback_is_not_retried_and_recover_finishes_after
     proxy.heal();
     let run_id = run_id_of(&s);
     let out = finish(
-        gameday(&s)
-            .args(["recover", &run_id])
-            .arg("--runs-dir")
-            .arg(s.runs())
+        recover_command(&s, &run_id)
             .env("AWS_ENDPOINT_URL", &proxy.endpoint)
             .spawn()
             .expect("spawn"),

@@ -684,3 +684,12 @@ pub fn assert_rollback_began_on_the_breach_tick(journal: &serde_json::Value) {
         "the rollback began after the breach was seen"
     );
 }
+
+/// `gameday recover RUN_ID` on the scratch folder's runs, ready to spawn.
+pub fn recover_command(scratch: &Scratch, run_id: &str) -> tokio::process::Command {
+    let mut cmd = gameday(scratch);
+    cmd.args(["recover", run_id])
+        .arg("--runs-dir")
+        .arg(scratch.runs());
+    cmd
+}
