@@ -136,13 +136,7 @@ async fn parallel_faults_hit_only_the_clone_which_is_deleted_afterwards() {
     let before = group_state(&c, &fleet.group).await;
     let s = Scratch::new();
     let file = s.write("exp.yaml", &parallel_experiment(&fleet, "2s"));
-    let child = gameday(&s)
-        .arg("run")
-        .arg(&file)
-        .arg("--runs-dir")
-        .arg(s.runs())
-        .spawn()
-        .expect("spawn");
+    let child = run_command(&s, &file).spawn().expect("spawn");
 
     let (clone, ids) = wait_for_clone_fault(&c, &fleet.group).await;
     assert!(
@@ -195,13 +189,7 @@ async fn parallel_mid_fault() -> (Clients, Fleet, GroupState, Scratch, tokio::pr
     let before = group_state(&c, &fleet.group).await;
     let s = Scratch::new();
     let file = s.write("exp.yaml", &parallel_experiment(&fleet, "5m"));
-    let child = gameday(&s)
-        .arg("run")
-        .arg(&file)
-        .arg("--runs-dir")
-        .arg(s.runs())
-        .spawn()
-        .expect("spawn");
+    let child = run_command(&s, &file).spawn().expect("spawn");
     wait_for_clone_fault(&c, &fleet.group).await;
     (c, fleet, before, s, child)
 }
@@ -301,13 +289,7 @@ async fn kill_9_mid_fault_then_recover_restarts_instances_in_place() {
     let before = group_state(&c, &fleet.group).await;
     let s = Scratch::new();
     let file = s.write("exp.yaml", &in_place_experiment(&fleet, "5m", "10m"));
-    let child = gameday(&s)
-        .arg("run")
-        .arg(&file)
-        .arg("--runs-dir")
-        .arg(s.runs())
-        .spawn()
-        .expect("spawn");
+    let child = run_command(&s, &file).spawn().expect("spawn");
     wait_until_any_stopped(&c, &fleet.instances).await;
     // Let the second instance's stop land too, so the journal has the whole batch.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -336,13 +318,7 @@ async fn max_duration_aborts_and_rolls_back() {
     let s = Scratch::new();
     let file = s.write("exp.yaml", &in_place_experiment(&fleet, "5m", "2s"));
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        run_command(&s, &file).spawn().expect("spawn"),
         Duration::from_secs(60),
     )
     .await;
@@ -360,11 +336,7 @@ async fn a_failing_rollback_is_reported_with_what_is_left_and_recover_finishes_i
     let s = Scratch::new();
     let file = s.write("exp.yaml", &in_place_experiment(&fleet, "500ms", "5m"));
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
+        run_command(&s, &file)
             .env("AWS_ENDPOINT_URL", &proxy.endpoint)
             .env("AWS_MAX_ATTEMPTS", "1")
             .env("GAMEDAY_ROLLBACK_ATTEMPTS", "2")
@@ -421,11 +393,7 @@ async fn a_failing_injection_ends_the_run_with_nothing_left_behind() {
     let s = Scratch::new();
     let file = s.write("exp.yaml", &in_place_experiment(&fleet, "5m", "10m"));
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
+        run_command(&s, &file)
             .env("AWS_ENDPOINT_URL", &proxy.endpoint)
             .env("AWS_MAX_ATTEMPTS", "1")
             .spawn()
@@ -473,13 +441,7 @@ async fn a_second_run_on_a_locked_group_is_refused_naming_the_holder() {
     ] {
         let file = s.write("exp.yaml", &text);
         let out = finish(
-            gameday(&s)
-                .arg("run")
-                .arg(&file)
-                .arg("--runs-dir")
-                .arg(s.runs())
-                .spawn()
-                .expect("spawn"),
+            run_command(&s, &file).spawn().expect("spawn"),
             Duration::from_secs(60),
         )
         .await;
@@ -519,13 +481,7 @@ async fn an_in_place_run_on_an_instance_another_run_locked_is_refused() {
     let s = Scratch::new();
     let file = s.write("exp.yaml", &in_place_experiment(&fleet, "1s", "1m"));
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        run_command(&s, &file).spawn().expect("spawn"),
         Duration::from_secs(60),
     )
     .await;

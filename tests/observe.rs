@@ -499,13 +499,7 @@ async fn preflight_refuses_a_guardrail_too_slow_or_without_data() {
         plan.stdout
     );
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        run_command(&s, &file).spawn().expect("spawn"),
         Duration::from_secs(30),
     )
     .await;
@@ -527,13 +521,7 @@ async fn preflight_refuses_a_guardrail_too_slow_or_without_data() {
         &stop_experiment(&fleet.group, &fleet.alarm, "all", "2s"),
     );
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        run_command(&s, &file).spawn().expect("spawn"),
         Duration::from_secs(30),
     )
     .await;

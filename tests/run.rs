@@ -30,13 +30,7 @@ async fn a_passing_run_stops_instances_then_starts_them_again() {
     let fleet = fleet(&c, 3).await;
     let s = Scratch::new();
     let file = s.write("exp.yaml", &experiment(&fleet, "{ count: 2 }", "3s"));
-    let child = gameday(&s)
-        .arg("run")
-        .arg(&file)
-        .arg("--runs-dir")
-        .arg(s.runs())
-        .spawn()
-        .expect("spawn");
+    let child = run_command(&s, &file).spawn().expect("spawn");
 
     let stopped = wait_until_any_stopped(&c, &fleet.instances).await;
     assert!(
@@ -86,13 +80,7 @@ where
     let fleet = fleet(&c, 3).await;
     let s = Scratch::new();
     let file = s.write("exp.yaml", &experiment(&fleet, "all", "5m"));
-    let child = gameday(&s)
-        .arg("run")
-        .arg(&file)
-        .arg("--runs-dir")
-        .arg(s.runs())
-        .spawn()
-        .expect("spawn");
+    let child = run_command(&s, &file).spawn().expect("spawn");
     let stopped = wait_until_any_stopped(&c, &fleet.instances).await;
     assert!(!stopped.is_empty());
     let (c, fleet) = act(&child, c, fleet).await;
@@ -194,13 +182,7 @@ async fn a_guardrail_that_cannot_protect_the_run_means_nothing_is_injected() {
         };
         let file = s.write("exp.yaml", &experiment(&f, "all", "3s"));
         let out = finish(
-            gameday(&s)
-                .arg("run")
-                .arg(&file)
-                .arg("--runs-dir")
-                .arg(s.runs())
-                .spawn()
-                .expect("spawn"),
+            run_command(&s, &file).spawn().expect("spawn"),
             Duration::from_secs(30),
         )
         .await;
@@ -253,13 +235,7 @@ timing: {{ interval: 500ms }}
     );
     let file = s.write("exp.yaml", &text);
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        run_command(&s, &file).spawn().expect("spawn"),
         Duration::from_secs(60),
     )
     .await;
@@ -329,13 +305,7 @@ async fn no_eligible_target_means_not_run() {
         .replace("select: all", "tags: { fleet: nobody-has-this }, select: all");
     let file = s.write("exp.yaml", &text);
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        run_command(&s, &file).spawn().expect("spawn"),
         Duration::from_secs(30),
     )
     .await;
@@ -364,11 +334,7 @@ async fn an_unreachable_endpoint_is_an_error_that_names_the_call() {
         ),
     );
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
+        run_command(&s, &file)
             .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
             .spawn()
             .expect("spawn"),

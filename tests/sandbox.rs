@@ -172,13 +172,7 @@ async fn a_small_fault_degrades_the_service_without_tripping_the_evaluated_alarm
         &stop_experiment(&fleet.group, &alarm, "{ count: 1 }", "8s"),
     );
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        run_command(&s, &file).spawn().expect("spawn"),
         Duration::from_secs(90),
     )
     .await;
@@ -228,13 +222,7 @@ async fn a_fault_too_large_fires_the_evaluated_alarm_and_the_run_aborts_and_roll
         &stop_experiment(&fleet.group, &alarm, "{ count: 2 }", "5m"),
     );
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
-            .spawn()
-            .expect("spawn"),
+        run_command(&s, &file).spawn().expect("spawn"),
         Duration::from_secs(90),
     )
     .await;

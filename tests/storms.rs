@@ -40,11 +40,7 @@ async fn a_throttling_storm_during_injection_and_rollback_changes_nothing_for_th
     let s = Scratch::new();
     let file = s.write("exp.yaml", &in_place_experiment(&fleet, "3s", "5m"));
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
+        run_command(&s, &file)
             .env("AWS_ENDPOINT_URL", &proxy.endpoint)
             .spawn()
             .expect("spawn"),
@@ -82,11 +78,7 @@ async fn a_5xx_storm_during_rollback_and_teardown_still_rolls_back_and_deletes_t
     let proxy = FailingProxy::counting(endpoint()).await;
     let s = Scratch::new();
     let file = s.write("exp.yaml", &parallel_experiment(&fleet, "3s"));
-    let child = gameday(&s)
-        .arg("run")
-        .arg(&file)
-        .arg("--runs-dir")
-        .arg(s.runs())
+    let child = run_command(&s, &file)
         .env("AWS_ENDPOINT_URL", &proxy.endpoint)
         .spawn()
         .expect("spawn");
@@ -133,11 +125,7 @@ async fn a_permanent_error_on_rollback_is_not_retried_and_recover_finishes_after
     let s = Scratch::new();
     let file = s.write("exp.yaml", &in_place_experiment(&fleet, "1s", "5m"));
     let out = finish(
-        gameday(&s)
-            .arg("run")
-            .arg(&file)
-            .arg("--runs-dir")
-            .arg(s.runs())
+        run_command(&s, &file)
             .env("AWS_ENDPOINT_URL", &proxy.endpoint)
             .spawn()
             .expect("spawn"),

@@ -685,6 +685,14 @@ pub fn assert_rollback_began_on_the_breach_tick(journal: &serde_json::Value) {
     );
 }
 
+/// `gameday run FILE` recording into the scratch folder's runs, ready for
+/// more arguments and to spawn.
+pub fn run_command(scratch: &Scratch, file: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+    let mut cmd = gameday(scratch);
+    cmd.arg("run").arg(file).arg("--runs-dir").arg(scratch.runs());
+    cmd
+}
+
 /// `gameday recover RUN_ID` on the scratch folder's runs, ready to spawn.
 pub fn recover_command(scratch: &Scratch, run_id: &str) -> tokio::process::Command {
     let mut cmd = gameday(scratch);
