@@ -16,7 +16,7 @@ die() {
 }
 
 ensure_tools() {
-    command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs (gameday needs Rust 1.94 or newer)"
+    command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs (gameday needs Rust 1.95 or newer)"
     command -v python3 >/dev/null || die "python3 not found: it is needed for moto, the local AWS API the demo and tests use"
 }
 
