@@ -389,7 +389,7 @@ async fn the_load_command_is_told_the_copies_and_stopped_on_every_exit_path() {
     let c = clients().await;
     let a = alb_fleet(&c).await;
     let before = lb_state(&a).await;
-    for how in ["end", "guardrail", "SIGTERM", "kill -9"] {
+    for how in ["end", "guardrail", "SIGINT", "SIGTERM", "max_duration", "kill -9"] {
         let s = Scratch::new();
         let pid_file = s.path().join("load.pid");
         let load = format!(
@@ -397,13 +397,15 @@ async fn the_load_command_is_told_the_copies_and_stopped_on_every_exit_path() {
             pid_file.display()
         );
         let duration = if how == "end" { "2s" } else { "5m" };
-        let file = s.write("exp.yaml", &traffic_experiment(&a, &load, duration, "5m"));
+        let max = if how == "max_duration" { "20s" } else { "5m" };
+        let file = s.write("exp.yaml", &traffic_experiment(&a, &load, duration, max));
         let child = run_command(&s, &file).spawn().expect("spawn");
         let run_id = wait_mid_fault(&c, &s, &a).await;
         let (pid, dead) = gone(&pid_file);
         assert!(!dead, "{how}: the load generator runs during the fault");
         match how {
             "guardrail" => set_alarm(&c, &a.fleet.alarm, "ALARM").await,
+            "SIGINT" => signal(&child, libc::SIGINT),
             "SIGTERM" => signal(&child, libc::SIGTERM),
             "kill -9" => signal(&child, libc::SIGKILL),
             _ => {}

@@ -879,20 +879,30 @@ pub async fn delete_target_group(aws: &Aws, name: &str, group: Option<&str>) -> 
 /// Returns the rules changed.
 pub async fn release_rules(aws: &Aws, arn: &str, source: &str) -> Result<Vec<String>, AwsError> {
     // The source's load balancers too: a copy's own list may lag (moto
-    // updates it only when a rule is created, not modified).
-    let out = aws
-        .elbv2
-        .describe_target_groups()
-        .target_group_arns(arn)
-        .target_group_arns(source)
-        .send()
-        .await
-        .map_err(api("elasticloadbalancing", "DescribeTargetGroups"))?;
-    let mut lbs: Vec<String> = out
-        .target_groups()
-        .iter()
-        .flat_map(|t| t.load_balancer_arns().to_vec())
-        .collect();
+    // updates it only when a rule is created, not modified). Either target
+    // group may be gone by now.
+    let mut lbs: Vec<String> = Vec::new();
+    for tg in [arn, source] {
+        match aws
+            .elbv2
+            .describe_target_groups()
+            .target_group_arns(tg)
+            .send()
+            .await
+        {
+            Ok(out) => lbs.extend(
+                out.target_groups()
+                    .iter()
+                    .flat_map(|t| t.load_balancer_arns().to_vec()),
+            ),
+            Err(e) => {
+                let e = AwsError::from_sdk("elasticloadbalancing", "DescribeTargetGroups", e);
+                if e.code() != "TargetGroupNotFound" {
+                    return Err(e);
+                }
+            }
+        }
+    }
     lbs.sort();
     lbs.dedup();
     let mut changed = Vec::new();
