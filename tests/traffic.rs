@@ -367,6 +367,18 @@ async fn plan_shows_each_rule_with_its_weights_before_and_during() {
         "{}",
         plan.stdout
     );
+    let run = finish(
+        run_command(&s, &none).spawn().expect("spawn"),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains("receives no traffic"),
+        "the run says so too: {}{}",
+        run.stdout,
+        run.stderr
+    );
 }
 
 /// The pid a load command wrote, and whether that process is gone (or a zombie).
