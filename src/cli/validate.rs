@@ -37,7 +37,7 @@ pub(super) fn validate(paths: &[PathBuf]) -> Result<Outcome, Error> {
 }
 
 /// Every experiment file named by `paths` (folders are searched recursively).
-fn experiment_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PathError> {
+pub(super) fn experiment_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PathError> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
