@@ -11,5 +11,6 @@ mod report;
 mod run;
 mod safety;
 mod sandbox;
+mod schedules;
 mod storms;
 mod validate;

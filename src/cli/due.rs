@@ -182,6 +182,7 @@ pub(super) async fn run_due(
     let now = now_of(safety);
     let store = SlotStore::local(&runs_dir);
     let (scheduled, _, invalid) = survey(paths, safety, &runs_dir, &store, now).await?;
+    test_barrier();
     let mut ran: Vec<Outcome> = Vec::new();
     let mut errors = 0;
     let (mut deferred, mut done, mut taken) = (0, 0, 0);
@@ -275,6 +276,29 @@ pub(super) async fn run_due(
         invalid: invalid > 0,
         errors: errors > 0,
     })
+}
+
+/// For tests only: `GAMEDAY_TEST_CLAIM_BARRIER=DIR:N` holds every `run-due`
+/// after it has judged what is due and before it claims anything, until N
+/// of them have arrived (at most 60 s), so that a test can make two
+/// processes race on the claim itself rather than on reading the last one.
+fn test_barrier() {
+    let Ok(spec) = std::env::var("GAMEDAY_TEST_CLAIM_BARRIER") else {
+        return;
+    };
+    let Some((dir, n)) = spec.rsplit_once(':') else {
+        return;
+    };
+    let n: usize = n.parse().unwrap_or(1);
+    let dir = Path::new(dir);
+    let _ = std::fs::create_dir_all(dir);
+    let _ = std::fs::write(dir.join(std::process::id().to_string()), b"");
+    for _ in 0..600 {
+        if std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0) >= n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// `gameday catalog`: writes catalog.html, catalog.md and catalog.json into the runs folder.
