@@ -42,6 +42,7 @@ Exit codes:
   6    error: the runner could not do its job (see the journal; `gameday recover`)
   7    refused by the safety policy, or approval missing or stale (nothing touched)
   130  interrupted by SIGINT/SIGTERM (everything rolled back)
+  run-due exits with its most severe outcome (see `gameday run-due --help`)
 
 AWS settings come from the standard chain (AWS_REGION, AWS_PROFILE,
 AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
@@ -50,6 +51,10 @@ AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
 A run goes into a temporary copy of the workload's Auto Scaling group unless
 the experiment says `mode: in-place`. If a runner dies mid-run,
 `gameday recover` finishes its rollback from the journal.
+
+Experiments with a `schedule:` run from the scheduler you already have:
+start `gameday run-due` every few minutes (recipes in deploy/); `gameday
+due` says what is due and why; `gameday catalog` lists every experiment.
 
 Every run leaves runs/<run-id>/ with journal.json and three reports:
 report.html (charts, open it in a browser), report.md (for a PR or wiki) and
