@@ -374,3 +374,32 @@ async fn with_history(
 pub(crate) fn verdict_word(r: &RunRow) -> &'static str {
     r.verdict.map(|v| v.as_str()).unwrap_or("unfinished")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_files_is_escaped_on_the_page_and_in_markdown() {
+        let e = Entry {
+            name: "x".into(),
+            hypothesis: Some("<script>alert(1)</script> & more".into()),
+            owner: Some("team <b>".into()),
+            faults: vec!["f: ec2:stop-instances".into()],
+            ..blank("experiment", Path::new("experiments/x.yaml"))
+        };
+        let now: Timestamp = "2026-11-24T09:00:00Z".parse().unwrap();
+        let page = html::render(std::slice::from_ref(&e), now);
+        assert!(!page.contains("<script") && !page.contains("<b>"), "{page}");
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; more"),
+            "{page}"
+        );
+        let md = markdown::render(&[e], now);
+        assert!(!md.contains("<script") && md.contains("&lt;script&gt;"), "{md}");
+        assert!(
+            md.contains("| x | team &lt;b&gt; | by hand | - | never run | - |"),
+            "{md}"
+        );
+    }
+}
