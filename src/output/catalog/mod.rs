@@ -151,6 +151,11 @@ pub async fn refresh(runs_dir: &Path, policy: Option<&Path>) -> Result<bool, Cat
         return Ok(false);
     };
     let kept: Vec<PathBuf> = sources.sources.into_iter().filter(|p| p.exists()).collect();
+    // A runs folder copied to another machine (a CI artifact) keeps its
+    // catalog rather than getting an empty one.
+    if kept.is_empty() {
+        return Ok(false);
+    }
     let policy = policy.map(Path::to_path_buf).or(sources.policy);
     write(&kept, runs_dir, policy.as_deref(), Timestamp::now()).await?;
     Ok(true)
