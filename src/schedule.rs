@@ -315,11 +315,12 @@ impl Schedule {
             Some(u) if u < now => u,
             _ => now,
         };
-        // With a jitter, the newest cron time may not be due yet; then the one
-        // before it is the latest due. A few steps back cover any jitter
-        // shorter than the schedule's period.
+        // With a jitter, the newest cron times may not be due yet; walk back
+        // until one is. Any cron time at least `jitter` before `now` is due,
+        // so the walk is short: at most jitter / period steps (capped for a
+        // jitter far longer than the period, which makes little sense).
         let mut inclusive = true;
-        for _ in 0..4 {
+        for _ in 0..10_000 {
             let at = self.previous_at_or_before(from, inclusive)?;
             if self.not_before.is_some_and(|b| at < b) {
                 return None;
@@ -409,6 +410,32 @@ mod tests {
             );
         }
         assert_eq!(s.latest_due("exp", due).unwrap().at, t);
+    }
+
+    #[test]
+    fn a_jitter_longer_than_the_period_still_finds_the_latest_due_slot() {
+        let s = decode("schedule: { cron: \"* * * * *\", jitter: 30m }\n").unwrap();
+        let now = at("2026-12-22T09:00:00Z");
+        let slot = s.latest_due("exp", now).expect("a due slot");
+        assert!(slot.due_at <= now && slot.at <= now);
+        assert!(slot.at >= at("2026-12-22T08:29:00Z"), "{slot:?}");
+    }
+
+    #[test]
+    fn a_slot_in_the_spring_forward_gap_still_happens_once() {
+        // 02:30 does not exist in Paris on 2027-03-28 (02:00 -> 03:00).
+        let s = decode("schedule: { cron: \"30 2 * * *\", timezone: Europe/Paris }\n").unwrap();
+        let before = at("2027-03-27T12:00:00Z");
+        let next = s.next_after_time("x", before).expect("a slot");
+        let after = s.next_after_time("x", next.at).expect("the slot after");
+        assert!(
+            next.at > before && next.at < at("2027-03-28T12:00:00Z"),
+            "{next:?}"
+        );
+        assert!(
+            after.at > at("2027-03-28T12:00:00Z"),
+            "one slot on the day of the gap: {after:?}"
+        );
     }
 
     #[test]
