@@ -13,7 +13,8 @@ use crate::util::{ms_text, value_text};
 /// Escapes text for markup: see [`super::escape_markup`].
 pub use super::escape_markup as esc;
 
-const STYLE: &str = "
+/// The style sheet of every gameday page (the scorecard uses it too).
+pub const STYLE: &str = "
 body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 0; color: #1d1d1f; background: #f6f7f9; }
 main { max-width: 980px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
 h1 { font-size: 1.6em; margin: 0 0 8px; }
