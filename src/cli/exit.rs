@@ -79,7 +79,9 @@ fn for_outcome(outcome: Outcome) -> i32 {
         Outcome::Planned(PlanVerdict::NotRun) => NOT_RUN,
         Outcome::Regression => FAILED,
         Outcome::Unfinished => ERROR,
-        Outcome::Suite { interrupted: true, .. } => INTERRUPTED,
+        Outcome::Suite {
+            interrupted: true, ..
+        } => INTERRUPTED,
         Outcome::Suite { go: true, .. } => OK,
         Outcome::Suite { go: false, .. } => NO_GO,
     }
@@ -151,7 +153,17 @@ mod tests {
         assert_eq!(suite(true, false), OK);
         assert_eq!(suite(false, false), NO_GO);
         assert_eq!(suite(false, true), INTERRUPTED);
-        let codes = [OK, INVALID_INPUT, USAGE, FAILED, ABORTED, NOT_RUN, ERROR, REFUSED, INTERRUPTED];
+        let codes = [
+            OK,
+            INVALID_INPUT,
+            USAGE,
+            FAILED,
+            ABORTED,
+            NOT_RUN,
+            ERROR,
+            REFUSED,
+            INTERRUPTED,
+        ];
         assert!(!codes.contains(&NO_GO), "NO-GO has a code of its own");
     }
 

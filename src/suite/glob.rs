@@ -57,7 +57,9 @@ pub fn expand(base: &Path, pattern: &str) -> Vec<PathBuf> {
                 }
                 continue;
             }
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.') && !seg.starts_with('.') {
@@ -130,13 +132,23 @@ mod tests {
             got,
             vec![root.join("experiments/a.yaml"), root.join("experiments/b.yaml")]
         );
-        assert_eq!(expand(&base, "../experiments/*/*.yaml"), vec![
-            root.join("experiments/more/d.yaml")
-        ]);
-        assert_eq!(expand(&base, "../experiments/c.yml"), vec![root.join("experiments/c.yml")]);
+        assert_eq!(
+            expand(&base, "../experiments/*/*.yaml"),
+            vec![root.join("experiments/more/d.yaml")]
+        );
+        assert_eq!(
+            expand(&base, "../experiments/c.yml"),
+            vec![root.join("experiments/c.yml")]
+        );
         assert!(expand(&base, "../experiments/nothing-*.yaml").is_empty());
-        assert!(expand(&base, "../experiments/more").is_empty(), "a folder is not a file");
-        assert_eq!(normalize(Path::new("suites/../experiments/./a.yaml")), PathBuf::from("experiments/a.yaml"));
+        assert!(
+            expand(&base, "../experiments/more").is_empty(),
+            "a folder is not a file"
+        );
+        assert_eq!(
+            normalize(Path::new("suites/../experiments/./a.yaml")),
+            PathBuf::from("experiments/a.yaml")
+        );
         assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
     }
 }

@@ -68,7 +68,9 @@ pub fn load_str(path: &Path, text: &str) -> Result<Suite, FileErrors> {
 }
 
 fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Suite> {
-    let top = d.map(root, "the suite", SUITE_KEYS)?.at(Loc { line: 1, column: 1 });
+    let top = d
+        .map(root, "the suite", SUITE_KEYS)?
+        .at(Loc { line: 1, column: 1 });
     let version = d
         .required(&top, "version", "the suite")
         .and_then(|n| d.integer(n, "version", 0, u64::MAX));
@@ -103,13 +105,21 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Suite
         .get("description")
         .and_then(|n| d.string(n, "description"))
         .map(|s| s.value);
-    let owner = top.get("owner").and_then(|n| d.string(n, "owner")).map(|s| s.value);
-    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let owner = top
+        .get("owner")
+        .and_then(|n| d.string(n, "owner"))
+        .map(|s| s.value);
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let entries = d
         .required(&top, "experiments", "the suite")
         .and_then(|n| decode_entries(d, n, base, path));
     let concurrency = match top.get("concurrency") {
-        Some(n) => d.integer(n, "concurrency", 1, MAX_CONCURRENCY).map(|v| v.value as u32),
+        Some(n) => d
+            .integer(n, "concurrency", 1, MAX_CONCURRENCY)
+            .map(|v| v.value as u32),
         None => Some(1),
     };
     let stop_on = match top.get("stop_on") {
@@ -206,7 +216,11 @@ fn decode_entries(d: &mut Decoder, node: &Node, base: &Path, suite_file: &Path) 
             if let Some(line) = seen.get(f) {
                 d.error_help(
                     path.loc,
-                    format!("{what}.path `{}`: `{}` is already in the suite", path.value, f.display()),
+                    format!(
+                        "{what}.path `{}`: `{}` is already in the suite",
+                        path.value,
+                        f.display()
+                    ),
                     format!("it was listed on line {line}; an experiment runs once per suite"),
                 );
                 ok = false;

@@ -54,7 +54,12 @@ pub(super) fn render(sp: &SuitePlan) -> String {
     let s = &sp.suite;
     let n = sp.members.len();
     let mut o = String::new();
-    let _ = writeln!(o, "suite plan for `{}` ({}): {n} experiment(s)", s.name, s.file.display());
+    let _ = writeln!(
+        o,
+        "suite plan for `{}` ({}): {n} experiment(s)",
+        s.name,
+        s.file.display()
+    );
     for (i, m) in sp.members.iter().enumerate() {
         let _ = writeln!(
             o,

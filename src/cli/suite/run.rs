@@ -111,7 +111,11 @@ pub(in crate::cli) async fn run(
             r.experiment,
             r.run_id
                 .as_ref()
-                .map(|rid| runs_dir.join(rid).join(crate::output::report::HTML_FILE).display().to_string())
+                .map(|rid| runs_dir
+                    .join(rid)
+                    .join(crate::output::report::HTML_FILE)
+                    .display()
+                    .to_string())
                 .unwrap_or_else(|| r.reason.clone())
         );
     }
@@ -125,7 +129,10 @@ pub(in crate::cli) async fn run(
         if r.verdict == Some(Verdict::Error)
             && let Some(rid) = &r.run_id
         {
-            eprintln!("if `{}` left anything in effect: gameday recover {rid}", r.experiment);
+            eprintln!(
+                "if `{}` left anything in effect: gameday recover {rid}",
+                r.experiment
+            );
         }
     }
     Ok(Outcome::Suite { go, interrupted })
@@ -145,7 +152,12 @@ fn approval(sp: &SuitePlan, given: Option<String>) -> Result<Vec<Approval>, Stri
                 .map(|why| format!("`{}`: {why}", m.loaded.exp.name))
         })
         .collect();
-    let for_plans = || sp.members.iter().map(|m| Approval::Hash(m.plan.hash.clone())).collect();
+    let for_plans = || {
+        sp.members
+            .iter()
+            .map(|m| Approval::Hash(m.plan.hash.clone()))
+            .collect()
+    };
     let hint = format!(
         "review `gameday suite plan {}` and pass the hash it prints: --approve <hash>",
         sp.suite.file.display()
@@ -196,7 +208,12 @@ fn stops(rule: StopOn, row: &Row) -> Option<String> {
         if v == Verdict::Interrupted {
             format!("`{}` was interrupted by an operator", row.experiment)
         } else {
-            format!("stop_on: {}: `{}` ended {}", rule.as_str(), row.experiment, v.as_str())
+            format!(
+                "stop_on: {}: `{}` ended {}",
+                rule.as_str(),
+                row.experiment,
+                v.as_str()
+            )
         }
     })
 }
@@ -249,7 +266,16 @@ async fn schedule(
                         m.loaded.member.role.as_str()
                     );
                 }
-                let handle = tasks.spawn(start(sp, m, approvals[i].clone(), runs_dir, shown, concurrency, safety, i));
+                let handle = tasks.spawn(start(
+                    sp,
+                    m,
+                    approvals[i].clone(),
+                    runs_dir,
+                    shown,
+                    concurrency,
+                    safety,
+                    i,
+                ));
                 ids.insert(handle.id(), i);
             }
         }
@@ -306,12 +332,21 @@ async fn schedule(
         .map(|(i, r)| {
             r.unwrap_or_else(|| {
                 let m = &sp.members[i];
-                Row::not_started(&m.loaded.exp.name, &m.loaded.member.file, m.loaded.member.role, &why)
+                Row::not_started(
+                    &m.loaded.exp.name,
+                    &m.loaded.member.file,
+                    m.loaded.member.role,
+                    &why,
+                )
             })
         })
         .collect();
     let interrupted = signalled.is_cancelled();
-    (rows, stopped.map(|s| format!("Experiments after this were not started: {s}.")), interrupted)
+    (
+        rows,
+        stopped.map(|s| format!("Experiments after this were not started: {s}.")),
+        interrupted,
+    )
 }
 
 /// Starts one experiment's run: what `gameday run FILE --approve` does.
@@ -364,7 +399,12 @@ fn finished(m: &Planned, result: Result<engine::Outcome, engine::RunError>) -> R
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
-            let mut r = Row::not_started(name, file, role, &format!("the run could not start recording: {e}"));
+            let mut r = Row::not_started(
+                name,
+                file,
+                role,
+                &format!("the run could not start recording: {e}"),
+            );
             r.verdict = Some(Verdict::Error);
             return r;
         }
@@ -373,7 +413,12 @@ fn finished(m: &Planned, result: Result<engine::Outcome, engine::RunError>) -> R
     match crate::output::load(&outcome.dir) {
         Ok(s) => Row::from_summary(&s, file, role, link),
         Err(e) => {
-            let mut r = Row::not_started(name, file, role, &format!("{} (its journal.json cannot be read: {e})", outcome.reason));
+            let mut r = Row::not_started(
+                name,
+                file,
+                role,
+                &format!("{} (its journal.json cannot be read: {e})", outcome.reason),
+            );
             r.verdict = Some(outcome.verdict);
             if !outcome.run_id.is_empty() {
                 r.run_id = Some(outcome.run_id);
@@ -390,7 +435,11 @@ fn finished(m: &Planned, result: Result<engine::Outcome, engine::RunError>) -> R
 fn listen_for_signals(stop: CancellationToken) -> CancellationToken {
     use tokio::signal::unix::{SignalKind, signal};
     let heard = CancellationToken::new();
-    let kinds = [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()];
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ];
     for kind in kinds {
         let Ok(mut s) = signal(kind) else { continue };
         let (stop, heard) = (stop.clone(), heard.clone());
@@ -420,7 +469,10 @@ mod tests {
         assert!(stops(StopOn::Abort, &failed).is_none());
         assert!(stops(StopOn::Failure, &failed).is_some());
         assert!(stops(StopOn::Never, &aborted).is_none());
-        assert!(stops(StopOn::Never, &interrupted).is_some(), "an operator always stops the suite");
+        assert!(
+            stops(StopOn::Never, &interrupted).is_some(),
+            "an operator always stops the suite"
+        );
         assert!(stops(StopOn::Failure, &passed).is_none());
     }
 }

@@ -123,7 +123,10 @@ impl Row {
             file: file.to_path_buf(),
             role,
             verdict: s.verdict,
-            reason: s.reason.clone().unwrap_or_else(|| "the run has no verdict".into()),
+            reason: s
+                .reason
+                .clone()
+                .unwrap_or_else(|| "the run has no verdict".into()),
             run_id: Some(s.run_id.clone()),
             report: Some(report),
             duration_ms,
@@ -214,7 +217,10 @@ impl Scorecard {
 
     /// How long the suite took (ms).
     pub fn duration_ms(&self) -> u64 {
-        self.finished_at.duration_since(self.started_at).as_millis().max(0) as u64
+        self.finished_at
+            .duration_since(self.started_at)
+            .as_millis()
+            .max(0) as u64
     }
 }
 
