@@ -399,7 +399,7 @@ async fn the_markdown_and_junit_reports_of_a_run_match_their_snapshots() {
 }
 
 /// The browser the test command installs (`scripts/test`: Debian's chromium).
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("GAMEDAY_CHROMIUM") {
         return Some(PathBuf::from(p));
     }
@@ -408,7 +408,7 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn headless(browser: &Path, profile: &Path, what: &[String]) -> std::process::Output {
+pub(crate) fn headless(browser: &Path, profile: &Path, what: &[String]) -> std::process::Output {
     std::process::Command::new(browser)
         .args([
             "--headless",

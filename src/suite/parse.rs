@@ -187,7 +187,8 @@ fn decode_entries(d: &mut Decoder, node: &Node, base: &Path, suite_file: &Path) 
                 None => (None, None),
             },
         };
-        let (Some(path), Some(role)) = (path, role) else {
+        // The path is looked up even when the role is wrong: every problem at once.
+        let Some(path) = path else {
             ok = false;
             continue;
         };
@@ -228,6 +229,10 @@ fn decode_entries(d: &mut Decoder, node: &Node, base: &Path, suite_file: &Path) 
                 seen.insert(f.clone(), path.loc.line);
             }
         }
+        let Some(role) = role else {
+            ok = false;
+            continue;
+        };
         out.push(Entry {
             loc: yaml::loc(item),
             path,
