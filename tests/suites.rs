@@ -294,9 +294,11 @@ async fn one_hash_approves_the_whole_suite_and_a_stale_one_touches_nothing() {
     let policy = s.write("approving-policy.yaml", APPROVING_POLICY);
     s.write("a.yaml", &experiment(&a, "first", "1s"));
     s.write("b.yaml", &experiment(&b, "second", "1s"));
+    // On the first one's group: with room for two at once, it must still wait.
+    s.write("c.yaml", &experiment(&a, "third", "1s"));
     let file = s.write(
         "ready.yaml",
-        "version: 1\nname: ready\nexperiments: [a.yaml, { path: b.yaml, role: advisory }]\nconcurrency: 2\n",
+        "version: 1\nname: ready\nexperiments: [a.yaml, { path: b.yaml, role: advisory }, c.yaml]\nconcurrency: 2\n",
     );
     let with_policy = |mut cmd: tokio::process::Command| {
         cmd.arg("--policy").arg(&policy);
@@ -316,17 +318,18 @@ async fn one_hash_approves_the_whole_suite_and_a_stale_one_touches_nothing() {
         out.stdout, out.stderr
     );
     assert!(
-        out.stdout.contains("=== 1 of 2: `first` (blocking)"),
+        out.stdout.contains("=== 1 of 3: `first` (blocking)"),
         "{}",
         out.stdout
     );
     assert!(
-        out.stdout.contains("=== 2 of 2: `second` (advisory)"),
+        out.stdout.contains("=== 2 of 3: `second` (advisory)"),
         "{}",
         out.stdout
     );
     assert!(
-        out.stdout.contains("no two experiments share a target"),
+        out.stdout
+            .contains(&format!("`first` and `third` share group:{}", a.group)),
         "{}",
         out.stdout
     );
@@ -336,7 +339,7 @@ async fn one_hash_approves_the_whole_suite_and_a_stale_one_touches_nothing() {
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON plan");
     let hash = plan["hash"].as_str().expect("a suite hash").to_string();
     assert!(out.stdout.contains("\"admitted\": true"), "{}", out.stdout);
-    assert_eq!(plan["experiments"].as_array().map(Vec::len), Some(2));
+    assert_eq!(plan["experiments"].as_array().map(Vec::len), Some(3));
 
     // No approval, then a stale one: refused, nothing touched.
     let before = (group_state(&c, &a.group).await, group_state(&c, &b.group).await);
@@ -374,7 +377,19 @@ async fn one_hash_approves_the_whole_suite_and_a_stale_one_touches_nothing() {
     )
     .expect("JSON");
     assert_eq!(card["plan_hash"], hash);
-    for r in card["rows"].as_array().expect("rows") {
+    let rows = card["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 3);
+    let span = |r: &serde_json::Value| {
+        let j = s.journal_of(&s.runs().join(r["run_id"].as_str().expect("run id")));
+        let t = |k: &str| -> jiff::Timestamp { j[k].as_str().expect(k).parse().expect("a time") };
+        (t("started_at"), t("finished_at"))
+    };
+    let (first, third) = (span(&rows[0]), span(&rows[2]));
+    assert!(
+        third.0 >= first.1 || first.0 >= third.1,
+        "two experiments on one group never overlap: {first:?} and {third:?}"
+    );
+    for r in rows {
         assert_eq!(r["verdict"], "passed", "{r}");
         let journal = s.journal_of(&s.runs().join(r["run_id"].as_str().expect("run id")));
         let gate = journal["events"]

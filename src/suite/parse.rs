@@ -349,6 +349,24 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_suite_and_its_experiments_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).expect("suites/") {
+            let path = e.expect("entry").path();
+            if path.extension().is_none_or(|x| x != "yaml") {
+                continue;
+            }
+            let suite = load(&path).unwrap_or_else(|e| panic!("{e}"));
+            for m in suite.experiments() {
+                crate::experiment::load(&m.file).unwrap_or_else(|e| panic!("{e}"));
+            }
+            n += 1;
+        }
+        assert!(n > 0, "suites/ has an example");
+    }
+
+    #[test]
     fn mutated_suites_are_rejected_with_a_position_never_a_panic() {
         let text = include_str!("../../suites/shop-web-readiness.yaml");
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/shop-web-readiness.yaml");

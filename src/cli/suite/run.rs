@@ -342,11 +342,12 @@ async fn schedule(
         })
         .collect();
     let interrupted = signalled.is_cancelled();
-    (
-        rows,
-        stopped.map(|s| format!("Experiments after this were not started: {s}.")),
-        interrupted,
-    )
+    let rows: Vec<Row> = rows;
+    // Only worth a line on the scorecard when it kept an experiment from starting.
+    let stopped = stopped
+        .filter(|_| rows.iter().any(|r| r.verdict.is_none()))
+        .map(|s| format!("Some experiments were not started: {s}."));
+    (rows, stopped, interrupted)
 }
 
 /// Starts one experiment's run: what `gameday run FILE --approve` does.
