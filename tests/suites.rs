@@ -450,3 +450,66 @@ async fn a_suites_mistakes_are_reported_at_their_line_and_column() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outcome_stop_on_names_no_further_experiment_starts() {
+    let c = clients().await;
+    let f = fleet(&c, 2).await;
+    // A guardrail already in ALARM: the first experiment is refused at
+    // preflight (not-run, nothing injected), which `stop_on: failure` names.
+    set_alarm(&c, &f.alarm, "ALARM").await;
+    let s = Scratch::new();
+    s.write("a.yaml", &experiment(&f, "first", "1s"));
+    s.write("b.yaml", &experiment(&f, "second", "1s"));
+    let file = s.write(
+        "ready.yaml",
+        "version: 1\nname: ready\nexperiments: [a.yaml, { path: b.yaml, role: advisory }]\nstop_on: failure\n",
+    );
+    let before = group_state(&c, &f.group).await;
+    let out = finish(
+        suite_command(&s, "run", &file).spawn().expect("spawn"),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(out.code, 8, "NO-GO\n{}{}", out.stdout, out.stderr);
+    assert_eq!(before, group_state(&c, &f.group).await, "nothing was touched");
+    let card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(suite_dirs(&s)[0].join("suite.json")).expect("suite.json"),
+    )
+    .expect("JSON");
+    let rows = card["rows"].as_array().expect("rows");
+    assert_eq!(rows[0]["verdict"], "not-run", "{}", rows[0]);
+    assert!(
+        rows[1]["verdict"].is_null(),
+        "the second never started: {}",
+        rows[1]
+    );
+    assert!(
+        rows[1]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stop_on: failure: `first` ended not-run"),
+        "{}",
+        rows[1]
+    );
+    assert_eq!(
+        std::fs::read_dir(s.runs()).expect("runs").count(),
+        2,
+        "one experiment's run folder and the suite's"
+    );
+    let junit = parse_xml(&std::fs::read_to_string(suite_dirs(&s)[0].join("junit.xml")).expect("junit.xml"));
+    let cases = junit.all("testsuite")[0].all("testcase");
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[0].all("failure").len(), 1, "a blocking not-run fails");
+    let skipped = cases[1].all("skipped");
+    assert_eq!(
+        skipped.len(),
+        1,
+        "an advisory experiment that never started is skipped"
+    );
+    assert!(
+        skipped[0].attr("message").contains("not started"),
+        "{}",
+        skipped[0].attr("message")
+    );
+}
