@@ -34,6 +34,7 @@ pub(crate) mod journal;
 pub mod experiment;
 pub(crate) mod policy;
 pub mod schedule;
+pub mod suite;
 
 pub(crate) mod environment;
 pub(crate) mod faults;

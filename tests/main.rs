@@ -13,4 +13,5 @@ mod safety;
 mod sandbox;
 mod schedules;
 mod storms;
+mod suites;
 mod validate;
