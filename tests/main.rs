@@ -11,6 +11,8 @@ mod report;
 mod run;
 mod safety;
 mod sandbox;
+mod schedules;
 mod storms;
+mod suites;
 mod traffic;
 mod validate;

@@ -8,6 +8,7 @@
 
 mod cleanup;
 mod completions;
+mod due;
 pub mod exit;
 mod history;
 mod outcome;
@@ -17,6 +18,7 @@ mod recover;
 mod report;
 mod run;
 mod shared;
+mod suite;
 mod validate;
 
 use std::future::Future;
@@ -32,7 +34,7 @@ pub use outcome::{Error, Outcome, PathError, PlanVerdict};
 const AFTER_HELP: &str = "\
 Exit codes:
   0    passed (run) / all files valid (validate) / the plan may run (plan) /
-       reports written (report) / history listed (history)
+       reports written (report) / history listed (history) / GO (suite run)
   1    invalid experiment or policy file; nothing was touched (report: unreadable journal)
   2    usage error (report, history: no such run or runs folder)
   3    failed: the hypothesis did not hold (history --fail-on-regression: a regression)
@@ -40,7 +42,10 @@ Exit codes:
   5    not-run: a precondition did not hold (nothing injected)
   6    error: the runner could not do its job (see the journal; `gameday recover`)
   7    refused by the safety policy, or approval missing or stale (nothing touched)
+  8    suite run: NO-GO (a blocking experiment did not pass, or the readiness
+       score is below the suite's min_score; see the scorecard)
   130  interrupted by SIGINT/SIGTERM (everything rolled back)
+  run-due exits with its most severe outcome (see `gameday run-due --help`)
 
 AWS settings come from the standard chain (AWS_REGION, AWS_PROFILE,
 AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
@@ -49,6 +54,10 @@ AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
 A run goes into a temporary copy of the workload's Auto Scaling group unless
 the experiment says `mode: in-place`. If a runner dies mid-run,
 `gameday recover` finishes its rollback from the journal.
+
+Experiments with a `schedule:` run from the scheduler you already have:
+start `gameday run-due` every few minutes (recipes in deploy/); `gameday
+due` says what is due and why; `gameday catalog` lists every experiment.
 
 Every run leaves runs/<run-id>/ with journal.json and three reports:
 report.html (charts, open it in a browser), report.md (for a PR or wiki) and
@@ -189,6 +198,16 @@ enum Command {
         #[command(flatten)]
         aws: AwsArgs,
     },
+    /// Suites: several experiments as one readiness gate, with a scorecard.
+    ///
+    /// A suite file (suites/*.yaml) lists experiments (paths or globs,
+    /// relative to it), each blocking or advisory. `suite plan` shows every
+    /// plan and one hash approving the whole suite; `suite run` runs them and
+    /// writes a scorecard (HTML, Markdown, JUnit) with GO or NO-GO.
+    Suite {
+        #[command(subcommand)]
+        command: SuiteCommand,
+    },
     /// The safety policy.
     Policy {
         #[command(subcommand)]
@@ -246,6 +265,91 @@ enum Command {
         #[command(flatten)]
         runs: RunsArgs,
     },
+    /// List the scheduled experiments: what is due now and why.
+    ///
+    /// For every experiment file with a `schedule:` block: its latest slot
+    /// (the cron time in its time zone, plus its jitter), whether it is due
+    /// (never run, or last run before the slot), deferred (the safety
+    /// policy's windows or freezes refuse runs now: it runs on the first
+    /// trigger they allow, until the next slot replaces it), done (claimed
+    /// or covered by a run since the slot) or waiting (no slot yet); the last
+    /// run and the next slot. Read-only: no AWS call. Exits 0, or 1 when a
+    /// file is invalid.
+    #[command(
+        after_help = "Examples:\n  gameday due\n  gameday due experiments/shop-web-lose-a-third.yaml --output json"
+    )]
+    Due {
+        /// Experiment files, or folders searched for *.yaml and *.yml files.
+        #[arg(value_name = "PATH", default_value = "experiments")]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// Run every experiment whose scheduled slot is due, once per slot.
+    ///
+    /// Meant to be started often by the scheduler a team already runs
+    /// (cron, a systemd timer, a Kubernetes CronJob, EventBridge Scheduler,
+    /// CI; see deploy/). Each due slot is claimed before it runs, by an
+    /// exclusive file create in the runs folder, so a slot runs once even
+    /// when run-due is triggered again or from two processes at the same
+    /// moment; the claim (who, when, the run id and verdict) stays in
+    /// <runs>/.slots/. Due experiments run one after another, without
+    /// asking for approval (a run the policy wants approved is refused,
+    /// exit 7). A catalog in the runs folder is refreshed.
+    ///
+    /// Exits with the most severe outcome: 130 if a run was interrupted
+    /// (the rest wait), 6 if a run ended in error or a slot could not be
+    /// claimed, 1 if a file is invalid (the valid ones still run), else the
+    /// exit code of the worst run (7 refused, 4 aborted, 3 failed, 5
+    /// not-run), 0 when every run passed or nothing was due.
+    #[command(
+        after_help = "Examples:\n  gameday run-due\n  gameday run-due experiments/ --runs-dir /var/lib/gameday/runs --quiet"
+    )]
+    RunDue {
+        /// Experiment files, or folders searched for *.yaml and *.yml files.
+        #[arg(value_name = "PATH", default_value = "experiments")]
+        paths: Vec<PathBuf>,
+        /// Folder for run records (one subfolder per run) and slot claims.
+        #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+        runs_dir: PathBuf,
+        /// Print only the verdicts, the summary and errors.
+        #[arg(long, short)]
+        quiet: bool,
+        /// After each run, publish its outcome to CloudWatch (see `gameday run --help`).
+        #[arg(long)]
+        publish_metrics: bool,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Write the catalog: every experiment and suite on one page.
+    ///
+    /// Writes catalog.html (one self-contained page), catalog.md and
+    /// catalog.json into the runs folder: for each experiment (and each suite
+    /// file under suites/) its hypothesis, owner, faults, guardrails,
+    /// schedule and next slot, last verdict with its date, the trend of its
+    /// last 10 verdicts and links to its last 3 reports. Once written, every
+    /// `gameday run` and `gameday run-due` into that runs folder writes it
+    /// again. No AWS call.
+    #[command(
+        after_help = "Examples:\n  gameday catalog\n  gameday catalog experiments/ suites/ --runs-dir /mnt/gameday/runs"
+    )]
+    Catalog {
+        /// Experiment and suite files, or folders of them (default:
+        /// experiments/, and suites/ when it exists).
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
     /// Print a shell completion script to stdout.
     ///
     /// Completes commands, flags and their values (shells, output formats).
@@ -255,6 +359,64 @@ enum Command {
         /// The shell to complete in.
         #[arg(value_enum, value_name = "SHELL")]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SuiteCommand {
+    /// Show every experiment's plan, the safety gate's verdict on each, and
+    /// the one hash that approves the whole suite (read-only AWS calls only).
+    ///
+    /// Exits 0 when every experiment may run, 7 when the policy would refuse
+    /// any, 5 when a precondition of any does not hold, 1 when the suite or
+    /// an experiment is invalid.
+    Plan {
+        /// The suite file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Seed for the random choices shown (the same for every experiment).
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Run every experiment of the suite, then write its scorecard.
+    ///
+    /// Each experiment runs as `gameday run` would (its own run folder,
+    /// journal and reports), one after another unless the suite sets
+    /// `concurrency` (experiments sharing a target never overlap). After an
+    /// outcome the suite's `stop_on` names, no further experiment starts.
+    /// The scorecard (scorecard.html, scorecard.md, junit.xml, suite.json)
+    /// goes to <runs-dir>/suite-<id>/. Exits 0 for GO, 8 for NO-GO, 7 when
+    /// the suite needs approval and has none (or a stale one), 130 when
+    /// interrupted.
+    Run {
+        /// The suite file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Seed for random target selection (the same for every experiment).
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Folder for run records (one subfolder per run, one per suite run).
+        #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+        runs_dir: PathBuf,
+        /// Print only the scorecard's lines and errors (no progress on stderr).
+        #[arg(long, short)]
+        quiet: bool,
+        /// Approve the suite's plan with this hash (printed by `gameday suite
+        /// plan`): needed when any experiment's policy asks for approval and
+        /// there is no terminal. A changed plan no longer fits and is refused.
+        #[arg(long, value_name = "HASH")]
+        approve: Option<String>,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
 }
 
@@ -369,6 +531,7 @@ impl Command {
                     quiet,
                     output,
                     publish_metrics,
+                    interactive: true,
                 };
                 with_runtime(run::run(&file, seed, runs_dir, shown, approve, &safety, &aws))
             }
@@ -390,6 +553,36 @@ impl Command {
                 safety,
                 aws,
             } => with_runtime(plan::plan(&file, seed, output, &safety, &aws)),
+            Command::Suite {
+                command:
+                    SuiteCommand::Plan {
+                        file,
+                        seed,
+                        output,
+                        safety,
+                        aws,
+                    },
+            } => with_runtime(suite::plan(&file, seed, output, &safety, &aws)),
+            Command::Suite {
+                command:
+                    SuiteCommand::Run {
+                        file,
+                        seed,
+                        runs_dir,
+                        quiet,
+                        approve,
+                        safety,
+                        aws,
+                    },
+            } => with_runtime(suite::run(
+                &file,
+                seed,
+                runs_dir,
+                suite::Shown { quiet },
+                approve,
+                &safety,
+                &aws,
+            )),
             Command::Policy {
                 command: PolicyCommand::Show { policy },
             } => policy::show(policy.as_deref()),
@@ -401,6 +594,30 @@ impl Command {
             } => with_runtime(recover::recover(run_id, force, &runs.runs_dir, &aws)),
             Command::Cleanup { dry_run, runs, aws } => {
                 with_runtime(cleanup::cleanup(dry_run, &runs.runs_dir, &aws))
+            }
+            Command::Due {
+                paths,
+                output,
+                safety,
+                runs,
+            } => with_runtime(due::due(&paths, output, &safety, &runs.runs_dir)),
+            Command::RunDue {
+                paths,
+                runs_dir,
+                quiet,
+                publish_metrics,
+                safety,
+                aws,
+            } => with_runtime(due::run_due(
+                &paths,
+                runs_dir,
+                quiet,
+                publish_metrics,
+                &safety,
+                &aws,
+            )),
+            Command::Catalog { paths, safety, runs } => {
+                with_runtime(due::catalog(&paths, &runs.runs_dir, &safety))
             }
             Command::Completions { shell } => completions::print(shell),
         }

@@ -34,6 +34,22 @@ pub enum Outcome {
     Regression,
     /// `recover`, `cleanup`: something is still left behind (listed on the way).
     Unfinished,
+    /// `run-due`: what the runs it started came to.
+    RanDue {
+        /// The most severe run (see `exit::worst_run`); `None`: nothing ran.
+        worst: Option<(Verdict, bool)>,
+        /// Some experiment files were invalid (they were skipped).
+        invalid: bool,
+        /// A slot could not be claimed, or a run could not start.
+        errors: bool,
+    },
+    /// `suite run`: the scorecard is written; GO or NO-GO.
+    Suite {
+        /// Every blocking experiment passed (and the score is high enough).
+        go: bool,
+        /// An operator stopped the suite with a signal.
+        interrupted: bool,
+    },
 }
 
 /// What a run of a plan would meet, in the order the engine checks it.
@@ -87,6 +103,33 @@ pub enum Error {
         "{0}\nnothing was touched: fix the safety policy and run again (`gameday policy show --policy FILE` checks it)"
     )]
     InvalidPolicy(FileErrors),
+    /// The suite file cannot be read (missing, a folder, no permission).
+    #[error(transparent)]
+    UnreadableSuite(crate::suite::LoadError),
+    /// The suite file has problems, each with its position.
+    #[error("{errors}\nnothing was touched: fix the suite and run again (`gameday validate {}`)", file.display())]
+    InvalidSuite {
+        /// The file, for the `validate` hint.
+        file: PathBuf,
+        /// Every problem found.
+        errors: FileErrors,
+    },
+    /// `suite plan`, `suite run`: an experiment of the suite could not be planned.
+    #[error("experiment {}: {source}", file.display())]
+    SuiteMember {
+        /// The experiment's file.
+        file: PathBuf,
+        /// What went wrong.
+        source: Box<Error>,
+    },
+    /// `suite run`: the suite's run folder or scorecard cannot be written.
+    #[error("cannot write the suite's records {}: {source}", path.display())]
+    SuiteRecords {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// `plan`: the plan could not be built (AWS reads, a missing group).
     /// Boxed: a plan error carries AWS errors, and every command's result
     /// should stay small.
@@ -113,6 +156,12 @@ pub enum Error {
     /// `report`: the journal cannot be read, or a report cannot be written.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// `due`, `run-due`: a slot claim could not be read or made.
+    #[error(transparent)]
+    Claim(crate::due::claim::ClaimError),
+    /// `catalog`: the catalog could not be written.
+    #[error(transparent)]
+    Catalog(crate::output::catalog::CatalogError),
     /// `history --diff`: the two runs are of different experiments.
     #[error(
         "run {a} is of experiment `{experiment_a}` and run {b} of `{experiment_b}`: --diff compares two runs of one experiment"
@@ -135,7 +184,10 @@ impl Error {
     pub fn is_located(&self) -> bool {
         matches!(
             self,
-            Error::InvalidFiles { .. } | Error::InvalidExperiment { .. } | Error::InvalidPolicy(_)
+            Error::InvalidFiles { .. }
+                | Error::InvalidExperiment { .. }
+                | Error::InvalidPolicy(_)
+                | Error::InvalidSuite { .. }
         )
     }
 

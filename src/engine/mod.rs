@@ -1129,7 +1129,7 @@ async fn share_traffic(
     copies: &[(String, &'static str, &'static str)],
     capacity: usize,
     share: crate::model::Share,
-    tags: &dyn Fn(&'static str) -> environment::RunTags,
+    tags: &(dyn Fn(&'static str) -> environment::RunTags + Sync),
     setup: &mut Vec<SetupStep>,
     vars: &mut Vars,
 ) -> Result<(), End> {
