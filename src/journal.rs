@@ -172,6 +172,12 @@ pub enum Event {
         /// The clone's instances once ready.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         instances: Vec<String>,
+        /// The control copy, when the run has one (`environment.traffic`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        control: Option<String>,
+        /// The control copy's instances once ready.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        control_instances: Vec<String>,
     },
     /// `gameday recover` took over a run whose runner stopped without finishing.
     Recovery {
@@ -610,6 +616,11 @@ struct Inner {
 }
 
 impl Journal {
+    /// The run folder the journal is in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Creates `dir` and its events file; fails if the file already exists.
     pub fn create(dir: &Path) -> Result<Journal, JournalError> {
         let path = dir.join(EVENTS_FILE);

@@ -40,7 +40,18 @@ const TOP_KEYS: &[&str] = &[
     "faults",
     "timing",
 ];
-const ENV_KEYS: &[&str] = &["mode", "autoscaling_group", "capacity", "ready_timeout"];
+const ENV_KEYS: &[&str] = &[
+    "mode",
+    "autoscaling_group",
+    "capacity",
+    "ready_timeout",
+    "traffic",
+];
+const TRAFFIC_KEYS: &[&str] = &["share", "load"];
+const LOAD_KEYS: &[&str] = &["command", "port"];
+/// The largest share a file may ask for: two copies of 49.9% leave the
+/// source some traffic. The policy (`parallel.max_traffic_share`) bounds it far lower.
+const MAX_SHARE: Share = Share(499);
 const TIMING_KEYS: &[&str] = &[
     "baseline",
     "recovery",
@@ -150,6 +161,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
             autoscaling_group: None,
             capacity: None,
             ready_timeout: Duration::from_secs(600),
+            traffic: None,
         }),
     };
     let timing = match top.get("timing") {
@@ -203,6 +215,9 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
             environment.as_ref().and_then(|e| e.autoscaling_group.as_deref()),
         );
     }
+    if let Some(env) = &environment {
+        check_copy_variables(d, env, text);
+    }
     if let (Some(env), Some(probes)) = (&environment, &steady_state) {
         check_asg_probes(d, env, probes);
         check_compare(d, env, probes);
@@ -225,6 +240,48 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
         faults: faults?,
         timing: timing?,
     })
+}
+
+/// `${control_asg}` needs a control copy and the target-group variables a
+/// share of the load balancer's traffic: used without them, they would stay
+/// unexpanded and a probe would read a metric that cannot exist.
+fn check_copy_variables(d: &mut Decoder, env: &Environment, text: &str) {
+    let (control, traffic) = match &env.traffic {
+        Some(Traffic::Share(_)) => return,
+        Some(Traffic::Load(_)) => (true, false),
+        None => (false, false),
+    };
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split(" #").next().unwrap_or_default();
+        if code.trim_start().starts_with('#') {
+            continue;
+        }
+        let mut from = 0;
+        while let Some(at) = code[from..].find("${") {
+            let start = from + at;
+            let rest = &code[start + 2..];
+            let Some(end) = rest.find('}') else { break };
+            let var = &rest[..end];
+            let needs = if crate::model::TRAFFIC_VARIABLES.contains(&var) && !traffic {
+                Some("`environment.traffic.share` (the copies' target groups exist only then)")
+            } else if crate::model::CONTROL_VARIABLES.contains(&var) && !control {
+                Some("`environment.traffic` (`share` or `load`: only then is there a control copy)")
+            } else {
+                None
+            };
+            if let Some(needs) = needs {
+                d.error_help(
+                    Loc {
+                        line: i + 1,
+                        column: start + 1,
+                    },
+                    format!("`${{{var}}}` has no value in this experiment"),
+                    format!("it needs {needs}"),
+                );
+            }
+            from = start + 2 + end + 1;
+        }
+    }
 }
 
 /// Names end up in tags and file names: keep them to a safe alphabet.
@@ -276,12 +333,64 @@ fn decode_environment(d: &mut Decoder, node: &Node) -> Option<Environment> {
         Some(n) => d.duration(n, "environment.ready_timeout").map(|s| s.value),
         None => Some(Duration::from_secs(600)),
     };
+    let traffic = match m.get("traffic") {
+        Some(n) => decode_traffic(d, n).map(Some),
+        None => Some(None),
+    };
+    if let (Some(Mode::InPlace), Some(Some(_)), Some(n)) = (mode, &traffic, m.get("traffic")) {
+        d.error_help(
+            yaml::loc(n),
+            "environment.traffic: only parallel mode has copies to send traffic to",
+            "remove `traffic`, or use `mode: parallel`",
+        );
+    }
     Some(Environment {
         mode: mode?,
         autoscaling_group: autoscaling_group.map(|s| s.value),
         capacity,
         ready_timeout: ready_timeout?,
+        traffic: traffic?,
     })
+}
+
+/// `traffic: { share: 2% }` or `traffic: { load: { command: [k6, run, x.js] } }`.
+fn decode_traffic(d: &mut Decoder, node: &Node) -> Option<Traffic> {
+    let m = d.map(node, "environment.traffic", TRAFFIC_KEYS)?;
+    match (m.get("share"), m.get("load")) {
+        (Some(n), None) => {
+            Share::decode(d, n, "environment.traffic.share", Share(1), MAX_SHARE).map(Traffic::Share)
+        }
+        (None, Some(n)) => {
+            let lm = d.map(n, "environment.traffic.load", LOAD_KEYS)?;
+            let command = d
+                .required(&lm, "command", "environment.traffic.load")
+                .and_then(|c| d.string_list(c, "environment.traffic.load.command"));
+            if let (Some(c), Some(n)) = (&command, lm.get("command"))
+                && c.is_empty()
+            {
+                d.error(yaml::loc(n), "environment.traffic.load.command: expected the program and its arguments, found an empty list");
+            }
+            let port = match lm.get("port") {
+                Some(p) => d
+                    .integer(p, "environment.traffic.load.port", 1, 65_535)
+                    .map(|p| Some(p.value as u16)),
+                None => Some(None),
+            };
+            Some(Traffic::Load(Load {
+                command: command?.into_iter().map(|s| s.value).collect(),
+                port: port?,
+                loc: yaml::loc(n),
+            }))
+        }
+        _ => {
+            d.error_help(
+                m.loc(),
+                "environment.traffic: expected exactly one of `share` or `load`",
+                "`share: 2%` sends each copy 2% of the load balancer's requests; `load: { command: [...] }` runs your load generator against the copies",
+            );
+            None
+        }
+    }
 }
 
 fn decode_timing(d: &mut Decoder, node: &Node) -> Option<Timing> {

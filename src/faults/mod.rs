@@ -37,7 +37,7 @@ pub use ec2_network_blackhole::{DeleteSecurityGroup, RestoreSecurityGroups};
 pub use ec2_reboot_instances::WaitRunning;
 pub use ec2_stop_instances::StartInstances;
 pub use ec2_terminate_instances::Nothing;
-pub use setup::{DeleteAutoScalingGroup, DeleteLockTags};
+pub use setup::{DeleteAutoScalingGroup, DeleteLockTags, DeleteTargetGroup, RestoreListenerRule, StopLoad};
 
 use std::fmt;
 use std::future::Future;
@@ -148,6 +148,12 @@ undos! {
     SetAlarmState,
     /// Remove the run's lock tag from the resources it locked.
     DeleteLockTags,
+    /// Put a listener rule's recorded actions back exactly.
+    RestoreListenerRule,
+    /// Detach, deregister and delete a copy's target group.
+    DeleteTargetGroup,
+    /// Stop the run's load generator (its process groups).
+    StopLoad,
 }
 
 impl Undo {
