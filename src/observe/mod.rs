@@ -156,7 +156,7 @@ pub fn watched(
             missing,
         } => {
             let control = (parallel && query.uses_experiment() && source.asg.is_some())
-                .then(|| expand_spec(query, source));
+                .then(|| expand_spec(query, &control_vars(run, source)));
             (
                 role,
                 Check::Metric {
@@ -205,6 +205,23 @@ pub fn watched(
         role,
         during: p.during,
         check,
+    }
+}
+
+/// The names a control's series is read with. With a control copy
+/// (`environment.traffic`), the control copy: same size, same share, same
+/// moment, so `${asg}` becomes `${control_asg}` and
+/// `${experiment_target_group}` becomes `${control_target_group}`. Without
+/// one, the source group, which keeps serving real traffic.
+pub fn control_vars(run: &Vars, source: &Vars) -> Vars {
+    match &run.control_asg {
+        Some(control) => Vars {
+            asg: Some(control.clone()),
+            experiment_target_group: run.control_target_group.clone(),
+            instances: Vec::new(),
+            ..run.clone()
+        },
+        None => source.clone(),
     }
 }
 
@@ -1947,6 +1964,84 @@ mod tests {
         );
         obs.judge(&paired_reading(1_003_500, &[], &[(1001, 2.0)]), Phase::Recovery);
         assert!(obs.not_recovered(since).is_empty());
+    }
+
+    #[test]
+    fn the_control_copy_is_the_control_when_there_is_one() {
+        let spec = MetricSpec::Stat(MetricQuery {
+            namespace: "AWS/ApplicationELB".into(),
+            name: "TargetResponseTime".into(),
+            dimensions: vec![
+                ("TargetGroup".into(), "${experiment_target_group}".into()),
+                ("LoadBalancer".into(), "${load_balancer}".into()),
+            ],
+            stat: "Average".into(),
+            period: 5,
+        });
+        let probe = Probe {
+            name: "latency".into(),
+            kind: ProbeKind::Metric {
+                query: spec,
+                tolerance: Expect::parse("<= control * 1.5").expect("tolerance"),
+                datapoints: 1,
+                compare: None,
+                missing: Missing::default(),
+            },
+            during: During::Hold,
+            loc: crate::yaml::Loc { line: 1, column: 1 },
+        };
+        let source = Vars {
+            asg: Some("web".into()),
+            run_id: "r".into(),
+            ..Vars::default()
+        };
+        let run = Vars {
+            asg: Some("gd-r-web".into()),
+            control_asg: Some("gd-r-web-control".into()),
+            experiment_target_group: Some("targetgroup/gd-r-e/1".into()),
+            control_target_group: Some("targetgroup/gd-r-c/2".into()),
+            source_target_group: Some("targetgroup/web/3".into()),
+            load_balancer: Some("app/shop/4".into()),
+            ..source.clone()
+        };
+        let w = watched(
+            &probe,
+            ProbeRole::Guardrail,
+            &run,
+            &source,
+            true,
+            Duration::from_secs(1),
+        );
+        let Check::Metric {
+            spec,
+            control: Some(control),
+            ..
+        } = &w.check
+        else {
+            panic!("a metric with a control")
+        };
+        let dims = |s: &MetricSpec| s.metrics()[0].dimensions.clone();
+        assert_eq!(
+            dims(spec),
+            vec![
+                ("TargetGroup".to_string(), "targetgroup/gd-r-e/1".to_string()),
+                ("LoadBalancer".to_string(), "app/shop/4".to_string())
+            ]
+        );
+        assert_eq!(
+            dims(control),
+            vec![
+                ("TargetGroup".to_string(), "targetgroup/gd-r-c/2".to_string()),
+                ("LoadBalancer".to_string(), "app/shop/4".to_string())
+            ],
+            "the same load balancer, the control copy's target group"
+        );
+        // Without a control copy, `${asg}` of the control is the source group.
+        assert_eq!(control_vars(&source, &source).asg.as_deref(), Some("web"));
+        assert_eq!(
+            control_vars(&run, &source).asg.as_deref(),
+            Some("gd-r-web-control")
+        );
     }
 
     #[test]
