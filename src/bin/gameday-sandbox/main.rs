@@ -99,6 +99,9 @@ enum Command {
         /// Offered load per load balancer, and per group behind none, requests per second.
         #[arg(long, default_value_t = 300.0, value_name = "RPS", value_parser = rate)]
         load: f64,
+        /// Offered load per group behind no load balancer (default: --load).
+        #[arg(long, value_name = "RPS", value_parser = rate)]
+        group_load: Option<f64>,
         /// What one instance serves at most, requests per second.
         #[arg(long, default_value_t = 200.0, value_name = "RPS", value_parser = rate)]
         instance_capacity: f64,
@@ -194,6 +197,7 @@ async fn main() -> ExitCode {
             load_balancers,
             evaluate,
             load,
+            group_load,
             instance_capacity,
             interval,
             report_every,
@@ -214,7 +218,8 @@ async fn main() -> ExitCode {
                 groups.join(", ")
             };
             serve::line(&format!(
-                "serving {scope}: {load} req/s per load balancer and per group behind none, {instance_capacity} req/s per instance, a tick every {}, seed {seed} (--seed {seed} replays the noise)",
+                "serving {scope}: {load} req/s per load balancer, {} per group behind none, {instance_capacity} req/s per instance, a tick every {}, seed {seed} (--seed {seed} replays the noise)",
+                group_load.unwrap_or(load),
                 gameday::format_duration(interval)
             ));
             let opts = serve::Options {
@@ -224,6 +229,7 @@ async fn main() -> ExitCode {
                 interval,
                 report_every,
                 model,
+                group_load: group_load.unwrap_or(load),
             };
             serve::serve(&aws, &elb, opts, StdRng::seed_from_u64(seed))
                 .await

@@ -45,8 +45,10 @@ pub struct Options {
     pub interval: Duration,
     /// Time between per-group lines (changes are printed at once).
     pub report_every: Duration,
-    /// The service model.
+    /// The service model (its load is each balancer's).
     pub model: Model,
+    /// The load of a group behind no balancer, requests/s.
+    pub group_load: f64,
 }
 
 impl Options {
@@ -270,11 +272,15 @@ async fn one_tick(
             })
             .collect();
         let s = if behind.is_empty() {
-            services
-                .groups
-                .entry(v.name.clone())
-                .or_default()
-                .tick(&opts.model, v.serving, elapsed, rng)
+            services.groups.entry(v.name.clone()).or_default().tick(
+                &Model {
+                    load: opts.group_load,
+                    ..opts.model
+                },
+                v.serving,
+                elapsed,
+                rng,
+            )
         } else {
             combine(&behind)
         };

@@ -151,6 +151,7 @@ async fn load_balancer(aws: &Aws, elb: &ElbClient, group: &str) -> Result<(), Aw
             .health_check_protocol(ProtocolEnum::Http)
             .health_check_path("/health")
             .health_check_interval_seconds(HEALTH_CHECK_INTERVAL)
+            .health_check_timeout_seconds(2)
             .healthy_threshold_count(2)
             .unhealthy_threshold_count(2)
             .send()
