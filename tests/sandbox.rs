@@ -672,3 +672,160 @@ async fn the_load_balancer_splits_users_by_the_listener_weights_among_serving_ta
     );
     workload.kill().await.expect("stop the sandbox");
 }
+
+/// The listener rules of `balancer` as data (actions by rule), to compare before and after.
+async fn rules_of(elb: &aws_sdk_elasticloadbalancingv2::Client, balancer: &str) -> Vec<String> {
+    let lb = elb
+        .describe_load_balancers()
+        .names(balancer)
+        .send()
+        .await
+        .expect("DescribeLoadBalancers");
+    let lb = lb.load_balancers()[0]
+        .load_balancer_arn()
+        .expect("arn")
+        .to_string();
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb)
+        .send()
+        .await
+        .expect("DescribeListeners");
+    let mut out = Vec::new();
+    for l in listeners.listeners() {
+        let rules = elb
+            .describe_rules()
+            .listener_arn(l.listener_arn().expect("arn"))
+            .send()
+            .await
+            .expect("DescribeRules");
+        for r in rules.rules() {
+            out.push(format!("{:?} {:?}", r.priority(), r.actions()));
+        }
+    }
+    out
+}
+
+/// experiments/shop-web-chap.yaml end to end on a fleet of its own: 5% of the
+/// users to each copy, one experiment instance stopped, the experiment judged
+/// against the control copy; its guardrail relative to the control aborts the
+/// run, the departure is significant, and the listener is as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chap_example_judges_the_experiment_copy_against_the_control_copy() {
+    let s = Scratch::new();
+    let group = unique("chap");
+    let out = sandbox(&s)
+        .args(["setup", "--group", &group, "--instances", "36"])
+        .output()
+        .await
+        .expect("run gameday-sandbox setup");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let balancer = format!("{group}-alb");
+    let before = rules_of(&elb, &balancer).await;
+
+    // The example's own sizing (its demo-serve line), for this fleet only.
+    let log = std::fs::File::create(s.path().join("sandbox.log")).expect("sandbox log");
+    let mut workload = sandbox(&s)
+        .args([
+            "serve",
+            "--group",
+            &group,
+            "--load-balancer",
+            &balancer,
+            "--load",
+            "4800",
+            "--group-load",
+            "300",
+            "--interval",
+            "500ms",
+            "--report-every",
+            "2s",
+            "--seed",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn gameday-sandbox serve");
+    let alarm = format!("{group}-5xx-high");
+    wait_for(&s, &alarm, "OK").await;
+
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/experiments/shop-web-chap.yaml"
+    ))
+    .expect("the example");
+    let text = text
+        .replace(
+            "autoscaling_group: shop-web",
+            &format!("autoscaling_group: {group}"),
+        )
+        .replace("alarm: shop-web-5xx-high", &format!("alarm: {alarm}"));
+    let file = s.write("chap.yaml", &text);
+    let out = finish(
+        run_command(&s, &file).spawn().expect("spawn"),
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_eq!(
+        out.code,
+        4,
+        "aborted by the guardrail against the control\n{}{}\nsandbox log:\n{}",
+        out.stdout,
+        out.stderr,
+        sandbox_log(&s)
+    );
+    let j = s.journal();
+    assert_eq!(
+        j["abort"]["guardrail"], "experiment 5xx over the control's",
+        "{}",
+        j["reason"]
+    );
+    let events = j["events"].as_array().expect("events");
+    for probe in ["latency against the control", "5xx against the control"] {
+        let cmp = events
+            .iter()
+            .find(|e| e["event"] == "comparison" && e["probe"] == probe)
+            .unwrap_or_else(|| panic!("a comparison of `{probe}`"));
+        assert!(
+            cmp["p_value"].as_f64().expect("a p-value") < 0.05 && cmp["judged"] == true && cmp["ok"] == false,
+            "the experiment departs from the control: {cmp}"
+        );
+    }
+    // The control's series is the control copy's target group, not the source's.
+    let control = events
+        .iter()
+        .find(|e| e["event"] == "series" && e["of"] == "control")
+        .expect("a control series");
+    let tg = control["dimensions"].to_string();
+    assert!(tg.contains("targetgroup/gd-") && tg.contains("-c/"), "{tg}");
+
+    assert_eq!(
+        rules_of(&elb, &balancer).await,
+        before,
+        "the listener is as it was"
+    );
+    let left = elb
+        .describe_target_groups()
+        .send()
+        .await
+        .expect("DescribeTargetGroups");
+    let run_id = j["run_id"].as_str().expect("run id");
+    assert!(
+        left.target_groups().iter().all(|t| !t
+            .target_group_name()
+            .unwrap_or_default()
+            .contains(&run_id[run_id.len() - 4..])),
+        "the run's target groups are deleted"
+    );
+    workload.kill().await.expect("stop the sandbox");
+}
