@@ -12,4 +12,5 @@ mod run;
 mod safety;
 mod sandbox;
 mod storms;
+mod traffic;
 mod validate;

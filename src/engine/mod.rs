@@ -256,7 +256,49 @@ async fn lifecycle(
         return End::error(format!("nothing was injected: {e}"));
     }
     let end = match prepare(ctx, exp, run_id, seed, expires_at, safety, &mut setup, &mut sigs).await {
-        Ok(ready) => observe_and_inject(ctx, exp, ready, &hurry, &mut sigs).await,
+        Ok(ready) => {
+            // Real users' traffic leaves the copies the moment the run
+            // aborts, while the faults are still being rolled back; what
+            // is not restored then is restored first at teardown.
+            let rules: Vec<SetupStep> = setup
+                .iter()
+                .filter(|(_, u)| matches!(u, Undo::RestoreListenerRule(_)))
+                .cloned()
+                .collect();
+            setup.retain(|(_, u)| !matches!(u, Undo::RestoreListenerRule(_)));
+            let aborted = CancellationToken::new();
+            let pending = std::sync::Mutex::new(rules);
+            let restore = async {
+                aborted.cancelled().await;
+                let steps = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
+                let mut left = Vec::new();
+                for (id, undo) in steps.into_iter().rev() {
+                    if rollback_step(ctx, Owner::Environment.name(), id, &undo, &hurry)
+                        .await
+                        .is_err()
+                    {
+                        left.push((id, undo));
+                    }
+                }
+                left.reverse();
+                left
+            };
+            let run = observe_and_inject(ctx, exp, ready, &hurry, &aborted, &mut sigs);
+            tokio::pin!(restore);
+            tokio::pin!(run);
+            let (end, left) = tokio::select! {
+                end = &mut run => {
+                    let left = if aborted.is_cancelled() { (&mut restore).await } else { Vec::new() };
+                    (end, left)
+                }
+                left = &mut restore => (run.await, left),
+            };
+            // Not restored yet (no abort) or failed: teardown restores them first.
+            let mut rest = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
+            rest.extend(left);
+            setup.extend(rest);
+            end
+        }
         Err(end) => end,
     };
     teardown(ctx, setup, &hurry, &mut sigs, end).await
@@ -283,6 +325,7 @@ async fn observe_and_inject(
     exp: &Experiment,
     ready: Ready,
     hurry: &CancellationToken,
+    aborted: &CancellationToken,
     sigs: &mut Signals,
 ) -> End {
     let parallel = exp.environment.mode == Mode::Parallel;
@@ -300,8 +343,17 @@ async fn observe_and_inject(
             ctx.emit_best_effort(Event::Probes { probes: obs.infos() });
             match ctx.emit(Event::Phase { phase: Phase::Inject }) {
                 Ok(()) => {
-                    let (end, window) =
-                        executor::fault_phase(ctx, exp, ready.plans, ready.cx, hurry, sigs, &mut obs).await;
+                    let (end, window) = executor::fault_phase(
+                        ctx,
+                        exp,
+                        ready.plans,
+                        ready.cx,
+                        hurry,
+                        aborted,
+                        sigs,
+                        &mut obs,
+                    )
+                    .await;
                     conclude(ctx, exp, &mut obs, end, window, sigs).await
                 }
                 Err(e) => End::error(format!("nothing was injected: {e}")),

@@ -469,7 +469,10 @@ pub async fn discover(aws: &Aws, group: &str) -> Result<SourceTraffic, TrafficEr
         .await?
         .ok_or_else(|| TrafficError::NoTargetGroup(group.to_string()))?;
     let arn = tg.target_group_arn().unwrap_or_default().to_string();
-    let load_balancers = tg.load_balancer_arns().to_vec();
+    let mut load_balancers = tg.load_balancer_arns().to_vec();
+    // moto lists a load balancer once per rule that uses the target group.
+    load_balancers.sort();
+    load_balancers.dedup();
     let mut rules = Vec::new();
     for lb in &load_balancers {
         let listeners = aws
@@ -875,18 +878,23 @@ pub async fn delete_target_group(aws: &Aws, name: &str, group: Option<&str>) -> 
 /// of every rule of its load balancers, giving its weight back to `source`.
 /// Returns the rules changed.
 pub async fn release_rules(aws: &Aws, arn: &str, source: &str) -> Result<Vec<String>, AwsError> {
+    // The source's load balancers too: a copy's own list may lag (moto
+    // updates it only when a rule is created, not modified).
     let out = aws
         .elbv2
         .describe_target_groups()
         .target_group_arns(arn)
+        .target_group_arns(source)
         .send()
         .await
         .map_err(api("elasticloadbalancing", "DescribeTargetGroups"))?;
-    let lbs: Vec<String> = out
+    let mut lbs: Vec<String> = out
         .target_groups()
-        .first()
-        .map(|t| t.load_balancer_arns().to_vec())
-        .unwrap_or_default();
+        .iter()
+        .flat_map(|t| t.load_balancer_arns().to_vec())
+        .collect();
+    lbs.sort();
+    lbs.dedup();
     let mut changed = Vec::new();
     for lb in lbs {
         let listeners = aws

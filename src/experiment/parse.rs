@@ -1437,6 +1437,85 @@ fn check_asg_probes(d: &mut Decoder, env: &Environment, probes: &[Probe]) {
 mod tests {
     use super::*;
 
+    fn with_environment(env: &str, alarm: &str) -> Result<Experiment, String> {
+        let text = format!(
+            "version: 1
+name: t
+hypothesis: h
+environment:
+  autoscaling_group: web
+{env}guardrails:
+  - alarm: \"{alarm}\"
+faults:
+  - name: stop
+    action: ec2:stop-instances
+    duration: 1m
+"
+        );
+        load_str(Path::new("exp.yaml"), &text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_traffic_forms_decode_with_positions_for_their_mistakes() {
+        let e = with_environment("  traffic: { share: 2.5% }\n", "pager").expect("valid");
+        assert!(matches!(
+            e.environment.traffic,
+            Some(Traffic::Share(Spanned { value: Share(25), .. }))
+        ));
+        let e = with_environment(
+            "  traffic: { load: { command: [k6, run, x.js], port: 8080 } }\n",
+            "pager",
+        )
+        .expect("valid");
+        match e.environment.traffic {
+            Some(Traffic::Load(l)) => {
+                assert_eq!(l.command, ["k6", "run", "x.js"]);
+                assert_eq!(l.port, Some(8080));
+            }
+            other => panic!("a load form: {other:?}"),
+        }
+        for (env, expected) in [
+            (
+                "  traffic: { share: 2%, load: { command: [k6] } }\n",
+                "exp.yaml:6:12: error: environment.traffic: expected exactly one of `share` or `load`",
+            ),
+            (
+                "  traffic: { share: 60% }\n",
+                "exp.yaml:6:21: error: environment.traffic.share: 60% is out of range",
+            ),
+            (
+                "  traffic: { share: 2 }\n",
+                "environment.traffic.share: `2` is not a percentage",
+            ),
+            ("  traffic: { load: { command: [] } }\n", "found an empty list"),
+            (
+                "  mode: in-place\n  traffic: { share: 2% }\n",
+                "only parallel mode has copies to send traffic to",
+            ),
+        ] {
+            let err = with_environment(env, "pager").expect_err(env);
+            assert!(err.contains(expected), "{env}: {err}");
+        }
+    }
+
+    #[test]
+    fn copy_variables_need_the_traffic_form_that_gives_them_a_value() {
+        let err = with_environment("", "${control_asg}-5xx").expect_err("no control");
+        assert!(
+            err.contains("exp.yaml:7:13: error: `${control_asg}` has no value in this experiment"),
+            "{err}"
+        );
+        let err = with_environment(
+            "  traffic: { load: { command: [k6] } }\n",
+            "${experiment_target_group}",
+        )
+        .expect_err("no target groups with load");
+        assert!(err.contains("it needs `environment.traffic.share`"), "{err}");
+        with_environment("  traffic: { load: { command: [k6] } }\n", "${control_asg}-5xx")
+            .expect("a control");
+        with_environment("  traffic: { share: 1% }\n", "${load_balancer}").expect("all with share");
+    }
+
     /// A bounded mutation test: 100 seeded mutants of each shipped
     /// experiment (lines deleted, copied, swapped, re-indented; bytes
     /// flipped; truncated; invalid UTF-8 and YAML punctuation inserted).

@@ -673,6 +673,38 @@ mod tests {
                 .into(),
                 r#"{"kind":"delete_lock_tags","autoscaling_groups":["web"],"instance_ids":["i-1","i-2"],"run_id":"r"}"#,
             ),
+            (
+                DeleteTargetGroup {
+                    name: "gd-r-e".into(),
+                    autoscaling_group: Some("gd-r-web".into()),
+                }
+                .into(),
+                r#"{"kind":"delete_target_group","name":"gd-r-e","autoscaling_group":"gd-r-web"}"#,
+            ),
+            (
+                StopLoad {
+                    run_id: "r".into(),
+                    command: vec!["k6".into(), "run".into()],
+                }
+                .into(),
+                r#"{"kind":"stop_load","run_id":"r","command":["k6","run"]}"#,
+            ),
+            (
+                RestoreListenerRule {
+                    rule: crate::environment::traffic::RuleRef {
+                        listener_arn: "l".into(),
+                        rule_arn: None,
+                        label: "listener HTTP:80 default actions".into(),
+                    },
+                    actions: vec![crate::environment::traffic::ForwardAction {
+                        order: None,
+                        target_group_arn: Some("tg".into()),
+                        forward: None,
+                    }],
+                }
+                .into(),
+                r#"{"kind":"restore_listener_rule","listener_arn":"l","label":"listener HTTP:80 default actions","actions":[{"target_group_arn":"tg"}]}"#,
+            ),
         ];
         for (undo, json) in cases {
             assert_eq!(serde_json::to_string(&undo).expect("serializes"), json);

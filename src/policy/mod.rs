@@ -662,6 +662,27 @@ mod tests {
     }
 
     #[test]
+    fn the_traffic_share_is_bounded_by_default_and_can_be_set() {
+        let p = built_in().policy;
+        assert_eq!(p.max_traffic_share, Share(50), "5% in safety/policy.yaml");
+        assert!(!p.traffic_requires_approval);
+        let text = DEFAULT_POLICY
+            .replace("max_traffic_share: 5%", "max_traffic_share: 1.5%")
+            .replace(
+                "requires_approval_for_traffic: false",
+                "requires_approval_for_traffic: true",
+            );
+        let p = load_str(Path::new("policy.yaml"), &text).expect("valid");
+        assert_eq!(p.max_traffic_share, Share(15));
+        assert!(p.traffic_requires_approval);
+        let e = errors(&DEFAULT_POLICY.replace("max_traffic_share: 5%", "max_traffic_share: lots"));
+        assert!(
+            e.contains("parallel.max_traffic_share: `lots` is not a percentage"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_built_in_default_is_the_commented_repository_file() {
         let p = built_in().policy;
         assert_eq!(p.regions, Allowed::Any);

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod alb;
 pub mod proxy;
 
 use std::net::{TcpListener, TcpStream};
