@@ -187,7 +187,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let elb = elb_client(&cli.endpoint_url, &aws.region).await;
+    let elb = aws.elbv2.clone();
     let result: Result<(), String> = match cli.command {
         Command::Setup { group, instances } => setup::setup(&aws, &elb, &group, instances)
             .await
@@ -248,17 +248,6 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// An Elastic Load Balancing v2 client on the same endpoint and region as
-/// `Aws` (whose clients the runner needs do not include it).
-async fn elb_client(endpoint: &Option<String>, region: &str) -> aws_sdk_elasticloadbalancingv2::Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_string()));
-    if let Some(url) = endpoint {
-        loader = loader.endpoint_url(url);
-    }
-    aws_sdk_elasticloadbalancingv2::Client::new(&loader.load().await)
 }
 
 /// Polls until the sandbox has set `alarm` to `want`. The alarm's state alone
