@@ -342,6 +342,17 @@ impl MetricSpec {
             .any(|q| q.dimensions.iter().any(|(_, v)| v.contains("${asg}")))
     }
 
+    /// Whether a dimension names the experiment (`${asg}`, or the
+    /// experiment copy's target group), so a control exists in parallel mode:
+    /// the same query with the control's names.
+    pub fn uses_experiment(&self) -> bool {
+        self.metrics().iter().any(|q| {
+            q.dimensions
+                .iter()
+                .any(|(_, v)| v.contains("${asg}") || v.contains("${experiment_target_group}"))
+        })
+    }
+
     /// In words, e.g. `App/Latency p99 (60s)`.
     pub fn describe(&self) -> String {
         match self {

@@ -230,6 +230,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
     }
     if let (Some(env), Some(probes)) = (&environment, &guardrails) {
         check_asg_probes(d, env, probes);
+        check_compare(d, env, probes);
     }
 
     Some(Experiment {
@@ -1378,29 +1379,41 @@ fn check_forced_alarms(d: &mut Decoder, faults: &[FaultSpec], guardrails: &[Prob
     }
 }
 
-/// `asg_healthy` without a group uses `${asg}`, which needs the environment's group.
-/// `compare` needs a control: parallel mode and a metric of `${asg}`.
+/// `compare`, and a tolerance relative to the control (`> control + 20`),
+/// need a control: parallel mode and a metric of the experiment (`${asg}`
+/// or `${experiment_target_group}`), whose control is the same query with
+/// the control's names.
 fn check_compare(d: &mut Decoder, env: &Environment, probes: &[Probe]) {
     for p in probes {
         let ProbeKind::Metric {
             query,
-            compare: Some(_),
+            compare,
+            tolerance,
             ..
         } = &p.kind
         else {
             continue;
         };
+        let what = match (compare, tolerance.against_control()) {
+            (Some(_), _) => "`compare`".to_string(),
+            (None, true) => format!("`{tolerance}`"),
+            (None, false) => continue,
+        };
         if env.mode != Mode::Parallel {
             d.error_help(
                 p.loc,
+                format!("`{}`: {what} needs a control, and only parallel mode has one", p.name),
+                "run in `mode: parallel`, where the control is the source group (or, with `traffic`, the control copy)",
+            );
+        } else if !query.uses_experiment() {
+            d.error_help(
+                p.loc,
                 format!(
-                    "`{}`: `compare` needs a control, and only parallel mode has one",
+                    "`{}`: {what} needs a metric of the experiment: a dimension with `${{asg}}` or `${{experiment_target_group}}`",
                     p.name
                 ),
-                "remove `compare`, or run in `mode: parallel`, where the source group is the control",
+                "e.g. `dimensions: { AutoScalingGroupName: \"${asg}\" }`: the control's series is the same query with the control's names",
             );
-        } else if !query.uses_asg() {
-            d.error_help(p.loc, format!("`{}`: `compare` needs a metric of `${{asg}}`", p.name), "use `dimensions: { AutoScalingGroupName: \"${asg}\" }`: the copy is compared with the source group");
         }
     }
 }
