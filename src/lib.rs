@@ -34,6 +34,7 @@ pub(crate) mod policy;
 
 pub(crate) mod environment;
 pub(crate) mod faults;
+pub mod lease;
 pub(crate) mod lock;
 
 pub mod aws;
