@@ -31,6 +31,7 @@ pub(crate) mod journal;
 
 pub mod experiment;
 pub(crate) mod policy;
+pub mod suite;
 
 pub(crate) mod environment;
 pub(crate) mod faults;

@@ -13,4 +13,5 @@ mod run;
 mod safety;
 mod sandbox;
 mod storms;
+mod suites;
 mod validate;

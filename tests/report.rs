@@ -289,6 +289,12 @@ async fn a_passing_run_writes_a_journal_and_reports_that_regenerate_identically(
         .map(|p| p["name"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(probes, ["capacity & <co>", &format!("alarm {}", fleet.alarm)]);
+    // No metric probe, and still a chart: the run's timeline with capacity.
+    let html = read(&dir.join("report.html"));
+    assert!(
+        html.contains("class=\"chart timeline\"") && html.contains("class=\"series capacity\""),
+        "a run with only capacity and alarm probes has its timeline chart"
+    );
     assert_eq!(j["recovered"], true);
     assert!(
         j["time_to_recover_ms"].is_u64(),
@@ -399,7 +405,7 @@ async fn the_markdown_and_junit_reports_of_a_run_match_their_snapshots() {
 }
 
 /// The browser the test command installs (`scripts/test`: Debian's chromium).
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("GAMEDAY_CHROMIUM") {
         return Some(PathBuf::from(p));
     }
@@ -408,7 +414,7 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn headless(browser: &Path, profile: &Path, what: &[String]) -> std::process::Output {
+pub(crate) fn headless(browser: &Path, profile: &Path, what: &[String]) -> std::process::Output {
     std::process::Command::new(browser)
         .args([
             "--headless",
@@ -477,6 +483,22 @@ async fn the_html_report_renders_its_verdict_and_charts_in_a_browser() {
         dom.contains("&lt;script&gt;alert") && !dom.contains("<script"),
         "the hostile hypothesis is text, not a script"
     );
+    // The timeline chart: phases, the fault's window, the guardrail alarm's
+    // state as a band, and healthy capacity as a line.
+    let timeline = dom
+        .split("<svg")
+        .find(|svg| svg.contains("class=\"chart timeline\""))
+        .expect("a timeline chart");
+    for (what, class) in [
+        ("the baseline phase", "class=\"phase phase-baseline\""),
+        ("the fault phase", "class=\"phase phase-fault-phase\""),
+        ("the recovery phase", "class=\"phase phase-recovery\""),
+        ("the fault's window", "class=\"fault-window\""),
+        ("the guardrail alarm's state", "class=\"band alarm state-ok\""),
+        ("healthy capacity", "class=\"series capacity\""),
+    ] {
+        assert!(timeline.contains(class), "{what} is drawn: {timeline}");
+    }
 
     let png = s.path().join("report.png");
     let profile = tempfile::tempdir().expect("a fresh browser profile");
@@ -530,10 +552,15 @@ async fn a_version_1_journal_is_still_read_and_reported() {
     .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(read(&dir.join("report.md")).contains("# Game day `shop-web-lose-a-third`: failed"));
-    assert!(
-        read(&dir.join("report.html")).contains("<polyline"),
-        "charts from a v1 journal"
-    );
+    let html = read(&dir.join("report.html"));
+    assert!(html.contains("<polyline"), "charts from a v1 journal");
+    // The timeline chart, from a journal that never changes: a snapshot.
+    let start = html
+        .find("<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart timeline\"")
+        .expect("a timeline chart");
+    let end = start + html[start..].find("</svg>").expect("its end") + "</svg>".len();
+    let svg = html[start..end].replace("><", ">\n<");
+    insta::assert_snapshot!("timeline_svg_of_a_v1_journal", svg);
 
     let mut newer: serde_json::Value = serde_json::from_str(&read(&fixture)).expect("json");
     newer["journal_version"] = 99.into();

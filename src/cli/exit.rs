@@ -33,6 +33,9 @@ pub const ERROR: i32 = 6;
 /// Refused by the safety policy (verdict `not-run`): a rule failed or the
 /// approval is missing or stale; nothing was touched.
 pub const REFUSED: i32 = 7;
+/// `suite run`: NO-GO. A blocking experiment did not pass, or the readiness
+/// score is below the suite's `min_score`; the scorecard says which.
+pub const NO_GO: i32 = 8;
 /// Verdict `interrupted`: stopped by SIGINT/SIGTERM/SIGHUP; rolled back.
 pub const INTERRUPTED: i32 = 130;
 
@@ -76,6 +79,11 @@ fn for_outcome(outcome: Outcome) -> i32 {
         Outcome::Planned(PlanVerdict::NotRun) => NOT_RUN,
         Outcome::Regression => FAILED,
         Outcome::Unfinished => ERROR,
+        Outcome::Suite {
+            interrupted: true, ..
+        } => INTERRUPTED,
+        Outcome::Suite { go: true, .. } => OK,
+        Outcome::Suite { go: false, .. } => NO_GO,
     }
 }
 
@@ -101,6 +109,10 @@ fn for_error(e: &Error) -> i32 {
             _ => ERROR,
         },
         Error::PlanJson(_) => ERROR,
+        Error::UnreadableSuite(_) => USAGE,
+        Error::InvalidSuite { .. } => INVALID_INPUT,
+        Error::SuiteMember { source, .. } => for_error(source),
+        Error::SuiteRecords { .. } => ERROR,
         Error::Run(_) => ERROR,
         Error::Recover(RecoverError::NoSuchRun { .. } | RecoverError::RunName(_)) => USAGE,
         Error::Recover(RecoverError::Alive { .. } | RecoverError::Journal(_)) => ERROR,
@@ -134,6 +146,26 @@ mod tests {
         assert_eq!(ran(Verdict::Aborted, false), ABORTED);
         assert_eq!(ran(Verdict::Error, false), ERROR);
         assert_eq!(ran(Verdict::Interrupted, false), INTERRUPTED);
+    }
+
+    #[test]
+    fn a_suite_exits_0_for_go_and_its_own_code_for_no_go() {
+        let suite = |go, interrupted| code(&Ok(Outcome::Suite { go, interrupted }));
+        assert_eq!(suite(true, false), OK);
+        assert_eq!(suite(false, false), NO_GO);
+        assert_eq!(suite(false, true), INTERRUPTED);
+        let codes = [
+            OK,
+            INVALID_INPUT,
+            USAGE,
+            FAILED,
+            ABORTED,
+            NOT_RUN,
+            ERROR,
+            REFUSED,
+            INTERRUPTED,
+        ];
+        assert!(!codes.contains(&NO_GO), "NO-GO has a code of its own");
     }
 
     #[test]

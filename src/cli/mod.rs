@@ -18,6 +18,7 @@ mod recover;
 mod report;
 mod run;
 mod shared;
+mod suite;
 mod validate;
 
 use std::future::Future;
@@ -33,7 +34,7 @@ pub use outcome::{Error, Outcome, PathError, PlanVerdict};
 const AFTER_HELP: &str = "\
 Exit codes:
   0    passed (run) / all files valid (validate) / the plan may run (plan) /
-       reports written (report) / history listed (history)
+       reports written (report) / history listed (history) / GO (suite run)
   1    invalid experiment or policy file; nothing was touched (report: unreadable journal)
   2    usage error (report, history: no such run or runs folder)
   3    failed: the hypothesis did not hold (history --fail-on-regression: a regression)
@@ -41,6 +42,8 @@ Exit codes:
   5    not-run: a precondition did not hold (nothing injected)
   6    error: the runner could not do its job (see the journal; `gameday recover`)
   7    refused by the safety policy, or approval missing or stale (nothing touched)
+  8    suite run: NO-GO (a blocking experiment did not pass, or the readiness
+       score is below the suite's min_score; see the scorecard)
   130  interrupted by SIGINT/SIGTERM (everything rolled back)
 
 AWS settings come from the standard chain (AWS_REGION, AWS_PROFILE,
@@ -200,6 +203,16 @@ enum Command {
         #[command(flatten)]
         aws: AwsArgs,
     },
+    /// Suites: several experiments as one readiness gate, with a scorecard.
+    ///
+    /// A suite file (suites/*.yaml) lists experiments (paths or globs,
+    /// relative to it), each blocking or advisory. `suite plan` shows every
+    /// plan and one hash approving the whole suite; `suite run` runs them and
+    /// writes a scorecard (HTML, Markdown, JUnit) with GO or NO-GO.
+    Suite {
+        #[command(subcommand)]
+        command: SuiteCommand,
+    },
     /// The safety policy.
     Policy {
         #[command(subcommand)]
@@ -289,6 +302,64 @@ enum LocksCommand {
         /// The table's name (3 to 255 letters, digits, `_`, `-`, `.`).
         #[arg(value_name = "TABLE")]
         table: String,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SuiteCommand {
+    /// Show every experiment's plan, the safety gate's verdict on each, and
+    /// the one hash that approves the whole suite (read-only AWS calls only).
+    ///
+    /// Exits 0 when every experiment may run, 7 when the policy would refuse
+    /// any, 5 when a precondition of any does not hold, 1 when the suite or
+    /// an experiment is invalid.
+    Plan {
+        /// The suite file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Seed for the random choices shown (the same for every experiment).
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Run every experiment of the suite, then write its scorecard.
+    ///
+    /// Each experiment runs as `gameday run` would (its own run folder,
+    /// journal and reports), one after another unless the suite sets
+    /// `concurrency` (experiments sharing a target never overlap). After an
+    /// outcome the suite's `stop_on` names, no further experiment starts.
+    /// The scorecard (scorecard.html, scorecard.md, junit.xml, suite.json)
+    /// goes to <runs-dir>/suite-<id>/. Exits 0 for GO, 8 for NO-GO, 7 when
+    /// the suite needs approval and has none (or a stale one), 130 when
+    /// interrupted.
+    Run {
+        /// The suite file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Seed for random target selection (the same for every experiment).
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Folder for run records (one subfolder per run, one per suite run).
+        #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+        runs_dir: PathBuf,
+        /// Print only the scorecard's lines and errors (no progress on stderr).
+        #[arg(long, short)]
+        quiet: bool,
+        /// Approve the suite's plan with this hash (printed by `gameday suite
+        /// plan`): needed when any experiment's policy asks for approval and
+        /// there is no terminal. A changed plan no longer fits and is refused.
+        #[arg(long, value_name = "HASH")]
+        approve: Option<String>,
+        #[command(flatten)]
+        safety: SafetyArgs,
         #[command(flatten)]
         aws: AwsArgs,
     },
@@ -426,6 +497,36 @@ impl Command {
                 safety,
                 aws,
             } => with_runtime(plan::plan(&file, seed, output, &safety, &aws)),
+            Command::Suite {
+                command:
+                    SuiteCommand::Plan {
+                        file,
+                        seed,
+                        output,
+                        safety,
+                        aws,
+                    },
+            } => with_runtime(suite::plan(&file, seed, output, &safety, &aws)),
+            Command::Suite {
+                command:
+                    SuiteCommand::Run {
+                        file,
+                        seed,
+                        runs_dir,
+                        quiet,
+                        approve,
+                        safety,
+                        aws,
+                    },
+            } => with_runtime(suite::run(
+                &file,
+                seed,
+                runs_dir,
+                suite::Shown { quiet },
+                approve,
+                &safety,
+                &aws,
+            )),
             Command::Policy {
                 command: PolicyCommand::Show { policy },
             } => policy::show(policy.as_deref()),

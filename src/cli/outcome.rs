@@ -34,6 +34,13 @@ pub enum Outcome {
     Regression,
     /// `recover`, `cleanup`: something is still left behind (listed on the way).
     Unfinished,
+    /// `suite run`: the scorecard is written; GO or NO-GO.
+    Suite {
+        /// Every blocking experiment passed (and the score is high enough).
+        go: bool,
+        /// An operator stopped the suite with a signal.
+        interrupted: bool,
+    },
 }
 
 /// What a run of a plan would meet, in the order the engine checks it.
@@ -87,6 +94,33 @@ pub enum Error {
         "{0}\nnothing was touched: fix the safety policy and run again (`gameday policy show --policy FILE` checks it)"
     )]
     InvalidPolicy(FileErrors),
+    /// The suite file cannot be read (missing, a folder, no permission).
+    #[error(transparent)]
+    UnreadableSuite(crate::suite::LoadError),
+    /// The suite file has problems, each with its position.
+    #[error("{errors}\nnothing was touched: fix the suite and run again (`gameday validate {}`)", file.display())]
+    InvalidSuite {
+        /// The file, for the `validate` hint.
+        file: PathBuf,
+        /// Every problem found.
+        errors: FileErrors,
+    },
+    /// `suite plan`, `suite run`: an experiment of the suite could not be planned.
+    #[error("experiment {}: {source}", file.display())]
+    SuiteMember {
+        /// The experiment's file.
+        file: PathBuf,
+        /// What went wrong.
+        source: Box<Error>,
+    },
+    /// `suite run`: the suite's run folder or scorecard cannot be written.
+    #[error("cannot write the suite's records {}: {source}", path.display())]
+    SuiteRecords {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// `plan`: the plan could not be built (AWS reads, a missing group).
     /// Boxed: a plan error carries AWS errors, and every command's result
     /// should stay small.
@@ -138,7 +172,10 @@ impl Error {
     pub fn is_located(&self) -> bool {
         matches!(
             self,
-            Error::InvalidFiles { .. } | Error::InvalidExperiment { .. } | Error::InvalidPolicy(_)
+            Error::InvalidFiles { .. }
+                | Error::InvalidExperiment { .. }
+                | Error::InvalidPolicy(_)
+                | Error::InvalidSuite { .. }
         )
     }
 

@@ -58,7 +58,7 @@ pub(super) async fn plan(
 /// What a run of `plan` would meet before injecting anything: the policy's
 /// refusal first (as the engine checks it first), then the preconditions
 /// a plan can see (a guardrail that cannot fire, a fault with no target).
-fn verdict(exp: &Experiment, plan: &Plan, admitted: bool) -> PlanVerdict {
+pub(super) fn verdict(exp: &Experiment, plan: &Plan, admitted: bool) -> PlanVerdict {
     let empty = exp
         .faults
         .iter()

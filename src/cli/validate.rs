@@ -1,4 +1,6 @@
-//! `gameday validate PATH...`: checks experiment files without touching AWS.
+//! `gameday validate PATH...`: checks experiment and suite files without
+//! touching AWS. A file whose top level has `experiments` is a suite (an
+//! experiment may not have that key); a suite's experiments are checked too.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +13,36 @@ use super::{Error, Outcome, PathError};
 pub(super) fn validate(paths: &[PathBuf]) -> Result<Outcome, Error> {
     let files = experiment_files(paths)?;
     let mut invalid = 0;
+    let mut checked: Vec<PathBuf> = files.iter().map(|f| crate::suite::glob::normalize(f)).collect();
     for f in &files {
+        if is_suite(f) {
+            match crate::suite::load(f) {
+                Ok(s) => {
+                    let members = s.experiments();
+                    println!(
+                        "ok: {} (suite `{}`, {} experiment(s))",
+                        f.display(),
+                        s.name,
+                        members.len()
+                    );
+                    for m in members {
+                        if checked.contains(&m.file) {
+                            continue;
+                        }
+                        checked.push(m.file.clone());
+                        if let Err(e) = experiment::load(&m.file) {
+                            invalid += 1;
+                            eprintln!("{e}");
+                        }
+                    }
+                }
+                Err(e) => {
+                    invalid += 1;
+                    eprintln!("{e}");
+                }
+            }
+            continue;
+        }
         match experiment::load(f) {
             Ok(exp) => println!(
                 "ok: {} (experiment `{}`, {} fault(s), {} guardrail(s))",
@@ -33,6 +64,19 @@ pub(super) fn validate(paths: &[PathBuf]) -> Result<Outcome, Error> {
         })
     } else {
         Ok(Outcome::Done)
+    }
+}
+
+/// Whether `file` is a suite: a YAML mapping with an `experiments` key.
+/// Anything else (unreadable, not YAML) is checked as an experiment, whose
+/// decoder reports the problem with its position.
+fn is_suite(file: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return false;
+    };
+    match crate::yaml::parse(file, &text) {
+        Ok(marked_yaml::Node::Mapping(m)) => m.get_node("experiments").is_some(),
+        _ => false,
     }
 }
 

@@ -1,7 +1,8 @@
 //! What a run leaves for people and tools, all derived from its journal:
 //! the live progress while it runs ([`progress`]), `journal.json`
 //! ([`summary`]), the reports ([`report`]), the history of runs
-//! ([`history`]) and the metrics published to CloudWatch ([`publish`]).
+//! ([`history`]), the metrics published to CloudWatch ([`publish`]) and a
+//! suite run's scorecard ([`scorecard`]).
 //!
 //! [`text`] is the one place where an event becomes words; nothing below
 //! this layer knows how an event is worded.
@@ -10,6 +11,7 @@ pub mod history;
 pub mod progress;
 pub mod publish;
 pub mod report;
+pub mod scorecard;
 pub mod summary;
 pub mod text;
 

@@ -1,7 +1,8 @@
 //! `report.html`: one self-contained page (no script, no external font,
 //! style sheet or image) with the hypothesis, the verdict in plain words,
-//! the run's facts, every probe's outcome, a chart per metric probe and the
-//! timeline. Every value from the experiment or from AWS is HTML-escaped.
+//! the run's facts, a timeline chart (phases, fault windows, guardrail and
+//! alarm states, healthy capacity), every probe's outcome, a chart per
+//! metric probe and the timeline. Every value from the experiment or from AWS is HTML-escaped.
 
 use std::fmt::Write;
 
@@ -13,7 +14,8 @@ use crate::util::{ms_text, value_text};
 /// Escapes text for markup: see [`super::escape_markup`].
 pub use super::escape_markup as esc;
 
-const STYLE: &str = "
+/// The style sheet of every gameday page (the scorecard uses it too).
+pub const STYLE: &str = "
 body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 0; color: #1d1d1f; background: #f6f7f9; }
 main { max-width: 980px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
 h1 { font-size: 1.6em; margin: 0 0 8px; }
@@ -37,6 +39,7 @@ tr.alert td { background: #fff3f2; font-weight: 600; }
 .ok { color: #1e8e3e; font-weight: 600; } .bad { color: #c5221f; font-weight: 600; }
 figure { margin: 8px 0 18px; } figcaption { color: #555; font-size: 0.9em; margin-bottom: 4px; }
 svg.chart { max-width: 100%; height: auto; border: 1px solid #eee; }
+p.legend { color: #555; font-size: 0.85em; margin: 4px 0 0; }
 footer { color: #777; font-size: 0.85em; margin-top: 32px; }
 ";
 
@@ -145,6 +148,16 @@ pub fn render(run: &Run) -> String {
     }
     fact("gameday", esc(&s.gameday_version));
     let _ = writeln!(o, "</table>");
+
+    let _ = writeln!(o, "<h2>At a glance</h2>");
+    let _ = writeln!(o, "<figure id=\"timeline-chart\">");
+    let _ = writeln!(
+        o,
+        "<figcaption>The run over time: its phases, each fault's window, every guardrail's and alarm's state, and healthy capacity.</figcaption>"
+    );
+    let _ = writeln!(o, "{}", super::timeline::render(run));
+    let _ = writeln!(o, "{}", super::timeline::legend());
+    let _ = writeln!(o, "</figure>");
 
     let _ = writeln!(o, "<h2>Probes</h2>");
     if run.probes.is_empty() {

@@ -4,12 +4,14 @@
 //! clock and no AWS call, so `gameday report` regenerates byte-for-byte the
 //! files the runner wrote. This module derives what every format shows (the
 //! verdict in words, the timeline, each probe's outcome, the fault windows);
-//! `html`, `markdown` and `junit` lay it out, `svg` draws the charts.
+//! `html`, `markdown` and `junit` lay it out, `svg` draws the metric charts
+//! and `timeline` the chart of the whole run.
 
 pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod svg;
+pub mod timeline;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
