@@ -20,6 +20,8 @@ pub(crate) mod recover;
 
 pub(crate) mod engine;
 
+pub(crate) mod due;
+
 pub(crate) mod gate;
 pub(crate) mod plan;
 
@@ -31,6 +33,7 @@ pub(crate) mod journal;
 
 pub mod experiment;
 pub(crate) mod policy;
+pub mod schedule;
 pub mod suite;
 
 pub(crate) mod environment;

@@ -12,6 +12,7 @@ mod report;
 mod run;
 mod safety;
 mod sandbox;
+mod schedules;
 mod storms;
 mod suites;
 mod validate;

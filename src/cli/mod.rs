@@ -8,6 +8,7 @@
 
 mod cleanup;
 mod completions;
+mod due;
 pub mod exit;
 mod history;
 mod locks;
@@ -45,6 +46,7 @@ Exit codes:
   8    suite run: NO-GO (a blocking experiment did not pass, or the readiness
        score is below the suite's min_score; see the scorecard)
   130  interrupted by SIGINT/SIGTERM (everything rolled back)
+  run-due exits with its most severe outcome (see `gameday run-due --help`)
 
 AWS settings come from the standard chain (AWS_REGION, AWS_PROFILE,
 AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
@@ -53,6 +55,10 @@ AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
 A run goes into a temporary copy of the workload's Auto Scaling group unless
 the experiment says `mode: in-place`. If a runner dies mid-run,
 `gameday recover` finishes its rollback from the journal.
+
+Experiments with a `schedule:` run from the scheduler you already have:
+start `gameday run-due` every few minutes (recipes in deploy/); `gameday
+due` says what is due and why; `gameday catalog` lists every experiment.
 
 Every run leaves runs/<run-id>/ with journal.json and three reports:
 report.html (charts, open it in a browser), report.md (for a PR or wiki) and
@@ -270,6 +276,91 @@ enum Command {
         #[command(flatten)]
         runs: RunsArgs,
     },
+    /// List the scheduled experiments: what is due now and why.
+    ///
+    /// For every experiment file with a `schedule:` block: its latest slot
+    /// (the cron time in its time zone, plus its jitter), whether it is due
+    /// (never run, or last run before the slot), deferred (the safety
+    /// policy's windows or freezes refuse runs now: it runs on the first
+    /// trigger they allow, until the next slot replaces it), done (claimed
+    /// or covered by a run since the slot) or waiting (no slot yet); the last
+    /// run and the next slot. Read-only: no AWS call. Exits 0, or 1 when a
+    /// file is invalid.
+    #[command(
+        after_help = "Examples:\n  gameday due\n  gameday due experiments/shop-web-lose-a-third.yaml --output json"
+    )]
+    Due {
+        /// Experiment files, or folders searched for *.yaml and *.yml files.
+        #[arg(value_name = "PATH", default_value = "experiments")]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// Run every experiment whose scheduled slot is due, once per slot.
+    ///
+    /// Meant to be started often by the scheduler a team already runs
+    /// (cron, a systemd timer, a Kubernetes CronJob, EventBridge Scheduler,
+    /// CI; see deploy/). Each due slot is claimed before it runs, by an
+    /// exclusive file create in the runs folder, so a slot runs once even
+    /// when run-due is triggered again or from two processes at the same
+    /// moment; the claim (who, when, the run id and verdict) stays in
+    /// <runs>/.slots/. Due experiments run one after another, without
+    /// asking for approval (a run the policy wants approved is refused,
+    /// exit 7). A catalog in the runs folder is refreshed.
+    ///
+    /// Exits with the most severe outcome: 130 if a run was interrupted
+    /// (the rest wait), 6 if a run ended in error or a slot could not be
+    /// claimed, 1 if a file is invalid (the valid ones still run), else the
+    /// exit code of the worst run (7 refused, 4 aborted, 3 failed, 5
+    /// not-run), 0 when every run passed or nothing was due.
+    #[command(
+        after_help = "Examples:\n  gameday run-due\n  gameday run-due experiments/ --runs-dir /var/lib/gameday/runs --quiet"
+    )]
+    RunDue {
+        /// Experiment files, or folders searched for *.yaml and *.yml files.
+        #[arg(value_name = "PATH", default_value = "experiments")]
+        paths: Vec<PathBuf>,
+        /// Folder for run records (one subfolder per run) and slot claims.
+        #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+        runs_dir: PathBuf,
+        /// Print only the verdicts, the summary and errors.
+        #[arg(long, short)]
+        quiet: bool,
+        /// After each run, publish its outcome to CloudWatch (see `gameday run --help`).
+        #[arg(long)]
+        publish_metrics: bool,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Write the catalog: every experiment and suite on one page.
+    ///
+    /// Writes catalog.html (one self-contained page), catalog.md and
+    /// catalog.json into the runs folder: for each experiment (and each suite
+    /// file under suites/) its hypothesis, owner, faults, guardrails,
+    /// schedule and next slot, last verdict with its date, the trend of its
+    /// last 10 verdicts and links to its last 3 reports. Once written, every
+    /// `gameday run` and `gameday run-due` into that runs folder writes it
+    /// again. No AWS call.
+    #[command(
+        after_help = "Examples:\n  gameday catalog\n  gameday catalog experiments/ suites/ --runs-dir /mnt/gameday/runs"
+    )]
+    Catalog {
+        /// Experiment and suite files, or folders of them (default:
+        /// experiments/, and suites/ when it exists).
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
     /// Print a shell completion script to stdout.
     ///
     /// Completes commands, flags and their values (shells, output formats).
@@ -476,6 +567,7 @@ impl Command {
                     quiet,
                     output,
                     publish_metrics,
+                    interactive: true,
                 };
                 with_runtime(run::run(&file, seed, runs_dir, shown, approve, &safety, &aws))
             }
@@ -545,6 +637,30 @@ impl Command {
             Command::Locks {
                 command: LocksCommand::CreateTable { table, aws },
             } => with_runtime(locks::create_table(&table, &aws)),
+            Command::Due {
+                paths,
+                output,
+                safety,
+                runs,
+            } => with_runtime(due::due(&paths, output, &safety, &runs.runs_dir)),
+            Command::RunDue {
+                paths,
+                runs_dir,
+                quiet,
+                publish_metrics,
+                safety,
+                aws,
+            } => with_runtime(due::run_due(
+                &paths,
+                runs_dir,
+                quiet,
+                publish_metrics,
+                &safety,
+                &aws,
+            )),
+            Command::Catalog { paths, safety, runs } => {
+                with_runtime(due::catalog(&paths, &runs.runs_dir, &safety))
+            }
             Command::Completions { shell } => completions::print(shell),
         }
     }

@@ -18,6 +18,14 @@ pub(super) struct Shown {
     pub(super) quiet: bool,
     pub(super) output: Output,
     pub(super) publish_metrics: bool,
+    /// Whether a run needing approval may ask on a terminal (`run-due` never asks).
+    pub(super) interactive: bool,
+}
+
+/// A run that ended: its outcome for the exit code, and its id.
+pub(super) struct Ran {
+    pub(super) outcome: Outcome,
+    pub(super) run_id: String,
 }
 
 /// Runs the experiment of `file` and prints its verdict; the outcome is the
@@ -31,10 +39,27 @@ pub(super) async fn run(
     safety_args: &SafetyArgs,
     aws_args: &AwsArgs,
 ) -> Result<Outcome, Error> {
+    run_one(file, seed, runs_dir, shown, approve, safety_args, aws_args)
+        .await
+        .map(|r| r.outcome)
+}
+
+/// Runs the experiment of `file`, prints its verdict, and refreshes the
+/// catalog of the runs folder when there is one.
+pub(super) async fn run_one(
+    file: &Path,
+    seed: Option<u64>,
+    runs_dir: PathBuf,
+    shown: Shown,
+    approve: Option<String>,
+    safety_args: &SafetyArgs,
+    aws_args: &AwsArgs,
+) -> Result<Ran, Error> {
     let Shown {
         quiet,
         output,
         publish_metrics,
+        interactive,
     } = shown;
     let p = prepare(file, safety_args, aws_args).await?;
     // Chosen here so that the plan confirmed on a terminal is the run's plan.
@@ -42,7 +67,7 @@ pub(super) async fn run(
     let approval = match approve {
         // Hashes are lowercase hex; a pasted one may carry spaces or capitals.
         Some(hash) => Approval::Hash(hash.trim().to_ascii_lowercase()),
-        None if gate::approval_needed(&p.policy.policy, &p.exp).is_some() && on_terminal() => {
+        None if interactive && gate::approval_needed(&p.policy.policy, &p.exp).is_some() && on_terminal() => {
             confirm_on_terminal(&p, seed, safety_args.now).await
         }
         None => Approval::Missing,
@@ -65,7 +90,7 @@ pub(super) async fn run(
         Progress::auto(quiet)
     };
     let opts = RunOptions {
-        runs_dir,
+        runs_dir: runs_dir.clone(),
         seed: Some(seed),
         signals: SignalHandling::Standard,
         progress: Box::new(progress),
@@ -73,6 +98,9 @@ pub(super) async fn run(
     };
     let outcome = engine::run(&exp, &aws, opts).await?;
     crate::output::write_run_records(&outcome.dir);
+    if let Err(e) = crate::output::catalog::refresh(&runs_dir, safety_args.policy.as_deref()).await {
+        eprintln!("warning: the catalog was not refreshed: {e}");
+    }
     if publish_metrics {
         let published = match crate::output::load(&outcome.dir) {
             Ok(summary) => crate::output::publish::publish(&aws, &summary)
@@ -116,9 +144,12 @@ pub(super) async fn run(
             }
         }
     }
-    Ok(Outcome::Ran {
-        verdict: outcome.verdict,
-        refused: outcome.refused,
+    Ok(Ran {
+        outcome: Outcome::Ran {
+            verdict: outcome.verdict,
+            refused: outcome.refused,
+        },
+        run_id: outcome.run_id,
     })
 }
 
