@@ -38,6 +38,7 @@ pub mod suite;
 
 pub(crate) mod environment;
 pub(crate) mod faults;
+pub mod lease;
 pub(crate) mod lock;
 
 pub mod aws;

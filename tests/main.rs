@@ -6,6 +6,7 @@ mod support;
 mod completions;
 mod faults;
 mod lifecycle;
+mod locks;
 mod observe;
 mod report;
 mod run;

@@ -160,6 +160,7 @@ fn for_error(e: &Error) -> i32 {
         Error::Recover(RecoverError::Alive { .. } | RecoverError::Journal(_)) => ERROR,
         Error::RecoveryList(_) => ERROR,
         Error::Leftovers(_) => ERROR,
+        Error::LeaseTable(_) => ERROR,
         Error::History(
             HistoryError::RunsDir { .. }
             | HistoryError::NoSuchRun(_)

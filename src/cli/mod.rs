@@ -11,6 +11,7 @@ mod completions;
 mod due;
 pub mod exit;
 mod history;
+mod locks;
 mod outcome;
 mod plan;
 mod policy;
@@ -166,16 +167,26 @@ enum Command {
     ///
     /// The safety net for runs whose journal is lost with their machine:
     /// finds temporary groups and instances by their `gameday:run-id` tag and
-    /// lock tags by `gameday:lock`, and removes those whose run finished (per
-    /// runs/) or whose `gameday:expires-at` has passed. Never touches a live run.
+    /// lock tags by `gameday:lock`, and the leases of the policy's lock table,
+    /// and removes those whose run finished (per runs/) or whose
+    /// `gameday:expires-at` (a lease: its expiry) has passed. Never touches a live run.
     Cleanup {
         /// List what would be removed, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// The safety policy whose `locks.table` holds leases to sweep (default:
+        /// ./safety/policy.yaml, else the built-in default).
+        #[arg(long, value_name = "FILE", env = "GAMEDAY_POLICY")]
+        policy: Option<PathBuf>,
         #[command(flatten)]
         runs: RunsArgs,
         #[command(flatten)]
         aws: AwsArgs,
+    },
+    /// Race-free locks: the DynamoDB lease table of the safety policy's `locks`.
+    Locks {
+        #[command(subcommand)]
+        command: LocksCommand,
     },
     /// Show what a run would do, without doing it (read-only AWS calls only).
     ///
@@ -359,6 +370,31 @@ enum Command {
         /// The shell to complete in.
         #[arg(value_enum, value_name = "SHELL")]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LocksCommand {
+    /// Create the DynamoDB table runs take their leases in.
+    ///
+    /// Without a lease table, runs lock their targets with tags, which is best
+    /// effort: two runs started at the same moment can both get through. With
+    /// one (safety policy: `locks: { table: NAME }`), a run takes a lease on
+    /// every group and instance it acts on in one conditional transaction, so
+    /// exactly one of two such runs goes ahead and the other ends `not-run`
+    /// (exit 5) naming the holder. The table's key is the string partition key
+    /// `lease`; billing is on demand. Safe to run again: an existing table
+    /// with the right key is left as it is. Needs dynamodb:CreateTable and
+    /// dynamodb:DescribeTable.
+    #[command(
+        after_help = "Examples:\n  gameday locks create-table gameday-locks\n  gameday locks create-table gameday-locks --region eu-west-1\n\nThen, in safety/policy.yaml:\n  locks:\n    table: gameday-locks\n\nFor CloudFormation, see the README (Safety: locks)."
+    )]
+    CreateTable {
+        /// The table's name (3 to 255 letters, digits, `_`, `-`, `.`).
+        #[arg(value_name = "TABLE")]
+        table: String,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
 }
 
@@ -592,9 +628,15 @@ impl Command {
                 runs,
                 aws,
             } => with_runtime(recover::recover(run_id, force, &runs.runs_dir, &aws)),
-            Command::Cleanup { dry_run, runs, aws } => {
-                with_runtime(cleanup::cleanup(dry_run, &runs.runs_dir, &aws))
-            }
+            Command::Cleanup {
+                dry_run,
+                policy,
+                runs,
+                aws,
+            } => with_runtime(cleanup::cleanup(dry_run, policy.as_deref(), &runs.runs_dir, &aws)),
+            Command::Locks {
+                command: LocksCommand::CreateTable { table, aws },
+            } => with_runtime(locks::create_table(&table, &aws)),
             Command::Due {
                 paths,
                 output,

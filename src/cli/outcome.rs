@@ -150,6 +150,9 @@ pub enum Error {
     /// `cleanup`: the leftovers could not be looked up.
     #[error(transparent)]
     Leftovers(AwsError),
+    /// `locks create-table`: the lease table could not be created.
+    #[error(transparent)]
+    LeaseTable(AwsError),
     /// `report`, `history`: a run or the runs folder is missing, or a journal unreadable.
     #[error(transparent)]
     History(#[from] HistoryError),

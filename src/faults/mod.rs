@@ -37,7 +37,9 @@ pub use ec2_network_blackhole::{DeleteSecurityGroup, RestoreSecurityGroups};
 pub use ec2_reboot_instances::WaitRunning;
 pub use ec2_stop_instances::StartInstances;
 pub use ec2_terminate_instances::Nothing;
-pub use setup::{DeleteAutoScalingGroup, DeleteLockTags, DeleteTargetGroup, RestoreListenerRule, StopLoad};
+pub use setup::{
+    DeleteAutoScalingGroup, DeleteLockTags, DeleteTargetGroup, ReleaseLeases, RestoreListenerRule, StopLoad,
+};
 
 use std::fmt;
 use std::future::Future;
@@ -154,6 +156,8 @@ undos! {
     DeleteTargetGroup,
     /// Stop the run's load generator (its process groups).
     StopLoad,
+    /// Release the run's leases in the lock table (only while still its own).
+    ReleaseLeases,
 }
 
 impl Undo {

@@ -94,6 +94,9 @@ pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// The runner's own clients, for tests that drive a layer directly.
+    pub aws: gameday::aws::Aws,
 }
 
 /// Clients for seeding and checking moto's state.
@@ -108,6 +111,8 @@ pub async fn clients() -> Clients {
         ec2: aws_sdk_ec2::Client::new(&config),
         autoscaling: aws_sdk_autoscaling::Client::new(&config),
         cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+        dynamodb: aws_sdk_dynamodb::Client::new(&config),
+        aws: gameday::aws::Aws::from_config(&config, Some(endpoint().to_string())).expect("a region"),
     }
 }
 
