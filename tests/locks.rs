@@ -12,7 +12,7 @@ use crate::support::*;
 
 /// Creates a lease table with `gameday locks create-table` (twice: the second
 /// finds it and changes nothing) and returns its name.
-async fn lease_table(s: &Scratch) -> String {
+pub(crate) async fn lease_table(s: &Scratch) -> String {
     let table = unique("locks");
     for expected in ["created the lease table", "already exists"] {
         let mut cmd = gameday(s);
@@ -25,7 +25,7 @@ async fn lease_table(s: &Scratch) -> String {
 }
 
 /// The permissive test policy with `locks: { table }`, as a file.
-fn lease_policy(s: &Scratch, table: &str) -> std::path::PathBuf {
+pub(crate) fn lease_policy(s: &Scratch, table: &str) -> std::path::PathBuf {
     s.write(
         "lease-policy.yaml",
         &format!("{PERMISSIVE_POLICY}locks: {{ table: {table} }}\n"),

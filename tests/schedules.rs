@@ -143,6 +143,123 @@ async fn run_due_started_twice_at_the_same_moment_runs_a_due_experiment_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_due_on_two_machines_at_the_same_moment_runs_a_due_experiment_once_through_the_lease_table() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    // Two machines: each its own copy of the experiment and its own runs
+    // folder; all they share is the policy's lease table.
+    let (m1, m2) = (Scratch::new(), Scratch::new());
+    let table = crate::locks::lease_table(&m1).await;
+    let machine = |s: &Scratch| {
+        let file = s.write("exp.yaml", &scheduled(&fleet));
+        let policy = crate::locks::lease_policy(s, &table);
+        (
+            file.to_string_lossy().into_owned(),
+            policy.to_string_lossy().into_owned(),
+        )
+    };
+    let (f1, p1) = machine(&m1);
+    let (f2, p2) = machine(&m2);
+
+    let barrier = format!("{}:2", m1.path().join("barrier").display());
+    let racer = |s: &Scratch, file: &str, policy: &str| {
+        let mut cmd = at(s, SLOT_DAY, &["run-due", file, "--policy", policy]);
+        cmd.env("GAMEDAY_TEST_CLAIM_BARRIER", &barrier);
+        cmd.spawn().expect("spawn")
+    };
+    let (a, b) = (racer(&m1, &f1, &p1), racer(&m2, &f2, &p2));
+    let (a, b) = tokio::join!(
+        finish(a, Duration::from_secs(120)),
+        finish(b, Duration::from_secs(120))
+    );
+    let said = format!("{}{}{}{}", a.stdout, a.stderr, b.stdout, b.stderr);
+    for out in [&a, &b] {
+        assert_eq!(
+            out.code, 0,
+            "both exit 0: one ran and passed, the other had nothing to do\n{said}"
+        );
+    }
+    let (r1, r2) = (runs(&m1), runs(&m2));
+    assert_eq!(
+        r1.len() + r2.len(),
+        1,
+        "one run in both runs folders: {r1:?} {r2:?}\n{said}"
+    );
+    assert_eq!(said.matches("verdict: passed").count(), 1, "{said}");
+    assert!(
+        said.contains("1 ran,")
+            && said.contains("0 ran, 1 skipped")
+            && said.contains("already claimed by")
+            && said.contains(&format!("(lease table `{table}`)")),
+        "one ran, the other skipped the slot claimed in the table: {said}"
+    );
+    let (winner, loser) = if r1.len() == 1 { (&m1, &m2) } else { (&m2, &m1) };
+    let (loser_file, loser_policy) = if r1.len() == 1 { (&f2, &p2) } else { (&f1, &p1) };
+
+    // The table holds the slot's lease, kept as the record that it was taken.
+    let items = c
+        .dynamodb
+        .scan()
+        .table_name(&table)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("Scan");
+    let keys: Vec<String> = items
+        .items()
+        .iter()
+        .filter_map(|i| i.get("lease").and_then(|v| v.as_s().ok()).cloned())
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["slot#test-stop#20261124T090000Z".to_string()],
+        "the slot's lease stays; the run's target leases are released"
+    );
+
+    // The winner recorded the slot and its run; the loser wrote no claim.
+    let run_id = runs(winner)[0]
+        .file_name()
+        .expect("a run folder")
+        .to_string_lossy()
+        .into_owned();
+    let recorded = claims(winner, "test-stop");
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["run_id"], run_id.as_str());
+    assert_eq!(recorded[0]["verdict"], "passed");
+    assert_eq!(recorded[0]["lease_table"], table.as_str());
+    assert!(claims(loser, "test-stop").is_empty());
+    assert!(
+        states(&c, &fleet.instances).await.iter().all(|s| s == "running"),
+        "every instance runs again"
+    );
+
+    // On the machine that did not run it, `due` reads the lease: done, and by whom.
+    let due = output(&mut at(
+        loser,
+        "2026-11-24T11:00:00Z",
+        &["due", loser_file, "--policy", loser_policy],
+    ))
+    .await;
+    assert_eq!(due.code, 0, "{}", due.stderr);
+    assert!(due.stdout.contains("DONE      test-stop"), "{}", due.stdout);
+    assert!(
+        due.stdout.contains("claimed by") && due.stdout.contains(&format!("(lease table `{table}`)")),
+        "{}",
+        due.stdout
+    );
+    // And a later trigger there runs nothing.
+    let again = output(&mut at(
+        loser,
+        "2026-11-24T11:00:00Z",
+        &["run-due", loser_file, "--policy", loser_policy],
+    ))
+    .await;
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again.stdout.contains("0 ran,"), "{}", again.stdout);
+    assert!(runs(loser).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_freeze_day_defers_a_due_slot_until_the_freeze_ends_and_the_catalog_follows() {
     let c = clients().await;
     let fleet = fleet(&c, 2).await;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
+use crate::aws::Aws;
 use crate::due::claim::{Claim, Claimed, SlotStore};
 use crate::due::{State, Status};
 use crate::experiment::{self, Experiment};
@@ -19,7 +20,7 @@ use crate::output;
 use crate::policy;
 
 use super::run::{Shown, run_one};
-use super::shared::print_text;
+use super::shared::{connect, print_text};
 use super::validate::experiment_files;
 use super::{AwsArgs, Error, Outcome, Output, SafetyArgs};
 
@@ -28,6 +29,34 @@ struct Scheduled {
     file: PathBuf,
     exp: Experiment,
     status: Status,
+    /// Where its slots are claimed (its policy's lease table, or the runs folder).
+    store: SlotStore,
+}
+
+/// The slot store of each policy: the lease table when the policy has
+/// `locks`, else the runs folder; the AWS clients are built once, when a
+/// first policy needs them.
+struct Stores<'a> {
+    runs_dir: &'a Path,
+    aws_args: &'a AwsArgs,
+    aws: Option<Aws>,
+}
+
+impl Stores<'_> {
+    async fn for_policy(&mut self, locks: Option<&policy::Locks>) -> Result<SlotStore, Error> {
+        let Some(locks) = locks else {
+            return Ok(SlotStore::local(self.runs_dir));
+        };
+        let aws = match &self.aws {
+            Some(a) => a.clone(),
+            None => {
+                let a = connect(self.aws_args).await?;
+                self.aws = Some(a.clone());
+                a
+            }
+        };
+        Ok(SlotStore::leased(self.runs_dir, aws, &locks.table))
+    }
 }
 
 /// What the files of `paths` hold: the scheduled experiments with their
@@ -36,10 +65,15 @@ async fn survey(
     paths: &[PathBuf],
     safety: &SafetyArgs,
     runs_dir: &Path,
-    store: &SlotStore,
+    aws_args: &AwsArgs,
     now: Timestamp,
 ) -> Result<(Vec<Scheduled>, Vec<String>, usize), Error> {
     let files = experiment_files(paths)?;
+    let mut stores = Stores {
+        runs_dir,
+        aws_args,
+        aws: None,
+    };
     let rows = output::due::runs(runs_dir);
     let mut scheduled = Vec::new();
     let mut unscheduled = Vec::new();
@@ -58,18 +92,24 @@ async fn survey(
             continue;
         };
         let policy = policy::find_and_load(safety.policy.as_deref(), Some(&file))?;
+        let store = stores.for_policy(policy.policy.locks.as_ref()).await?;
         let status = output::due::status(
             &exp.name,
             &schedule,
             &policy.policy.windows,
             exp.timing.max_duration,
             &rows,
-            store,
+            &store,
             now,
         )
         .await
         .map_err(Error::Claim)?;
-        scheduled.push(Scheduled { file, exp, status });
+        scheduled.push(Scheduled {
+            file,
+            exp,
+            status,
+            store,
+        });
     }
     Ok((scheduled, unscheduled, invalid))
 }
@@ -84,10 +124,10 @@ pub(super) async fn due(
     output: Output,
     safety: &SafetyArgs,
     runs_dir: &Path,
+    aws: &AwsArgs,
 ) -> Result<Outcome, Error> {
     let now = now_of(safety);
-    let store = SlotStore::local(runs_dir);
-    let (scheduled, unscheduled, invalid) = survey(paths, safety, runs_dir, &store, now).await?;
+    let (scheduled, unscheduled, invalid) = survey(paths, safety, runs_dir, aws, now).await?;
     match output {
         Output::Json => {
             let items: Vec<serde_json::Value> = scheduled
@@ -180,8 +220,7 @@ pub(super) async fn run_due(
     aws: &AwsArgs,
 ) -> Result<Outcome, Error> {
     let now = now_of(safety);
-    let store = SlotStore::local(&runs_dir);
-    let (scheduled, _, invalid) = survey(paths, safety, &runs_dir, &store, now).await?;
+    let (scheduled, _, invalid) = survey(paths, safety, &runs_dir, aws, now).await?;
     test_barrier();
     let mut ran: Vec<Outcome> = Vec::new();
     let mut errors = 0;
@@ -203,7 +242,8 @@ pub(super) async fn run_due(
             }
         }
         let mut claim = Claim::new(&s.exp.name, &slot, Timestamp::now());
-        match store.claim(&claim).await {
+        claim.owner = s.exp.owner.clone();
+        match s.store.claim(&claim, s.status.next.as_ref(), now).await {
             Ok(Claimed::Won) => {}
             Ok(Claimed::Taken(other)) => {
                 taken += 1;
@@ -244,7 +284,7 @@ pub(super) async fn run_due(
                 e.eprint();
             }
         }
-        if let Err(e) = store.record(&claim).await {
+        if let Err(e) = s.store.record(&claim).await {
             eprintln!("warning: {e}");
         }
         if matches!(

@@ -284,8 +284,10 @@ enum Command {
     /// policy's windows or freezes refuse runs now: it runs on the first
     /// trigger they allow, until the next slot replaces it), done (claimed
     /// or covered by a run since the slot) or waiting (no slot yet); the last
-    /// run and the next slot. Read-only: no AWS call. Exits 0, or 1 when a
-    /// file is invalid.
+    /// run and the next slot. Read-only; its one AWS call reads a slot's
+    /// lease when the policy has a lease table (`locks`), so that a slot
+    /// another machine claimed shows as done. Exits 0, or 1 when a file is
+    /// invalid.
     #[command(
         after_help = "Examples:\n  gameday due\n  gameday due experiments/shop-web-lose-a-third.yaml --output json"
     )]
@@ -300,16 +302,21 @@ enum Command {
         safety: SafetyArgs,
         #[command(flatten)]
         runs: RunsArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Run every experiment whose scheduled slot is due, once per slot.
     ///
     /// Meant to be started often by the scheduler a team already runs
     /// (cron, a systemd timer, a Kubernetes CronJob, EventBridge Scheduler,
-    /// CI; see deploy/). Each due slot is claimed before it runs, by an
-    /// exclusive file create in the runs folder, so a slot runs once even
-    /// when run-due is triggered again or from two processes at the same
-    /// moment; the claim (who, when, the run id and verdict) stays in
-    /// <runs>/.slots/. Due experiments run one after another, without
+    /// CI; see deploy/). Each due slot is claimed before it runs, so a slot
+    /// runs once even when run-due is triggered again or from two processes
+    /// at the same moment: by a conditional write in the lease table when
+    /// the policy has `locks` (any number of machines), else by an
+    /// exclusive file create in the runs folder (one machine, or a shared
+    /// file system). The claim (who, when, the run id and verdict) stays in
+    /// <runs>/.slots/; a slot's lease stays in the table until an hour
+    /// after the next slot is due. Due experiments run one after another, without
     /// asking for approval (a run the policy wants approved is refused,
     /// exit 7). A catalog in the runs folder is refreshed.
     ///
@@ -642,7 +649,8 @@ impl Command {
                 output,
                 safety,
                 runs,
-            } => with_runtime(due::due(&paths, output, &safety, &runs.runs_dir)),
+                aws,
+            } => with_runtime(due::due(&paths, output, &safety, &runs.runs_dir, &aws)),
             Command::RunDue {
                 paths,
                 runs_dir,

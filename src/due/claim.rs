@@ -1,28 +1,41 @@
 //! Slot claims: how `gameday run-due` runs a slot once, however often it is
-//! triggered and from however many processes at the same moment.
+//! triggered and from however many processes or machines at the same moment.
 //!
 //! Before running a due slot, a runner claims it; only the one whose claim
-//! is created runs. The local store makes the claim an exclusive file
-//! create (`O_EXCL`, [`std::fs::OpenOptions::create_new`]) of
-//! `<runs>/.slots/<experiment>/<slot>.json`: the kernel lets exactly one of
-//! two simultaneous creators succeed, on one machine or on a shared file
-//! system that honours `O_EXCL` (local disks, NFSv3+, EFS). The claim file
-//! stays as the record of the slot: who claimed it, when, and once the run
-//! ended its run id and verdict, so `gameday due` and the catalog read it
-//! back.
+//! is created runs. Two stores, picked by the safety policy:
 //!
-//! [`SlotStore`] is the seam for the DynamoDB lease table (the policy's
-//! `locks.table`): runners on machines that share no file system claim the
-//! slot with a conditional write there instead. The store is an enum rather
-//! than a trait object so that each backend's calls can be `async` and every
-//! `match` stays exhaustive.
+//! - **Local** (no `locks` in the policy): an exclusive file create
+//!   (`O_EXCL`, [`std::fs::OpenOptions::create_new`]) of
+//!   `<runs>/.slots/<experiment>/<slot>.json`. The kernel lets exactly one
+//!   of two simultaneous creators succeed, on one machine or on a shared
+//!   file system that honours `O_EXCL` (local disks, NFSv3+, EFS).
+//! - **Leased** (the policy's `locks.table`): first a conditional write of
+//!   the lease `slot#<experiment>#<slot>` in the DynamoDB lease table
+//!   ([`crate::lease::claim`]), which decides between machines that share no
+//!   file system; then, by the winner only, the same claim file as the local
+//!   store writes. The lease is never released: it is the table's record
+//!   that the slot was taken, and it lasts until an hour after the next
+//!   slot is due ([`lease_lifetime`]), so it cannot expire while its slot is
+//!   still the one `run-due` would run. Once expired, `gameday cleanup`
+//!   deletes it like any expired lease.
+//!
+//! The claim file stays as the record of the slot: who claimed it, when,
+//! and once the run ended its run id and verdict, so `gameday due` and the
+//! catalog read it back. A slot claimed in the table by another machine has
+//! no file here; [`SlotStore::find`] reads the lease instead.
+//!
+//! The store is an enum rather than a trait object so that each backend's
+//! calls can be `async` and every `match` stays exhaustive.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::aws::Aws;
+use crate::lease::{self, Holder, Lease, LeaseError};
 use crate::schedule::Slot;
 
 /// The folder of the runs folder that holds slot claims (a dot folder, so
@@ -44,6 +57,13 @@ pub struct Claim {
     pub host: String,
     /// The claiming process.
     pub pid: u32,
+    /// Who to ask about the run (the experiment's owner), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The lease table that holds the claim too (the policy's
+    /// `locks.table`); `None`: the claim file alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_table: Option<String>,
     /// The run started for the slot, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
@@ -62,6 +82,8 @@ impl Claim {
             claimed_at: now,
             host: crate::util::hostname(),
             pid: std::process::id(),
+            owner: None,
+            lease_table: None,
             run_id: None,
             verdict: None,
         }
@@ -69,13 +91,88 @@ impl Claim {
 
     /// Who holds the claim, for people.
     pub fn holder(&self) -> String {
+        let table = match &self.lease_table {
+            Some(t) => format!(" (lease table `{t}`)"),
+            None => String::new(),
+        };
         format!(
-            "{} pid {} at {}",
+            "{} pid {} at {}{table}",
             if self.host.is_empty() { "?" } else { &self.host },
             self.pid,
             self.claimed_at.strftime("%Y-%m-%d %H:%M:%SZ")
         )
     }
+
+    /// The lease's holder id: unique to the claiming process and the moment
+    /// (the run id is not known before the claim is won), and read back by
+    /// [`Claim::from_lease`].
+    fn holder_id(&self) -> String {
+        format!(
+            "{HOLDER_PREFIX}{}-{}-{}",
+            self.host,
+            self.pid,
+            self.claimed_at.as_millisecond()
+        )
+    }
+
+    /// The claim a lease on `slot` of `experiment` in `table` stands for.
+    fn from_lease(experiment: &str, slot: &Slot, table: &str, lease: &Lease) -> Claim {
+        let id = &lease.holder.run_id;
+        // `slot-<host>-<pid>-<ms>`; the host may hold dashes, the rest cannot.
+        let mut tail = id.strip_prefix(HOLDER_PREFIX).unwrap_or(id).rsplitn(3, '-');
+        let ms = tail.next().and_then(|m| m.parse::<i64>().ok());
+        let pid = tail.next().and_then(|p| p.parse::<u32>().ok());
+        let claimed_at = ms
+            .and_then(|m| Timestamp::from_millisecond(m).ok())
+            .unwrap_or(slot.due_at);
+        Claim {
+            experiment: experiment.to_string(),
+            slot: slot.at,
+            due_at: slot.due_at,
+            claimed_at,
+            host: lease.holder.host.clone(),
+            pid: pid.unwrap_or(0),
+            owner: Some(lease.holder.owner.clone()).filter(|o| o != "unknown"),
+            lease_table: Some(table.to_string()),
+            run_id: None,
+            verdict: None,
+        }
+    }
+}
+
+/// How a slot lease's holder id starts (lease holders of runs are run ids,
+/// which never do).
+const HOLDER_PREFIX: &str = "slot-";
+
+/// How long a slot's lease outlives the due time of the slot after it: the
+/// margin for clocks that disagree between machines.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(3600);
+
+/// How long a slot's lease lasts when no slot follows (the schedule's
+/// `until` is passed): the slot stays the latest for good, so the lease
+/// must not expire in any useful time (about 100 years).
+const NO_NEXT_SLOT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The key of `slot` of `experiment` in the lease table:
+/// `slot#<experiment>#<slot time, UTC>` (e.g. `slot#web#20261202T100000Z`).
+pub fn lease_key(experiment: &str, slot: &Slot) -> String {
+    format!("slot#{experiment}#{}", slot.key())
+}
+
+/// How long the lease on a slot claimed at `now` must last: until
+/// [`LEASE_MARGIN`] after `next` (the slot after it) is due, so that it
+/// cannot expire while its slot is the one `run-due` would run; at least
+/// the margin itself.
+pub fn lease_lifetime(next: Option<&Slot>, now: Timestamp) -> Duration {
+    let Some(next) = next else {
+        return NO_NEXT_SLOT;
+    };
+    let left = next
+        .due_at
+        .duration_since(now)
+        .try_into()
+        .unwrap_or(Duration::ZERO);
+    left + LEASE_MARGIN
 }
 
 /// What claiming a slot came to.
@@ -108,6 +205,15 @@ pub enum ClaimError {
         /// What is wrong.
         message: String,
     },
+    /// The lease table refused or failed the claim or the read (another
+    /// holder is not an error: that is [`Claimed::Taken`]).
+    #[error("cannot claim or read the slot lease {key}: {source}")]
+    Lease {
+        /// The lease key (`slot#<experiment>#<slot>`).
+        key: String,
+        /// What the table said (boxed: a refusal carries the whole lease).
+        source: Box<LeaseError>,
+    },
 }
 
 /// Where claims are kept.
@@ -115,37 +221,145 @@ pub enum ClaimError {
 pub enum SlotStore {
     /// Files in the runs folder, created exclusively.
     Local(LocalSlots),
+    /// A lease in the policy's lease table, and the file as the record.
+    Leased(LeasedSlots),
 }
 
 impl SlotStore {
-    /// The store for a runs folder (the local one; see the module's note on
-    /// the lease table).
+    /// The store for a runs folder alone (one machine, or a shared file system).
     pub fn local(runs_dir: &Path) -> SlotStore {
         SlotStore::Local(LocalSlots {
             dir: runs_dir.join(SLOTS_DIR),
         })
     }
 
+    /// The store that claims in the lease table `table` (the policy's
+    /// `locks.table`) and records in the runs folder.
+    pub fn leased(runs_dir: &Path, aws: Aws, table: &str) -> SlotStore {
+        SlotStore::Leased(LeasedSlots {
+            local: LocalSlots {
+                dir: runs_dir.join(SLOTS_DIR),
+            },
+            aws,
+            table: table.to_string(),
+        })
+    }
+
     /// Claims `claim.slot` of `claim.experiment`: [`Claimed::Won`] for
-    /// exactly one caller, however many try at once.
-    pub async fn claim(&self, claim: &Claim) -> Result<Claimed, ClaimError> {
+    /// exactly one caller, however many try at once. `next` is the slot
+    /// after it and `now` the moment the slot was judged due: a lease lasts
+    /// until the next slot has replaced this one ([`lease_lifetime`]).
+    pub async fn claim(
+        &self,
+        claim: &Claim,
+        next: Option<&Slot>,
+        now: Timestamp,
+    ) -> Result<Claimed, ClaimError> {
         match self {
             SlotStore::Local(l) => l.claim(claim),
+            SlotStore::Leased(l) => l.claim(claim, lease_lifetime(next, now)).await,
         }
     }
 
-    /// Records what came of a claim this process won (its run id and verdict).
+    /// Records what came of a claim this process won (its run id and
+    /// verdict), in the claim file (a lease is left as it was claimed).
     pub async fn record(&self, claim: &Claim) -> Result<(), ClaimError> {
         match self {
             SlotStore::Local(l) => l.record(claim),
+            SlotStore::Leased(l) => l.local.record(&Claim {
+                lease_table: Some(l.table.clone()),
+                ..claim.clone()
+            }),
         }
     }
 
-    /// The claim on `slot` of `experiment`, if any.
+    /// The claim on `slot` of `experiment`, if any: the claim file, else
+    /// (leased) an unexpired lease another machine took.
     pub async fn find(&self, experiment: &str, slot: &Slot) -> Result<Option<Claim>, ClaimError> {
         match self {
             SlotStore::Local(l) => l.find(experiment, slot),
+            SlotStore::Leased(l) => l.find(experiment, slot).await,
         }
+    }
+}
+
+/// Claims as leases in a DynamoDB lease table, recorded as files.
+#[derive(Debug, Clone)]
+pub struct LeasedSlots {
+    /// The record of the claims this machine won.
+    local: LocalSlots,
+    /// The clients (DynamoDB).
+    aws: Aws,
+    /// The lease table.
+    table: String,
+}
+
+impl LeasedSlots {
+    async fn claim(&self, claim: &Claim, lifetime: Duration) -> Result<Claimed, ClaimError> {
+        let slot = Slot {
+            at: claim.slot,
+            due_at: claim.due_at,
+        };
+        let key = lease_key(&claim.experiment, &slot);
+        let holder = Holder {
+            run_id: claim.holder_id(),
+            owner: claim.owner.clone().unwrap_or_else(|| "unknown".into()),
+            host: claim.host.clone(),
+        };
+        let lease_error = |source| ClaimError::Lease {
+            key: key.clone(),
+            source: Box::new(source),
+        };
+        match lease::claim(
+            &self.aws,
+            &self.table,
+            std::slice::from_ref(&key),
+            &holder,
+            lifetime,
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(LeaseError::Held(l)) => {
+                return Ok(Claimed::Taken(Box::new(Claim::from_lease(
+                    &claim.experiment,
+                    &slot,
+                    &self.table,
+                    &l,
+                ))));
+            }
+            Err(e) => return Err(lease_error(e)),
+        }
+        // Won in the table: the file is the record history and `due` read.
+        let mut record = claim.clone();
+        record.lease_table = Some(self.table.clone());
+        match self.local.claim(&record) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                // No record, no run: give the slot back so that another runner can take it.
+                let _ = lease::release(&self.aws, &self.table, &[key], &holder.run_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn find(&self, experiment: &str, slot: &Slot) -> Result<Option<Claim>, ClaimError> {
+        if let Some(c) = self.local.find(experiment, slot)? {
+            return Ok(Some(c));
+        }
+        let key = lease_key(experiment, slot);
+        let held = lease::holders(&self.aws, &self.table, std::slice::from_ref(&key))
+            .await
+            .map_err(|source| ClaimError::Lease {
+                key,
+                source: Box::new(source),
+            })?;
+        // An expired lease no longer holds the slot (a claim would take it over).
+        let now = Timestamp::now();
+        Ok(held
+            .iter()
+            .find(|l| l.expires_at >= now)
+            .map(|l| Claim::from_lease(experiment, slot, &self.table, l)))
     }
 }
 
@@ -275,7 +489,9 @@ mod tests {
                 .map(|_| {
                     let store = store.clone();
                     s.spawn(move || {
-                        let SlotStore::Local(l) = &store;
+                        let SlotStore::Local(l) = &store else {
+                            unreachable!("a local store")
+                        };
                         l.claim(&Claim::new("exp", &slot(), now)).unwrap() == Claimed::Won
                     })
                 })
@@ -290,9 +506,60 @@ mod tests {
         store.record(&c).await.unwrap();
         assert_eq!(store.find("exp", &slot()).await.unwrap(), Some(c.clone()));
         // A later claim on the recorded slot still loses, and sees the run.
-        match store.claim(&Claim::new("exp", &slot(), now)).await.unwrap() {
+        match store
+            .claim(&Claim::new("exp", &slot(), now), None, now)
+            .await
+            .unwrap()
+        {
             Claimed::Taken(t) => assert_eq!(t.run_id.as_deref(), Some("20261124-090100-abcd")),
             Claimed::Won => panic!("a recorded slot was claimed again"),
         }
+    }
+
+    #[test]
+    fn a_slot_lease_lasts_until_an_hour_after_the_next_slot_is_due() {
+        let now: Timestamp = "2026-11-24T09:30:00Z".parse().unwrap();
+        let next = Slot {
+            at: "2026-12-01T09:00:00Z".parse().unwrap(),
+            due_at: "2026-12-01T09:05:00Z".parse().unwrap(),
+        };
+        let life = lease_lifetime(Some(&next), now);
+        assert_eq!(
+            now.checked_add(life).unwrap(),
+            "2026-12-01T10:05:00Z".parse().unwrap()
+        );
+        // Judged on a clock past the next slot: the margin still holds it.
+        let late: Timestamp = "2026-12-02T00:00:00Z".parse().unwrap();
+        assert_eq!(lease_lifetime(Some(&next), late), LEASE_MARGIN);
+        // No slot follows: the slot stays the latest, and so does its lease.
+        assert!(lease_lifetime(None, now) > Duration::from_secs(50 * 365 * 24 * 3600));
+    }
+
+    #[test]
+    fn a_lease_names_the_claiming_host_and_process() {
+        let now: Timestamp = "2026-11-24T09:31:02.345Z".parse().unwrap();
+        let mut c = Claim::new("web", &slot(), now);
+        c.host = "ci-runner-7".into();
+        c.pid = 4242;
+        assert_eq!(lease_key("web", &slot()), "slot#web#20261124T090000Z");
+        let lease = Lease {
+            key: lease_key("web", &slot()),
+            holder: Holder {
+                run_id: c.holder_id(),
+                owner: "team-web".into(),
+                host: c.host.clone(),
+            },
+            expires_at: now,
+        };
+        assert_eq!(lease.holder.run_id, "slot-ci-runner-7-4242-1795512662345");
+        let back = Claim::from_lease("web", &slot(), "gd-locks", &lease);
+        assert_eq!(back.host, "ci-runner-7");
+        assert_eq!(back.pid, 4242);
+        assert_eq!(back.claimed_at, now);
+        assert_eq!(back.owner.as_deref(), Some("team-web"));
+        assert_eq!(
+            back.holder(),
+            "ci-runner-7 pid 4242 at 2026-11-24 09:31:02Z (lease table `gd-locks`)"
+        );
     }
 }
