@@ -11,6 +11,7 @@ mod report;
 mod run;
 mod safety;
 mod sandbox;
+mod store;
 mod storms;
 mod suites;
 mod validate;

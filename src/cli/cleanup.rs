@@ -10,7 +10,10 @@ use super::{AwsArgs, Error, Outcome};
 /// could not be removed (each failure is reported as it happens).
 pub(super) async fn cleanup(dry_run: bool, runs_dir: &Path, aws_args: &AwsArgs) -> Result<Outcome, Error> {
     let aws = connect(aws_args).await?;
-    let leftovers = crate::recover::find_leftovers(&aws, runs_dir)
+    // With a shared store, whether a run is finished is read from its records there.
+    let runs = crate::store::Runs::open(runs_dir, &aws_args.options()).await?;
+    runs.pull_all().await?;
+    let leftovers = crate::recover::find_leftovers(&aws, &runs.local)
         .await
         .map_err(Error::Leftovers)?;
     if leftovers.is_empty() {

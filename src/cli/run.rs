@@ -37,6 +37,7 @@ pub(super) async fn run(
         publish_metrics,
     } = shown;
     let p = prepare(file, safety_args, aws_args).await?;
+    let runs = crate::store::Runs::open(&runs_dir, &aws_args.options()).await?;
     // Chosen here so that the plan confirmed on a terminal is the run's plan.
     let seed = seed.unwrap_or_else(random_seed);
     let approval = match approve {
@@ -65,7 +66,8 @@ pub(super) async fn run(
         Progress::auto(quiet)
     };
     let opts = RunOptions {
-        runs_dir,
+        runs_dir: runs.local.clone(),
+        store: runs.remote.clone(),
         seed: Some(seed),
         signals: SignalHandling::Standard,
         progress: Box::new(progress),
@@ -73,6 +75,15 @@ pub(super) async fn run(
     };
     let outcome = engine::run(&exp, &aws, opts).await?;
     crate::output::write_run_records(&outcome.dir);
+    // The write-ahead chunks are there already; this adds the whole log and the records.
+    let pushed = runs.push(&outcome.run_id).await;
+    if let Err(e) = &pushed {
+        eprintln!(
+            "warning: the run's records were not uploaded to {} ({e}); they are in {}",
+            runs.describe(),
+            outcome.dir.display()
+        );
+    }
     if publish_metrics {
         let published = match crate::output::load(&outcome.dir) {
             Ok(summary) => crate::output::publish::publish(&aws, &summary)
@@ -108,6 +119,9 @@ pub(super) async fn run(
             println!("run: {}", outcome.run_id);
             println!("journal: {}", dir.join(crate::output::JOURNAL_FILE).display());
             println!("report: {}", dir.join(crate::output::report::HTML_FILE).display());
+            if runs.remote.is_some() && pushed.is_ok() {
+                println!("store: {}/{}/", runs.describe(), outcome.run_id);
+            }
             if outcome.verdict == Verdict::Error && !outcome.unfinished.is_empty() {
                 eprintln!(
                     "some faults are still in effect: run `gameday recover {}` once the cause is fixed",
