@@ -337,8 +337,8 @@ fn percent_of_group(policy: &Policy, plan: &Plan) -> RuleResult {
 }
 
 /// The window and freeze rules for a run starting at `now` that may last `max`.
-fn windows(w: &Windows, now: Timestamp, max: Duration) -> Vec<RuleResult> {
-    let zoned = now.to_zoned_datetime(w.time_zone.clone());
+pub(crate) fn windows(w: &Windows, now: Timestamp, max: Duration) -> Vec<RuleResult> {
+    let zoned = now.to_zoned(w.time_zone.clone());
     let start = zoned.datetime();
     let end = SignedDuration::try_from(max)
         .ok()

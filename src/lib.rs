@@ -20,6 +20,8 @@ pub(crate) mod recover;
 
 pub(crate) mod engine;
 
+pub(crate) mod due;
+
 pub(crate) mod gate;
 pub(crate) mod plan;
 
@@ -32,10 +34,12 @@ pub(crate) mod store;
 
 pub mod experiment;
 pub(crate) mod policy;
+pub mod schedule;
 pub mod suite;
 
 pub(crate) mod environment;
 pub(crate) mod faults;
+pub mod lease;
 pub(crate) mod lock;
 
 pub mod aws;

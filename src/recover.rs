@@ -8,7 +8,8 @@
 //!
 //! `gameday cleanup` is the safety net for runs whose journal is lost with
 //! their machine: it finds resources by their `gameday:*` tags (clones, their
-//! instances, network-blackhole security groups, lock tags) and removes those whose run is finished or expired.
+//! instances, network-blackhole security groups, lock tags; the leases of the
+//! policy's lock table) and removes those whose run is finished or expired.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,7 @@ use crate::engine::{self, Ctx, Reporter};
 use crate::environment::{self, CLONE_OF_TAG, EXPIRES_TAG, RUN_ID_TAG};
 use crate::faults::{BLACKHOLE_TAG, Undo};
 use crate::journal::{self, Entry, Event, Journal, JournalError, Pending, Verdict};
+use crate::lease;
 use crate::lock::{self, LOCK_TAG};
 
 /// Why recovery could not proceed.
@@ -291,6 +293,17 @@ pub enum Leftover {
         /// Why it may go.
         why: String,
     },
+    /// A lease to release from the policy's lock table.
+    Lease {
+        /// The table.
+        table: String,
+        /// The lease's key.
+        key: String,
+        /// The run holding it.
+        run_id: String,
+        /// Why it may go.
+        why: String,
+    },
     /// A lock tag to remove.
     Lock {
         /// The locked group or instance.
@@ -320,6 +333,12 @@ impl std::fmt::Display for Leftover {
                 why,
                 ..
             } => write!(f, "lock tag on {resource} (taken by run {run_id}; {why})"),
+            Leftover::Lease {
+                table,
+                key,
+                run_id,
+                why,
+            } => write!(f, "lease {key} in table {table} (held by run {run_id}; {why})"),
             Leftover::SecurityGroup {
                 name,
                 vpc_id,
@@ -354,10 +373,27 @@ fn may_clean(runs_dir: &Path, run_id: &str, expires_at: Option<Timestamp>, now: 
     }
 }
 
-/// Finds every gameday resource whose run is finished or expired.
-pub async fn find_leftovers(aws: &Aws, runs_dir: &Path) -> Result<Vec<Leftover>, AwsError> {
+/// Finds every gameday resource whose run is finished or expired, and the
+/// leases of `lease_table` (the policy's `locks.table`) whose run is.
+pub async fn find_leftovers(
+    aws: &Aws,
+    runs_dir: &Path,
+    lease_table: Option<&str>,
+) -> Result<Vec<Leftover>, AwsError> {
     let now = Timestamp::now();
     let mut out = Vec::new();
+    if let Some(table) = lease_table {
+        for l in lease::all(aws, table).await.map_err(|e| e.to_aws())? {
+            if let Some(why) = may_clean(runs_dir, &l.holder.run_id, Some(l.expires_at), now) {
+                out.push(Leftover::Lease {
+                    table: table.to_string(),
+                    key: l.key,
+                    run_id: l.holder.run_id,
+                    why,
+                });
+            }
+        }
+    }
     let mut live_groups = std::collections::BTreeSet::new();
 
     let tagged = aws_sdk_autoscaling::types::Filter::builder()
@@ -558,6 +594,11 @@ pub async fn remove(aws: &Aws, leftover: &Leftover) -> Result<(), AwsError> {
                 .await
                 .map(drop)
         }
+        Leftover::Lease {
+            table, key, run_id, ..
+        } => lease::release(aws, table, std::slice::from_ref(key), run_id)
+            .await
+            .map(drop),
         Leftover::Lock {
             resource,
             is_group,

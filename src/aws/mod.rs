@@ -61,7 +61,7 @@ pub struct ConnectOptions {
     pub profile: Option<String>,
 }
 
-/// The three service clients a run needs, built from one configuration.
+/// The service clients a run needs, built from one configuration.
 #[derive(Clone, Debug)]
 pub struct Aws {
     /// EC2: instances, security groups.
@@ -70,6 +70,8 @@ pub struct Aws {
     pub autoscaling: aws_sdk_autoscaling::Client,
     /// CloudWatch: metrics and alarms.
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// DynamoDB: the lease table of the safety policy's `locks`.
+    pub dynamodb: aws_sdk_dynamodb::Client,
     /// The region in use, for the journal and messages.
     pub region: String,
     /// The endpoint override in use, if any (recorded in the journal).
@@ -112,6 +114,7 @@ impl Aws {
             ec2: aws_sdk_ec2::Client::new(&config),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
             region,
             endpoint,
         })

@@ -79,12 +79,53 @@ fn for_outcome(outcome: Outcome) -> i32 {
         Outcome::Planned(PlanVerdict::NotRun) => NOT_RUN,
         Outcome::Regression => FAILED,
         Outcome::Unfinished => ERROR,
+        Outcome::RanDue {
+            worst,
+            invalid,
+            errors,
+        } => {
+            let run = worst.map(|(verdict, refused)| for_outcome(Outcome::Ran { verdict, refused }));
+            if run == Some(INTERRUPTED) {
+                INTERRUPTED
+            } else if errors || run == Some(ERROR) {
+                ERROR
+            } else if invalid {
+                INVALID_INPUT
+            } else {
+                run.unwrap_or(OK)
+            }
+        }
         Outcome::Suite {
             interrupted: true, ..
         } => INTERRUPTED,
         Outcome::Suite { go: true, .. } => OK,
         Outcome::Suite { go: false, .. } => NO_GO,
     }
+}
+
+/// How bad a run's outcome is for `run-due`'s summary, worst first:
+/// interrupted, error, refused, aborted, failed, not-run, passed.
+fn severity(verdict: Verdict, refused: bool) -> u8 {
+    match (verdict, refused) {
+        (Verdict::Interrupted, _) => 6,
+        (Verdict::Error, _) => 5,
+        (Verdict::NotRun, true) => 4,
+        (Verdict::Aborted, _) => 3,
+        (Verdict::Failed, _) => 2,
+        (Verdict::NotRun, false) => 1,
+        (Verdict::Passed, _) => 0,
+    }
+}
+
+/// The most severe of the runs `run-due` started, for its exit code.
+pub fn worst_run(outcomes: &[Outcome]) -> Option<(Verdict, bool)> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Ran { verdict, refused } => Some((*verdict, *refused)),
+            _ => None,
+        })
+        .max_by_key(|(v, r)| severity(*v, *r))
 }
 
 fn for_error(e: &Error) -> i32 {
@@ -122,6 +163,7 @@ fn for_error(e: &Error) -> i32 {
         Error::Recover(RecoverError::Alive { .. } | RecoverError::Journal(_)) => ERROR,
         Error::RecoveryList(_) => ERROR,
         Error::Leftovers(_) => ERROR,
+        Error::LeaseTable(_) => ERROR,
         Error::History(
             HistoryError::RunsDir { .. }
             | HistoryError::NoSuchRun(_)
@@ -132,6 +174,9 @@ fn for_error(e: &Error) -> i32 {
         Error::Report(ReportError::Journal(_)) => INVALID_INPUT,
         Error::Report(ReportError::Write { .. }) => ERROR,
         Error::DiffOfTwoExperiments { .. } => USAGE,
+        Error::Claim(_) => ERROR,
+        Error::Catalog(crate::output::catalog::CatalogError::Missing(_)) => USAGE,
+        Error::Catalog(crate::output::catalog::CatalogError::Write { .. }) => ERROR,
     }
 }
 
@@ -149,6 +194,39 @@ mod tests {
         assert_eq!(ran(Verdict::Aborted, false), ABORTED);
         assert_eq!(ran(Verdict::Error, false), ERROR);
         assert_eq!(ran(Verdict::Interrupted, false), INTERRUPTED);
+    }
+
+    #[test]
+    fn run_due_exits_with_its_most_severe_run() {
+        let ran = |verdict, refused| Outcome::Ran { verdict, refused };
+        let due = |runs: &[Outcome], invalid, errors| {
+            code(&Ok(Outcome::RanDue {
+                worst: worst_run(runs),
+                invalid,
+                errors,
+            }))
+        };
+        assert_eq!(due(&[], false, false), OK);
+        assert_eq!(due(&[ran(Verdict::Passed, false)], false, false), OK);
+        assert_eq!(
+            due(
+                &[ran(Verdict::Failed, false), ran(Verdict::Aborted, false)],
+                false,
+                false
+            ),
+            ABORTED
+        );
+        assert_eq!(
+            due(
+                &[ran(Verdict::NotRun, true), ran(Verdict::Aborted, false)],
+                false,
+                false
+            ),
+            REFUSED
+        );
+        assert_eq!(due(&[ran(Verdict::Failed, false)], true, false), INVALID_INPUT);
+        assert_eq!(due(&[ran(Verdict::Passed, false)], true, true), ERROR);
+        assert_eq!(due(&[ran(Verdict::Interrupted, false)], true, true), INTERRUPTED);
     }
 
     #[test]

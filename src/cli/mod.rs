@@ -8,8 +8,10 @@
 
 mod cleanup;
 mod completions;
+mod due;
 pub mod exit;
 mod history;
+mod locks;
 mod outcome;
 mod plan;
 mod policy;
@@ -44,6 +46,7 @@ Exit codes:
   8    suite run: NO-GO (a blocking experiment did not pass, or the readiness
        score is below the suite's min_score; see the scorecard)
   130  interrupted by SIGINT/SIGTERM (everything rolled back)
+  run-due exits with its most severe outcome (see `gameday run-due --help`)
 
 AWS settings come from the standard chain (AWS_REGION, AWS_PROFILE,
 AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
@@ -52,6 +55,10 @@ AWS_ENDPOINT_URL, ~/.aws/config); each command's --endpoint-url,
 A run goes into a temporary copy of the workload's Auto Scaling group unless
 the experiment says `mode: in-place`. If a runner dies mid-run,
 `gameday recover` finishes its rollback from the journal.
+
+Experiments with a `schedule:` run from the scheduler you already have:
+start `gameday run-due` every few minutes (recipes in deploy/); `gameday
+due` says what is due and why; `gameday catalog` lists every experiment.
 
 Every run leaves runs/<run-id>/ with journal.json and three reports:
 report.html (charts, open it in a browser), report.md (for a PR or wiki) and
@@ -168,16 +175,26 @@ enum Command {
     ///
     /// The safety net for runs whose journal is lost with their machine:
     /// finds temporary groups and instances by their `gameday:run-id` tag and
-    /// lock tags by `gameday:lock`, and removes those whose run finished (per
-    /// runs/) or whose `gameday:expires-at` has passed. Never touches a live run.
+    /// lock tags by `gameday:lock`, and the leases of the policy's lock table,
+    /// and removes those whose run finished (per runs/) or whose
+    /// `gameday:expires-at` (a lease: its expiry) has passed. Never touches a live run.
     Cleanup {
         /// List what would be removed, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// The safety policy whose `locks.table` holds leases to sweep (default:
+        /// ./safety/policy.yaml, else the built-in default).
+        #[arg(long, value_name = "FILE", env = "GAMEDAY_POLICY")]
+        policy: Option<PathBuf>,
         #[command(flatten)]
         runs: RunsArgs,
         #[command(flatten)]
         aws: AwsArgs,
+    },
+    /// Race-free locks: the DynamoDB lease table of the safety policy's `locks`.
+    Locks {
+        #[command(subcommand)]
+        command: LocksCommand,
     },
     /// Show what a run would do, without doing it (read-only AWS calls only).
     ///
@@ -267,6 +284,91 @@ enum Command {
         #[command(flatten)]
         runs: RunsArgs,
     },
+    /// List the scheduled experiments: what is due now and why.
+    ///
+    /// For every experiment file with a `schedule:` block: its latest slot
+    /// (the cron time in its time zone, plus its jitter), whether it is due
+    /// (never run, or last run before the slot), deferred (the safety
+    /// policy's windows or freezes refuse runs now: it runs on the first
+    /// trigger they allow, until the next slot replaces it), done (claimed
+    /// or covered by a run since the slot) or waiting (no slot yet); the last
+    /// run and the next slot. Read-only: no AWS call. Exits 0, or 1 when a
+    /// file is invalid.
+    #[command(
+        after_help = "Examples:\n  gameday due\n  gameday due experiments/shop-web-lose-a-third.yaml --output json"
+    )]
+    Due {
+        /// Experiment files, or folders searched for *.yaml and *.yml files.
+        #[arg(value_name = "PATH", default_value = "experiments")]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// Run every experiment whose scheduled slot is due, once per slot.
+    ///
+    /// Meant to be started often by the scheduler a team already runs
+    /// (cron, a systemd timer, a Kubernetes CronJob, EventBridge Scheduler,
+    /// CI; see deploy/). Each due slot is claimed before it runs, by an
+    /// exclusive file create in the runs folder, so a slot runs once even
+    /// when run-due is triggered again or from two processes at the same
+    /// moment; the claim (who, when, the run id and verdict) stays in
+    /// <runs>/.slots/. Due experiments run one after another, without
+    /// asking for approval (a run the policy wants approved is refused,
+    /// exit 7). A catalog in the runs folder is refreshed.
+    ///
+    /// Exits with the most severe outcome: 130 if a run was interrupted
+    /// (the rest wait), 6 if a run ended in error or a slot could not be
+    /// claimed, 1 if a file is invalid (the valid ones still run), else the
+    /// exit code of the worst run (7 refused, 4 aborted, 3 failed, 5
+    /// not-run), 0 when every run passed or nothing was due.
+    #[command(
+        after_help = "Examples:\n  gameday run-due\n  gameday run-due experiments/ --runs-dir /var/lib/gameday/runs --quiet"
+    )]
+    RunDue {
+        /// Experiment files, or folders searched for *.yaml and *.yml files.
+        #[arg(value_name = "PATH", default_value = "experiments")]
+        paths: Vec<PathBuf>,
+        /// Folder for run records (one subfolder per run) and slot claims.
+        #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+        runs_dir: PathBuf,
+        /// Print only the verdicts, the summary and errors.
+        #[arg(long, short)]
+        quiet: bool,
+        /// After each run, publish its outcome to CloudWatch (see `gameday run --help`).
+        #[arg(long)]
+        publish_metrics: bool,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Write the catalog: every experiment and suite on one page.
+    ///
+    /// Writes catalog.html (one self-contained page), catalog.md and
+    /// catalog.json into the runs folder: for each experiment (and each suite
+    /// file under suites/) its hypothesis, owner, faults, guardrails,
+    /// schedule and next slot, last verdict with its date, the trend of its
+    /// last 10 verdicts and links to its last 3 reports. Once written, every
+    /// `gameday run` and `gameday run-due` into that runs folder writes it
+    /// again. No AWS call.
+    #[command(
+        after_help = "Examples:\n  gameday catalog\n  gameday catalog experiments/ suites/ --runs-dir /mnt/gameday/runs"
+    )]
+    Catalog {
+        /// Experiment and suite files, or folders of them (default:
+        /// experiments/, and suites/ when it exists).
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        safety: SafetyArgs,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
     /// Print a shell completion script to stdout.
     ///
     /// Completes commands, flags and their values (shells, output formats).
@@ -276,6 +378,31 @@ enum Command {
         /// The shell to complete in.
         #[arg(value_enum, value_name = "SHELL")]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LocksCommand {
+    /// Create the DynamoDB table runs take their leases in.
+    ///
+    /// Without a lease table, runs lock their targets with tags, which is best
+    /// effort: two runs started at the same moment can both get through. With
+    /// one (safety policy: `locks: { table: NAME }`), a run takes a lease on
+    /// every group and instance it acts on in one conditional transaction, so
+    /// exactly one of two such runs goes ahead and the other ends `not-run`
+    /// (exit 5) naming the holder. The table's key is the string partition key
+    /// `lease`; billing is on demand. Safe to run again: an existing table
+    /// with the right key is left as it is. Needs dynamodb:CreateTable and
+    /// dynamodb:DescribeTable.
+    #[command(
+        after_help = "Examples:\n  gameday locks create-table gameday-locks\n  gameday locks create-table gameday-locks --region eu-west-1\n\nThen, in safety/policy.yaml:\n  locks:\n    table: gameday-locks\n\nFor CloudFormation, see the README (Safety: locks)."
+    )]
+    CreateTable {
+        /// The table's name (3 to 255 letters, digits, `_`, `-`, `.`).
+        #[arg(value_name = "TABLE")]
+        table: String,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
 }
 
@@ -456,6 +583,7 @@ impl Command {
                     quiet,
                     output,
                     publish_metrics,
+                    interactive: true,
                 };
                 with_runtime(run::run(&file, seed, runs_dir, shown, approve, &safety, &aws))
             }
@@ -506,7 +634,7 @@ impl Command {
             } => with_runtime(suite::run(
                 &file,
                 seed,
-                runs_dir,
+                local_only(runs_dir, "suite run")?,
                 suite::Shown { quiet },
                 approve,
                 &safety,
@@ -521,8 +649,42 @@ impl Command {
                 runs,
                 aws,
             } => with_runtime(recover::recover(run_id, force, &runs.runs_dir, &aws)),
-            Command::Cleanup { dry_run, runs, aws } => {
-                with_runtime(cleanup::cleanup(dry_run, &runs.runs_dir, &aws))
+            Command::Cleanup {
+                dry_run,
+                policy,
+                runs,
+                aws,
+            } => with_runtime(cleanup::cleanup(dry_run, policy.as_deref(), &runs.runs_dir, &aws)),
+            Command::Locks {
+                command: LocksCommand::CreateTable { table, aws },
+            } => with_runtime(locks::create_table(&table, &aws)),
+            Command::Due {
+                paths,
+                output,
+                safety,
+                runs,
+            } => {
+                let runs_dir = local_runs(&runs.runs_dir, None)?;
+                with_runtime(due::due(&paths, output, &safety, &runs_dir))
+            }
+            Command::RunDue {
+                paths,
+                runs_dir,
+                quiet,
+                publish_metrics,
+                safety,
+                aws,
+            } => with_runtime(due::run_due(
+                &paths,
+                local_only(runs_dir, "run-due")?,
+                quiet,
+                publish_metrics,
+                &safety,
+                &aws,
+            )),
+            Command::Catalog { paths, safety, runs } => {
+                let runs_dir = local_runs(&runs.runs_dir, None)?;
+                with_runtime(due::catalog(&paths, &runs_dir, &safety))
             }
             Command::Completions { shell } => completions::print(shell),
         }
@@ -553,6 +715,18 @@ fn local_runs(runs_dir: &Path, run: Option<&str>) -> Result<PathBuf, Error> {
         }
         Ok(runs.local)
     })
+}
+
+/// `runs_dir` for the commands that do not use a shared runs store yet.
+fn local_only(runs_dir: PathBuf, command: &str) -> Result<PathBuf, Error> {
+    if crate::store::Runs::is_remote(&runs_dir) {
+        return Err(crate::store::StoreError::Url(format!(
+            "`gameday {command}` keeps its records in a local folder only (a shared runs store in S3 is \
+             supported by run, recover, report, history, due, catalog and cleanup): pass a folder"
+        ))
+        .into());
+    }
+    Ok(runs_dir)
 }
 
 fn with_runtime(work: impl Future<Output = Result<Outcome, Error>>) -> Result<Outcome, Error> {

@@ -34,6 +34,15 @@ pub enum Outcome {
     Regression,
     /// `recover`, `cleanup`: something is still left behind (listed on the way).
     Unfinished,
+    /// `run-due`: what the runs it started came to.
+    RanDue {
+        /// The most severe run (see `exit::worst_run`); `None`: nothing ran.
+        worst: Option<(Verdict, bool)>,
+        /// Some experiment files were invalid (they were skipped).
+        invalid: bool,
+        /// A slot could not be claimed, or a run could not start.
+        errors: bool,
+    },
     /// `suite run`: the scorecard is written; GO or NO-GO.
     Suite {
         /// Every blocking experiment passed (and the score is high enough).
@@ -144,12 +153,21 @@ pub enum Error {
     /// `cleanup`: the leftovers could not be looked up.
     #[error(transparent)]
     Leftovers(AwsError),
+    /// `locks create-table`: the lease table could not be created.
+    #[error(transparent)]
+    LeaseTable(AwsError),
     /// `report`, `history`: a run or the runs folder is missing, or a journal unreadable.
     #[error(transparent)]
     History(#[from] HistoryError),
     /// `report`: the journal cannot be read, or a report cannot be written.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// `due`, `run-due`: a slot claim could not be read or made.
+    #[error(transparent)]
+    Claim(crate::due::claim::ClaimError),
+    /// `catalog`: the catalog could not be written.
+    #[error(transparent)]
+    Catalog(crate::output::catalog::CatalogError),
     /// `history --diff`: the two runs are of different experiments.
     #[error(
         "run {a} is of experiment `{experiment_a}` and run {b} of `{experiment_b}`: --diff compares two runs of one experiment"

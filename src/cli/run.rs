@@ -18,6 +18,14 @@ pub(super) struct Shown {
     pub(super) quiet: bool,
     pub(super) output: Output,
     pub(super) publish_metrics: bool,
+    /// Whether a run needing approval may ask on a terminal (`run-due` never asks).
+    pub(super) interactive: bool,
+}
+
+/// A run that ended: its outcome for the exit code, and its id.
+pub(super) struct Ran {
+    pub(super) outcome: Outcome,
+    pub(super) run_id: String,
 }
 
 /// Runs the experiment of `file` and prints its verdict; the outcome is the
@@ -31,10 +39,27 @@ pub(super) async fn run(
     safety_args: &SafetyArgs,
     aws_args: &AwsArgs,
 ) -> Result<Outcome, Error> {
+    run_one(file, seed, runs_dir, shown, approve, safety_args, aws_args)
+        .await
+        .map(|r| r.outcome)
+}
+
+/// Runs the experiment of `file`, prints its verdict, and refreshes the
+/// catalog of the runs folder when there is one.
+pub(super) async fn run_one(
+    file: &Path,
+    seed: Option<u64>,
+    runs_dir: PathBuf,
+    shown: Shown,
+    approve: Option<String>,
+    safety_args: &SafetyArgs,
+    aws_args: &AwsArgs,
+) -> Result<Ran, Error> {
     let Shown {
         quiet,
         output,
         publish_metrics,
+        interactive,
     } = shown;
     let p = prepare(file, safety_args, aws_args).await?;
     let runs = crate::store::Runs::open(&runs_dir, &aws_args.options()).await?;
@@ -43,7 +68,7 @@ pub(super) async fn run(
     let approval = match approve {
         // Hashes are lowercase hex; a pasted one may carry spaces or capitals.
         Some(hash) => Approval::Hash(hash.trim().to_ascii_lowercase()),
-        None if gate::approval_needed(&p.policy.policy, &p.exp).is_some() && on_terminal() => {
+        None if interactive && gate::approval_needed(&p.policy.policy, &p.exp).is_some() && on_terminal() => {
             confirm_on_terminal(&p, seed, safety_args.now).await
         }
         None => Approval::Missing,
@@ -83,6 +108,12 @@ pub(super) async fn run(
             runs.describe(),
             outcome.dir.display()
         );
+    }
+    // A local runs folder only: a catalog over a shared store is not kept yet (README).
+    if runs.remote.is_none()
+        && let Err(e) = crate::output::catalog::refresh(&runs.local, safety_args.policy.as_deref()).await
+    {
+        eprintln!("warning: the catalog was not refreshed: {e}");
     }
     if publish_metrics {
         let published = match crate::output::load(&outcome.dir) {
@@ -130,9 +161,12 @@ pub(super) async fn run(
             }
         }
     }
-    Ok(Outcome::Ran {
-        verdict: outcome.verdict,
-        refused: outcome.refused,
+    Ok(Ran {
+        outcome: Outcome::Ran {
+            verdict: outcome.verdict,
+            refused: outcome.refused,
+        },
+        run_id: outcome.run_id,
     })
 }
 

@@ -81,7 +81,7 @@ fn is_suite(file: &Path) -> bool {
 }
 
 /// Every experiment file named by `paths` (folders are searched recursively).
-fn experiment_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PathError> {
+pub(super) fn experiment_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PathError> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {

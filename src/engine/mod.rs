@@ -33,9 +33,10 @@ use crate::aws::s3::S3Store;
 use crate::aws::{Aws, AwsError, describe_group};
 use crate::environment::{self, EnvError};
 use crate::experiment::Experiment;
-use crate::faults::{DeleteAutoScalingGroup, DeleteLockTags, On, Step, StepContext, Undo};
+use crate::faults::{DeleteAutoScalingGroup, DeleteLockTags, On, ReleaseLeases, Step, StepContext, Undo};
 use crate::gate::{self, Admission};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Remote, Verdict};
+use crate::lease;
 use crate::lock;
 use crate::model::{Mode, Owner, Vars};
 use crate::observe::{self, Observer, Queries, Reading};
@@ -261,10 +262,18 @@ async fn lifecycle(
     }) {
         return End::error(format!("nothing was injected: {e}"));
     }
-    let end = match prepare(ctx, exp, run_id, seed, expires_at, safety, &mut setup, &mut sigs).await {
+    // Lives as long as the run: the leases' heartbeat stops when it is cancelled.
+    let alive = CancellationToken::new();
+    let _stop_heartbeat = alive.clone().drop_guard();
+    let end = match prepare(
+        ctx, exp, run_id, seed, expires_at, safety, &mut setup, &mut sigs, &alive,
+    )
+    .await
+    {
         Ok(ready) => observe_and_inject(ctx, exp, ready, &hurry, &mut sigs).await,
         Err(end) => end,
     };
+    alive.cancel();
     teardown(ctx, setup, &hurry, &mut sigs, end).await
 }
 
@@ -673,6 +682,7 @@ async fn prepare(
     safety: &Admission,
     setup: &mut Vec<SetupStep>,
     sigs: &mut Signals,
+    alive: &CancellationToken,
 ) -> Result<Ready, End> {
     let started = Timestamp::now();
     let env = &exp.environment;
@@ -699,7 +709,19 @@ async fn prepare(
             or_signal(
                 ctx,
                 sigs,
-                take_locks(ctx, groups, plan.target_ids(), run_id, expires_at, setup),
+                take_locks(
+                    ctx,
+                    LockRequest {
+                        groups,
+                        instances: plan.target_ids(),
+                        run_id,
+                        until: expires_at,
+                        locks: safety.policy.policy.locks.as_ref(),
+                        owner: exp.owner.as_deref(),
+                        alive,
+                    },
+                    setup,
+                ),
             )
             .await??;
             vars.instances = plan.target_ids();
@@ -721,7 +743,19 @@ async fn prepare(
             or_signal(
                 ctx,
                 sigs,
-                take_locks(ctx, vec![source.clone()], Vec::new(), run_id, expires_at, setup),
+                take_locks(
+                    ctx,
+                    LockRequest {
+                        groups: vec![source.clone()],
+                        instances: Vec::new(),
+                        run_id,
+                        until: expires_at,
+                        locks: safety.policy.policy.locks.as_ref(),
+                        owner: exp.owner.as_deref(),
+                        alive,
+                    },
+                    setup,
+                ),
             )
             .await??;
             let clone = environment::clone_name(run_id, &source);
@@ -965,21 +999,92 @@ async fn resolve_all(
     Ok(plans)
 }
 
-/// Refuses the run if another live run holds a lock on `groups` or
-/// `instances`; otherwise locks them for this run (undone at teardown).
-async fn take_locks(
-    ctx: &Ctx,
+/// What a run locks, and how.
+struct LockRequest<'a> {
     groups: Vec<String>,
     instances: Vec<String>,
-    run_id: &str,
+    run_id: &'a str,
+    /// The run's `expires-at`, written in the lock tags.
     until: Timestamp,
-    setup: &mut Vec<SetupStep>,
-) -> Result<(), End> {
+    /// The lease table, if the policy names one.
+    locks: Option<&'a crate::policy::Locks>,
+    /// The experiment's owner, for a refused run's message.
+    owner: Option<&'a str>,
+    /// Cancelled when the run ends: stops the leases' heartbeat.
+    alive: &'a CancellationToken,
+}
+
+/// The lease key of an Auto Scaling group.
+fn group_key(group: &str) -> String {
+    format!("asg#{group}")
+}
+
+/// The lease key of an instance.
+fn instance_key(id: &str) -> String {
+    format!("instance#{id}")
+}
+
+/// Pause between writing the lock tags and reading them back (tag-only mode).
+const TAG_VERIFY_PAUSE: Duration = Duration::from_millis(1500);
+
+/// Locks the run's groups and instances, or refuses the run naming the
+/// holder. With the policy's lease table: one conditional transaction takes
+/// every lease (undone at teardown, renewed by a heartbeat while the run
+/// lives), then the lock tags are written as markers. Without: the lock tags
+/// are read, written, and read back after a pause (best effort: tags have no
+/// conditional write).
+async fn take_locks(ctx: &Arc<Ctx>, req: LockRequest<'_>, setup: &mut Vec<SetupStep>) -> Result<(), End> {
+    let LockRequest {
+        groups,
+        instances,
+        run_id,
+        until,
+        locks,
+        owner,
+        alive,
+    } = req;
     if groups.is_empty() && instances.is_empty() {
         return Ok(());
     }
+    if let Some(locks) = locks {
+        take_leases(ctx, locks, &groups, &instances, run_id, owner, alive, setup).await?;
+    } else {
+        refuse_if_tag_locked(ctx, &groups, &instances, run_id).await?;
+    }
+    let undo = Undo::from(DeleteLockTags {
+        autoscaling_groups: groups.clone(),
+        instance_ids: instances.clone(),
+        run_id: run_id.to_string(),
+    });
+    let resources: Vec<String> = groups.iter().chain(&instances).cloned().collect();
+    setup_call(
+        ctx,
+        setup,
+        "tags:CreateLockTags",
+        resources,
+        undo,
+        lock::acquire(&ctx.aws, &groups, &instances, run_id, until),
+    )
+    .await?;
+    if locks.is_none() {
+        // Tags are last-writer-wins: a run that wrote at the same moment
+        // may have overwritten ours. Whoever's tags stand after a pause wins;
+        // the other refuses (its teardown removes only its own tags).
+        tokio::time::sleep(TAG_VERIFY_PAUSE).await;
+        refuse_if_tag_locked(ctx, &groups, &instances, run_id).await?;
+    }
+    Ok(())
+}
+
+/// Refuses the run if another live run's lock tag is on `groups` or `instances`.
+async fn refuse_if_tag_locked(
+    ctx: &Ctx,
+    groups: &[String],
+    instances: &[String],
+    run_id: &str,
+) -> Result<(), End> {
     let now = Timestamp::now();
-    let held = lock::held(&ctx.aws, &groups, &instances)
+    let held = lock::held(&ctx.aws, groups, instances)
         .await
         .map_err(error_before_injection)?;
     let live: Vec<lock::Held> = held
@@ -996,21 +1101,90 @@ async fn take_locks(
             first.run_id
         )));
     }
-    let undo = Undo::from(DeleteLockTags {
-        autoscaling_groups: groups.clone(),
-        instance_ids: instances.clone(),
+    Ok(())
+}
+
+/// Takes the run's leases in one conditional transaction (journaled, with
+/// its undo, before the call), then keeps them alive until `alive` is
+/// cancelled. A lease held by another run refuses the run, naming it.
+#[allow(clippy::too_many_arguments)]
+async fn take_leases(
+    ctx: &Arc<Ctx>,
+    locks: &crate::policy::Locks,
+    groups: &[String],
+    instances: &[String],
+    run_id: &str,
+    owner: Option<&str>,
+    alive: &CancellationToken,
+    setup: &mut Vec<SetupStep>,
+) -> Result<(), End> {
+    let keys: Vec<String> = groups
+        .iter()
+        .map(|g| group_key(g))
+        .chain(instances.iter().map(|i| instance_key(i)))
+        .collect();
+    let holder = lease::Holder {
+        run_id: run_id.to_string(),
+        owner: owner.unwrap_or("unknown").to_string(),
+        host: hostname(),
+    };
+    let undo = Undo::from(ReleaseLeases {
+        table: locks.table.clone(),
+        keys: keys.clone(),
         run_id: run_id.to_string(),
     });
-    let resources: Vec<String> = groups.iter().chain(&instances).cloned().collect();
-    setup_call(
+    let table = locks.table.clone();
+    let claim = async {
+        lease::claim(&ctx.aws, &table, &keys, &holder, locks.ttl)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                let end = match &e {
+                    lease::LeaseError::Held(l) => not_run(format!(
+                        "another game day, {}, holds {} until {} (lease table `{table}`); nothing was injected. Wait for it to finish; if its runner died, `gameday recover {}` releases it now, or the lease expires by itself at that time",
+                        l.holder, l.key, l.expires_at, l.holder.run_id
+                    )),
+                    lease::LeaseError::NoTable { .. } => not_run(format!("{e}; nothing was injected")),
+                    _ => error_before_injection(&e),
+                };
+                (e.to_aws(), end)
+            })
+    };
+    setup_call_then(
         ctx,
         setup,
-        "tags:CreateLockTags",
-        resources,
+        "dynamodb:TransactWriteItems",
+        keys.clone(),
         undo,
-        lock::acquire(&ctx.aws, &groups, &instances, run_id, until),
+        claim,
     )
-    .await
+    .await?;
+    let ctx = ctx.clone();
+    let alive = alive.clone();
+    let run_id = run_id.to_string();
+    let ttl = locks.ttl;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ttl / 3);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = alive.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = lease::heartbeat(&ctx.aws, &table, &keys, &run_id, ttl).await {
+                if alive.is_cancelled() {
+                    return;
+                }
+                ctx.emit_best_effort(Event::Warning {
+                    message: format!("lease heartbeat failed: {e}"),
+                });
+                if matches!(e, lease::LeaseError::Lost { .. }) {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Makes one journaled setup call. Its undo is remembered *before* the call:
@@ -1022,6 +1196,19 @@ async fn setup_call(
     resources: Vec<String>,
     undo: Undo,
     call: impl std::future::Future<Output = Result<(), AwsError>>,
+) -> Result<(), End> {
+    let call = async { call.await.map_err(|e| (e.clone(), error_before_injection(e))) };
+    setup_call_then(ctx, setup, operation, resources, undo, call).await
+}
+
+/// [`setup_call`] for a call that says itself how the run ends when it fails.
+async fn setup_call_then(
+    ctx: &Ctx,
+    setup: &mut Vec<SetupStep>,
+    operation: &str,
+    resources: Vec<String>,
+    undo: Undo,
+    call: impl std::future::Future<Output = Result<(), (AwsError, End)>>,
 ) -> Result<(), End> {
     let action_id = ctx.journal.next_action_id();
     let intent = Event::Intent {
@@ -1045,14 +1232,14 @@ async fn setup_call(
             });
             Ok(())
         }
-        Err(e) => {
+        Err((e, end)) => {
             ctx.emit_best_effort(Event::Outcome {
                 action_id,
                 ok: false,
-                error: Some(e.clone()),
+                error: Some(e),
                 report: None,
             });
-            Err(error_before_injection(e))
+            Err(end)
         }
     }
 }

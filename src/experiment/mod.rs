@@ -46,6 +46,8 @@ pub struct Experiment {
     pub faults: Vec<FaultSpec>,
     /// Phase lengths and the watch interval.
     pub timing: Timing,
+    /// When `gameday run-due` runs it (`schedule:`); `None`: only by hand.
+    pub schedule: Option<crate::schedule::Schedule>,
 }
 
 /// The `environment` section.

@@ -39,6 +39,7 @@ const TOP_KEYS: &[&str] = &[
     "guardrails",
     "faults",
     "timing",
+    "schedule",
 ];
 const ENV_KEYS: &[&str] = &["mode", "autoscaling_group", "capacity", "ready_timeout"];
 const TIMING_KEYS: &[&str] = &[
@@ -157,6 +158,11 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
         None => Some(Timing::default()),
     };
 
+    let schedule = match top.get("schedule") {
+        Some(n) => crate::schedule::decode_schedule(d, n).map(Some),
+        None => Some(None),
+    };
+
     let steady_state = match top.get("steady_state") {
         Some(n) => decode_probes(d, n, ProbeSection::SteadyState),
         None => Some(Vec::new()),
@@ -223,6 +229,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
         guardrails: guardrails?,
         faults: faults?,
         timing: timing?,
+        schedule: schedule?,
     })
 }
 

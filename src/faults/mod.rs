@@ -37,7 +37,7 @@ pub use ec2_network_blackhole::{DeleteSecurityGroup, RestoreSecurityGroups};
 pub use ec2_reboot_instances::WaitRunning;
 pub use ec2_stop_instances::StartInstances;
 pub use ec2_terminate_instances::Nothing;
-pub use setup::{DeleteAutoScalingGroup, DeleteLockTags};
+pub use setup::{DeleteAutoScalingGroup, DeleteLockTags, ReleaseLeases};
 
 use std::fmt;
 use std::future::Future;
@@ -148,6 +148,8 @@ undos! {
     SetAlarmState,
     /// Remove the run's lock tag from the resources it locked.
     DeleteLockTags,
+    /// Release the run's leases in the lock table (only while still its own).
+    ReleaseLeases,
 }
 
 impl Undo {

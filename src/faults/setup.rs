@@ -1,5 +1,5 @@
 //! The undos of the run's own setup, journaled under the environment: delete
-//! the parallel copy, release the locks. Their work is done by
+//! the parallel copy, release the locks and the leases. Their work is done by
 //! [`crate::environment`] and [`crate::lock`]; they live here because the
 //! [`Undo`](super::Undo) enum is built from the faults' registry, and faults
 //! may import the environment and the locks, never the reverse.
@@ -56,5 +56,29 @@ impl Revert for DeleteLockTags {
 
     async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
         crate::lock::release(aws, &self.autoscaling_groups, &self.instance_ids, &self.run_id).await
+    }
+}
+
+/// Release the run's leases in the policy's lock table (each only while it is
+/// still the run's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseLeases {
+    /// The DynamoDB table.
+    pub table: String,
+    /// The leases' keys (`asg#<group>`, `instance#<id>`).
+    pub keys: Vec<String>,
+    /// The run that holds them: another run's lease is left alone.
+    pub run_id: String,
+}
+
+impl Revert for ReleaseLeases {
+    const OPERATION: &'static str = "dynamodb:ReleaseLeases";
+
+    fn resources(&self) -> Vec<String> {
+        self.keys.clone()
+    }
+
+    async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        crate::lease::release(aws, &self.table, &self.keys, &self.run_id).await
     }
 }

@@ -7,6 +7,8 @@
 //! [`text`] is the one place where an event becomes words; nothing below
 //! this layer knows how an event is worded.
 
+pub mod catalog;
+pub mod due;
 pub mod history;
 pub mod progress;
 pub mod publish;

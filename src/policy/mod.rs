@@ -53,7 +53,22 @@ pub struct Policy {
     pub require_guardrails: bool,
     /// The longest `timing.max_duration` an experiment may declare.
     pub max_experiment_duration: Duration,
+    /// Leases in a DynamoDB table; `None`: best-effort lock tags only.
+    pub locks: Option<Locks>,
 }
+
+/// `locks`: where runs take their leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locks {
+    /// The DynamoDB table (partition key `lease`, a string).
+    pub table: String,
+    /// How long a lease lasts unless the run's heartbeat extends it: how long
+    /// a dead run keeps others out.
+    pub ttl: Duration,
+}
+
+/// The default `locks.ttl`.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(120);
 
 /// `any`, or an explicit list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,7 +270,9 @@ const TOP_KEYS: &[&str] = &[
     "windows",
     "require_guardrails",
     "max_experiment_duration",
+    "locks",
 ];
+const LOCKS_KEYS: &[&str] = &["table", "ttl"];
 const BLAST_KEYS: &[&str] = &["max_instances_per_fault", "max_percent_of_group"];
 const IN_PLACE_KEYS: &[&str] = &["allowed", "requires_approval", "allow_terminate"];
 const PARALLEL_KEYS: &[&str] = &["requires_approval"];
@@ -343,6 +360,10 @@ fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
         .required(&top, "max_experiment_duration", "the policy")
         .and_then(|n| d.duration(n, "max_experiment_duration"))
         .map(|s| s.value);
+    let locks = match top.get("locks") {
+        Some(n) => decode_locks(d, n).map(Some),
+        None => Some(None),
+    };
     Some(Policy {
         regions: regions?,
         accounts: accounts?,
@@ -354,6 +375,48 @@ fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
         windows: windows?,
         require_guardrails: require_guardrails?,
         max_experiment_duration: max_experiment_duration?,
+        locks: locks?,
+    })
+}
+
+/// `locks: { table: NAME, ttl: 2m }`.
+fn decode_locks(d: &mut Decoder, node: &Node) -> Option<Locks> {
+    let m = d.map(node, "locks", LOCKS_KEYS)?;
+    let table = d
+        .required(&m, "table", "locks")
+        .and_then(|n| d.string(n, "locks.table"));
+    if let Some(t) = &table {
+        let ok = (3..=255).contains(&t.value.len())
+            && t.value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ok {
+            d.error_help(
+                t.loc,
+                format!("locks.table: `{}` is not a DynamoDB table name", t.value),
+                "3 to 255 characters: letters, digits, `_`, `-` and `.`",
+            );
+            return None;
+        }
+    }
+    let ttl = match m.get("ttl") {
+        Some(n) => {
+            let ttl = d.duration(n, "locks.ttl")?;
+            if ttl.value < Duration::from_secs(10) || ttl.value > Duration::from_secs(3600) {
+                d.error_help(
+                    ttl.loc,
+                    "locks.ttl: out of range",
+                    "between 10s and 1h: how long a dead run keeps other runs out (the heartbeat renews it every third of it)",
+                );
+                return None;
+            }
+            Some(ttl.value)
+        }
+        None => Some(DEFAULT_LEASE_TTL),
+    };
+    Some(Locks {
+        table: table?.value,
+        ttl: ttl?,
     })
 }
 
@@ -633,6 +696,41 @@ mod tests {
         match load_str(Path::new("policy.yaml"), text) {
             Ok(_) => panic!("expected the policy to be rejected"),
             Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn locks_name_a_lease_table_with_positions_on_every_mistake() {
+        let base = DEFAULT_POLICY.to_string();
+        assert_eq!(built_in().policy.locks, None, "the default is tag locks");
+        let p = load_str(
+            Path::new("policy.yaml"),
+            &format!("{base}locks: {{ table: gameday-locks }}\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            p.locks,
+            Some(Locks {
+                table: "gameday-locks".into(),
+                ttl: DEFAULT_LEASE_TTL
+            })
+        );
+        let p = load_str(
+            Path::new("policy.yaml"),
+            &format!("{base}locks:\n  table: t-1\n  ttl: 30s\n"),
+        )
+        .unwrap();
+        assert_eq!(p.locks.unwrap().ttl, Duration::from_secs(30));
+        let line = base.lines().count() + 1;
+        for (bad, col, what) in [
+            ("locks: { tabel: x }", 10, "unknown key `tabel`"),
+            ("locks: { table: a b }", 17, "not a DynamoDB table name"),
+            ("locks: { table: abc, ttl: 2s }", 27, "locks.ttl: out of range"),
+            ("locks: { ttl: 1m }", 8, "`table`"),
+        ] {
+            let e = errors(&format!("{base}{bad}\n"));
+            assert!(e.contains(&format!("policy.yaml:{line}:{col}")), "{bad}: {e}");
+            assert!(e.contains(what), "{bad}: {e}");
         }
     }
 

@@ -93,6 +93,9 @@ pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// The runner's own clients, for tests that drive a layer directly.
+    pub aws: gameday::aws::Aws,
 }
 
 /// Clients for seeding and checking moto's state.
@@ -107,6 +110,15 @@ pub async fn clients() -> Clients {
         ec2: aws_sdk_ec2::Client::new(&config),
         autoscaling: aws_sdk_autoscaling::Client::new(&config),
         cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+        dynamodb: aws_sdk_dynamodb::Client::new(&config),
+        aws: gameday::aws::Aws {
+            ec2: aws_sdk_ec2::Client::new(&config),
+            autoscaling: aws_sdk_autoscaling::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            region: REGION.to_string(),
+            endpoint: Some(endpoint().to_string()),
+        },
     }
 }
 
