@@ -65,6 +65,12 @@ pub fn approval_needed(policy: &Policy, exp: &Experiment) -> Option<String> {
         Mode::Parallel if policy.parallel_requires_approval => {
             Some("the policy requires approval for parallel runs (parallel.requires_approval)".into())
         }
+        Mode::Parallel
+            if policy.traffic_requires_approval
+                && exp.environment.traffic.as_ref().is_some_and(|t| t.share().is_some()) =>
+        {
+            Some("the run routes real users to its copies and the policy requires approval for that (parallel.requires_approval_for_traffic)".into())
+        }
         _ => None,
     }
 }
@@ -81,6 +87,7 @@ pub fn check(adm: &Admission, exp: &Experiment, plan: &Plan) -> Vec<RuleResult> 
         protected(policy, plan),
         per_fault(policy, plan),
         percent_of_group(policy, plan),
+        traffic_share(policy, exp, plan),
     ];
     out.extend(windows(&policy.windows, adm.now(), exp.timing.max_duration));
     out.push(guardrails(policy, exp));
@@ -182,6 +189,40 @@ fn in_place(policy: &Policy, exp: &Experiment) -> RuleResult {
             Vec::new(),
             "use `environment.mode: parallel`, or set `in_place.allowed: true` in the policy",
         ),
+    }
+}
+
+/// `parallel.max_traffic_share`: the share of real users each copy gets.
+fn traffic_share(policy: &Policy, exp: &Experiment, plan: &Plan) -> RuleResult {
+    const RULE: &str = "parallel.max_traffic_share";
+    let max = policy.max_traffic_share;
+    let Some(share) = exp.environment.traffic.as_ref().and_then(|t| t.share()) else {
+        return RuleResult::pass(RULE, "no real traffic is routed to the copies");
+    };
+    let reach = plan
+        .traffic
+        .as_ref()
+        .map(|t| t.users_sentence())
+        .unwrap_or_default();
+    if share.value <= max {
+        RuleResult::pass(
+            RULE,
+            format!("each copy gets {} (at most {max}){reach}", share.value),
+        )
+    } else {
+        RuleResult::fail(
+            RULE,
+            format!(
+                "{}:{}: environment.traffic.share is {}, above the policy's {max}",
+                exp.file.display(),
+                share.loc,
+                share.value
+            ),
+            Vec::new(),
+            format!(
+                "lower `environment.traffic.share` to {max} or less, or raise `parallel.max_traffic_share` in the policy"
+            ),
+        )
     }
 }
 

@@ -181,6 +181,12 @@ pub enum Event {
         /// The clone's instances once ready.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         instances: Vec<String>,
+        /// The control copy, when the run has one (`environment.traffic`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        control: Option<String>,
+        /// The control copy's instances once ready.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        control_instances: Vec<String>,
     },
     /// `gameday recover` took over a run whose runner stopped without finishing.
     Recovery {
@@ -672,6 +678,11 @@ impl Remote {
 }
 
 impl Journal {
+    /// The run folder the journal is in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Creates `dir` and its events file; fails if the file already exists.
     /// With `remote`, every event is also sent to the runs store.
     pub fn create_with(dir: &Path, remote: Option<Remote>) -> Result<Journal, JournalError> {

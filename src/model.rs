@@ -111,30 +111,151 @@ pub struct Resolved {
 }
 
 /// Variables that may appear as `${name}` in probes and targets.
-pub const VARIABLES: &[&str] = &["asg", "instances", "run_id"];
+pub const VARIABLES: &[&str] = &[
+    "asg",
+    "instances",
+    "run_id",
+    "control_asg",
+    "experiment_target_group",
+    "control_target_group",
+    "source_target_group",
+    "load_balancer",
+];
+
+/// Variables that only have a value when the run has a control copy
+/// (`environment.traffic`, either form).
+pub const CONTROL_VARIABLES: &[&str] = &["control_asg"];
+
+/// Variables that only have a value when the copies get a share of the
+/// load balancer's traffic (`environment.traffic.share`).
+pub const TRAFFIC_VARIABLES: &[&str] = &[
+    "experiment_target_group",
+    "control_target_group",
+    "source_target_group",
+    "load_balancer",
+];
 
 /// Values for `${...}` in experiment files.
 #[derive(Debug, Clone, Default)]
 pub struct Vars {
-    /// `${asg}`: the environment's group (the clone in parallel mode).
+    /// `${asg}`: the environment's group (in parallel mode the experiment
+    /// copy, the one faults go into).
     pub asg: Option<String>,
     /// `${run_id}`.
     pub run_id: String,
-    /// `${instances}`: the environment's instances (the clone's in parallel
-    /// mode), comma-separated; empty until the environment is ready.
+    /// `${instances}`: the environment's instances (the experiment copy's in
+    /// parallel mode), comma-separated; empty until the environment is ready.
     pub instances: Vec<String>,
+    /// `${control_asg}`: the control copy, same size and share as the
+    /// experiment copy, never injected. `Some` exactly when the run has a
+    /// control (`environment.traffic`): what observe compares against.
+    pub control_asg: Option<String>,
+    /// `${experiment_target_group}`: the experiment copy's target group in
+    /// CloudWatch's `AWS/ApplicationELB` `TargetGroup` form (`targetgroup/NAME/ID`).
+    pub experiment_target_group: Option<String>,
+    /// `${control_target_group}`: the control copy's, same form.
+    pub control_target_group: Option<String>,
+    /// `${source_target_group}`: the workload's own target group, same form.
+    pub source_target_group: Option<String>,
+    /// `${load_balancer}`: the workload's load balancer in the `LoadBalancer`
+    /// dimension form (`app/NAME/ID`).
+    pub load_balancer: Option<String>,
 }
 
 impl Vars {
-    /// Replaces every known `${name}` (validation rejected unknown ones).
+    /// Replaces every known `${name}` (validation rejected unknown ones);
+    /// a variable without a value is left as written.
     pub fn expand(&self, text: &str) -> String {
         let mut out = text
             .replace("${run_id}", &self.run_id)
             .replace("${instances}", &self.instances.join(","));
-        if let Some(asg) = &self.asg {
-            out = out.replace("${asg}", asg);
+        let optional = [
+            ("${asg}", &self.asg),
+            ("${control_asg}", &self.control_asg),
+            ("${experiment_target_group}", &self.experiment_target_group),
+            ("${control_target_group}", &self.control_target_group),
+            ("${source_target_group}", &self.source_target_group),
+            ("${load_balancer}", &self.load_balancer),
+        ];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                out = out.replace(name, v);
+            }
         }
         out
+    }
+}
+
+/// A share of traffic, in tenths of a percent (`2.5%` is 25): the
+/// resolution a listener rule's weights can give exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Share(pub u32);
+
+impl Share {
+    /// Parses `2%`, `2.5%` or `0.1%` (at most one decimal; the `%` is required).
+    pub fn parse(text: &str) -> Option<Share> {
+        let num = text.trim().strip_suffix('%')?.trim();
+        let (whole, tenth) = match num.split_once('.') {
+            Some((w, t)) if t.len() == 1 => (w, t),
+            Some(_) => return None,
+            None => (num, "0"),
+        };
+        if whole.is_empty()
+            || !whole.chars().all(|c| c.is_ascii_digit())
+            || !tenth.chars().all(|c| c.is_ascii_digit())
+        {
+            return None;
+        }
+        let w: u32 = whole.parse().ok()?;
+        let t: u32 = tenth.parse().ok()?;
+        w.checked_mul(10)?.checked_add(t).map(Share)
+    }
+
+    /// As a fraction of 1 (`2%` is 0.02).
+    pub fn fraction(self) -> f64 {
+        f64::from(self.0) / 1000.0
+    }
+
+    /// Decodes a share in `min..=max`, reporting problems at the node.
+    pub fn decode(
+        d: &mut Decoder,
+        node: &marked_yaml::Node,
+        what: &str,
+        min: Share,
+        max: Share,
+    ) -> Option<Spanned<Share>> {
+        let text = d.string(node, what)?;
+        match Share::parse(&text.value) {
+            Some(s) if (min..=max).contains(&s) => Some(Spanned {
+                value: s,
+                loc: text.loc,
+            }),
+            Some(s) => {
+                d.error(
+                    text.loc,
+                    format!("{what}: {s} is out of range: expected from {min} to {max}"),
+                );
+                None
+            }
+            None => {
+                d.error_help(
+                    text.loc,
+                    format!("{what}: `{}` is not a percentage", text.value),
+                    "expected a percentage with at most one decimal, such as `2%` or `0.5%`",
+                );
+                None
+            }
+        }
+    }
+}
+
+impl fmt::Display for Share {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_multiple_of(10) {
+            write!(f, "{}%", self.0 / 10)
+        } else {
+            write!(f, "{}.{}%", self.0 / 10, self.0 % 10)
+        }
     }
 }
 
@@ -234,6 +355,33 @@ impl RuleResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_are_percentages_with_at_most_one_decimal() {
+        assert_eq!(Share::parse("2%"), Some(Share(20)));
+        assert_eq!(Share::parse("2.5%"), Some(Share(25)));
+        assert_eq!(Share::parse(" 0.1 %"), Some(Share(1)));
+        for bad in ["2", "2.55%", "-1%", "%", "a%", ".5%"] {
+            assert_eq!(Share::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Share(25).to_string(), "2.5%");
+        assert_eq!(Share(50).to_string(), "5%");
+        assert!((Share(20).fraction() - 0.02).abs() < 1e-12);
+    }
+
+    #[test]
+    fn variables_without_a_value_stay_as_written() {
+        let v = Vars {
+            asg: Some("gd-r-web".into()),
+            control_asg: Some("gd-r-ctl-web".into()),
+            experiment_target_group: Some("targetgroup/gd-r-e/abc".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            v.expand("${asg} ${control_asg} ${experiment_target_group} ${load_balancer}"),
+            "gd-r-web gd-r-ctl-web targetgroup/gd-r-e/abc ${load_balancer}"
+        );
+    }
 
     #[test]
     fn the_environment_owns_what_the_journal_names_environment() {

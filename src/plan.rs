@@ -20,7 +20,7 @@ use rand::rngs::StdRng;
 use serde::Serialize;
 
 use crate::aws::{Aws, AwsError};
-use crate::experiment::{During, Experiment, FaultSpec, Probe, ProbeKind, Selection};
+use crate::experiment::{During, Experiment, FaultSpec, Probe, ProbeKind, Selection, Traffic};
 use crate::faults::{On, ResourceFault, Scope, Step};
 use crate::journal::ProbeRole;
 use crate::model::{Instance, Mode, Resolved, Vars};
@@ -54,6 +54,9 @@ pub struct Plan {
     /// Parallel mode: the temporary environment that would be created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<CloneEnvironment>,
+    /// Parallel mode: what reaches the copies (`environment.traffic`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficPlan>,
     /// Guardrails and whether each can protect the run now.
     pub guardrails: Vec<ProbeStatus>,
     /// The guardrail preflight, with worst-case times to abort.
@@ -79,6 +82,129 @@ pub struct CloneEnvironment {
     pub name: String,
     /// Instances in the copy.
     pub capacity: u32,
+}
+
+/// What reaches the parallel copies.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrafficPlan {
+    /// `share`, `load` or `none`.
+    pub form: &'static str,
+    /// `share`: what each copy gets, e.g. `2%`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
+    /// The control copy's name (with either form).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
+    /// `share`: the source's target group (name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_target_group: Option<String>,
+    /// `share`: its load balancers (ARNs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<String>,
+    /// `share`: every listener rule to change, with its weights before and during.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RulePlan>,
+    /// `share`: the largest share of one rule's requests that reaches the experiment copy (0..1).
+    pub experiment_reach: f64,
+    /// `load`: the load generator.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// What it means, in a sentence.
+    pub note: String,
+}
+
+/// One listener rule the run would change.
+#[derive(Debug, Clone, Serialize)]
+pub struct RulePlan {
+    /// The rule in words.
+    pub rule: String,
+    /// Its forward now: target groups and weights.
+    pub before: String,
+    /// Its forward during the run.
+    pub during: String,
+    /// The share of its requests the experiment copy gets (0..1).
+    pub experiment_reach: f64,
+}
+
+impl TrafficPlan {
+    /// `; up to X% of the requests of a listener rule reach the experiment copy`, or nothing.
+    pub fn users_sentence(&self) -> String {
+        if self.form == "share" {
+            format!(
+                "; up to {:.2}% of a listener rule's requests reach the experiment copy (the same again the control)",
+                self.experiment_reach * 100.0
+            )
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// What reaches the copies, read-only: for `share`, each rule forwarding to
+/// the source's target group and its weights before and during the run.
+async fn traffic_plan(aws: &Aws, exp: &Experiment, source: &str) -> Result<TrafficPlan, PlanError> {
+    use crate::environment::traffic;
+    let control = Some(crate::environment::control_name("<run-id>", source));
+    match &exp.environment.traffic {
+        None => Ok(TrafficPlan {
+            form: "none",
+            share: None,
+            control: None,
+            source_target_group: None,
+            load_balancers: Vec::new(),
+            rules: Vec::new(),
+            experiment_reach: 0.0,
+            command: Vec::new(),
+            note: "the copy receives no traffic (no `environment.traffic`): metric probes on it will see no data, and the source, not a control of the same size, is what it is compared with".into(),
+        }),
+        Some(Traffic::Load(l)) => Ok(TrafficPlan {
+            form: "load",
+            share: None,
+            control,
+            source_target_group: None,
+            load_balancers: Vec::new(),
+            rules: Vec::new(),
+            experiment_reach: 0.0,
+            command: l.command.clone(),
+            note: "no real user reaches the copies: the load generator is started once both are healthy, told their addresses (GAMEDAY_EXPERIMENT_TARGETS, GAMEDAY_CONTROL_TARGETS), and stopped at teardown".into(),
+        }),
+        Some(Traffic::Share(share)) => {
+            let found = traffic::discover(aws, source)
+                .await
+                .map_err(|e| PlanError::Traffic(e.to_string()))?;
+            let (e, c) = ("gd-<run-id>-e", "gd-<run-id>-c");
+            let (e_arn, c_arn) = (format!(":targetgroup/{e}/"), format!(":targetgroup/{c}/"));
+            let mut rules = Vec::new();
+            let mut reach_max: f64 = 0.0;
+            for r in &found.rules {
+                let (during, reach) =
+                    traffic::shifted(&r.actions, found.arn(), &e_arn, &c_arn, share.value, &r.rule.label)
+                        .map_err(|e| PlanError::Traffic(e.to_string()))?;
+                reach_max = reach_max.max(reach);
+                rules.push(RulePlan {
+                    rule: r.rule.label.clone(),
+                    before: traffic::describe_actions(&r.actions),
+                    during: traffic::describe_actions(&during),
+                    experiment_reach: reach,
+                });
+            }
+            Ok(TrafficPlan {
+                form: "share",
+                share: Some(share.value.to_string()),
+                control,
+                source_target_group: Some(traffic::tg_name(found.arn()).to_string()),
+                load_balancers: found.load_balancers.clone(),
+                rules,
+                experiment_reach: reach_max,
+                command: Vec::new(),
+                note: format!(
+                    "real users: each copy gets {} of the requests each rule sends `{}`; faults go into the experiment copy only",
+                    share.value,
+                    traffic::tg_name(found.arn())
+                ),
+            })
+        }
+    }
 }
 
 /// A guardrail or steady-state probe as the plan sees it.
@@ -334,6 +460,9 @@ pub enum PlanError {
     /// The parallel environment's source group could not be read.
     #[error("environment: {0}")]
     Environment(TargetError),
+    /// The load balancer's traffic cannot be shared with the copies.
+    #[error("environment.traffic: {0}")]
+    Traffic(String),
 }
 
 /// Builds the plan for `exp`. Read-only: Describe calls only.
@@ -380,6 +509,7 @@ pub async fn build(
         .collect();
 
     let mut environment = None;
+    let mut traffic = None;
     let mut faults = Vec::new();
     let mut group_sizes = BTreeMap::new();
     match (exp.environment.mode, exp.environment.autoscaling_group.as_deref()) {
@@ -400,6 +530,7 @@ pub async fn build(
                 name: name.clone(),
                 capacity,
             });
+            traffic = Some(traffic_plan(aws, exp, source).await?);
             for f in &exp.faults {
                 if let On::Resources(fault) = &f.fault.on {
                     let names = resource_names(
@@ -484,6 +615,7 @@ pub async fn build(
         mode: exp.environment.mode,
         seed,
         environment,
+        traffic,
         guardrails,
         preflight,
         steady_state,
@@ -527,6 +659,14 @@ impl Plan {
             "environment": self.environment.as_ref().map(|e| serde_json::json!({ "source": e.source, "capacity": e.capacity })),
             "targets": targets,
         });
+        // The listener rules a run would change are part of what is approved.
+        let doc = match self.traffic.as_ref().filter(|t| !t.rules.is_empty()) {
+            Some(t) => {
+                let rules: Vec<_> = t.rules.iter().map(|r| (&r.rule, &r.before, &r.during)).collect();
+                serde_json::json!({ "plan": doc, "traffic_rules": rules })
+            }
+            None => doc,
+        };
         let mut hash = crate::util::sha256_hex(doc.to_string().as_bytes());
         hash.truncate(HASH_LEN);
         hash
@@ -642,6 +782,7 @@ mod tests {
             mode: Mode::InPlace,
             seed,
             environment: None,
+            traffic: None,
             guardrails: Vec::new(),
             preflight: Preflight {
                 checks: Vec::new(),

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::{Aws, AwsError, api};
 use crate::engine::{self, Ctx, Reporter};
-use crate::environment::{self, CLONE_OF_TAG, EXPIRES_TAG, RUN_ID_TAG};
+use crate::environment::{self, CLONE_OF_TAG, EXPIRES_TAG, RUN_ID_TAG, traffic};
 use crate::faults::{BLACKHOLE_TAG, Undo};
 use crate::journal::{self, Entry, Event, Journal, JournalError, Pending, Verdict};
 use crate::lease;
@@ -264,6 +264,22 @@ pub async fn recover(
 /// One thing `cleanup` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Leftover {
+    /// A copy's target group: its weight is given back to the source's
+    /// target group in every listener rule, then it is deleted.
+    TargetGroup {
+        /// Its ARN.
+        arn: String,
+        /// Its name.
+        name: String,
+        /// The source's target group (its `gameday:traffic-source` tag).
+        source: Option<String>,
+        /// The copy attached to it.
+        copy: Option<String>,
+        /// Its run.
+        run_id: String,
+        /// Why it may go.
+        why: String,
+    },
     /// A clone group to delete (with its instances).
     Clone {
         /// The group.
@@ -320,6 +336,12 @@ pub enum Leftover {
 impl std::fmt::Display for Leftover {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Leftover::TargetGroup {
+                name, run_id, why, ..
+            } => write!(
+                f,
+                "target group {name} (a copy's, made by run {run_id}; {why}): listener rules given back to the source first"
+            ),
             Leftover::Clone { group, run_id, why } => write!(
                 f,
                 "Auto Scaling group {group} (a clone made by run {run_id}; {why})"
@@ -395,6 +417,43 @@ pub async fn find_leftovers(
         }
     }
     let mut live_groups = std::collections::BTreeSet::new();
+
+    // Target groups first: their listener rules go back before anything else goes.
+    let mut arns = Vec::new();
+    let mut pages = aws.elbv2.describe_target_groups().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(api("elasticloadbalancing", "DescribeTargetGroups"))?;
+        for tg in page.target_groups() {
+            if let (Some(arn), Some(name)) = (tg.target_group_arn(), tg.target_group_name())
+                && name.starts_with("gd-")
+            {
+                arns.push((arn.to_string(), name.to_string()));
+            }
+        }
+    }
+    let all: Vec<String> = arns.iter().map(|(a, _)| a.clone()).collect();
+    let tags = traffic::target_group_tags(aws, &all).await?;
+    for (arn, name) in arns {
+        let Some(t) = tags.get(&arn) else { continue };
+        let Some(run_id) = t.get(RUN_ID_TAG).cloned() else {
+            continue;
+        };
+        if let Some(why) = may_clean(
+            runs_dir,
+            &run_id,
+            t.get(EXPIRES_TAG).and_then(|t| t.parse().ok()),
+            now,
+        ) {
+            out.push(Leftover::TargetGroup {
+                arn,
+                name,
+                source: t.get(traffic::TRAFFIC_SOURCE_TAG).cloned(),
+                copy: t.get(traffic::COPY_TAG).cloned(),
+                run_id,
+                why,
+            });
+        }
+    }
 
     let tagged = aws_sdk_autoscaling::types::Filter::builder()
         .name("tag-key")
@@ -575,6 +634,20 @@ pub async fn find_leftovers(
 pub async fn remove(aws: &Aws, leftover: &Leftover) -> Result<(), AwsError> {
     let hurry = CancellationToken::new();
     match leftover {
+        Leftover::TargetGroup {
+            arn,
+            name,
+            source,
+            copy,
+            ..
+        } => {
+            if let Some(source) = source {
+                traffic::release_rules(aws, arn, source).await?;
+            }
+            traffic::delete_target_group(aws, name, copy.as_deref())
+                .await
+                .map(drop)
+        }
         Leftover::Clone { group, .. } => environment::delete_clone(aws, group, &hurry).await.map(drop),
         Leftover::Instance { id, .. } => {
             aws.ec2

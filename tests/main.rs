@@ -16,4 +16,5 @@ mod schedules;
 mod store;
 mod storms;
 mod suites;
+mod traffic;
 mod validate;

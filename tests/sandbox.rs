@@ -413,3 +413,421 @@ async fn an_alarm_named_with_evaluate_is_evaluated_on_any_metric() {
     );
     evaluator.kill().await.expect("stop the sandbox");
 }
+
+/// Sum of `metric` in `AWS/ApplicationELB` with `dims` over the last ten
+/// minutes, and its minimum (one period covering the whole window); `None`
+/// before any datapoint.
+async fn elb_metric(c: &Clients, metric: &str, dims: &[(&str, &str)], stat: &str) -> Option<f64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let metric = Metric::builder()
+        .namespace("AWS/ApplicationELB")
+        .metric_name(metric)
+        .set_dimensions(Some(
+            dims.iter()
+                .map(|(k, v)| Dimension::builder().name(*k).value(*v).build())
+                .collect(),
+        ))
+        .build();
+    let out = c
+        .cloudwatch
+        .get_metric_data()
+        .metric_data_queries(
+            MetricDataQuery::builder()
+                .id("m")
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(metric)
+                        .period(660)
+                        .stat(stat)
+                        .build(),
+                )
+                .build(),
+        )
+        .start_time(DateTime::from_secs(now - 600))
+        .end_time(DateTime::from_secs(now + 60))
+        .send()
+        .await
+        .expect("GetMetricData");
+    out.metric_data_results()
+        .first()
+        .and_then(|r| r.values().first().copied())
+}
+
+/// The resource part of an ARN, as CloudWatch's ELB dimensions write it.
+fn dimension(arn: &str) -> String {
+    let resource = arn.splitn(6, ':').nth(5).expect("an ARN").to_string();
+    resource
+        .strip_prefix("loadbalancer/")
+        .unwrap_or(&resource)
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_balancer_splits_users_by_the_listener_weights_among_serving_targets() {
+    let c = clients().await;
+    let s = Scratch::new();
+    let group = unique("w");
+    let out = sandbox(&s)
+        .args(["setup", "--group", &group, "--instances", "4"])
+        .output()
+        .await
+        .expect("run gameday-sandbox setup");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let source = elb
+        .describe_target_groups()
+        .names(&group)
+        .send()
+        .await
+        .expect("DescribeTargetGroups: setup made the group's target group");
+    let source = &source.target_groups()[0];
+    let lb = elb
+        .describe_load_balancers()
+        .names(format!("{group}-alb"))
+        .send()
+        .await
+        .expect("DescribeLoadBalancers: setup made the load balancer");
+    let lb_arn = lb.load_balancers()[0]
+        .load_balancer_arn()
+        .expect("arn")
+        .to_string();
+    let listener = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb_arn)
+        .send()
+        .await
+        .expect("DescribeListeners");
+    let listener = listener.listeners()[0].listener_arn().expect("arn").to_string();
+
+    // A second target group with two of the group's instances, given 20% of the users.
+    let described = c
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&group)
+        .send()
+        .await
+        .expect("DescribeAutoScalingGroups");
+    let ids: Vec<String> = described.auto_scaling_groups()[0]
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), 4);
+    let other = elb
+        .create_target_group()
+        .name(unique("e"))
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(source.vpc_id().expect("vpc"))
+        .send()
+        .await
+        .expect("CreateTargetGroup");
+    let other_arn = other.target_groups()[0]
+        .target_group_arn()
+        .expect("arn")
+        .to_string();
+    let mut register = elb.register_targets().target_group_arn(&other_arn);
+    for id in &ids[..2] {
+        register = register.targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id(id)
+                .build(),
+        );
+    }
+    register.send().await.expect("RegisterTargets");
+    let tuple = |arn: &str, w: i32| {
+        aws_sdk_elasticloadbalancingv2::types::TargetGroupTuple::builder()
+            .target_group_arn(arn)
+            .weight(w)
+            .build()
+    };
+    elb.modify_listener()
+        .listener_arn(&listener)
+        .default_actions(
+            aws_sdk_elasticloadbalancingv2::types::Action::builder()
+                .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+                .forward_config(
+                    aws_sdk_elasticloadbalancingv2::types::ForwardActionConfig::builder()
+                        .target_groups(tuple(source.target_group_arn().expect("arn"), 80))
+                        .target_groups(tuple(&other_arn, 20))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("ModifyListener");
+
+    let log = std::fs::File::create(s.path().join("sandbox.log")).expect("sandbox log");
+    let mut workload = sandbox(&s)
+        .args([
+            "serve",
+            "--group",
+            &group,
+            "--load-balancer",
+            &format!("{group}-alb"),
+            "--load",
+            "1000",
+            "--interval",
+            "500ms",
+            "--report-every",
+            "2s",
+            "--seed",
+            "3",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn gameday-sandbox serve");
+    let lb_dim = dimension(&lb_arn);
+    let (source_dim, other_dim) = (
+        dimension(source.target_group_arn().expect("arn")),
+        dimension(&other_arn),
+    );
+    let pair = |tg: &str| vec![("TargetGroup", tg.to_string()), ("LoadBalancer", lb_dim.clone())];
+    let read = |metric: &'static str, dims: Vec<(&'static str, String)>, stat: &'static str| {
+        let c = &c;
+        async move {
+            let dims: Vec<(&str, &str)> = dims.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            elb_metric(c, metric, &dims, stat).await
+        }
+    };
+
+    // Wait for a few ticks of both groups.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (a, b) = loop {
+        let a = read("RequestCount", pair(&source_dim), "Sum").await;
+        let b = read("RequestCount", pair(&other_dim), "Sum").await;
+        if let (Some(a), Some(b)) = (a, b)
+            && a + b > 2000.0
+        {
+            break (a, b);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ELB metrics for both target groups\n{}",
+            sandbox_log(&s)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // Each tick splits the balancer's requests 80/20 (rounded per datapoint).
+    let share = b / (a + b);
+    assert!(
+        (0.19..=0.21).contains(&share),
+        "the second group got {share} of {a} + {b} requests\n{}",
+        sandbox_log(&s)
+    );
+    assert_eq!(
+        read("HealthyHostCount", pair(&other_dim), "Minimum").await,
+        Some(2.0)
+    );
+    assert_eq!(
+        read("HealthyHostCount", pair(&source_dim), "Minimum").await,
+        Some(4.0)
+    );
+    let total = read("RequestCount", vec![("LoadBalancer", lb_dim.clone())], "Sum")
+        .await
+        .expect("balancer RequestCount");
+    assert!(
+        total >= a + b,
+        "the balancer counts every request: {total} < {a} + {b}"
+    );
+
+    // One of the second group's two targets stopped: it serves on one, at 95%, with errors.
+    c.ec2
+        .stop_instances()
+        .instance_ids(&ids[0])
+        .send()
+        .await
+        .expect("StopInstances");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let healthy = read("HealthyHostCount", pair(&other_dim), "Minimum").await;
+        let errors = read("HTTPCode_Target_5XX_Count", pair(&other_dim), "Maximum").await;
+        if healthy == Some(1.0) && errors.is_some_and(|e| e > 10.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stopped target still counted as healthy ({healthy:?}) or no errors ({errors:?})\n{}",
+            sandbox_log(&s)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        sandbox_log(&s).contains("20.0% of the requests, 1/2 targets serving"),
+        "{}",
+        sandbox_log(&s)
+    );
+    workload.kill().await.expect("stop the sandbox");
+}
+
+/// The listener rules of `balancer` as data (actions by rule), to compare before and after.
+async fn rules_of(elb: &aws_sdk_elasticloadbalancingv2::Client, balancer: &str) -> Vec<String> {
+    let lb = elb
+        .describe_load_balancers()
+        .names(balancer)
+        .send()
+        .await
+        .expect("DescribeLoadBalancers");
+    let lb = lb.load_balancers()[0]
+        .load_balancer_arn()
+        .expect("arn")
+        .to_string();
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb)
+        .send()
+        .await
+        .expect("DescribeListeners");
+    let mut out = Vec::new();
+    for l in listeners.listeners() {
+        let rules = elb
+            .describe_rules()
+            .listener_arn(l.listener_arn().expect("arn"))
+            .send()
+            .await
+            .expect("DescribeRules");
+        for r in rules.rules() {
+            out.push(format!("{:?} {:?}", r.priority(), r.actions()));
+        }
+    }
+    out
+}
+
+/// experiments/shop-web-chap.yaml end to end on a fleet of its own: 5% of the
+/// users to each copy, one experiment instance stopped, the experiment judged
+/// against the control copy: the departure is significant, so the hypothesis
+/// fails (its guardrail relative to the control has a wider margin), and the
+/// listener is as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chap_example_judges_the_experiment_copy_against_the_control_copy() {
+    let s = Scratch::new();
+    let group = unique("chap");
+    let out = sandbox(&s)
+        .args(["setup", "--group", &group, "--instances", "36"])
+        .output()
+        .await
+        .expect("run gameday-sandbox setup");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let balancer = format!("{group}-alb");
+    let before = rules_of(&elb, &balancer).await;
+
+    // The example's own sizing (its demo-serve line), for this fleet only.
+    let log = std::fs::File::create(s.path().join("sandbox.log")).expect("sandbox log");
+    let mut workload = sandbox(&s)
+        .args([
+            "serve",
+            "--group",
+            &group,
+            "--load-balancer",
+            &balancer,
+            "--load",
+            "4800",
+            "--group-load",
+            "300",
+            "--interval",
+            "500ms",
+            "--report-every",
+            "2s",
+            "--seed",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn gameday-sandbox serve");
+    let alarm = format!("{group}-5xx-high");
+    wait_for(&s, &alarm, "OK").await;
+
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/experiments/shop-web-chap.yaml"
+    ))
+    .expect("the example");
+    let text = text
+        .replace(
+            "autoscaling_group: shop-web",
+            &format!("autoscaling_group: {group}"),
+        )
+        .replace("alarm: shop-web-5xx-high", &format!("alarm: {alarm}"));
+    let file = s.write("chap.yaml", &text);
+    let out = finish(
+        run_command(&s, &file).spawn().expect("spawn"),
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_eq!(
+        out.code,
+        3,
+        "failed: the experiment departs from the control\n{}{}\nsandbox log:\n{}",
+        out.stdout,
+        out.stderr,
+        sandbox_log(&s)
+    );
+    let j = s.journal();
+    assert_eq!(j["verdict"], "failed", "{}", j["reason"]);
+    assert!(
+        j["abort"].is_null(),
+        "the guardrail's margin was not reached: {}",
+        j["reason"]
+    );
+    let events = j["events"].as_array().expect("events");
+    for probe in ["latency against the control", "5xx against the control"] {
+        let cmp = events
+            .iter()
+            .find(|e| e["event"] == "comparison" && e["probe"] == probe)
+            .unwrap_or_else(|| panic!("a comparison of `{probe}`"));
+        assert!(
+            cmp["p_value"].as_f64().expect("a p-value") < 0.05 && cmp["judged"] == true && cmp["ok"] == false,
+            "the experiment departs from the control: {cmp}"
+        );
+    }
+    // The control's series is the control copy's target group, not the source's.
+    let control = events
+        .iter()
+        .find(|e| e["event"] == "series" && e["of"] == "control")
+        .expect("a control series");
+    let tg = control["dimensions"].to_string();
+    assert!(tg.contains("targetgroup/gd-") && tg.contains("-c/"), "{tg}");
+
+    assert_eq!(
+        rules_of(&elb, &balancer).await,
+        before,
+        "the listener is as it was"
+    );
+    let left = elb
+        .describe_target_groups()
+        .send()
+        .await
+        .expect("DescribeTargetGroups");
+    let run_id = j["run_id"].as_str().expect("run id");
+    assert!(
+        left.target_groups().iter().all(|t| !t
+            .target_group_name()
+            .unwrap_or_default()
+            .contains(&run_id[run_id.len() - 4..])),
+        "the run's target groups are deleted"
+    );
+    workload.kill().await.expect("stop the sandbox");
+}

@@ -360,3 +360,67 @@ faults:
 ";
     insta::assert_snapshot!(errors(text));
 }
+
+#[test]
+fn a_tolerance_relative_to_the_control_needs_a_control() {
+    let text = "\
+version: 1
+name: bad-control
+hypothesis: h
+environment: { mode: in-place, autoscaling_group: web }
+steady_state:
+  - name: latency
+    metric: { namespace: App, name: Latency, dimensions: { AutoScalingGroupName: \"${asg}\" }, period: 5 }
+    expect: \"<= control * 1.2\"
+guardrails:
+  - name: errors
+    metric: { namespace: App, name: Errors, stat: Sum, period: 5 }
+    threshold: \"> control + 20\"
+faults:
+  - name: stop
+    action: ec2:stop-instances
+";
+    let e = errors(text);
+    assert!(
+        e.contains("exp.yaml:6:9: error: `latency`: `<= control * 1.2` needs a control, and only parallel mode has one"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "exp.yaml:10:9: error: `errors`: `> control + 20` needs a control, and only parallel mode has one"
+        ),
+        "{e}"
+    );
+
+    // In parallel mode, the metric must name the experiment, so that its control exists.
+    let parallel = text.replace("mode: in-place", "mode: parallel");
+    let e = errors(&parallel);
+    assert!(!e.contains("`latency`"), "`${{asg}}` has a control: {e}");
+    assert!(
+        e.contains("exp.yaml:10:9: error: `errors`: `> control + 20` needs a metric of the experiment: a dimension with `${asg}` or `${experiment_target_group}`"),
+        "{e}"
+    );
+    let fixed = parallel.replace(
+        "name: Errors, stat: Sum",
+        "name: Errors, dimensions: { AutoScalingGroupName: \"${asg}\" }, stat: Sum",
+    );
+    let exp = experiment::load_str(Path::new("exp.yaml"), &fixed).expect("valid");
+    let experiment::ProbeKind::Metric { tolerance, .. } = &exp.guardrails[0].kind else {
+        panic!("a metric guardrail")
+    };
+    assert!(tolerance.against_control());
+
+    // Malformed, with the position of the tolerance.
+    let bad = fixed.replace("\"> control + 20\"", "\"> 2 * control\"");
+    assert!(
+        errors(&bad).contains("exp.yaml:12:16: error: guardrails[1].threshold: `> 2 * control`: expected `> control`, optionally followed by `* K`, `+ K` or `- K`"),
+        "{}",
+        errors(&bad)
+    );
+    let both = fixed.replace("\"> control + 20\"", "\"> control + baseline\"");
+    assert!(
+        errors(&both).contains("exp.yaml:12:16: error: guardrails[1].threshold: `> control + baseline`: relative to the baseline or to the control, not both"),
+        "{}",
+        errors(&both)
+    );
+}

@@ -70,6 +70,9 @@ pub struct Aws {
     pub autoscaling: aws_sdk_autoscaling::Client,
     /// CloudWatch: metrics and alarms.
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// Elastic Load Balancing v2: the workload's load balancer, listener
+    /// rules and target groups (parallel copies that see traffic).
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     /// DynamoDB: the lease table of the safety policy's `locks`.
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// The region in use, for the journal and messages.
@@ -105,16 +108,26 @@ impl Aws {
             loader = loader.profile_name(profile);
         }
         let config = loader.load().await;
-        let region = config.region().ok_or(ConnectError::NoRegion)?.to_string();
         let endpoint = opts
             .endpoint_url
             .clone()
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok().filter(|s| !s.is_empty()));
+        Aws::from_config(&config, endpoint)
+    }
+
+    /// Every client from one loaded configuration (its region is required);
+    /// `endpoint` is only recorded, for the journal and messages.
+    pub fn from_config(
+        config: &aws_config::SdkConfig,
+        endpoint: Option<String>,
+    ) -> Result<Aws, ConnectError> {
+        let region = config.region().ok_or(ConnectError::NoRegion)?.to_string();
         Ok(Aws {
-            ec2: aws_sdk_ec2::Client::new(&config),
-            autoscaling: aws_sdk_autoscaling::Client::new(&config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            autoscaling: aws_sdk_autoscaling::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
             region,
             endpoint,
         })

@@ -150,7 +150,8 @@ fn for_error(e: &Error) -> i32 {
                 source: TargetError::NoSuchGroup(_),
                 ..
             }
-            | PlanError::Environment(TargetError::NoSuchGroup(_)) => NOT_RUN,
+            | PlanError::Environment(TargetError::NoSuchGroup(_))
+            | PlanError::Traffic(_) => NOT_RUN,
             _ => ERROR,
         },
         Error::PlanJson(_) => ERROR,

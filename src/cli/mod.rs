@@ -732,6 +732,11 @@ fn local_only(runs_dir: PathBuf, command: &str) -> Result<PathBuf, Error> {
 fn with_runtime(work: impl Future<Output = Result<Outcome, Error>>) -> Result<Outcome, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // A run's future is deep (the lifecycle, the fault phase, the traffic
+        // restore beside it); `suite run` polls several on worker threads,
+        // whose default 2 MiB stack a debug build overflows. 8 MiB, as the
+        // main thread has.
+        .thread_stack_size(8 * 1024 * 1024)
         .enable_all()
         .build()
         .map_err(Error::Runtime)?

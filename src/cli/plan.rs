@@ -99,6 +99,28 @@ pub(super) fn render_plan(plan: &Plan, rules: &[RuleResult]) -> String {
                 "  to create: `{}`, a clone of `{}` with {} instance(s), deleted when the run ends",
                 env.name, env.source, env.capacity
             );
+            if let Some(t) = &plan.traffic {
+                if let Some(c) = &t.control {
+                    let _ = writeln!(
+                        s,
+                        "  and its control: `{c}`, the same size, never injected; the experiment copy is judged against it"
+                    );
+                }
+                let _ = writeln!(s, "  traffic: {}", t.note);
+                for r in &t.rules {
+                    let _ = writeln!(s, "    {}", r.rule);
+                    let _ = writeln!(s, "      before: {}", r.before);
+                    let _ = writeln!(
+                        s,
+                        "      during: {}  ({:.2}% of its requests reach the experiment copy)",
+                        r.during,
+                        r.experiment_reach * 100.0
+                    );
+                }
+                if !t.command.is_empty() {
+                    let _ = writeln!(s, "    load generator: {}", t.command.join(" "));
+                }
+            }
         }
         None => {
             let _ = writeln!(

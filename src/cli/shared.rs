@@ -72,7 +72,7 @@ pub(super) async fn build_plan(p: &Prepared, seed: u64) -> Result<Plan, PlanErro
     let vars = Vars {
         asg: p.exp.environment.autoscaling_group.clone(),
         run_id: "<run-id>".to_string(),
-        instances: Vec::new(),
+        ..Vars::default()
     };
     plan::build(&p.aws, &p.exp, &p.policy, &vars, seed).await
 }

@@ -34,13 +34,18 @@ const ROLLBACK_CONCURRENCY: usize = 8;
 const STATUS_EVERY: Duration = Duration::from_millis(500);
 
 /// Runs the fault phase: injects `plans` (one per fault of `exp`), watches,
-/// and rolls back, until the dispatcher finishes it.
+/// and rolls back, until the dispatcher finishes it. `aborted` is cancelled
+/// the moment the run aborts (breach, signal, max_duration, error), so that
+/// what must stop at once (real users' traffic to the copies) need not wait
+/// for the faults' rollback.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn fault_phase(
     ctx: &Arc<Ctx>,
     exp: &Experiment,
     plans: Vec<Vec<Step>>,
     cx: StepContext,
     hurry: &CancellationToken,
+    aborted: &CancellationToken,
     sigs: &mut Signals,
     obs: &mut Observer,
 ) -> (End, Window) {
@@ -80,6 +85,7 @@ pub(crate) async fn fault_phase(
         plans,
         cx,
         hurry: hurry.clone(),
+        aborted: aborted.clone(),
         phase: phase.clone(),
         tasks: JoinSet::new(),
         task_of: HashMap::new(),
@@ -149,6 +155,8 @@ struct Executor<'e> {
     cx: StepContext,
     /// Cancelled by a second signal: skip waits, never rollback calls.
     hurry: CancellationToken,
+    /// Cancelled when the run aborts.
+    aborted: CancellationToken,
     /// The phase's token: every task's token is a child of it.
     phase: CancellationToken,
     tasks: JoinSet<Input>,
@@ -167,7 +175,13 @@ impl Executor<'_> {
             Command::CancelInjects => self.injects.iter().for_each(|t| t.cancel()),
             Command::StartRollback { fault, applied } => self.start_rollback(fault, applied),
             Command::Hurry => self.hurry.cancel(),
-            Command::Journal(event) => self.ctx.emit_best_effort(*event),
+            Command::Journal(event) => {
+                let abort = matches!(*event, Event::Abort { .. });
+                self.ctx.emit_best_effort(*event);
+                if abort {
+                    self.aborted.cancel();
+                }
+            }
             Command::Finish { end, window } => return Some((end, window)),
         }
         None
@@ -508,6 +522,7 @@ timing: { interval: 500ms, max_duration: 2h }
             vec![batches(&fault, 3)],
             cx(),
             &hurry,
+            &CancellationToken::new(),
             &mut sigs,
             &mut obs,
         )

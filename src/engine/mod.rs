@@ -31,9 +31,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::s3::S3Store;
 use crate::aws::{Aws, AwsError, describe_group};
-use crate::environment::{self, EnvError};
-use crate::experiment::Experiment;
-use crate::faults::{DeleteAutoScalingGroup, DeleteLockTags, On, ReleaseLeases, Step, StepContext, Undo};
+use crate::environment::{self, EnvError, traffic};
+use crate::experiment::{Experiment, Traffic};
+use crate::faults::{
+    DeleteAutoScalingGroup, DeleteLockTags, DeleteTargetGroup, On, ReleaseLeases, RestoreListenerRule, Step,
+    StepContext, StopLoad, Undo,
+};
 use crate::gate::{self, Admission};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Remote, Verdict};
 use crate::lease;
@@ -270,7 +273,49 @@ async fn lifecycle(
     )
     .await
     {
-        Ok(ready) => observe_and_inject(ctx, exp, ready, &hurry, &mut sigs).await,
+        Ok(ready) => {
+            // Real users' traffic leaves the copies the moment the run
+            // aborts, while the faults are still being rolled back; what
+            // is not restored then is restored first at teardown.
+            let rules: Vec<SetupStep> = setup
+                .iter()
+                .filter(|(_, u)| matches!(u, Undo::RestoreListenerRule(_)))
+                .cloned()
+                .collect();
+            setup.retain(|(_, u)| !matches!(u, Undo::RestoreListenerRule(_)));
+            let aborted = CancellationToken::new();
+            let pending = std::sync::Mutex::new(rules);
+            let restore = async {
+                aborted.cancelled().await;
+                let steps = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
+                let mut left = Vec::new();
+                for (id, undo) in steps.into_iter().rev() {
+                    if rollback_step(ctx, Owner::Environment.name(), id, &undo, &hurry)
+                        .await
+                        .is_err()
+                    {
+                        left.push((id, undo));
+                    }
+                }
+                left.reverse();
+                left
+            };
+            let run = observe_and_inject(ctx, exp, ready, &hurry, &aborted, &mut sigs);
+            tokio::pin!(restore);
+            tokio::pin!(run);
+            let (end, left) = tokio::select! {
+                end = &mut run => {
+                    let left = if aborted.is_cancelled() { (&mut restore).await } else { Vec::new() };
+                    (end, left)
+                }
+                left = &mut restore => (run.await, left),
+            };
+            // Not restored yet (no abort) or failed: teardown restores them first.
+            let mut rest = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
+            rest.extend(left);
+            setup.extend(rest);
+            end
+        }
         Err(end) => end,
     };
     alive.cancel();
@@ -298,6 +343,7 @@ async fn observe_and_inject(
     exp: &Experiment,
     ready: Ready,
     hurry: &CancellationToken,
+    aborted: &CancellationToken,
     sigs: &mut Signals,
 ) -> End {
     let parallel = exp.environment.mode == Mode::Parallel;
@@ -315,8 +361,17 @@ async fn observe_and_inject(
             ctx.emit_best_effort(Event::Probes { probes: obs.infos() });
             match ctx.emit(Event::Phase { phase: Phase::Inject }) {
                 Ok(()) => {
-                    let (end, window) =
-                        executor::fault_phase(ctx, exp, ready.plans, ready.cx, hurry, sigs, &mut obs).await;
+                    let (end, window) = executor::fault_phase(
+                        ctx,
+                        exp,
+                        ready.plans,
+                        ready.cx,
+                        hurry,
+                        aborted,
+                        sigs,
+                        &mut obs,
+                    )
+                    .await;
                     conclude(ctx, exp, &mut obs, end, window, sigs).await
                 }
                 Err(e) => End::error(format!("nothing was injected: {e}")),
@@ -690,7 +745,7 @@ async fn prepare(
     let source_vars = Vars {
         asg: env.autoscaling_group.clone(),
         run_id: run_id.to_string(),
-        instances: Vec::new(),
+        ..Vars::default()
     };
     let mut vars = source_vars.clone();
     let (plan, in_place_steps) = or_signal(ctx, sigs, admit(ctx, exp, &vars, seed, safety)).await??;
@@ -764,50 +819,105 @@ async fn prepare(
                 .map(|c| c as i32)
                 .unwrap_or_else(|| group.desired_capacity().unwrap_or(1))
                 .max(1);
-            let tags = environment::RunTags {
+            let two = env.traffic.is_some();
+            let tags = |role: &'static str| environment::RunTags {
                 run_id: run_id.to_string(),
                 experiment: exp.name.clone(),
                 owner: exp.owner.clone(),
                 expires_at,
+                role: two.then_some(role),
             };
-            let create = environment::create_clone(&ctx.aws, &group, &clone, capacity, &tags);
-            let undo = Undo::from(DeleteAutoScalingGroup { group: clone.clone() });
-            or_signal(
-                ctx,
-                sigs,
-                setup_call(
-                    ctx,
-                    setup,
-                    "autoscaling:CreateAutoScalingGroup",
-                    vec![clone.clone()],
-                    undo,
-                    create,
+            // The source's target group is read before anything is created:
+            // a workload with no load balancer traffic to share is refused now.
+            let source_traffic = match env.traffic.as_ref().and_then(|t| t.share()) {
+                Some(_) => Some(
+                    or_signal(ctx, sigs, traffic::discover(&ctx.aws, &source))
+                        .await?
+                        .map_err(|e| not_run(format!("environment.traffic: {e}; nothing was created")))?,
                 ),
-            )
-            .await??;
-            let ready = or_signal(
-                ctx,
-                sigs,
-                environment::wait_ready(&ctx.aws, &clone, capacity as usize, env.ready_timeout),
-            )
-            .await?;
-            let instances = match ready {
-                Ok(ids) => ids,
-                Err(e @ EnvError::NotReady { .. }) => {
-                    return Err(not_run(format!(
-                        "{e}; nothing was injected and the clone is deleted"
-                    )));
-                }
-                Err(e) => return Err(error_before_injection(e)),
+                None => None,
             };
+            let mut copies = vec![(clone.clone(), "experiment")];
+            if two {
+                copies.push((environment::control_name(run_id, &source), "control"));
+            }
+            for (name, role) in &copies {
+                let copy_tags = tags(role);
+                let create = environment::create_clone(&ctx.aws, &group, name, capacity, &copy_tags);
+                let undo = Undo::from(DeleteAutoScalingGroup { group: name.clone() });
+                or_signal(
+                    ctx,
+                    sigs,
+                    setup_call(
+                        ctx,
+                        setup,
+                        "autoscaling:CreateAutoScalingGroup",
+                        vec![name.clone()],
+                        undo,
+                        create,
+                    ),
+                )
+                .await??;
+            }
+            let mut ready_sets = Vec::new();
+            for (name, _) in &copies {
+                let ready = or_signal(
+                    ctx,
+                    sigs,
+                    environment::wait_ready(&ctx.aws, name, capacity as usize, env.ready_timeout),
+                )
+                .await?;
+                match ready {
+                    Ok(ids) => ready_sets.push(ids),
+                    Err(e @ EnvError::NotReady { .. }) => {
+                        return Err(not_run(format!(
+                            "{e}; nothing was injected and the copies are deleted"
+                        )));
+                    }
+                    Err(e) => return Err(error_before_injection(e)),
+                }
+            }
+            let instances = ready_sets.remove(0);
+            let control = two.then(|| copies[1].0.clone());
+            let control_instances = ready_sets.pop().unwrap_or_default();
             ctx.emit_best_effort(Event::Environment {
                 mode: Mode::Parallel,
                 group: Some(clone.clone()),
-                source: Some(source),
+                source: Some(source.clone()),
                 instances: instances.clone(),
+                control: control.clone(),
+                control_instances: control_instances.clone(),
             });
             vars.asg = Some(clone.clone());
             vars.instances = instances.clone();
+            vars.control_asg = control.clone();
+            match (&env.traffic, control) {
+                (None, _) | (_, None) => ctx.emit_best_effort(Event::Warning {
+                    message: format!(
+                        "the copy `{clone}` receives no traffic (the experiment has no `environment.traffic`): metric probes on it will see no data"
+                    ),
+                }),
+                (Some(Traffic::Share(share)), Some(control)) => {
+                    let Some(found) = source_traffic else {
+                        return Err(End::error("the source's traffic was not read; nothing was injected".into()));
+                    };
+                    let copies = [(clone.clone(), "e", "experiment"), (control, "c", "control")];
+                    or_signal(
+                        ctx,
+                        sigs,
+                        share_traffic(ctx, exp, run_id, &source, &found, &copies, capacity as usize, share.value, &tags, setup, &mut vars),
+                    )
+                    .await??;
+                }
+                (Some(Traffic::Load(load)), Some(_)) => {
+                    or_signal(
+                        ctx,
+                        sigs,
+                        start_load(ctx, run_id, &source, load, &instances, &control_instances, setup),
+                    )
+                    .await??;
+                }
+            }
             let scope: BTreeSet<String> = instances.into_iter().collect();
             or_signal(
                 ctx,
@@ -864,6 +974,7 @@ async fn admit(
                 "Auto Scaling group `{g}` (environment.autoscaling_group) not found; nothing was created"
             )));
         }
+        Err(e @ PlanError::Traffic(_)) => return Err(not_run(format!("{e}; nothing was created"))),
         Err(e) => return Err(error_before_injection(e)),
     };
     let mut steps = Vec::new();
@@ -1185,6 +1296,160 @@ async fn take_leases(
         }
     });
     Ok(())
+}
+
+/// Gives each copy `share` of the traffic of every listener rule that
+/// forwards to the source's target group: a target group per copy (settings
+/// of the source's), attached and healthy, then each rule rewritten, its
+/// exact actions journaled first. Sets the target-group variables.
+#[allow(clippy::too_many_arguments)]
+async fn share_traffic(
+    ctx: &Ctx,
+    exp: &Experiment,
+    run_id: &str,
+    source: &str,
+    found: &traffic::SourceTraffic,
+    copies: &[(String, &'static str, &'static str)],
+    capacity: usize,
+    share: crate::model::Share,
+    tags: &(dyn Fn(&'static str) -> environment::RunTags + Sync),
+    setup: &mut Vec<SetupStep>,
+    vars: &mut Vars,
+) -> Result<(), End> {
+    let mut arns = Vec::new();
+    for (group, suffix, role) in copies {
+        let name = traffic::target_group_name(run_id, suffix);
+        let undo = Undo::from(DeleteTargetGroup {
+            name: name.clone(),
+            autoscaling_group: Some(group.clone()),
+        });
+        let tg_tags = tags(role);
+        let create =
+            traffic::create_target_group(&ctx.aws, &found.target_group, &name, group, source, &tg_tags);
+        setup_call(
+            ctx,
+            setup,
+            "elasticloadbalancing:CreateTargetGroup",
+            vec![name.clone(), group.clone()],
+            undo,
+            create,
+        )
+        .await?;
+        arns.push(name);
+    }
+    let mut ready = Vec::new();
+    for name in &arns {
+        let status = |n: usize| {
+            ctx.progress.status(&format!(
+                "waiting for target group `{name}`: {n} of {capacity} targets healthy"
+            ))
+        };
+        match traffic::wait_healthy(&ctx.aws, name, capacity, exp.environment.ready_timeout, status).await {
+            Ok(arn) => ready.push(arn),
+            Err(e @ traffic::TrafficError::NotHealthy { .. }) => {
+                return Err(not_run(format!(
+                    "{e}; no traffic was shifted, nothing was injected and the copies are deleted"
+                )));
+            }
+            Err(e) => return Err(error_before_injection(e)),
+        }
+    }
+    let (e_arn, c_arn) = (&ready[0], &ready[1]);
+    vars.experiment_target_group = Some(traffic::tg_dimension(e_arn));
+    vars.control_target_group = Some(traffic::tg_dimension(c_arn));
+    vars.source_target_group = Some(traffic::tg_dimension(found.arn()));
+    vars.load_balancer = found.load_balancers.first().map(|lb| traffic::lb_dimension(lb));
+    // Read the rules again right before they change: what is journaled is
+    // exactly what is there now.
+    let now = traffic::discover(&ctx.aws, source)
+        .await
+        .map_err(|e| error_before_injection(format!("environment.traffic: {e}")))?;
+    for r in &now.rules {
+        let (during, _) = traffic::shifted(&r.actions, now.arn(), e_arn, c_arn, share, &r.rule.label)
+            .map_err(|e| not_run(format!("environment.traffic: {e}; nothing was injected")))?;
+        let undo = Undo::from(RestoreListenerRule {
+            rule: r.rule.clone(),
+            actions: r.actions.clone(),
+        });
+        let operation = if r.rule.rule_arn.is_some() {
+            "elasticloadbalancing:ModifyRule"
+        } else {
+            "elasticloadbalancing:ModifyListener"
+        };
+        let target = r
+            .rule
+            .rule_arn
+            .clone()
+            .unwrap_or_else(|| r.rule.listener_arn.clone());
+        setup_call(
+            ctx,
+            setup,
+            operation,
+            vec![target],
+            undo,
+            traffic::write_actions(&ctx.aws, &r.rule, &during),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Starts the team's load generator against the copies' instances (their
+/// private addresses and the serving port), journaled with its stop.
+async fn start_load(
+    ctx: &Ctx,
+    run_id: &str,
+    source: &str,
+    load: &crate::experiment::Load,
+    experiment: &[String],
+    control: &[String],
+    setup: &mut Vec<SetupStep>,
+) -> Result<(), End> {
+    let port = match load.port {
+        Some(p) => p,
+        None => traffic::source_target_group(&ctx.aws, source)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| t.port())
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(80),
+    };
+    let endpoints = environment::load::Endpoints {
+        experiment: environment::addresses(&ctx.aws, experiment, port)
+            .await
+            .map_err(error_before_injection)?,
+        control: environment::addresses(&ctx.aws, control, port)
+            .await
+            .map_err(error_before_injection)?,
+    };
+    let dir = ctx.journal.dir().to_path_buf();
+    let vars = endpoints.vars(run_id, &dir);
+    let undo = Undo::from(StopLoad {
+        run_id: run_id.to_string(),
+        command: load.command.clone(),
+    });
+    let command = load.command.clone();
+    let start = async move {
+        environment::load::start(&command, &vars, &dir)
+            .map(drop)
+            .map_err(|e| AwsError::Api {
+                service: "process".into(),
+                operation: "StartLoadGenerator".into(),
+                code: "SpawnFailed".into(),
+                message: format!("cannot start `{}`: {e}", command.join(" ")),
+                kind: crate::aws::ErrorKind::Permanent,
+            })
+    };
+    setup_call(
+        ctx,
+        setup,
+        "process:StartLoadGenerator",
+        vec![load.command.join(" ")],
+        undo,
+        start,
+    )
+    .await
 }
 
 /// Makes one journaled setup call. Its undo is remembered *before* the call:

@@ -15,7 +15,7 @@ pub use parse::{LoadError, load, load_str};
 pub use tolerance::{Expect, Tolerance};
 
 use crate::faults::Fault;
-use crate::model::Mode;
+use crate::model::{Mode, Share};
 use crate::yaml::{Loc, Spanned};
 
 /// The only format version this runner reads.
@@ -62,6 +62,43 @@ pub struct Environment {
     pub capacity: Option<u32>,
     /// How long the clone may take to become healthy.
     pub ready_timeout: Duration,
+    /// How the parallel copies see requests; `None`: they see none.
+    pub traffic: Option<Traffic>,
+}
+
+/// `environment.traffic`: what reaches the parallel copies. Either form
+/// makes two copies of equal capacity, the *experiment* copy (faults go
+/// there) and the *control* copy (never injected), so that the experiment is
+/// judged against a control of the same size, seeing the same load.
+#[derive(Debug, Clone)]
+pub enum Traffic {
+    /// `share: 2%`: each copy gets this share of the requests that every
+    /// listener rule forwarding to the source's target group sends there.
+    Share(Spanned<Share>),
+    /// `load: { command: [...] }`: the team's load generator drives the copies.
+    Load(Load),
+}
+
+impl Traffic {
+    /// The share of real traffic each copy gets, for the `share` form.
+    pub fn share(&self) -> Option<&Spanned<Share>> {
+        match self {
+            Traffic::Share(s) => Some(s),
+            Traffic::Load(_) => None,
+        }
+    }
+}
+
+/// `traffic.load`: a load generator started once the copies are healthy and
+/// stopped at teardown.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// The program and its arguments (no shell).
+    pub command: Vec<String>,
+    /// The port the copies serve on; default: the source target group's, else 80.
+    pub port: Option<u16>,
+    /// Where `load` is written.
+    pub loc: Loc,
 }
 
 /// The `timing` section.
@@ -303,6 +340,17 @@ impl MetricSpec {
         self.metrics()
             .iter()
             .any(|q| q.dimensions.iter().any(|(_, v)| v.contains("${asg}")))
+    }
+
+    /// Whether a dimension names the experiment (`${asg}`, or the
+    /// experiment copy's target group), so a control exists in parallel mode:
+    /// the same query with the control's names.
+    pub fn uses_experiment(&self) -> bool {
+        self.metrics().iter().any(|q| {
+            q.dimensions
+                .iter()
+                .any(|(_, v)| v.contains("${asg}") || v.contains("${experiment_target_group}"))
+        })
     }
 
     /// In words, e.g. `App/Latency p99 (60s)`.

@@ -41,7 +41,18 @@ const TOP_KEYS: &[&str] = &[
     "timing",
     "schedule",
 ];
-const ENV_KEYS: &[&str] = &["mode", "autoscaling_group", "capacity", "ready_timeout"];
+const ENV_KEYS: &[&str] = &[
+    "mode",
+    "autoscaling_group",
+    "capacity",
+    "ready_timeout",
+    "traffic",
+];
+const TRAFFIC_KEYS: &[&str] = &["share", "load"];
+const LOAD_KEYS: &[&str] = &["command", "port"];
+/// The largest share a file may ask for: two copies of 49.9% leave the
+/// source some traffic. The policy (`parallel.max_traffic_share`) bounds it far lower.
+const MAX_SHARE: Share = Share(499);
 const TIMING_KEYS: &[&str] = &[
     "baseline",
     "recovery",
@@ -151,6 +162,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
             autoscaling_group: None,
             capacity: None,
             ready_timeout: Duration::from_secs(600),
+            traffic: None,
         }),
     };
     let timing = match top.get("timing") {
@@ -209,12 +221,16 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
             environment.as_ref().and_then(|e| e.autoscaling_group.as_deref()),
         );
     }
+    if let Some(env) = &environment {
+        check_copy_variables(d, env, text);
+    }
     if let (Some(env), Some(probes)) = (&environment, &steady_state) {
         check_asg_probes(d, env, probes);
         check_compare(d, env, probes);
     }
     if let (Some(env), Some(probes)) = (&environment, &guardrails) {
         check_asg_probes(d, env, probes);
+        check_compare(d, env, probes);
     }
 
     Some(Experiment {
@@ -231,6 +247,48 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
         timing: timing?,
         schedule: schedule?,
     })
+}
+
+/// `${control_asg}` needs a control copy and the target-group variables a
+/// share of the load balancer's traffic: used without them, they would stay
+/// unexpanded and a probe would read a metric that cannot exist.
+fn check_copy_variables(d: &mut Decoder, env: &Environment, text: &str) {
+    let (control, traffic) = match &env.traffic {
+        Some(Traffic::Share(_)) => return,
+        Some(Traffic::Load(_)) => (true, false),
+        None => (false, false),
+    };
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split(" #").next().unwrap_or_default();
+        if code.trim_start().starts_with('#') {
+            continue;
+        }
+        let mut from = 0;
+        while let Some(at) = code[from..].find("${") {
+            let start = from + at;
+            let rest = &code[start + 2..];
+            let Some(end) = rest.find('}') else { break };
+            let var = &rest[..end];
+            let needs = if crate::model::TRAFFIC_VARIABLES.contains(&var) && !traffic {
+                Some("`environment.traffic.share` (the copies' target groups exist only then)")
+            } else if crate::model::CONTROL_VARIABLES.contains(&var) && !control {
+                Some("`environment.traffic` (`share` or `load`: only then is there a control copy)")
+            } else {
+                None
+            };
+            if let Some(needs) = needs {
+                d.error_help(
+                    Loc {
+                        line: i + 1,
+                        column: start + 1,
+                    },
+                    format!("`${{{var}}}` has no value in this experiment"),
+                    format!("it needs {needs}"),
+                );
+            }
+            from = start + 2 + end + 1;
+        }
+    }
 }
 
 /// Names end up in tags and file names: keep them to a safe alphabet.
@@ -282,12 +340,64 @@ fn decode_environment(d: &mut Decoder, node: &Node) -> Option<Environment> {
         Some(n) => d.duration(n, "environment.ready_timeout").map(|s| s.value),
         None => Some(Duration::from_secs(600)),
     };
+    let traffic = match m.get("traffic") {
+        Some(n) => decode_traffic(d, n).map(Some),
+        None => Some(None),
+    };
+    if let (Some(Mode::InPlace), Some(Some(_)), Some(n)) = (mode, &traffic, m.get("traffic")) {
+        d.error_help(
+            yaml::loc(n),
+            "environment.traffic: only parallel mode has copies to send traffic to",
+            "remove `traffic`, or use `mode: parallel`",
+        );
+    }
     Some(Environment {
         mode: mode?,
         autoscaling_group: autoscaling_group.map(|s| s.value),
         capacity,
         ready_timeout: ready_timeout?,
+        traffic: traffic?,
     })
+}
+
+/// `traffic: { share: 2% }` or `traffic: { load: { command: [k6, run, x.js] } }`.
+fn decode_traffic(d: &mut Decoder, node: &Node) -> Option<Traffic> {
+    let m = d.map(node, "environment.traffic", TRAFFIC_KEYS)?;
+    match (m.get("share"), m.get("load")) {
+        (Some(n), None) => {
+            Share::decode(d, n, "environment.traffic.share", Share(1), MAX_SHARE).map(Traffic::Share)
+        }
+        (None, Some(n)) => {
+            let lm = d.map(n, "environment.traffic.load", LOAD_KEYS)?;
+            let command = d
+                .required(&lm, "command", "environment.traffic.load")
+                .and_then(|c| d.string_list(c, "environment.traffic.load.command"));
+            if let (Some(c), Some(n)) = (&command, lm.get("command"))
+                && c.is_empty()
+            {
+                d.error(yaml::loc(n), "environment.traffic.load.command: expected the program and its arguments, found an empty list");
+            }
+            let port = match lm.get("port") {
+                Some(p) => d
+                    .integer(p, "environment.traffic.load.port", 1, 65_535)
+                    .map(|p| Some(p.value as u16)),
+                None => Some(None),
+            };
+            Some(Traffic::Load(Load {
+                command: command?.into_iter().map(|s| s.value).collect(),
+                port: port?,
+                loc: yaml::loc(n),
+            }))
+        }
+        _ => {
+            d.error_help(
+                m.loc(),
+                "environment.traffic: expected exactly one of `share` or `load`",
+                "`share: 2%` sends each copy 2% of the load balancer's requests; `load: { command: [...] }` runs your load generator against the copies",
+            );
+            None
+        }
+    }
 }
 
 fn decode_timing(d: &mut Decoder, node: &Node) -> Option<Timing> {
@@ -1269,29 +1379,41 @@ fn check_forced_alarms(d: &mut Decoder, faults: &[FaultSpec], guardrails: &[Prob
     }
 }
 
-/// `asg_healthy` without a group uses `${asg}`, which needs the environment's group.
-/// `compare` needs a control: parallel mode and a metric of `${asg}`.
+/// `compare`, and a tolerance relative to the control (`> control + 20`),
+/// need a control: parallel mode and a metric of the experiment (`${asg}`
+/// or `${experiment_target_group}`), whose control is the same query with
+/// the control's names.
 fn check_compare(d: &mut Decoder, env: &Environment, probes: &[Probe]) {
     for p in probes {
         let ProbeKind::Metric {
             query,
-            compare: Some(_),
+            compare,
+            tolerance,
             ..
         } = &p.kind
         else {
             continue;
         };
+        let what = match (compare, tolerance.against_control()) {
+            (Some(_), _) => "`compare`".to_string(),
+            (None, true) => format!("`{tolerance}`"),
+            (None, false) => continue,
+        };
         if env.mode != Mode::Parallel {
             d.error_help(
                 p.loc,
+                format!("`{}`: {what} needs a control, and only parallel mode has one", p.name),
+                "run in `mode: parallel`, where the control is the source group (or, with `traffic`, the control copy)",
+            );
+        } else if !query.uses_experiment() {
+            d.error_help(
+                p.loc,
                 format!(
-                    "`{}`: `compare` needs a control, and only parallel mode has one",
+                    "`{}`: {what} needs a metric of the experiment: a dimension with `${{asg}}` or `${{experiment_target_group}}`",
                     p.name
                 ),
-                "remove `compare`, or run in `mode: parallel`, where the source group is the control",
+                "e.g. `dimensions: { AutoScalingGroupName: \"${asg}\" }`: the control's series is the same query with the control's names",
             );
-        } else if !query.uses_asg() {
-            d.error_help(p.loc, format!("`{}`: `compare` needs a metric of `${{asg}}`", p.name), "use `dimensions: { AutoScalingGroupName: \"${asg}\" }`: the copy is compared with the source group");
         }
     }
 }
@@ -1321,6 +1443,85 @@ fn check_asg_probes(d: &mut Decoder, env: &Environment, probes: &[Probe]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_environment(env: &str, alarm: &str) -> Result<Experiment, String> {
+        let text = format!(
+            "version: 1
+name: t
+hypothesis: h
+environment:
+  autoscaling_group: web
+{env}guardrails:
+  - alarm: \"{alarm}\"
+faults:
+  - name: stop
+    action: ec2:stop-instances
+    duration: 1m
+"
+        );
+        load_str(Path::new("exp.yaml"), &text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_traffic_forms_decode_with_positions_for_their_mistakes() {
+        let e = with_environment("  traffic: { share: 2.5% }\n", "pager").expect("valid");
+        assert!(matches!(
+            e.environment.traffic,
+            Some(Traffic::Share(Spanned { value: Share(25), .. }))
+        ));
+        let e = with_environment(
+            "  traffic: { load: { command: [k6, run, x.js], port: 8080 } }\n",
+            "pager",
+        )
+        .expect("valid");
+        match e.environment.traffic {
+            Some(Traffic::Load(l)) => {
+                assert_eq!(l.command, ["k6", "run", "x.js"]);
+                assert_eq!(l.port, Some(8080));
+            }
+            other => panic!("a load form: {other:?}"),
+        }
+        for (env, expected) in [
+            (
+                "  traffic: { share: 2%, load: { command: [k6] } }\n",
+                "exp.yaml:6:12: error: environment.traffic: expected exactly one of `share` or `load`",
+            ),
+            (
+                "  traffic: { share: 60% }\n",
+                "exp.yaml:6:21: error: environment.traffic.share: 60% is out of range",
+            ),
+            (
+                "  traffic: { share: 2 }\n",
+                "environment.traffic.share: `2` is not a percentage",
+            ),
+            ("  traffic: { load: { command: [] } }\n", "found an empty list"),
+            (
+                "  mode: in-place\n  traffic: { share: 2% }\n",
+                "only parallel mode has copies to send traffic to",
+            ),
+        ] {
+            let err = with_environment(env, "pager").expect_err(env);
+            assert!(err.contains(expected), "{env}: {err}");
+        }
+    }
+
+    #[test]
+    fn copy_variables_need_the_traffic_form_that_gives_them_a_value() {
+        let err = with_environment("", "${control_asg}-5xx").expect_err("no control");
+        assert!(
+            err.contains("exp.yaml:7:13: error: `${control_asg}` has no value in this experiment"),
+            "{err}"
+        );
+        let err = with_environment(
+            "  traffic: { load: { command: [k6] } }\n",
+            "${experiment_target_group}",
+        )
+        .expect_err("no target groups with load");
+        assert!(err.contains("it needs `environment.traffic.share`"), "{err}");
+        with_environment("  traffic: { load: { command: [k6] } }\n", "${control_asg}-5xx")
+            .expect("a control");
+        with_environment("  traffic: { share: 1% }\n", "${load_balancer}").expect("all with share");
+    }
 
     /// A bounded mutation test: 100 seeded mutants of each shipped
     /// experiment (lines deleted, copied, swapped, re-indented; bytes

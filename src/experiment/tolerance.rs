@@ -1,7 +1,10 @@
 //! Tolerances: the comparisons written in `expect` and `threshold`
-//! (`< 300`, `<= 0.01`, `> 50`, `== 0`, `between 10 and 20`), and the ones
+//! (`< 300`, `<= 0.01`, `> 50`, `== 0`, `between 10 and 20`), the ones
 //! relative to the baseline measured in the same run (`< baseline * 1.2`,
-//! `within 10% of baseline`), which become fixed once the baseline is known.
+//! `within 10% of baseline`), which become fixed once the baseline is known,
+//! and the ones relative to the control (`> control + 20`, `<= control *
+//! 1.2`, `within 20% of control`), resolved anew for every datapoint against
+//! the control's datapoint of the same period.
 
 use std::fmt;
 
@@ -24,56 +27,82 @@ pub enum Tolerance {
 
 /// What a tolerance looks like, for error messages.
 pub const SYNTAX: &str = "expected a comparison: `< N`, `<= N`, `> N`, `>= N`, `== N`, `between A and B`, \
-or relative to this run's baseline: `< baseline * 1.2`, `> baseline - 5`, `within 10% of baseline`";
+or relative to this run's baseline: `< baseline * 1.2`, `> baseline - 5`, `within 10% of baseline`, \
+or to the control: `> control + 20`, `<= control * 1.2`, `within 20% of control`";
 
-/// A tolerance as written: fixed, or relative to the baseline.
+/// What a relative tolerance is relative to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    /// The mean of this run's baseline, measured once.
+    Baseline,
+    /// The control's datapoint of the same period, every datapoint.
+    Control,
+}
+
+impl Reference {
+    /// The word in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reference::Baseline => "baseline",
+            Reference::Control => "control",
+        }
+    }
+}
+
+/// A tolerance as written: fixed, or relative to the baseline or the control.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Expect {
     /// Fixed numbers.
     Fixed(Tolerance),
-    /// `OP baseline [* k | + k | - k]`.
+    /// `OP REF [* k | + k | - k]`.
     Relative {
+        /// The baseline or the control.
+        of: Reference,
         /// The operator: `<`, `<=`, `>`, `>=` or `==`.
         op_text: &'static str,
-        /// Multiplies the baseline.
+        /// Multiplies the reference.
         factor: f64,
         /// Added after multiplying.
         offset: f64,
     },
-    /// `within P% of baseline`: between baseline*(1-P/100) and baseline*(1+P/100).
-    Within(f64),
+    /// `within P% of REF`: between ref*(1-P/100) and ref*(1+P/100).
+    Within(f64, Reference),
 }
 
 impl Expect {
     /// Parses the text of `expect` or `threshold`.
     pub fn parse(text: &str) -> Result<Expect, String> {
         let t = text.trim();
-        if !t.contains("baseline") {
-            return Tolerance::parse(t).map(Expect::Fixed);
-        }
+        let of = match (t.contains("baseline"), t.contains("control")) {
+            (false, false) => return Tolerance::parse(t).map(Expect::Fixed),
+            (true, true) => {
+                return Err("relative to the baseline or to the control, not both".to_string());
+            }
+            (true, false) => Reference::Baseline,
+            (false, true) => Reference::Control,
+        };
+        let word = of.as_str();
         if let Some(rest) = t.strip_prefix("within") {
             let rest = rest.trim();
             let pct = rest
-                .strip_suffix("of baseline")
+                .strip_suffix(&format!("of {word}"))
                 .map(str::trim)
                 .and_then(|p| p.strip_suffix('%'))
-                .ok_or_else(|| {
-                    "expected `within P% of baseline`, e.g. `within 10% of baseline`".to_string()
-                })?;
+                .ok_or_else(|| format!("expected `within P% of {word}`, e.g. `within 10% of {word}`"))?;
             let p = number(pct)?;
             if !(0.0..=1000.0).contains(&p) {
                 return Err(format!("`{p}%` is not a percentage between 0 and 1000"));
             }
-            return Ok(Expect::Within(p));
+            return Ok(Expect::Within(p, of));
         }
         for (op_text, _) in OPERATORS {
             let Some(rest) = t.strip_prefix(op_text) else {
                 continue;
             };
             let rest = rest.trim();
-            let Some(arith) = rest.strip_prefix("baseline") else {
+            let Some(arith) = rest.strip_prefix(word) else {
                 return Err(format!(
-                    "expected `{op_text} baseline`, optionally followed by `* K`, `+ K` or `- K`"
+                    "expected `{op_text} {word}`, optionally followed by `* K`, `+ K` or `- K`"
                 ));
             };
             let arith = arith.trim();
@@ -87,10 +116,11 @@ impl Expect {
                 (1.0, -number(k)?)
             } else {
                 return Err(format!(
-                    "after `baseline`: expected `* K`, `+ K` or `- K`, found `{arith}`"
+                    "after `{word}`: expected `* K`, `+ K` or `- K`, found `{arith}`"
                 ));
             };
             return Ok(Expect::Relative {
+                of,
                 op_text,
                 factor,
                 offset,
@@ -99,30 +129,45 @@ impl Expect {
         Err(SYNTAX.to_string())
     }
 
-    /// Whether the baseline must be measured before this can be judged.
-    pub fn needs_baseline(&self) -> bool {
-        !matches!(self, Expect::Fixed(_))
+    /// What the tolerance is relative to, if anything.
+    pub fn reference(&self) -> Option<Reference> {
+        match self {
+            Expect::Fixed(_) => None,
+            Expect::Relative { of, .. } | Expect::Within(_, of) => Some(*of),
+        }
     }
 
-    /// The fixed tolerance, given this run's baseline value.
-    pub fn resolve(&self, baseline: f64) -> Tolerance {
+    /// Whether the baseline must be measured before this can be judged.
+    pub fn needs_baseline(&self) -> bool {
+        self.reference() == Some(Reference::Baseline)
+    }
+
+    /// Whether every datapoint is judged against the control's of the same period.
+    pub fn against_control(&self) -> bool {
+        self.reference() == Some(Reference::Control)
+    }
+
+    /// The fixed tolerance, given the reference's value (this run's baseline,
+    /// or the control's datapoint).
+    pub fn resolve(&self, reference: f64) -> Tolerance {
         match *self {
             Expect::Fixed(t) => t,
             Expect::Relative {
                 op_text,
                 factor,
                 offset,
+                ..
             } => {
                 let op = OPERATORS
                     .iter()
                     .find(|(t, _)| *t == op_text)
                     .map(|(_, op)| *op)
                     .unwrap_or(Tolerance::Eq);
-                op(baseline * factor + offset)
+                op(reference * factor + offset)
             }
-            Expect::Within(p) => {
-                let d = baseline * p / 100.0;
-                let (a, b) = (baseline - d, baseline + d);
+            Expect::Within(p, _) => {
+                let d = reference * p / 100.0;
+                let (a, b) = (reference - d, reference + d);
                 Tolerance::Between(a.min(b), a.max(b))
             }
         }
@@ -134,12 +179,12 @@ impl fmt::Display for Expect {
         match self {
             Expect::Fixed(t) => t.fmt(f),
             Expect::Relative {
+                of,
                 op_text,
                 factor,
                 offset,
-                ..
             } => {
-                write!(f, "{op_text} baseline")?;
+                write!(f, "{op_text} {}", of.as_str())?;
                 if *factor != 1.0 {
                     write!(f, " * {factor}")?;
                 }
@@ -150,7 +195,7 @@ impl fmt::Display for Expect {
                 }
                 Ok(())
             }
-            Expect::Within(p) => write!(f, "within {p}% of baseline"),
+            Expect::Within(p, of) => write!(f, "within {p}% of {}", of.as_str()),
         }
     }
 }
@@ -312,6 +357,40 @@ mod tests {
                 .contains("expected `< baseline`")
         );
         assert!(Expect::parse("baseline").is_err());
+    }
+
+    #[test]
+    fn tolerances_relative_to_the_control_resolve_against_each_datapoint() {
+        let e = Expect::parse("> control + 20").unwrap();
+        assert!(e.against_control() && !e.needs_baseline());
+        assert_eq!(e.resolve(3.0), Tolerance::Gt(23.0));
+        assert_eq!(e.to_string(), "> control + 20");
+        let e = Expect::parse("<= control * 1.2").unwrap();
+        assert_eq!(e.resolve(0.05), Tolerance::Le(0.05 * 1.2));
+        assert_eq!(
+            Expect::parse("within 20% of control").unwrap().resolve(50.0),
+            Tolerance::Between(40.0, 60.0)
+        );
+        assert_eq!(
+            Expect::parse("within 20% of control").unwrap().to_string(),
+            "within 20% of control"
+        );
+        assert!(
+            Expect::parse("> control * 2 + baseline")
+                .unwrap_err()
+                .contains("not both")
+        );
+        assert!(
+            Expect::parse("> 2 * control")
+                .unwrap_err()
+                .contains("expected `> control`")
+        );
+        assert!(
+            Expect::parse("within 20% of baseline control")
+                .unwrap_err()
+                .contains("not both")
+        );
+        assert!(Expect::parse("within 20 of control").is_err());
     }
 
     #[test]

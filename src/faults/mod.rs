@@ -37,7 +37,9 @@ pub use ec2_network_blackhole::{DeleteSecurityGroup, RestoreSecurityGroups};
 pub use ec2_reboot_instances::WaitRunning;
 pub use ec2_stop_instances::StartInstances;
 pub use ec2_terminate_instances::Nothing;
-pub use setup::{DeleteAutoScalingGroup, DeleteLockTags, ReleaseLeases};
+pub use setup::{
+    DeleteAutoScalingGroup, DeleteLockTags, DeleteTargetGroup, ReleaseLeases, RestoreListenerRule, StopLoad,
+};
 
 use std::fmt;
 use std::future::Future;
@@ -148,6 +150,12 @@ undos! {
     SetAlarmState,
     /// Remove the run's lock tag from the resources it locked.
     DeleteLockTags,
+    /// Put a listener rule's recorded actions back exactly.
+    RestoreListenerRule,
+    /// Detach, deregister and delete a copy's target group.
+    DeleteTargetGroup,
+    /// Stop the run's load generator (its process groups).
+    StopLoad,
     /// Release the run's leases in the lock table (only while still its own).
     ReleaseLeases,
 }
@@ -668,6 +676,38 @@ mod tests {
                 }
                 .into(),
                 r#"{"kind":"delete_lock_tags","autoscaling_groups":["web"],"instance_ids":["i-1","i-2"],"run_id":"r"}"#,
+            ),
+            (
+                DeleteTargetGroup {
+                    name: "gd-r-e".into(),
+                    autoscaling_group: Some("gd-r-web".into()),
+                }
+                .into(),
+                r#"{"kind":"delete_target_group","name":"gd-r-e","autoscaling_group":"gd-r-web"}"#,
+            ),
+            (
+                StopLoad {
+                    run_id: "r".into(),
+                    command: vec!["k6".into(), "run".into()],
+                }
+                .into(),
+                r#"{"kind":"stop_load","run_id":"r","command":["k6","run"]}"#,
+            ),
+            (
+                RestoreListenerRule {
+                    rule: crate::environment::traffic::RuleRef {
+                        listener_arn: "l".into(),
+                        rule_arn: None,
+                        label: "listener HTTP:80 default actions".into(),
+                    },
+                    actions: vec![crate::environment::traffic::ForwardAction {
+                        order: None,
+                        target_group_arn: Some("tg".into()),
+                        forward: None,
+                    }],
+                }
+                .into(),
+                r#"{"kind":"restore_listener_rule","listener_arn":"l","label":"listener HTTP:80 default actions","actions":[{"target_group_arn":"tg"}]}"#,
             ),
         ];
         for (undo, json) in cases {

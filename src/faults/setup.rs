@@ -1,5 +1,6 @@
 //! The undos of the run's own setup, journaled under the environment: delete
-//! the parallel copy, release the locks and the leases. Their work is done by
+//! the parallel copies, restore the listener rules and delete the copies'
+//! target groups, stop the load generator, release the locks and the leases. Their work is done by
 //! [`crate::environment`] and [`crate::lock`]; they live here because the
 //! [`Undo`](super::Undo) enum is built from the faults' registry, and faults
 //! may import the environment and the locks, never the reverse.
@@ -9,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Revert, UndoReport};
 use crate::aws::{Aws, AwsError};
+use crate::environment::traffic::{ForwardAction, RuleRef};
 
 /// Delete a temporary Auto Scaling group created by the run (with its
 /// instances) and wait until its instances are terminated.
@@ -56,6 +58,80 @@ impl Revert for DeleteLockTags {
 
     async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
         crate::lock::release(aws, &self.autoscaling_groups, &self.instance_ids, &self.run_id).await
+    }
+}
+
+/// Put a listener rule's (or a listener's default) actions back exactly as
+/// they were recorded before the run shifted traffic to its copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreListenerRule {
+    /// Which rule.
+    #[serde(flatten)]
+    pub rule: RuleRef,
+    /// Its actions before the run, exactly as described.
+    pub actions: Vec<ForwardAction>,
+}
+
+impl Revert for RestoreListenerRule {
+    const OPERATION: &'static str = "elasticloadbalancing:ModifyRule (restore)";
+
+    fn resources(&self) -> Vec<String> {
+        vec![
+            self.rule
+                .rule_arn
+                .clone()
+                .unwrap_or_else(|| self.rule.listener_arn.clone()),
+        ]
+    }
+
+    async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        crate::environment::traffic::restore_actions(aws, &self.rule, &self.actions).await
+    }
+}
+
+/// Detach a copy's target group from the copy, deregister its targets and
+/// delete it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteTargetGroup {
+    /// The target group's name (`gd-<run id>-e` or `-c`).
+    pub name: String,
+    /// The copy attached to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling_group: Option<String>,
+}
+
+impl Revert for DeleteTargetGroup {
+    const OPERATION: &'static str = "elasticloadbalancing:DeleteTargetGroup";
+
+    fn resources(&self) -> Vec<String> {
+        vec![self.name.clone()]
+    }
+
+    async fn run(&self, aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        crate::environment::traffic::delete_target_group(aws, &self.name, self.autoscaling_group.as_deref())
+            .await
+    }
+}
+
+/// Stop the run's load generator: every process carrying its run id, by
+/// process group (SIGTERM, then SIGKILL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopLoad {
+    /// The run whose generator to stop.
+    pub run_id: String,
+    /// The command, for people.
+    pub command: Vec<String>,
+}
+
+impl Revert for StopLoad {
+    const OPERATION: &'static str = "process:StopLoadGenerator";
+
+    fn resources(&self) -> Vec<String> {
+        vec![self.command.join(" ")]
+    }
+
+    async fn run(&self, _aws: &Aws, _hurry: &CancellationToken) -> Result<UndoReport, AwsError> {
+        Ok(crate::environment::load::stop(&self.run_id).await)
     }
 }
 

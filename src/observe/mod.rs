@@ -155,8 +155,8 @@ pub fn watched(
             compare,
             missing,
         } => {
-            let control =
-                (parallel && query.uses_asg() && source.asg.is_some()).then(|| expand_spec(query, source));
+            let control = (parallel && query.uses_experiment() && source.asg.is_some())
+                .then(|| expand_spec(query, &control_vars(run, source)));
             (
                 role,
                 Check::Metric {
@@ -205,6 +205,23 @@ pub fn watched(
         role,
         during: p.during,
         check,
+    }
+}
+
+/// The names a control's series is read with. With a control copy
+/// (`environment.traffic`), the control copy: same size, same share, same
+/// moment, so `${asg}` becomes `${control_asg}` and
+/// `${experiment_target_group}` becomes `${control_target_group}`. Without
+/// one, the source group, which keeps serving real traffic.
+pub fn control_vars(run: &Vars, source: &Vars) -> Vars {
+    match &run.control_asg {
+        Some(control) => Vars {
+            asg: Some(control.clone()),
+            experiment_target_group: run.control_target_group.clone(),
+            instances: Vec::new(),
+            ..run.clone()
+        },
+        None => source.clone(),
     }
 }
 
@@ -730,6 +747,7 @@ impl Observer {
             match &w.check {
                 Check::Metric {
                     spec,
+                    expect,
                     datapoints,
                     missing,
                     silence,
@@ -738,8 +756,14 @@ impl Observer {
                     let now = r.at.as_second();
                     let period = spec.period() as i64;
                     let keep = |t: i64| !spec.cumulative() || t + period <= now;
-                    let silent_before =
-                        silent_ms(st.experiment.keys().next_back(), period, watching_since, r.at);
+                    // Judged against the control, the control's silence is as blinding as the experiment's.
+                    let paired = expect.against_control();
+                    let silence_of = |st: &State| {
+                        let e = silent_ms(st.experiment.keys().next_back(), period, watching_since, r.at);
+                        let c = silent_ms(st.control.keys().next_back(), period, watching_since, r.at);
+                        if paired { e.max(c) } else { e }
+                    };
+                    let silent_before = silence_of(st);
                     if let Some(points) = ids.0.as_ref().and_then(|id| r.metrics.get(id)) {
                         st.experiment
                             .extend(points.iter().copied().filter(|(t, _)| keep(*t)));
@@ -757,8 +781,17 @@ impl Observer {
                         .take(*datapoints as usize)
                         .copied()
                         .collect();
-                    let last = st.experiment.keys().next_back().copied();
-                    let silent_for = silent_ms(last.as_ref(), period, watching_since, r.at);
+                    let last = if paired {
+                        // The older of the two newest datapoints: the one whose silence counts.
+                        st.experiment
+                            .keys()
+                            .next_back()
+                            .copied()
+                            .min(st.control.keys().next_back().copied())
+                    } else {
+                        st.experiment.keys().next_back().copied()
+                    };
+                    let silent_for = silence_of(st);
                     let limit = silence.as_millis() as u64;
                     let last_datapoint = last.and_then(|t| Timestamp::from_second(t).ok());
                     if silent_for > limit && !st.silent {
@@ -782,7 +815,19 @@ impl Observer {
                     // (`finish_baseline`), and recovery a fresh datapoint.
                     let applies = w.role == ProbeRole::Guardrail || faults_active;
                     let (ok, detail) = judge_silence(*missing, *silence, silent_for, last_datapoint, applies)
-                        .unwrap_or_else(|| judge_metric(w.role, st.tolerance, &recent, *datapoints));
+                        .unwrap_or_else(|| {
+                            if paired {
+                                judge_against_control(
+                                    w.role,
+                                    expect,
+                                    &st.experiment,
+                                    &st.control,
+                                    *datapoints,
+                                )
+                            } else {
+                                judge_metric(w.role, st.tolerance, &recent, *datapoints)
+                            }
+                        });
                     result.ok = ok;
                     result.detail = detail;
                 }
@@ -891,6 +936,18 @@ impl Observer {
             };
             let from = since.as_second() - spec.period() as i64;
             let window: Vec<f64> = st.experiment.range(from..).map(|(_, v)| *v).collect();
+            if expect.against_control() && st.control.range(from..).next().is_none() {
+                problems.push(format!(
+                    "{} `{}` is judged against the control, which has no datapoints for {}",
+                    match w.role {
+                        ProbeRole::Guardrail => "guardrail",
+                        _ => "steady state",
+                    },
+                    w.name,
+                    spec.describe()
+                ));
+                continue;
+            }
             let Some(mean) = stats::mean(&window) else {
                 problems.push(match w.role {
                     ProbeRole::Guardrail => format!(
@@ -942,7 +999,27 @@ impl Observer {
             if w.role != ProbeRole::SteadyState {
                 continue;
             }
-            if let Check::Metric { spec, .. } = &w.check {
+            if let Check::Metric { spec, expect, .. } = &w.check
+                && expect.against_control()
+            {
+                let fresh = st
+                    .experiment
+                    .iter()
+                    .rev()
+                    .filter(|(t, _)| **t + spec.period() as i64 > since.as_second())
+                    .find_map(|(t, v)| st.control.get(t).map(|c| (*v, *c)));
+                match fresh {
+                    None => out.push(format!(
+                        "`{}`: no datapoint of the experiment and the control since rollback yet",
+                        w.name
+                    )),
+                    Some((v, c)) if !expect.resolve(c).holds(v) => out.push(format!(
+                        "`{}`: {v} against the control's {c} (expected {expect})",
+                        w.name
+                    )),
+                    Some(_) => {}
+                }
+            } else if let Check::Metric { spec, .. } = &w.check {
                 // Only a datapoint whose period ends after the rollback shows the state after it.
                 let fresh = st
                     .experiment
@@ -1183,6 +1260,61 @@ fn judge_metric(role: ProbeRole, tolerance: Option<Tolerance>, recent: &[f64], n
         (ProbeRole::Guardrail, false) => (true, format!("{latest} (threshold {t})")),
         (_, true) => (false, format!("{latest} is outside {t}{need}")),
         (_, false) => (true, format!("{latest} (expected {t})")),
+    }
+}
+
+/// Judges a metric against its control, period by period: each of the
+/// experiment's last `n` datapoints that has a control datapoint of the same
+/// period is checked against the tolerance resolved with that control value
+/// (`> control + 20` at a control of 3 is `> 23`). A steady state deviates,
+/// and a guardrail is breached, when all `n` are on the wrong side.
+fn judge_against_control(
+    role: ProbeRole,
+    expect: &Expect,
+    experiment: &BTreeMap<i64, f64>,
+    control: &BTreeMap<i64, f64>,
+    n: u32,
+) -> (bool, String) {
+    let pairs: Vec<(f64, f64)> = experiment
+        .iter()
+        .rev()
+        .filter_map(|(t, v)| control.get(t).map(|c| (*v, *c)))
+        .take(n as usize)
+        .collect();
+    let Some(&(latest, latest_control)) = pairs.first() else {
+        return (
+            true,
+            "no datapoints of the experiment and the control for the same period yet".to_string(),
+        );
+    };
+    let bad = |(v, c): (f64, f64)| {
+        let t = expect.resolve(c);
+        if role == ProbeRole::Guardrail {
+            t.holds(v)
+        } else {
+            !t.holds(v)
+        }
+    };
+    let all_bad = pairs.len() >= n as usize && pairs.iter().all(|p| bad(*p));
+    let need = if n > 1 {
+        format!("; {n} datapoints in a row count")
+    } else {
+        String::new()
+    };
+    let seen = format!(
+        "{} against the control's {}",
+        value_text(latest),
+        value_text(latest_control)
+    );
+    let resolved = expect.resolve(latest_control);
+    match (role, all_bad) {
+        (ProbeRole::Guardrail, true) => (
+            false,
+            format!("{seen} breaches the threshold {expect} ({resolved}){need}"),
+        ),
+        (ProbeRole::Guardrail, false) => (true, format!("{seen} (threshold {expect})")),
+        (_, true) => (false, format!("{seen} is outside {expect} ({resolved}){need}")),
+        (_, false) => (true, format!("{seen} (expected {expect})")),
     }
 }
 
@@ -1672,6 +1804,244 @@ mod tests {
         let j = obs.judge(&reading_at(1_011_000, &[]), Phase::Inject);
         assert!(!j.results[0].ok && j.breaches.is_empty());
         assert_eq!(obs.deviations_during_faults().len(), 1);
+    }
+
+    /// A guardrail on the experiment's 5xx against the control's, period 1 s.
+    fn against_control(threshold: &str, datapoints: u32) -> Observer {
+        let spec = MetricSpec::Stat(MetricQuery {
+            namespace: "AWS/ApplicationELB".into(),
+            name: "HTTPCode_Target_5XX_Count".into(),
+            dimensions: vec![("TargetGroup".into(), "targetgroup/exp/1".into())],
+            stat: "Sum".into(),
+            period: 1,
+        });
+        let control = MetricSpec::Stat(MetricQuery {
+            dimensions: vec![("TargetGroup".into(), "targetgroup/ctl/2".into())],
+            ..spec.metrics()[0].clone()
+        });
+        Observer::new(vec![Watched {
+            name: "5xx against the control".into(),
+            role: ProbeRole::Guardrail,
+            during: During::Hold,
+            check: Check::Metric {
+                spec,
+                control: Some(control),
+                expect: Expect::parse(threshold).expect("a tolerance"),
+                datapoints,
+                compare: None,
+                missing: Missing::default(),
+                silence: Duration::from_secs(3),
+            },
+        }])
+    }
+
+    /// A reading at `ms` with the experiment's and the control's points.
+    fn paired_reading(ms: i64, e: &[(i64, f64)], c: &[(i64, f64)]) -> Reading {
+        Reading {
+            at: Timestamp::from_millisecond(ms).expect("time"),
+            metrics: HashMap::from([("p0e".to_string(), e.to_vec()), ("p0c".to_string(), c.to_vec())]),
+            alarms: HashMap::new(),
+            groups: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_guardrail_against_the_control_breaches_when_n_periods_in_a_row_exceed_it() {
+        let mut obs = against_control("> control + 20", 2);
+        // Sums are judged once their period is over: a reading at 1003.5 s sees 1000..1002.
+        let j = obs.judge(
+            &paired_reading(
+                1_003_500,
+                &[(1000, 5.0), (1001, 30.0), (1002, 10.0)],
+                &[(1000, 3.0), (1001, 4.0), (1002, 5.0)],
+            ),
+            Phase::Inject,
+        );
+        assert!(
+            j.breaches.is_empty(),
+            "one period over is not two: {}",
+            j.results[0].detail
+        );
+        assert_eq!(
+            j.results[0].detail,
+            "10 against the control's 5 (threshold > control + 20)"
+        );
+        // The control errs too: 40 against 30 is within its margin.
+        let j = obs.judge(
+            &paired_reading(1_004_500, &[(1003, 40.0)], &[(1003, 30.0)]),
+            Phase::Inject,
+        );
+        assert!(j.breaches.is_empty(), "{}", j.results[0].detail);
+        let j = obs.judge(
+            &paired_reading(1_005_500, &[(1004, 60.0)], &[(1004, 30.0)]),
+            Phase::Inject,
+        );
+        assert!(j.breaches.is_empty(), "{}", j.results[0].detail);
+        let j = obs.judge(
+            &paired_reading(1_006_500, &[(1005, 61.0)], &[(1005, 4.0)]),
+            Phase::Inject,
+        );
+        assert_eq!(j.breaches.len(), 1);
+        assert_eq!(
+            j.breaches[0].detail,
+            "61 against the control's 4 breaches the threshold > control + 20 (> 24); 2 datapoints in a row count"
+        );
+    }
+
+    #[test]
+    fn only_periods_both_series_have_are_compared() {
+        let mut obs = against_control("> control * 2", 1);
+        let j = obs.judge(
+            &paired_reading(1_002_500, &[(1001, 90.0)], &[(1000, 3.0)]),
+            Phase::Inject,
+        );
+        assert!(j.breaches.is_empty());
+        assert_eq!(
+            j.results[0].detail,
+            "no datapoints of the experiment and the control for the same period yet"
+        );
+        let j = obs.judge(&paired_reading(1_003_000, &[], &[(1001, 50.0)]), Phase::Inject);
+        assert!(
+            j.breaches.is_empty(),
+            "90 is not above twice 50: {}",
+            j.results[0].detail
+        );
+    }
+
+    #[test]
+    fn a_silent_control_is_a_silent_probe() {
+        let mut obs = against_control("> control + 20", 1);
+        obs.judge(
+            &paired_reading(1_000_500, &[(999, 1.0)], &[(999, 1.0)]),
+            Phase::Inject,
+        );
+        // The experiment keeps publishing; the control stops.
+        let mut points = Vec::new();
+        let mut last = None;
+        for t in 1000..1006 {
+            points.push((t, 1.0));
+            last = Some(obs.judge(&paired_reading((t + 1) * 1000 + 500, &points, &[]), Phase::Inject));
+        }
+        let j = last.expect("judged");
+        assert_eq!(j.breaches.len(), 1, "{}", j.results[0].detail);
+        assert!(
+            j.results[0]
+                .detail
+                .starts_with("no datapoint for 6.5s since the one for 1970-01-01T00:16:39Z"),
+            "{}",
+            j.results[0].detail
+        );
+        assert!(
+            obs.judge(
+                &paired_reading(1_007_500, &[(1006, 1.0)], &[(1006, 1.0)]),
+                Phase::Inject
+            )
+            .breaches
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_steady_state_against_the_control_recovers_on_a_fresh_pair() {
+        let mut obs = against_control("> control + 20", 1);
+        obs.watched[0].role = ProbeRole::SteadyState;
+        obs.states[0].tolerance = None;
+        // As a steady state, `expect` is what must hold: here "exceed the control by 20".
+        obs.judge(
+            &paired_reading(1_001_500, &[(1000, 1.0)], &[(1000, 1.0)]),
+            Phase::Recovery,
+        );
+        let since = Timestamp::from_second(1000).expect("time");
+        assert_eq!(
+            obs.not_recovered(since),
+            vec!["`5xx against the control`: 1 against the control's 1 (expected > control + 20)"]
+        );
+        obs.judge(&paired_reading(1_002_500, &[(1001, 30.0)], &[]), Phase::Recovery);
+        assert_eq!(
+            obs.not_recovered(since).len(),
+            1,
+            "no control datapoint for 1001 yet"
+        );
+        obs.judge(&paired_reading(1_003_500, &[], &[(1001, 2.0)]), Phase::Recovery);
+        assert!(obs.not_recovered(since).is_empty());
+    }
+
+    #[test]
+    fn the_control_copy_is_the_control_when_there_is_one() {
+        let spec = MetricSpec::Stat(MetricQuery {
+            namespace: "AWS/ApplicationELB".into(),
+            name: "TargetResponseTime".into(),
+            dimensions: vec![
+                ("TargetGroup".into(), "${experiment_target_group}".into()),
+                ("LoadBalancer".into(), "${load_balancer}".into()),
+            ],
+            stat: "Average".into(),
+            period: 5,
+        });
+        let probe = Probe {
+            name: "latency".into(),
+            kind: ProbeKind::Metric {
+                query: spec,
+                tolerance: Expect::parse("<= control * 1.5").expect("tolerance"),
+                datapoints: 1,
+                compare: None,
+                missing: Missing::default(),
+            },
+            during: During::Hold,
+            loc: crate::yaml::Loc { line: 1, column: 1 },
+        };
+        let source = Vars {
+            asg: Some("web".into()),
+            run_id: "r".into(),
+            ..Vars::default()
+        };
+        let run = Vars {
+            asg: Some("gd-r-web".into()),
+            control_asg: Some("gd-r-web-control".into()),
+            experiment_target_group: Some("targetgroup/gd-r-e/1".into()),
+            control_target_group: Some("targetgroup/gd-r-c/2".into()),
+            source_target_group: Some("targetgroup/web/3".into()),
+            load_balancer: Some("app/shop/4".into()),
+            ..source.clone()
+        };
+        let w = watched(
+            &probe,
+            ProbeRole::Guardrail,
+            &run,
+            &source,
+            true,
+            Duration::from_secs(1),
+        );
+        let Check::Metric {
+            spec,
+            control: Some(control),
+            ..
+        } = &w.check
+        else {
+            panic!("a metric with a control")
+        };
+        let dims = |s: &MetricSpec| s.metrics()[0].dimensions.clone();
+        assert_eq!(
+            dims(spec),
+            vec![
+                ("TargetGroup".to_string(), "targetgroup/gd-r-e/1".to_string()),
+                ("LoadBalancer".to_string(), "app/shop/4".to_string())
+            ]
+        );
+        assert_eq!(
+            dims(control),
+            vec![
+                ("TargetGroup".to_string(), "targetgroup/gd-r-c/2".to_string()),
+                ("LoadBalancer".to_string(), "app/shop/4".to_string())
+            ],
+            "the same load balancer, the control copy's target group"
+        );
+        // Without a control copy, `${asg}` of the control is the source group.
+        assert_eq!(control_vars(&source, &source).asg.as_deref(), Some("web"));
+        assert_eq!(
+            control_vars(&run, &source).asg.as_deref(),
+            Some("gd-r-web-control")
+        );
     }
 
     #[test]

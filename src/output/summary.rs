@@ -377,6 +377,7 @@ pub fn summarize(events: &[Entry]) -> Option<Summary> {
                 group,
                 source,
                 instances,
+                ..
             } => {
                 s.environment = Some(EnvironmentRecord {
                     mode: *mode,

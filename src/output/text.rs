@@ -185,6 +185,18 @@ pub fn describe(event: &Event, voice: Voice) -> Option<String> {
             group: Some(g),
             source: Some(src),
             instances,
+            control: Some(c),
+            control_instances,
+            ..
+        } => format!(
+            "parallel environment ready: `{g}`, a copy of `{src}` with {} instance(s) (faults go here only), and its control `{c}` with {} instance(s)",
+            instances.len(),
+            control_instances.len()
+        ),
+        Event::Environment {
+            group: Some(g),
+            source: Some(src),
+            instances,
             ..
         } => {
             if live {

@@ -18,6 +18,7 @@ use jiff::tz::TimeZone;
 use marked_yaml::Node;
 
 use crate::faults;
+use crate::model::Share;
 use crate::util::sha256_hex;
 use crate::yaml::{self, Decoder, FileErrors, Spanned};
 
@@ -47,6 +48,10 @@ pub struct Policy {
     pub in_place: InPlace,
     /// Whether parallel runs need approval.
     pub parallel_requires_approval: bool,
+    /// The largest `environment.traffic.share` each copy may get.
+    pub max_traffic_share: Share,
+    /// Whether runs that route real users to the copies need approval.
+    pub traffic_requires_approval: bool,
     /// When runs may happen.
     pub windows: Windows,
     /// Whether every experiment needs an alarm guardrail.
@@ -275,7 +280,13 @@ const TOP_KEYS: &[&str] = &[
 const LOCKS_KEYS: &[&str] = &["table", "ttl"];
 const BLAST_KEYS: &[&str] = &["max_instances_per_fault", "max_percent_of_group"];
 const IN_PLACE_KEYS: &[&str] = &["allowed", "requires_approval", "allow_terminate"];
-const PARALLEL_KEYS: &[&str] = &["requires_approval"];
+const PARALLEL_KEYS: &[&str] = &[
+    "requires_approval",
+    "max_traffic_share",
+    "requires_approval_for_traffic",
+];
+/// `parallel.max_traffic_share` when the policy does not say.
+pub const DEFAULT_MAX_TRAFFIC_SHARE: Share = Share(50);
 const WINDOWS_KEYS: &[&str] = &["time_zone", "allowed", "freeze"];
 const WINDOW_KEYS: &[&str] = &["days", "hours"];
 const FREEZE_KEYS: &[&str] = &["from", "to", "reason"];
@@ -337,12 +348,24 @@ fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
     let in_place = d
         .required(&top, "in_place", "the policy")
         .and_then(|n| decode_in_place(d, n));
-    let parallel_requires_approval = match top.get("parallel") {
-        Some(n) => d.map(n, "parallel", PARALLEL_KEYS).and_then(|m| {
+    let parallel = top.get("parallel").map(|n| d.map(n, "parallel", PARALLEL_KEYS));
+    let (parallel_requires_approval, max_traffic_share, traffic_requires_approval) = match parallel {
+        Some(Some(m)) => (
             d.required(&m, "requires_approval", "parallel")
-                .and_then(|n| d.boolean(n, "parallel.requires_approval"))
-        }),
-        None => Some(false),
+                .and_then(|n| d.boolean(n, "parallel.requires_approval")),
+            match m.get("max_traffic_share") {
+                Some(n) => {
+                    Share::decode(d, n, "parallel.max_traffic_share", Share(1), Share(499)).map(|s| s.value)
+                }
+                None => Some(DEFAULT_MAX_TRAFFIC_SHARE),
+            },
+            match m.get("requires_approval_for_traffic") {
+                Some(n) => d.boolean(n, "parallel.requires_approval_for_traffic"),
+                None => Some(false),
+            },
+        ),
+        Some(None) => (None, None, None),
+        None => (Some(false), Some(DEFAULT_MAX_TRAFFIC_SHARE), Some(false)),
     };
     let windows = match top.get("windows") {
         Some(n) => decode_windows(d, n),
@@ -372,6 +395,8 @@ fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
         blast_radius: blast_radius?,
         in_place: in_place?,
         parallel_requires_approval: parallel_requires_approval?,
+        max_traffic_share: max_traffic_share?,
+        traffic_requires_approval: traffic_requires_approval?,
         windows: windows?,
         require_guardrails: require_guardrails?,
         max_experiment_duration: max_experiment_duration?,
@@ -697,6 +722,27 @@ mod tests {
             Ok(_) => panic!("expected the policy to be rejected"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn the_traffic_share_is_bounded_by_default_and_can_be_set() {
+        let p = built_in().policy;
+        assert_eq!(p.max_traffic_share, Share(50), "5% in safety/policy.yaml");
+        assert!(!p.traffic_requires_approval);
+        let text = DEFAULT_POLICY
+            .replace("max_traffic_share: 5%", "max_traffic_share: 1.5%")
+            .replace(
+                "requires_approval_for_traffic: false",
+                "requires_approval_for_traffic: true",
+            );
+        let p = load_str(Path::new("policy.yaml"), &text).expect("valid");
+        assert_eq!(p.max_traffic_share, Share(15));
+        assert!(p.traffic_requires_approval);
+        let e = errors(&DEFAULT_POLICY.replace("max_traffic_share: 5%", "max_traffic_share: lots"));
+        assert!(
+            e.contains("parallel.max_traffic_share: `lots` is not a percentage"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod alb;
 pub mod proxy;
 
 use std::net::{TcpListener, TcpStream};
@@ -111,14 +112,7 @@ pub async fn clients() -> Clients {
         autoscaling: aws_sdk_autoscaling::Client::new(&config),
         cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
         dynamodb: aws_sdk_dynamodb::Client::new(&config),
-        aws: gameday::aws::Aws {
-            ec2: aws_sdk_ec2::Client::new(&config),
-            autoscaling: aws_sdk_autoscaling::Client::new(&config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
-            region: REGION.to_string(),
-            endpoint: Some(endpoint().to_string()),
-        },
+        aws: gameday::aws::Aws::from_config(&config, Some(endpoint().to_string())).expect("a region"),
     }
 }
 

@@ -34,6 +34,19 @@ pub struct GroupView {
     pub not_running: usize,
     /// Running instances only behind empty security groups.
     pub unreachable: usize,
+    /// Every instance the group lists.
+    pub members: Vec<String>,
+}
+
+/// The served groups, and which instances can serve requests right now.
+#[derive(Debug, Clone, Default)]
+pub struct Fleet {
+    /// The served groups.
+    pub groups: Vec<GroupView>,
+    /// Instances that can serve: those of the groups that count (see
+    /// [`GroupView::serving`]), and of the `extra` instances asked about,
+    /// those running and reachable.
+    pub serving: HashSet<String>,
 }
 
 /// Whether a group is one the sandbox serves when no `--group` is given.
@@ -43,15 +56,16 @@ fn is_served(tags: &[(String, String)]) -> bool {
 }
 
 /// The groups to serve: exactly `only` when given (missing ones are skipped),
-/// otherwise every sandbox group and every copy made by a gameday run.
-pub async fn view(aws: &Aws, only: &[String]) -> Result<Vec<GroupView>, AwsError> {
+/// otherwise every sandbox group and every copy made by a gameday run; and
+/// which of their instances, and of `extra` (a load balancer's targets), can serve.
+pub async fn view(aws: &Aws, only: &[String], extra: &[String]) -> Result<Fleet, AwsError> {
     let mut request = aws.autoscaling.describe_auto_scaling_groups();
     if !only.is_empty() {
         request = request.set_auto_scaling_group_names(Some(only.to_vec()));
     }
     let mut pages = request.into_paginator().send();
     // (group, instance ids the group counts as in service and healthy, all listed)
-    let mut groups: Vec<(String, Vec<String>, usize)> = Vec::new();
+    let mut groups: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(api("autoscaling", "DescribeAutoScalingGroups"))?;
         for g in page.auto_scaling_groups() {
@@ -81,12 +95,26 @@ pub async fn view(aws: &Aws, only: &[String]) -> Result<Vec<GroupView>, AwsError
                 })
                 .filter_map(|i| i.instance_id().map(str::to_string))
                 .collect();
-            groups.push((name.to_string(), in_service, g.instances().len()));
+            let members = g
+                .instances()
+                .iter()
+                .filter_map(|i| i.instance_id().map(str::to_string))
+                .collect();
+            groups.push((name.to_string(), in_service, members));
         }
     }
+    let members: HashSet<&String> = groups.iter().flat_map(|(_, _, m)| m).collect();
+    let extra: Vec<String> = extra
+        .iter()
+        .filter(|id| !members.contains(id))
+        .cloned()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     let ids: Vec<String> = groups
         .iter()
         .flat_map(|(_, ids, _)| ids.iter().cloned())
+        .chain(extra.iter().cloned())
         .collect();
     let instances = describe_instances(aws, &ids).await?;
     let sg_ids: HashSet<String> = instances
@@ -94,27 +122,38 @@ pub async fn view(aws: &Aws, only: &[String]) -> Result<Vec<GroupView>, AwsError
         .flat_map(|i| i.groups.iter().cloned())
         .collect();
     let empty_groups = empty_security_groups(aws, &sg_ids.into_iter().collect::<Vec<_>>()).await?;
-    Ok(groups
+    let can_serve = |id: &String| {
+        instances
+            .get(id)
+            .is_some_and(|i| i.running && reachable(&i.groups, &empty_groups))
+    };
+    let mut serving: HashSet<String> = extra.iter().filter(|id| can_serve(id)).cloned().collect();
+    let groups = groups
         .into_iter()
-        .map(|(name, ids, listed)| {
+        .map(|(name, ids, members)| {
             let mut v = GroupView {
                 name,
-                instances: listed,
+                instances: members.len(),
                 serving: 0,
-                out_of_service: listed.saturating_sub(ids.len()),
+                out_of_service: members.len().saturating_sub(ids.len()),
                 not_running: 0,
                 unreachable: 0,
+                members,
             };
             for id in &ids {
                 match instances.get(id) {
-                    Some(i) if i.running && reachable(&i.groups, &empty_groups) => v.serving += 1,
+                    Some(_) if can_serve(id) => {
+                        v.serving += 1;
+                        serving.insert(id.clone());
+                    }
                     Some(i) if i.running => v.unreachable += 1,
                     _ => v.not_running += 1,
                 }
             }
             v
         })
-        .collect())
+        .collect();
+    Ok(Fleet { groups, serving })
 }
 
 /// Requests reach an instance unless every security group it has is empty (no

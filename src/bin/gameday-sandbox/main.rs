@@ -4,18 +4,23 @@
 //! requests and no alarm is ever evaluated. This binary supplies both, and
 //! nothing in the runner (`src/`) depends on it:
 //! - `setup` creates (or reuses) a demo fleet: a VPC, subnets in two
-//!   Availability Zones, a launch template, an Auto Scaling group and a
+//!   Availability Zones, a launch template, an Auto Scaling group behind an
+//!   Application Load Balancer (a listener and a target group) and a
 //!   guardrail alarm;
 //! - `serve` simulates the service behind every sandbox group (and behind the
-//!   temporary copies gameday runs make), publishes its request metrics, and
-//!   evaluates the alarms on them as CloudWatch would;
+//!   temporary copies gameday runs make): it routes the users of each load
+//!   balancer through its listener rules by weight, publishes request metrics
+//!   per group and per target group, and evaluates the alarms on them as
+//!   CloudWatch would;
 //! - `wait-alarm` waits until the sandbox has put an alarm in a state.
 //!
 //! By default it refuses any endpoint but a loopback one.
 
 mod alarms;
+mod balancer;
 mod evaluate;
 mod fleet;
+mod routing;
 mod serve;
 mod setup;
 mod workload;
@@ -55,33 +60,48 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create (or reuse) the demo fleet and its guardrail alarm.
+    /// Create (or reuse) the demo fleet, its load balancer and its guardrail alarm.
+    ///
+    /// The group is attached to a target group of its name, which the
+    /// default action of an HTTP listener of the load balancer `<group>-alb`
+    /// forwards to.
     Setup {
         /// Name of the Auto Scaling group.
         #[arg(long, default_value = "shop-web")]
         group: String,
         /// Number of instances in the group.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=500))]
         instances: i32,
     },
     /// Simulate the service behind the groups and evaluate their alarms, until SIGTERM or Ctrl-C.
     ///
     /// Serves every group tagged gameday-sandbox=true and every copy tagged
-    /// gameday:run-id, or only the groups given with --group. Each tick it
-    /// publishes, per group, RequestCount, Errors, Latency and
-    /// ServingInstances (namespace App, dimension AutoScalingGroupName), then
-    /// evaluates the metric alarms on those metrics (and any --evaluate
+    /// gameday:run-id, or only the groups given with --group. Every
+    /// Application Load Balancer (or only those given with --load-balancer)
+    /// gets --load requests/s, split among target groups by its listener
+    /// rules' weights; a group behind no balancer gets --load of its own.
+    /// Each tick it publishes, per group, RequestCount, Errors, Latency and
+    /// ServingInstances (namespace App, dimension AutoScalingGroupName), and
+    /// per target group and balancer the AWS/ApplicationELB metrics, then
+    /// evaluates the metric alarms on the group metrics (and any --evaluate
     /// alarm) and sets their state when it changes.
     Serve {
         /// Serve only this group (repeatable).
         #[arg(long = "group", value_name = "NAME")]
         groups: Vec<String>,
+        /// Route through only this load balancer (repeatable). Default: every
+        /// one, unless --group is given.
+        #[arg(long = "load-balancer", value_name = "NAME")]
+        load_balancers: Vec<String>,
         /// Also evaluate this metric alarm, whatever metric it watches (repeatable).
         #[arg(long, value_name = "ALARM")]
         evaluate: Vec<String>,
-        /// Offered load per group, requests per second.
+        /// Offered load per load balancer, and per group behind none, requests per second.
         #[arg(long, default_value_t = 300.0, value_name = "RPS", value_parser = rate)]
         load: f64,
+        /// Offered load per group behind no load balancer (default: --load).
+        #[arg(long, value_name = "RPS", value_parser = rate)]
+        group_load: Option<f64>,
         /// What one instance serves at most, requests per second.
         #[arg(long, default_value_t = 200.0, value_name = "RPS", value_parser = rate)]
         instance_capacity: f64,
@@ -167,14 +187,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let elb = aws.elbv2.clone();
     let result: Result<(), String> = match cli.command {
-        Command::Setup { group, instances } => setup::setup(&aws, &group, instances)
+        Command::Setup { group, instances } => setup::setup(&aws, &elb, &group, instances)
             .await
             .map_err(|e| e.to_string()),
         Command::Serve {
             groups,
+            load_balancers,
             evaluate,
             load,
+            group_load,
             instance_capacity,
             interval,
             report_every,
@@ -195,17 +218,20 @@ async fn main() -> ExitCode {
                 groups.join(", ")
             };
             serve::line(&format!(
-                "serving {scope}: {load} req/s per group, {instance_capacity} req/s per instance, a tick every {}, seed {seed} (--seed {seed} replays the noise)",
+                "serving {scope}: {load} req/s per load balancer, {} per group behind none, {instance_capacity} req/s per instance, a tick every {}, seed {seed} (--seed {seed} replays the noise)",
+                group_load.unwrap_or(load),
                 gameday::format_duration(interval)
             ));
             let opts = serve::Options {
                 groups,
+                load_balancers,
                 evaluate,
                 interval,
                 report_every,
                 model,
+                group_load: group_load.unwrap_or(load),
             };
-            serve::serve(&aws, opts, StdRng::seed_from_u64(seed))
+            serve::serve(&aws, &elb, opts, StdRng::seed_from_u64(seed))
                 .await
                 .map_err(|e| format!("cannot listen for signals: {e}"))
         }

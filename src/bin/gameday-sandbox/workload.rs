@@ -100,8 +100,23 @@ pub struct Sample {
 }
 
 impl Service {
-    /// Advances by `elapsed` with `serving` instances able to serve.
+    /// Advances by `elapsed` with `serving` instances able to serve the
+    /// model's own load (a group behind no load balancer).
     pub fn tick(&mut self, model: &Model, serving: usize, elapsed: Duration, rng: &mut impl Rng) -> Sample {
+        let load = model.load * (1.0 + 0.05 * noise(rng));
+        self.tick_load(model, serving, load, elapsed, rng)
+    }
+
+    /// Advances by `elapsed` with `serving` instances able to serve, offered
+    /// `load` requests/s (what a load balancer routed to them).
+    pub fn tick_load(
+        &mut self,
+        model: &Model,
+        serving: usize,
+        load: f64,
+        elapsed: Duration,
+        rng: &mut impl Rng,
+    ) -> Sample {
         let target = serving as f64 * model.instance_capacity;
         let follow = 1.0 - (-elapsed.as_secs_f64() / model.settle.as_secs_f64().max(1e-3)).exp();
         let capacity = match self.capacity {
@@ -109,7 +124,6 @@ impl Service {
             Some(c) => c + (target - c) * follow,
         };
         self.capacity = Some(capacity);
-        let load = model.load * (1.0 + 0.05 * noise(rng));
         let rates = model.rates(capacity, load);
         let secs = elapsed.as_secs_f64();
         let requests = (rates.requests * secs).round();
@@ -128,7 +142,7 @@ impl Service {
 /// Roughly normal noise with mean 0 and standard deviation 1 (the sum of
 /// three uniforms; `rand` alone has no normal distribution and this is plenty
 /// for a demo).
-fn noise(rng: &mut impl Rng) -> f64 {
+pub fn noise(rng: &mut impl Rng) -> f64 {
     let sum: f64 = (0..3).map(|_| rng.random::<f64>()).sum();
     (sum - 1.5) * 2.0
 }

@@ -4,10 +4,17 @@
 //!
 //! The clone copies what makes the workload itself — launch template (or
 //! launch configuration, or mixed-instances policy) and version, subnets and
-//! AZs, health-check settings, tags — but deliberately not the load balancers
-//! or target groups: users' traffic must never reach instances a game day is
-//! breaking. Clones carry `gameday:*` tags (propagated to their instances) so
-//! `gameday cleanup` can find them even when the run's journal is lost.
+//! AZs, health-check settings, tags — but not the load balancers or target
+//! groups: no user reaches a copy unless the experiment asks for it with
+//! `environment.traffic`. Then there are two copies of equal capacity, the
+//! experiment copy (faults go there) and the control copy, and they get
+//! either a share of the load balancer's requests ([`traffic`]) or the
+//! team's own load generator ([`load`]). Clones carry `gameday:*` tags
+//! (propagated to their instances) so `gameday cleanup` can find them even
+//! when the run's journal is lost.
+
+pub mod load;
+pub mod traffic;
 
 use std::time::Duration;
 
@@ -28,6 +35,8 @@ pub const EXPIRES_TAG: &str = "gameday:expires-at";
 pub const OWNER_TAG: &str = "gameday:owner";
 /// Tag naming the group a clone was made from.
 pub const CLONE_OF_TAG: &str = "gameday:clone-of";
+/// Tag saying which copy a clone is when the run has two: `experiment` or `control`.
+pub const ROLE_TAG: &str = "gameday:role";
 
 /// Auto Scaling group names may be at most this long.
 const MAX_GROUP_NAME: usize = 255;
@@ -64,9 +73,16 @@ pub enum EnvError {
     },
 }
 
-/// The name of a run's clone of `source`.
+/// The name of a run's clone of `source` (the experiment copy).
 pub fn clone_name(run_id: &str, source: &str) -> String {
     let mut name = format!("gd-{run_id}-{source}");
+    name.truncate(MAX_GROUP_NAME);
+    name
+}
+
+/// The name of a run's control copy of `source`.
+pub fn control_name(run_id: &str, source: &str) -> String {
+    let mut name = format!("gd-{run_id}-control-{source}");
     name.truncate(MAX_GROUP_NAME);
     name
 }
@@ -82,10 +98,12 @@ pub struct RunTags {
     pub owner: Option<String>,
     /// When cleanup may remove the resources.
     pub expires_at: Timestamp,
+    /// Which copy, when the run has two (`experiment` or `control`).
+    pub role: Option<&'static str>,
 }
 
 impl RunTags {
-    fn pairs(&self, source: &str) -> Vec<(String, String)> {
+    pub(crate) fn pairs(&self, source: &str) -> Vec<(String, String)> {
         let mut out = vec![
             (RUN_ID_TAG.to_string(), self.run_id.clone()),
             (EXPERIMENT_TAG.to_string(), self.experiment.clone()),
@@ -94,6 +112,9 @@ impl RunTags {
         ];
         if let Some(o) = &self.owner {
             out.push((OWNER_TAG.to_string(), o.clone()));
+        }
+        if let Some(r) = self.role {
+            out.push((ROLE_TAG.to_string(), r.to_string()));
         }
         out
     }
@@ -177,6 +198,31 @@ pub async fn create_clone(
         .await
         .map_err(api("autoscaling", "CreateAutoScalingGroup"))?;
     Ok(())
+}
+
+/// `ip:port` of each instance (its private address), in the order given;
+/// instances without an address are left out.
+pub async fn addresses(aws: &Aws, ids: &[String], port: u16) -> Result<Vec<String>, AwsError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = aws
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .map_err(api("ec2", "DescribeInstances"))?;
+    let found: std::collections::BTreeMap<String, String> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| Some((i.instance_id()?.to_string(), i.private_ip_address()?.to_string())))
+        .collect();
+    Ok(ids
+        .iter()
+        .filter_map(|id| found.get(id).map(|ip| format!("{ip}:{port}")))
+        .collect())
 }
 
 /// Instances of `g` that serve: InService and Healthy in the group.
