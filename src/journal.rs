@@ -9,6 +9,14 @@
 //! output layer (`output::summary`); this module is the schema and the log only,
 //! and where a run's folder is: [`run_dir`] and [`run_path`] keep a run id or
 //! path from the command line (or from a tag in AWS) inside the runs folder.
+//!
+//! With a shared runs store in S3 ([`Remote`]), every event is also sent
+//! there, in chunks: an intent (and the first event, and a verdict) is sent
+//! at once, with the events since the last chunk, as one object
+//! `<run-id>/events/<seq>.jsonl` (`seq` of its last event, zero-padded), put
+//! only if absent, before [`Journal::append`] returns; so the write-ahead
+//! record of a call is durable in S3 before the call is made, and a second
+//! writer of the same run (a clashing run id, two recovers at once) is refused.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -19,6 +27,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::AwsError;
+use crate::aws::s3::{PutError, S3Store};
 use crate::faults::Undo;
 use crate::model::{Mode, Resolved, RuleResult, UndoReport};
 
@@ -588,6 +597,17 @@ pub enum JournalError {
         /// What is wrong.
         message: String,
     },
+    /// The shared runs store refused or failed a write-ahead chunk: the
+    /// runner must not make the call it was about to record.
+    #[error("cannot write the journal to the runs store at {key}: {message}")]
+    Store {
+        /// The object's key (`s3://bucket/key`).
+        key: String,
+        /// What went wrong.
+        message: String,
+        /// Another writer holds this run (the chunk's key exists).
+        taken: bool,
+    },
     /// A line is not a journal event (a torn last line after a crash is skipped, not reported).
     #[error("{}:{line}: not a journal event: {message}", path.display())]
     Corrupt {
@@ -606,6 +626,7 @@ pub enum JournalError {
 pub struct Journal {
     dir: PathBuf,
     inner: Mutex<Inner>,
+    remote: Option<Remote>,
 }
 
 #[derive(Debug)]
@@ -613,6 +634,47 @@ struct Inner {
     file: File,
     seq: u64,
     next_action: u64,
+    /// Lines written locally and not yet sent to the runs store.
+    unsent: Vec<u8>,
+}
+
+/// Where a journal's chunks go besides the local file: the run's folder in
+/// the shared runs store. Sending blocks the calling task's thread (tokio's
+/// `block_in_place`), so a journal with a remote needs the multi-threaded runtime.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// The store.
+    pub store: S3Store,
+    /// The run's id: its folder in the store.
+    pub run_id: String,
+}
+
+/// The key of the chunk whose last event is `seq`, under a run's folder.
+pub fn chunk_key(run_id: &str, seq: u64) -> String {
+    format!("{run_id}/events/{seq:010}.jsonl")
+}
+
+/// Whether `event` must be durable in the runs store before `append` returns.
+fn send_now(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::RunStarted { .. } | Event::Intent { .. } | Event::Recovery { .. } | Event::Verdict { .. }
+    )
+}
+
+impl Remote {
+    /// Puts one chunk, only if absent, waiting for S3's answer.
+    fn send(&self, seq: u64, body: Vec<u8>) -> Result<(), JournalError> {
+        let rel = chunk_key(&self.run_id, seq);
+        let key = format!("s3://{}/{}", self.store.url.bucket, self.store.url.key(&rel));
+        let handle = tokio::runtime::Handle::current();
+        let r = tokio::task::block_in_place(|| handle.block_on(self.store.put_new(&rel, body)));
+        r.map_err(|e| JournalError::Store {
+            key,
+            taken: matches!(e, PutError::Exists { .. }),
+            message: e.to_string(),
+        })
+    }
 }
 
 impl Journal {
@@ -622,7 +684,8 @@ impl Journal {
     }
 
     /// Creates `dir` and its events file; fails if the file already exists.
-    pub fn create(dir: &Path) -> Result<Journal, JournalError> {
+    /// With `remote`, every event is also sent to the runs store.
+    pub fn create_with(dir: &Path, remote: Option<Remote>) -> Result<Journal, JournalError> {
         let path = dir.join(EVENTS_FILE);
         let werr = |source| JournalError::Write {
             path: path.clone(),
@@ -640,13 +703,19 @@ impl Journal {
                 file,
                 seq: 0,
                 next_action: 1,
+                unsent: Vec::new(),
             }),
+            remote,
         })
     }
 
     /// Opens an existing run's events file to append to it (for `gameday
-    /// recover`), continuing its numbering.
-    pub fn open_append(dir: &Path) -> Result<(Journal, Vec<Entry>), JournalError> {
+    /// recover`), continuing its numbering; with `remote`, every new event is
+    /// also sent to the runs store.
+    pub fn open_append_with(
+        dir: &Path,
+        remote: Option<Remote>,
+    ) -> Result<(Journal, Vec<Entry>), JournalError> {
         let events = read_events(dir)?;
         let path = dir.join(EVENTS_FILE);
         let file = OpenOptions::new()
@@ -673,7 +742,9 @@ impl Journal {
                     file,
                     seq,
                     next_action,
+                    unsent: Vec::new(),
                 }),
+                remote,
             },
             events,
         ))
@@ -687,8 +758,20 @@ impl Journal {
         id
     }
 
-    /// Appends one event and flushes it to disk before returning.
+    /// Appends one event and flushes it to disk before returning; with a
+    /// remote, an intent (see `send_now`) is durable in the runs store too.
     pub fn append(&self, event: Event) -> Result<Entry, JournalError> {
+        let (entry, chunk) = self.append_local(event)?;
+        if let (Some(remote), Some(body)) = (&self.remote, chunk) {
+            // Outside the lock: concurrent tasks keep appending meanwhile; each
+            // chunk is named by its last event, so the order is kept.
+            remote.send(entry.seq, body)?;
+        }
+        Ok(entry)
+    }
+
+    fn append_local(&self, event: Event) -> Result<(Entry, Option<Vec<u8>>), JournalError> {
+        let now = send_now(&event);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.seq += 1;
         let entry = Entry {
@@ -705,7 +788,12 @@ impl Journal {
         };
         inner.file.write_all(&line).map_err(werr)?;
         inner.file.sync_data().map_err(werr)?;
-        Ok(entry)
+        if self.remote.is_none() {
+            return Ok((entry, None));
+        }
+        inner.unsent.extend_from_slice(&line);
+        let chunk = now.then(|| std::mem::take(&mut inner.unsent));
+        Ok((entry, chunk))
     }
 }
 

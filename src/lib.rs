@@ -30,6 +30,7 @@ pub(crate) mod targets;
 pub(crate) mod observe;
 
 pub(crate) mod journal;
+pub(crate) mod store;
 
 pub mod experiment;
 pub(crate) mod policy;

@@ -161,12 +161,15 @@ pub struct Recovered {
 
 /// Undoes everything run `run_id` left behind, journaling each step in its
 /// events file. The caller writes the run's records again when the result
-/// says it was journaled (`output::write_run_records`).
+/// says it was journaled (`output::write_run_records`). With `remote` (the
+/// shared runs store; the caller has fetched the run's events into `runs_dir`
+/// first) every step is also written there before it is taken.
 pub async fn recover(
     aws: &Aws,
     runs_dir: &Path,
     run_id: &str,
     force: bool,
+    remote: Option<journal::Remote>,
     progress: Box<dyn Reporter>,
 ) -> Result<Recovered, RecoverError> {
     let dir = journal::run_dir(runs_dir, run_id)?;
@@ -176,7 +179,7 @@ pub async fn recover(
             dir: runs_dir.to_path_buf(),
         });
     }
-    let (journal, events) = Journal::open_append(&dir)?;
+    let (journal, events) = Journal::open_append_with(&dir, remote)?;
     let Some(st) = state_of(&events, Timestamp::now()) else {
         return Err(RecoverError::NoSuchRun {
             run_id: run_id.to_string(),
@@ -211,9 +214,15 @@ pub async fn recover(
             journaled: !had_verdict,
         });
     }
-    ctx.emit_best_effort(Event::Recovery {
+    // The one write that must succeed when the run is in a shared store: of
+    // two recovers of one run, the second is refused here (its chunk exists).
+    match ctx.emit(Event::Recovery {
         pending: st.pending.len(),
-    });
+    }) {
+        Err(e @ JournalError::Store { taken: true, .. }) => return Err(e.into()),
+        Err(e) => ctx.progress.line(&format!("warning: {e}")),
+        Ok(()) => {}
+    }
     let hurry = CancellationToken::new();
     let mut unfinished = Vec::new();
     // Newest first: faults before the environment they ran in, locks last.

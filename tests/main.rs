@@ -13,6 +13,7 @@ mod run;
 mod safety;
 mod sandbox;
 mod schedules;
+mod store;
 mod storms;
 mod suites;
 mod traffic;

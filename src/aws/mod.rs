@@ -22,6 +22,7 @@
 //! group, alarms, instance states), so that none of them reaches into another.
 
 mod reads;
+pub mod s3;
 
 use std::time::Duration;
 

@@ -16,8 +16,11 @@ pub(super) async fn cleanup(
 ) -> Result<Outcome, Error> {
     let policy = load_policy(policy, None)?;
     let aws = connect(aws_args).await?;
+    // With a shared store, whether a run is finished is read from its records there.
+    let runs = crate::store::Runs::open(runs_dir, &aws_args.options()).await?;
+    runs.pull_all().await?;
     let table = policy.policy.locks.as_ref().map(|l| l.table.as_str());
-    let leftovers = crate::recover::find_leftovers(&aws, runs_dir, table)
+    let leftovers = crate::recover::find_leftovers(&aws, &runs.local, table)
         .await
         .map_err(Error::Leftovers)?;
     if leftovers.is_empty() {

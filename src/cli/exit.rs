@@ -132,6 +132,10 @@ fn for_error(e: &Error) -> i32 {
     // No wildcard: a new error must be given its code here.
     match e {
         Error::Runtime(_) => ERROR,
+        Error::Store(e) => match **e {
+            crate::store::StoreError::Url(_) | crate::store::StoreError::RunName(_) => USAGE,
+            _ => ERROR,
+        },
         // No region: the command line (or the environment) must say more.
         Error::Connect(_) => USAGE,
         Error::Paths(_) => USAGE,

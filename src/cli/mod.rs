@@ -23,7 +23,7 @@ mod suite;
 mod validate;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
@@ -117,8 +117,16 @@ enum Command {
         /// and journaled, so passing it again replays the same choice.
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
-        /// Folder for run records (one subfolder per run).
-        #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+        /// Folder for run records (one subfolder per run), or a shared runs
+        /// store in S3, s3://BUCKET/PREFIX: every intent is written there
+        /// before its call, so `gameday recover` works from any machine.
+        #[arg(
+            long,
+            alias = "runs",
+            value_name = "DIR|S3_URL",
+            default_value = "runs",
+            env = "GAMEDAY_RUNS_DIR"
+        )]
         runs_dir: PathBuf,
         /// Print only the verdict and errors (no progress on stderr).
         #[arg(long, short)]
@@ -507,8 +515,16 @@ fn parse_now(text: &str) -> Result<Timestamp, String> {
 /// Flags of the commands that read run records.
 #[derive(Debug, Args)]
 struct RunsArgs {
-    /// Folder of run records (one subfolder per run).
-    #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+    /// Folder of run records (one subfolder per run), or a shared runs
+    /// store in S3, s3://BUCKET/PREFIX (fetched into a scratch folder:
+    /// GAMEDAY_SCRATCH_DIR, else one under the temporary folder).
+    #[arg(
+        long,
+        alias = "runs",
+        value_name = "DIR|S3_URL",
+        default_value = "runs",
+        env = "GAMEDAY_RUNS_DIR"
+    )]
     runs_dir: PathBuf,
 }
 
@@ -578,7 +594,7 @@ impl Command {
                 };
                 with_runtime(run::run(&file, seed, runs_dir, shown, approve, &safety, &aws))
             }
-            Command::Report { run, runs } => report::report(&run, &runs.runs_dir),
+            Command::Report { run, runs } => report::report(&run, &local_runs(&runs.runs_dir, Some(&run))?),
             Command::History {
                 experiment,
                 diff,
@@ -586,8 +602,13 @@ impl Command {
                 output,
                 runs,
             } => match diff {
-                Some(pair) => history::diff(&pair[0], &pair[1], output, &runs.runs_dir),
-                None => history::list(experiment.as_deref(), fail_on_regression, output, &runs.runs_dir),
+                Some(pair) => history::diff(&pair[0], &pair[1], output, &local_runs(&runs.runs_dir, None)?),
+                None => history::list(
+                    experiment.as_deref(),
+                    fail_on_regression,
+                    output,
+                    &local_runs(&runs.runs_dir, None)?,
+                ),
             },
             Command::Plan {
                 file,
@@ -620,7 +641,7 @@ impl Command {
             } => with_runtime(suite::run(
                 &file,
                 seed,
-                runs_dir,
+                local_only(runs_dir, "suite run")?,
                 suite::Shown { quiet },
                 approve,
                 &safety,
@@ -650,7 +671,10 @@ impl Command {
                 safety,
                 runs,
                 aws,
-            } => with_runtime(due::due(&paths, output, &safety, &runs.runs_dir, &aws)),
+            } => {
+                let runs_dir = local_runs(&runs.runs_dir, None)?;
+                with_runtime(due::due(&paths, output, &safety, &runs_dir, &aws))
+            }
             Command::RunDue {
                 paths,
                 runs_dir,
@@ -660,14 +684,15 @@ impl Command {
                 aws,
             } => with_runtime(due::run_due(
                 &paths,
-                runs_dir,
+                local_only(runs_dir, "run-due")?,
                 quiet,
                 publish_metrics,
                 &safety,
                 &aws,
             )),
             Command::Catalog { paths, safety, runs } => {
-                with_runtime(due::catalog(&paths, &runs.runs_dir, &safety))
+                let runs_dir = local_runs(&runs.runs_dir, None)?;
+                with_runtime(due::catalog(&paths, &runs_dir, &safety))
             }
             Command::Completions { shell } => completions::print(shell),
         }
@@ -676,6 +701,42 @@ impl Command {
 
 /// Runs an async command on a runtime of two workers (the machines this runs
 /// on, CI included, have two cores).
+/// The local runs folder for the commands that only read runs: `runs_dir`
+/// itself, or for an S3 store the scratch folder, with run `run` (or every
+/// run's record) fetched into it first.
+fn local_runs(runs_dir: &Path, run: Option<&str>) -> Result<PathBuf, Error> {
+    if !crate::store::Runs::is_remote(runs_dir) {
+        return Ok(runs_dir.to_path_buf());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    rt.block_on(async {
+        let runs = crate::store::Runs::open(runs_dir, &ConnectOptions::default()).await?;
+        match run {
+            Some(id) if crate::journal::is_run_id(id) => {
+                runs.pull(id).await?;
+            }
+            _ => runs.pull_all().await?,
+        }
+        Ok(runs.local)
+    })
+}
+
+/// `runs_dir` for the commands that do not use a shared runs store yet.
+fn local_only(runs_dir: PathBuf, command: &str) -> Result<PathBuf, Error> {
+    if crate::store::Runs::is_remote(&runs_dir) {
+        return Err(crate::store::StoreError::Url(format!(
+            "`gameday {command}` keeps its records in a local folder only (a shared runs store in S3 is \
+             supported by run, recover, report, history, due, catalog and cleanup): pass a folder"
+        ))
+        .into());
+    }
+    Ok(runs_dir)
+}
+
 fn with_runtime(work: impl Future<Output = Result<Outcome, Error>>) -> Result<Outcome, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -70,6 +70,9 @@ pub enum Error {
     /// The tokio runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The runs store (`--runs-dir s3://...`) could not be used.
+    #[error(transparent)]
+    Store(Box<crate::store::StoreError>),
     /// The AWS settings are incomplete (no region).
     #[error(transparent)]
     Connect(#[from] ConnectError),
@@ -236,5 +239,11 @@ pub enum PathError {
 impl From<PlanError> for Error {
     fn from(e: PlanError) -> Error {
         Error::Plan(Box::new(e))
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Error {
+        Error::Store(Box::new(e))
     }
 }

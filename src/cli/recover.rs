@@ -1,8 +1,9 @@
 //! `gameday recover [RUN_ID]`: finishes what a run left behind, from its journal.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::output::progress::Progress;
+use crate::store::Runs;
 
 use super::shared::connect;
 use super::{AwsArgs, Error, Outcome};
@@ -15,15 +16,33 @@ pub(super) async fn recover(
     runs_dir: &Path,
     aws_args: &AwsArgs,
 ) -> Result<Outcome, Error> {
+    let runs = Runs::open(runs_dir, &aws_args.options()).await?;
     let Some(run_id) = run_id else {
-        return list(runs_dir);
+        runs.pull_all().await?;
+        return list(&runs);
     };
     // Refused before anything else: a run id that is a path, or a symlink out of the runs folder.
-    let dir = crate::journal::run_dir(runs_dir, &run_id).map_err(crate::recover::RecoverError::from)?;
+    let dir = crate::journal::run_dir(&runs.local, &run_id).map_err(crate::recover::RecoverError::from)?;
     let aws = connect(aws_args).await?;
-    let r = crate::recover::recover(&aws, runs_dir, &run_id, force, Box::new(Progress::auto(false))).await?;
+    if !runs.pull(&run_id).await? {
+        return Err(crate::recover::RecoverError::NoSuchRun {
+            run_id,
+            dir: PathBuf::from(runs.describe()),
+        }
+        .into());
+    }
+    let r = crate::recover::recover(
+        &aws,
+        &runs.local,
+        &run_id,
+        force,
+        runs.remote_for(&run_id),
+        Box::new(Progress::auto(false)),
+    )
+    .await?;
     if r.journaled {
         crate::output::write_run_records(&dir);
+        runs.push(&run_id).await?;
     }
     if r.unfinished.is_empty() && r.undone == 0 {
         println!(
@@ -48,10 +67,10 @@ pub(super) async fn recover(
 }
 
 /// The runs with faults or temporary resources left behind.
-fn list(runs_dir: &Path) -> Result<Outcome, Error> {
-    let runs = crate::recover::needing_recovery(runs_dir).map_err(Error::RecoveryList)?;
+fn list(store: &Runs) -> Result<Outcome, Error> {
+    let runs = crate::recover::needing_recovery(&store.local).map_err(Error::RecoveryList)?;
     if runs.is_empty() {
-        println!("no run in {} needs recovery", runs_dir.display());
+        println!("no run in {} needs recovery", store.describe());
         return Ok(Outcome::Done);
     }
     println!(

@@ -62,6 +62,7 @@ pub(super) async fn run_one(
         interactive,
     } = shown;
     let p = prepare(file, safety_args, aws_args).await?;
+    let runs = crate::store::Runs::open(&runs_dir, &aws_args.options()).await?;
     // Chosen here so that the plan confirmed on a terminal is the run's plan.
     let seed = seed.unwrap_or_else(random_seed);
     let approval = match approve {
@@ -90,7 +91,8 @@ pub(super) async fn run_one(
         Progress::auto(quiet)
     };
     let opts = RunOptions {
-        runs_dir: runs_dir.clone(),
+        runs_dir: runs.local.clone(),
+        store: runs.remote.clone(),
         seed: Some(seed),
         signals: SignalHandling::Standard,
         progress: Box::new(progress),
@@ -98,7 +100,19 @@ pub(super) async fn run_one(
     };
     let outcome = engine::run(&exp, &aws, opts).await?;
     crate::output::write_run_records(&outcome.dir);
-    if let Err(e) = crate::output::catalog::refresh(&runs_dir, safety_args.policy.as_deref()).await {
+    // The write-ahead chunks are there already; this adds the whole log and the records.
+    let pushed = runs.push(&outcome.run_id).await;
+    if let Err(e) = &pushed {
+        eprintln!(
+            "warning: the run's records were not uploaded to {} ({e}); they are in {}",
+            runs.describe(),
+            outcome.dir.display()
+        );
+    }
+    // A local runs folder only: a catalog over a shared store is not kept yet (README).
+    if runs.remote.is_none()
+        && let Err(e) = crate::output::catalog::refresh(&runs.local, safety_args.policy.as_deref()).await
+    {
         eprintln!("warning: the catalog was not refreshed: {e}");
     }
     if publish_metrics {
@@ -136,6 +150,9 @@ pub(super) async fn run_one(
             println!("run: {}", outcome.run_id);
             println!("journal: {}", dir.join(crate::output::JOURNAL_FILE).display());
             println!("report: {}", dir.join(crate::output::report::HTML_FILE).display());
+            if runs.remote.is_some() && pushed.is_ok() {
+                println!("store: {}/{}/", runs.describe(), outcome.run_id);
+            }
             if outcome.verdict == Verdict::Error && !outcome.unfinished.is_empty() {
                 eprintln!(
                     "some faults are still in effect: run `gameday recover {}` once the cause is fixed",

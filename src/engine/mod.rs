@@ -29,6 +29,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::s3::S3Store;
 use crate::aws::{Aws, AwsError, describe_group};
 use crate::environment::{self, EnvError, traffic};
 use crate::experiment::{Experiment, Traffic};
@@ -37,7 +38,7 @@ use crate::faults::{
     StepContext, StopLoad, Undo,
 };
 use crate::gate::{self, Admission};
-use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Verdict};
+use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Remote, Verdict};
 use crate::lease;
 use crate::lock;
 use crate::model::{Mode, Owner, Vars};
@@ -64,6 +65,8 @@ use signals::Signals;
 pub struct RunOptions {
     /// Where run folders are created.
     pub runs_dir: PathBuf,
+    /// The shared runs store, if any: every intent is durable there before its call.
+    pub store: Option<S3Store>,
     /// Replay a previous run's random choices.
     pub seed: Option<u64>,
     /// Signal handling.
@@ -140,7 +143,13 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
     let seed = opts.seed.unwrap_or_else(|| rand::make_rng::<StdRng>().next_u64());
     let ctx = Arc::new(Ctx {
         aws: aws.clone(),
-        journal: Journal::create(&dir)?,
+        journal: Journal::create_with(
+            &dir,
+            opts.store.map(|store| Remote {
+                store,
+                run_id: run_id.clone(),
+            }),
+        )?,
         progress: opts.progress,
     });
 
@@ -1703,7 +1712,7 @@ pub(crate) mod testing {
     pub(crate) async fn ctx(dir: &std::path::Path, endpoint: &Endpoint) -> Ctx {
         Ctx {
             aws: aws(endpoint).await,
-            journal: Journal::create(dir).expect("a journal"),
+            journal: Journal::create_with(dir, None).expect("a journal"),
             progress: Box::new(testing::Quiet),
         }
     }
@@ -1906,6 +1915,7 @@ timing: { interval: 500ms, max_duration: 5m }
             crate::experiment::load_str(std::path::Path::new("exp.yaml"), text).expect("a valid experiment");
         let opts = RunOptions {
             runs_dir: runs.path().to_path_buf(),
+            store: None,
             seed: Some(1),
             signals: SignalHandling::FailToInstall,
             progress: Box::new(testing::Quiet),

@@ -374,6 +374,7 @@ fn start(
     };
     let opts = RunOptions {
         runs_dir: runs_dir.to_path_buf(),
+        store: None,
         seed: Some(sp.seed),
         signals: SignalHandling::Standard,
         progress: Box::new(progress),
