@@ -708,9 +708,11 @@ async fn rules_of(elb: &aws_sdk_elasticloadbalancingv2::Client, balancer: &str) 
 
 /// experiments/shop-web-chap.yaml end to end on a fleet of its own: 5% of the
 /// users to each copy, one experiment instance stopped, the experiment judged
-/// against the control copy: the departure is significant, so the hypothesis
-/// fails (its guardrail relative to the control has a wider margin), and the
-/// listener is as it was.
+/// against the control copy: its guardrail relative to the control aborts the
+/// run, which restores the listener at once; the departure is significant
+/// (the hypothesis fails too); recovery does not wait for the probes of the
+/// copies' traffic, which is gone (they are not judged); and the listener is
+/// as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chap_example_judges_the_experiment_copy_against_the_control_copy() {
     let s = Scratch::new();
@@ -779,20 +781,50 @@ async fn the_chap_example_judges_the_experiment_copy_against_the_control_copy() 
     .await;
     assert_eq!(
         out.code,
-        3,
-        "failed: the experiment departs from the control\n{}{}\nsandbox log:\n{}",
+        4,
+        "aborted: the experiment's 5xx exceed the control's by the guardrail's margin\n{}{}\nsandbox log:\n{}",
         out.stdout,
         out.stderr,
         sandbox_log(&s)
     );
     let j = s.journal();
-    assert_eq!(j["verdict"], "failed", "{}", j["reason"]);
-    assert!(
-        j["abort"].is_null(),
-        "the guardrail's margin was not reached: {}",
+    assert_eq!(j["verdict"], "aborted", "{}", j["reason"]);
+    assert_eq!(
+        j["abort"]["guardrail"], "experiment 5xx over the control's",
+        "{}",
         j["reason"]
     );
     let events = j["events"].as_array().expect("events");
+    // The listener was restored at the abort, so the copies had no users
+    // during recovery: their probes are not judged, and recovery did not wait
+    // out `timing.recovery` for them (no "not recovered").
+    let mut not_judged: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "probe_not_judged")
+        .map(|e| {
+            assert_eq!(e["reason"], "the copies' traffic was withdrawn at the abort");
+            e["probe"].as_str().unwrap_or_default()
+        })
+        .collect();
+    not_judged.sort();
+    assert_eq!(
+        not_judged,
+        ["5xx against the control", "latency against the control"],
+        "each probe of the copies is left out of recovery, once"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "recovery_result"),
+        "nothing else was judged for recovery, so no recovery result: {}",
+        j["reason"]
+    );
+    assert!(
+        !j["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timing.recovery"),
+        "{}",
+        j["reason"]
+    );
     for probe in ["latency against the control", "5xx against the control"] {
         let cmp = events
             .iter()
