@@ -336,6 +336,16 @@ pub enum Event {
         /// How long (ms) it had no new datapoint when data came back.
         gap_ms: u64,
     },
+    /// A steady-state probe left out of recovery: what it measures was taken
+    /// away (the copies' share of the load balancer's traffic, withdrawn at
+    /// an abort), so its silence would prove nothing. Recovery does not wait
+    /// for it, and it counts neither as recovered nor as not recovered.
+    ProbeNotJudged {
+        /// The probe.
+        probe: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// A relative tolerance was fixed from the baseline measured in this run.
     BaselineMeasured {
         /// The probe.

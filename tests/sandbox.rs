@@ -708,9 +708,11 @@ async fn rules_of(elb: &aws_sdk_elasticloadbalancingv2::Client, balancer: &str) 
 
 /// experiments/shop-web-chap.yaml end to end on a fleet of its own: 5% of the
 /// users to each copy, one experiment instance stopped, the experiment judged
-/// against the control copy: the departure is significant, so the hypothesis
-/// fails (its guardrail relative to the control has a wider margin), and the
-/// listener is as it was.
+/// against the control copy: its guardrail relative to the control aborts the
+/// run, which restores the listener at once; the departure is significant
+/// (the hypothesis fails too); recovery does not wait for the probes of the
+/// copies' traffic, which is gone (they are not judged); and the listener is
+/// as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chap_example_judges_the_experiment_copy_against_the_control_copy() {
     let s = Scratch::new();
@@ -779,30 +781,71 @@ async fn the_chap_example_judges_the_experiment_copy_against_the_control_copy() 
     .await;
     assert_eq!(
         out.code,
-        3,
-        "failed: the experiment departs from the control\n{}{}\nsandbox log:\n{}",
+        4,
+        "aborted: the experiment's 5xx exceed the control's by the guardrail's margin\n{}{}\nsandbox log:\n{}",
         out.stdout,
         out.stderr,
         sandbox_log(&s)
     );
     let j = s.journal();
-    assert_eq!(j["verdict"], "failed", "{}", j["reason"]);
-    assert!(
-        j["abort"].is_null(),
-        "the guardrail's margin was not reached: {}",
+    assert_eq!(j["verdict"], "aborted", "{}", j["reason"]);
+    assert_eq!(
+        j["abort"]["guardrail"], "experiment 5xx over the control's",
+        "{}",
         j["reason"]
     );
     let events = j["events"].as_array().expect("events");
-    for probe in ["latency against the control", "5xx against the control"] {
-        let cmp = events
+    // The listener was restored at the abort, so the copies had no users
+    // during recovery: their probes are not judged, and recovery did not wait
+    // out `timing.recovery` for them (no "not recovered").
+    let mut not_judged: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "probe_not_judged")
+        .map(|e| {
+            assert_eq!(e["reason"], "the copies' traffic was withdrawn at the abort");
+            e["probe"].as_str().unwrap_or_default()
+        })
+        .collect();
+    not_judged.sort();
+    assert_eq!(
+        not_judged,
+        ["5xx against the control", "latency against the control"],
+        "each probe of the copies is left out of recovery, once"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "recovery_result"),
+        "nothing else was judged for recovery, so no recovery result: {}",
+        j["reason"]
+    );
+    assert!(
+        !j["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timing.recovery"),
+        "{}",
+        j["reason"]
+    );
+    // Over the fault window the abort cut short, latency (up from the first
+    // period) departs significantly; the 5xx count, which rises a period
+    // later, is higher but may have too few datapoints to be significant.
+    let cmp = |probe: &str| {
+        events
             .iter()
             .find(|e| e["event"] == "comparison" && e["probe"] == probe)
-            .unwrap_or_else(|| panic!("a comparison of `{probe}`"));
-        assert!(
-            cmp["p_value"].as_f64().expect("a p-value") < 0.05 && cmp["judged"] == true && cmp["ok"] == false,
-            "the experiment departs from the control: {cmp}"
-        );
-    }
+            .unwrap_or_else(|| panic!("a comparison of `{probe}`"))
+    };
+    let latency = cmp("latency against the control");
+    assert!(
+        latency["p_value"].as_f64().expect("a p-value") < 0.05
+            && latency["judged"] == true
+            && latency["ok"] == false,
+        "the experiment departs from the control: {latency}"
+    );
+    let errors = cmp("5xx against the control");
+    assert!(
+        errors["experiment_mean"].as_f64() > errors["control_mean"].as_f64() && errors["judged"] == true,
+        "{errors}"
+    );
     // The control's series is the control copy's target group, not the source's.
     let control = events
         .iter()

@@ -284,10 +284,14 @@ async fn lifecycle(
                 .collect();
             setup.retain(|(_, u)| !matches!(u, Undo::RestoreListenerRule(_)));
             let aborted = CancellationToken::new();
+            // Cancelled once every rule is restored: the copies serve no users
+            // from then on, so recovery stops judging probes of their traffic.
+            let withdrawn = CancellationToken::new();
             let pending = std::sync::Mutex::new(rules);
             let restore = async {
                 aborted.cancelled().await;
                 let steps = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
+                let any = !steps.is_empty();
                 let mut left = Vec::new();
                 for (id, undo) in steps.into_iter().rev() {
                     if rollback_step(ctx, Owner::Environment.name(), id, &undo, &hurry)
@@ -297,10 +301,13 @@ async fn lifecycle(
                         left.push((id, undo));
                     }
                 }
+                if any && left.is_empty() {
+                    withdrawn.cancel();
+                }
                 left.reverse();
                 left
             };
-            let run = observe_and_inject(ctx, exp, ready, &hurry, &aborted, &mut sigs);
+            let run = observe_and_inject(ctx, exp, ready, &hurry, &aborted, &withdrawn, &mut sigs);
             tokio::pin!(restore);
             tokio::pin!(run);
             let (end, left) = tokio::select! {
@@ -344,6 +351,7 @@ async fn observe_and_inject(
     ready: Ready,
     hurry: &CancellationToken,
     aborted: &CancellationToken,
+    withdrawn: &CancellationToken,
     sigs: &mut Signals,
 ) -> End {
     let parallel = exp.environment.mode == Mode::Parallel;
@@ -372,7 +380,11 @@ async fn observe_and_inject(
                         &mut obs,
                     )
                     .await;
-                    conclude(ctx, exp, &mut obs, end, window, sigs).await
+                    let withdrawal = Withdrawal {
+                        done: withdrawn,
+                        copies: &ready.run_vars,
+                    };
+                    conclude(ctx, exp, &mut obs, end, window, &withdrawal, sigs).await
                 }
                 Err(e) => End::error(format!("nothing was injected: {e}")),
             }
@@ -532,6 +544,7 @@ async fn conclude(
     obs: &mut Observer,
     end: End,
     window: Window,
+    withdrawal: &Withdrawal<'_>,
     sigs: &mut Signals,
 ) -> End {
     if !matches!(end.verdict, Verdict::Passed | Verdict::Aborted)
@@ -548,7 +561,7 @@ async fn conclude(
     } = end;
     let mut failures = Vec::new();
     if let Some(rolled_back) = obs.rolled_back_at {
-        match recovery(ctx, exp, obs, rolled_back, sigs).await {
+        match recovery(ctx, exp, obs, rolled_back, withdrawal, sigs).await {
             Ok(Some(why)) => failures.push(why),
             Ok(None) => {}
             Err(sig) => {
@@ -615,13 +628,36 @@ async fn conclude(
     }
 }
 
+/// Whether the copies' share of the load balancer's traffic was withdrawn
+/// (every listener rule restored at an abort), and the copies it was withdrawn from.
+struct Withdrawal<'a> {
+    /// Cancelled once the rules are restored.
+    done: &'a CancellationToken,
+    /// The run's variables: the copies and their target groups.
+    copies: &'a Vars,
+}
+
+impl Withdrawal<'_> {
+    /// Once the traffic is gone, leaves the probes that measured it out of
+    /// recovery (journaled, once each).
+    fn apply(&self, ctx: &Ctx, obs: &mut Observer) {
+        if self.done.is_cancelled() {
+            for e in obs.traffic_withdrawn(self.copies) {
+                ctx.emit_best_effort(e);
+            }
+        }
+    }
+}
+
 /// Waits for the steady state to return after rollback (and for detection
 /// alarms to clear). Returns why recovery failed, if it did; a signal ends it.
+/// Probes of the copies' traffic are not waited for once it was withdrawn.
 async fn recovery(
     ctx: &Ctx,
     exp: &Experiment,
     obs: &mut Observer,
     rolled_back: Timestamp,
+    withdrawal: &Withdrawal<'_>,
     sigs: &mut Signals,
 ) -> Result<Option<String>, &'static str> {
     ctx.emit_best_effort(Event::Phase {
@@ -664,6 +700,7 @@ async fn recovery(
             left = vec![format!("the probes cannot be read: {e}")];
             break;
         }
+        withdrawal.apply(ctx, obs);
         let now = Instant::now();
         if recovered_at.is_none() {
             left = obs.not_recovered(rolled_back);
@@ -678,11 +715,10 @@ async fn recovery(
         }
     }
     let ms = recovered_at.map(|t| t.duration_since(rolled_back).as_millis().max(0) as u64);
-    let steady = obs
-        .watched()
-        .iter()
-        .any(|w| w.role == crate::journal::ProbeRole::SteadyState);
-    if !steady {
+    // Nothing left to judge (every steady-state probe measured the copies'
+    // withdrawn traffic): the `probe_not_judged` events say so, and the
+    // abort decides the verdict.
+    if !obs.judges_recovery() {
         return Ok(None);
     }
     let (recovered, detail) = match ms {

@@ -632,6 +632,9 @@ struct State {
     /// A metric without a new datapoint for longer than its silence limit
     /// (`probe_silent` was journaled; `probe_data_back` ends it).
     silent: bool,
+    /// Left out of recovery: the traffic it measures was taken away
+    /// (`probe_not_judged` was journaled).
+    not_judged: bool,
 }
 
 /// Judges readings and remembers what the run needs afterwards.
@@ -991,12 +994,51 @@ impl Observer {
             .collect()
     }
 
+    /// After the listener rules were restored at an abort, the copies
+    /// named by `run` (both groups and both target groups) serve no users:
+    /// a steady-state metric probe that reads one of them has nothing left
+    /// to show, so it is left out of recovery instead of being waited for
+    /// in silence. Returns one `probe_not_judged` per probe newly left out;
+    /// capacity and alarm probes are still judged.
+    pub fn traffic_withdrawn(&mut self, run: &Vars) -> Vec<Event> {
+        let copies: Vec<&String> = [
+            &run.asg,
+            &run.control_asg,
+            &run.experiment_target_group,
+            &run.control_target_group,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut out = Vec::new();
+        for (w, st) in self.watched.iter().zip(&mut self.states) {
+            let Check::Metric { spec, control, .. } = &w.check else {
+                continue;
+            };
+            let reads_copies = std::iter::once(spec).chain(control).any(|s| {
+                s.metrics()
+                    .iter()
+                    .any(|q| q.dimensions.iter().any(|(_, v)| copies.contains(&v)))
+            });
+            if w.role != ProbeRole::SteadyState || !reads_copies || st.not_judged {
+                continue;
+            }
+            st.not_judged = true;
+            out.push(Event::ProbeNotJudged {
+                probe: w.name.clone(),
+                reason: "the copies' traffic was withdrawn at the abort".to_string(),
+            });
+        }
+        out
+    }
+
     /// Steady-state probes that do not hold yet with evidence from after
     /// `since` (the end of rollback); empty when the steady state has returned.
+    /// Probes left out by [`Observer::traffic_withdrawn`] are not waited for.
     pub fn not_recovered(&self, since: Timestamp) -> Vec<String> {
         let mut out = Vec::new();
         for (w, st) in self.watched.iter().zip(&self.states) {
-            if w.role != ProbeRole::SteadyState {
+            if w.role != ProbeRole::SteadyState || st.not_judged {
                 continue;
             }
             if let Check::Metric { spec, expect, .. } = &w.check
@@ -1038,6 +1080,14 @@ impl Observer {
             }
         }
         out
+    }
+
+    /// Whether any steady-state probe is still judged for recovery.
+    pub fn judges_recovery(&self) -> bool {
+        self.watched
+            .iter()
+            .zip(&self.states)
+            .any(|(w, st)| w.role == ProbeRole::SteadyState && !st.not_judged)
     }
 
     /// Whether every detection probe has its answer (fired and cleared, or
@@ -1706,6 +1756,142 @@ mod tests {
             alarms: HashMap::new(),
             groups: HashMap::new(),
         }
+    }
+
+    /// A steady-state probe of the 5xx count with `dims` (and the control's target group), fixed `< 50`.
+    fn errors_probe(name: &str, dims: &[(&str, &str)], control: Option<&str>) -> Watched {
+        let query = |dims: Vec<(String, String)>| {
+            MetricSpec::Stat(MetricQuery {
+                namespace: "AWS/ApplicationELB".into(),
+                name: "HTTPCode_Target_5XX_Count".into(),
+                dimensions: dims,
+                stat: "Sum".into(),
+                period: 5,
+            })
+        };
+        let dims: Vec<(String, String)> = dims.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let control = control.map(|tg| {
+            query(
+                dims.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            if k == "TargetGroup" {
+                                tg.to_string()
+                            } else {
+                                v.clone()
+                            },
+                        )
+                    })
+                    .collect(),
+            )
+        });
+        Watched {
+            name: name.into(),
+            role: ProbeRole::SteadyState,
+            during: During::Recover,
+            check: Check::Metric {
+                spec: query(dims),
+                control,
+                expect: Expect::Fixed(Tolerance::Lt(50.0)),
+                datapoints: 1,
+                compare: None,
+                missing: Missing {
+                    treat: TreatMissing::Ignore,
+                    after: None,
+                },
+                silence: Duration::from_secs(10),
+            },
+        }
+    }
+
+    #[test]
+    fn withdrawn_traffic_leaves_the_copies_probes_out_of_recovery_but_not_capacity() {
+        let run = Vars {
+            asg: Some("gd-r-web".into()),
+            control_asg: Some("gd-r-control-web".into()),
+            experiment_target_group: Some("targetgroup/gd-r-e/1".into()),
+            control_target_group: Some("targetgroup/gd-r-c/2".into()),
+            load_balancer: Some("app/lb/3".into()),
+            ..Vars::default()
+        };
+        let copies = errors_probe(
+            "5xx against the control",
+            &[
+                ("TargetGroup", "targetgroup/gd-r-e/1"),
+                ("LoadBalancer", "app/lb/3"),
+            ],
+            Some("targetgroup/gd-r-c/2"),
+        );
+        let real = errors_probe(
+            "the real shop's 5xx",
+            &[("TargetGroup", "targetgroup/web/4"), ("LoadBalancer", "app/lb/3")],
+            None,
+        );
+        let capacity = Watched {
+            name: "copy capacity".into(),
+            role: ProbeRole::SteadyState,
+            during: During::Recover,
+            check: Check::Capacity {
+                group: "gd-r-web".into(),
+                bound: CapacityBound::AtLeast(2),
+            },
+        };
+        let mut guard = errors_probe("guard", &[("TargetGroup", "targetgroup/gd-r-e/1")], None);
+        guard.role = ProbeRole::Guardrail;
+        let mut obs = Observer::new(vec![copies, real, capacity, guard]);
+        let rolled_back = Timestamp::from_second(1_000).expect("time");
+        obs.judge(
+            &Reading {
+                at: Timestamp::from_second(1_001).expect("time"),
+                metrics: HashMap::new(),
+                alarms: HashMap::new(),
+                groups: HashMap::from([(
+                    "gd-r-web".to_string(),
+                    Capacity {
+                        healthy: 1,
+                        desired: 2,
+                    },
+                )]),
+            },
+            Phase::Recovery,
+        );
+        assert_eq!(
+            obs.not_recovered(rolled_back).len(),
+            3,
+            "all three wait before the withdrawal"
+        );
+        let events = obs.traffic_withdrawn(&run);
+        assert!(
+            matches!(
+                &events[..],
+                [Event::ProbeNotJudged { probe, reason }]
+                    if probe == "5xx against the control"
+                        && reason == "the copies' traffic was withdrawn at the abort"
+            ),
+            "only the steady-state probe of the copies is left out: {events:?}"
+        );
+        assert!(obs.traffic_withdrawn(&run).is_empty(), "journaled once");
+        let left = obs.not_recovered(rolled_back);
+        assert!(
+            left.iter().any(|l| l.contains("copy capacity"))
+                && left.iter().any(|l| l.contains("the real shop's 5xx"))
+                && !left.iter().any(|l| l.contains("5xx against the control")),
+            "capacity and the real target group are still judged: {left:?}"
+        );
+        assert!(obs.judges_recovery());
+
+        let mut only_copies = Observer::new(vec![errors_probe(
+            "latency",
+            &[("TargetGroup", "targetgroup/gd-r-e/1")],
+            None,
+        )]);
+        assert!(only_copies.judges_recovery());
+        assert_eq!(only_copies.traffic_withdrawn(&run).len(), 1);
+        assert!(
+            !only_copies.judges_recovery() && only_copies.not_recovered(rolled_back).is_empty(),
+            "nothing is left to wait for"
+        );
     }
 
     fn silent_events(j: &Judged) -> Vec<&Event> {

@@ -320,6 +320,13 @@ pub fn describe(event: &Event, voice: Voice) -> Option<String> {
                 format!("`{probe}` has data again after a gap of {gap}")
             }
         }
+        Event::ProbeNotJudged { probe, reason } => {
+            if live {
+                format!("recovery: {probe} not judged: {reason}")
+            } else {
+                format!("`{probe}` was not judged for recovery: {reason}")
+            }
+        }
         Event::BaselineMeasured {
             probe,
             value,

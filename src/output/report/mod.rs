@@ -296,7 +296,9 @@ fn category(event: &Event) -> (&'static str, bool) {
         Event::GuardrailBreached { .. } => ("guardrail", true),
         Event::Abort { .. } => ("abort", true),
         Event::Deviation { .. } => ("deviation", true),
-        Event::BaselineMeasured { .. } | Event::ProbeDataBack { .. } => ("probe", false),
+        Event::BaselineMeasured { .. } | Event::ProbeDataBack { .. } | Event::ProbeNotJudged { .. } => {
+            ("probe", false)
+        }
         Event::ProbeSilent { .. } => ("probe", true),
         Event::AlarmChanged { to, .. } => ("alarm", to == "ALARM"),
         Event::Comparison { ok, .. } | Event::Detection { ok, .. } => ("probe", !ok),
