@@ -288,22 +288,26 @@ async fn subnets(aws: &Aws) -> Result<Vec<String>, AwsError> {
     Ok(out)
 }
 
+/// The id of the launch template `name`, if it exists.
+async fn existing_launch_template(aws: &Aws, name: &str) -> Option<String> {
+    let out = aws
+        .ec2
+        .describe_launch_templates()
+        .launch_template_names(name)
+        .send()
+        .await
+        .ok()?;
+    out.launch_templates()
+        .first()
+        .and_then(|t| t.launch_template_id())
+        .map(str::to_string)
+}
+
 /// The sandbox launch template, created on first use.
 async fn launch_template(aws: &Aws) -> Result<String, AwsError> {
     const NAME: &str = "gameday-sandbox-web";
-    let found = aws
-        .ec2
-        .describe_launch_templates()
-        .launch_template_names(NAME)
-        .send()
-        .await;
-    if let Ok(out) = found
-        && let Some(id) = out
-            .launch_templates()
-            .first()
-            .and_then(|t| t.launch_template_id())
-    {
-        return Ok(id.to_string());
+    if let Some(id) = existing_launch_template(aws, NAME).await {
+        return Ok(id);
     }
     let images = aws
         .ec2
@@ -328,8 +332,15 @@ async fn launch_template(aws: &Aws) -> Result<String, AwsError> {
                 .build(),
         )
         .send()
-        .await
-        .map_err(api("ec2", "CreateLaunchTemplate"))?;
+        .await;
+    let out = match out {
+        Ok(out) => out,
+        // Two setups on one local API at the same moment: the other one made it.
+        Err(e) => match existing_launch_template(aws, NAME).await {
+            Some(id) => return Ok(id),
+            None => return Err(api("ec2", "CreateLaunchTemplate")(e)),
+        },
+    };
     Ok(out
         .launch_template()
         .and_then(|t| t.launch_template_id())
