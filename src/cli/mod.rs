@@ -699,8 +699,6 @@ impl Command {
     }
 }
 
-/// Runs an async command on a runtime of two workers (the machines this runs
-/// on, CI included, have two cores).
 /// The local runs folder for the commands that only read runs: `runs_dir`
 /// itself, or for an S3 store the scratch folder, with run `run` (or every
 /// run's record) fetched into it first.
@@ -708,12 +706,7 @@ fn local_runs(runs_dir: &Path, run: Option<&str>) -> Result<PathBuf, Error> {
     if !crate::store::Runs::is_remote(runs_dir) {
         return Ok(runs_dir.to_path_buf());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    rt.block_on(async {
+    runtime()?.block_on(async {
         let runs = crate::store::Runs::open(runs_dir, &ConnectOptions::default()).await?;
         match run {
             Some(id) if crate::journal::is_run_id(id) => {
@@ -737,7 +730,14 @@ fn local_only(runs_dir: PathBuf, command: &str) -> Result<PathBuf, Error> {
     Ok(runs_dir)
 }
 
+/// Runs an async command on [`runtime`].
 fn with_runtime(work: impl Future<Output = Result<Outcome, Error>>) -> Result<Outcome, Error> {
+    runtime()?.block_on(work)
+}
+
+/// A runtime of two workers (the machines this runs on, CI included, have
+/// two cores).
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         // A run's future is deep (the lifecycle, the fault phase, the traffic
@@ -747,8 +747,7 @@ fn with_runtime(work: impl Future<Output = Result<Outcome, Error>>) -> Result<Ou
         .thread_stack_size(8 * 1024 * 1024)
         .enable_all()
         .build()
-        .map_err(Error::Runtime)?
-        .block_on(work)
+        .map_err(Error::Runtime)
 }
 
 fn init_logging() {

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use jiff::Timestamp;
 
 use super::{Entry, REPORT_LINKS, verdict_word};
+use crate::output::report::html::page_start;
 use crate::output::report::{HTML_FILE, escape_markup as esc};
 
 const STYLE: &str = "
@@ -44,19 +45,7 @@ fn anchor(e: &Entry) -> String {
 
 /// Renders the catalog page.
 pub fn render(entries: &[Entry], now: Timestamp) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">"
-    );
-    let _ = writeln!(
-        o,
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-    );
-    let _ = writeln!(
-        o,
-        "<title>Game day catalog</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>"
-    );
+    let mut o = page_start("Game day catalog", &[STYLE]);
     let _ = writeln!(o, "<h1>Game day catalog</h1>");
     let _ = writeln!(
         o,

@@ -43,10 +43,10 @@ p.legend { color: #555; font-size: 0.85em; margin: 4px 0 0; }
 footer { color: #777; font-size: 0.85em; margin-top: 32px; }
 ";
 
-/// Renders the HTML report.
-pub fn render(run: &Run) -> String {
-    let s = run.s;
-    let verdict = run.verdict();
+/// The start of a self-contained page, up to its open `<main>`: the head
+/// with `title` (already escaped) and the `styles` inlined. Shared by the
+/// report, the suite scorecard and the catalog.
+pub fn page_start(title: &str, styles: &[&str]) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "<!DOCTYPE html>");
     let _ = writeln!(o, "<html lang=\"en\">");
@@ -56,11 +56,19 @@ pub fn render(run: &Run) -> String {
         o,
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
     );
-    let _ = writeln!(o, "<title>Game day {}: {verdict}</title>", esc(&s.experiment));
-    let _ = writeln!(o, "<style>{STYLE}</style>");
+    let _ = writeln!(o, "<title>{title}</title>");
+    let _ = writeln!(o, "<style>{}</style>", styles.concat());
     let _ = writeln!(o, "</head>");
     let _ = writeln!(o, "<body>");
     let _ = writeln!(o, "<main>");
+    o
+}
+
+/// Renders the HTML report.
+pub fn render(run: &Run) -> String {
+    let s = run.s;
+    let verdict = run.verdict();
+    let mut o = page_start(&format!("Game day {}: {verdict}", esc(&s.experiment)), &[STYLE]);
     let _ = writeln!(o, "<h1>Game day <code>{}</code></h1>", esc(&s.experiment));
     let _ = writeln!(o, "<section id=\"verdict\" class=\"verdict {verdict}\">");
     let _ = writeln!(o, "<span class=\"badge\">{verdict}</span>");

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::Scorecard;
-use crate::output::report::html::{STYLE, esc};
+use crate::output::report::html::{STYLE, esc, page_start};
 use crate::output::report::ms_or_dash;
 use crate::util::ms_text;
 
@@ -24,20 +24,7 @@ td.not-run, td.interrupted, td.not-started { color: #b06000; font-weight: 600; }
 pub fn render(c: &Scorecard) -> String {
     let decision = c.decision();
     let class = if c.go { "go" } else { "no-go" };
-    let mut o = String::new();
-    let _ = writeln!(o, "<!DOCTYPE html>");
-    let _ = writeln!(o, "<html lang=\"en\">");
-    let _ = writeln!(o, "<head>");
-    let _ = writeln!(o, "<meta charset=\"utf-8\">");
-    let _ = writeln!(
-        o,
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-    );
-    let _ = writeln!(o, "<title>Suite {}: {decision}</title>", esc(&c.suite));
-    let _ = writeln!(o, "<style>{STYLE}{EXTRA}</style>");
-    let _ = writeln!(o, "</head>");
-    let _ = writeln!(o, "<body>");
-    let _ = writeln!(o, "<main>");
+    let mut o = page_start(&format!("Suite {}: {decision}", esc(&c.suite)), &[STYLE, EXTRA]);
     let _ = writeln!(o, "<h1>Readiness scorecard <code>{}</code></h1>", esc(&c.suite));
     let _ = writeln!(o, "<section id=\"decision\" class=\"verdict {class}\">");
     let _ = writeln!(o, "<span class=\"badge\">{decision}</span>");
