@@ -364,6 +364,43 @@ impl Decoder {
         }
     }
 
+    /// The required top-level `version` of `the_file` ("the experiment",
+    /// "the policy", "the suite"), an error at its position unless it is
+    /// `expected`.
+    pub fn format_version(&mut self, top: &Map<'_>, the_file: &str, expected: u64) {
+        let version = self
+            .required(top, "version", the_file)
+            .and_then(|n| self.integer(n, "version", 0, u64::MAX));
+        if let Some(v) = &version
+            && v.value != expected
+        {
+            let kind = the_file.strip_prefix("the ").unwrap_or(the_file);
+            self.error_help(
+                v.loc,
+                format!("unsupported {kind} format version {}", v.value),
+                format!("this gameday reads `version: {expected}`"),
+            );
+        }
+    }
+
+    /// A name that goes into file and resource names: at most 64 letters,
+    /// digits, `-`, `_` or `.`; an error at its position otherwise.
+    pub fn check_name(&mut self, n: &Spanned<String>, what: &str) {
+        let ok = n.value.len() <= 64
+            && n.value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            self.error(
+                n.loc,
+                format!(
+                    "{what} `{}`: expected at most 64 letters, digits, `-`, `_` or `.`",
+                    n.value
+                ),
+            );
+        }
+    }
+
     /// A whole number in `min..=max`.
     pub fn integer(&mut self, node: &Node, what: &str, min: u64, max: u64) -> Option<Spanned<u64>> {
         let parsed = match node {

@@ -124,24 +124,13 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
         .map(root, "the experiment", TOP_KEYS)?
         .at(Loc { line: 1, column: 1 });
 
-    let version = d
-        .required(&top, "version", "the experiment")
-        .and_then(|n| d.integer(n, "version", 0, u64::MAX));
-    if let Some(v) = &version
-        && v.value != FORMAT_VERSION
-    {
-        d.error_help(
-            v.loc,
-            format!("unsupported experiment format version {}", v.value),
-            format!("this gameday reads `version: {FORMAT_VERSION}`"),
-        );
-    }
+    d.format_version(&top, "the experiment", FORMAT_VERSION);
 
     let name = d
         .required(&top, "name", "the experiment")
         .and_then(|n| d.string(n, "name"));
     if let Some(n) = &name {
-        check_name(d, n, "name");
+        d.check_name(n, "name");
     }
     let description = top
         .get("description")
@@ -292,22 +281,6 @@ fn check_copy_variables(d: &mut Decoder, env: &Environment, text: &str) {
 }
 
 /// Names end up in tags and file names: keep them to a safe alphabet.
-fn check_name(d: &mut Decoder, n: &Spanned<String>, what: &str) {
-    let ok = n.value.len() <= 64
-        && n.value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !ok {
-        d.error(
-            n.loc,
-            format!(
-                "{what} `{}`: expected at most 64 letters, digits, `-`, `_` or `.`",
-                n.value
-            ),
-        );
-    }
-}
-
 fn decode_environment(d: &mut Decoder, node: &Node) -> Option<Environment> {
     let m = d.map(node, "environment", ENV_KEYS)?;
     let mode = match m.get("mode") {
@@ -1112,7 +1085,7 @@ fn decode_fault(d: &mut Decoder, node: &Node, what: &str) -> Option<FaultSpec> {
         .required(&m, "name", what)
         .and_then(|n| d.string(n, &format!("{what}.name")));
     if let Some(n) = &name {
-        check_name(d, n, &format!("{what}.name"));
+        d.check_name(n, &format!("{what}.name"));
     }
     let action = d
         .required(&m, "action", what)

@@ -314,18 +314,7 @@ fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
     let top = d
         .map(root, "the policy", TOP_KEYS)?
         .at(yaml::Loc { line: 1, column: 1 });
-    let version = d
-        .required(&top, "version", "the policy")
-        .and_then(|n| d.integer(n, "version", 0, u64::MAX));
-    if let Some(v) = &version
-        && v.value != POLICY_VERSION
-    {
-        d.error_help(
-            v.loc,
-            format!("unsupported policy format version {}", v.value),
-            format!("this gameday reads `version: {POLICY_VERSION}`"),
-        );
-    }
+    d.format_version(&top, "the policy", POLICY_VERSION);
     let regions = d
         .required(&top, "regions", "the policy")
         .and_then(|n| decode_allowed(d, n, "regions", |_| None));

@@ -71,35 +71,12 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Suite
     let top = d
         .map(root, "the suite", SUITE_KEYS)?
         .at(Loc { line: 1, column: 1 });
-    let version = d
-        .required(&top, "version", "the suite")
-        .and_then(|n| d.integer(n, "version", 0, u64::MAX));
-    if let Some(v) = &version
-        && v.value != FORMAT_VERSION
-    {
-        d.error_help(
-            v.loc,
-            format!("unsupported suite format version {}", v.value),
-            format!("this gameday reads `version: {FORMAT_VERSION}`"),
-        );
-    }
+    d.format_version(&top, "the suite", FORMAT_VERSION);
     let name = d
         .required(&top, "name", "the suite")
         .and_then(|n| d.string(n, "name"));
     if let Some(n) = &name {
-        let ok = n.value.len() <= 64
-            && n.value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !ok {
-            d.error(
-                n.loc,
-                format!(
-                    "name `{}`: expected at most 64 letters, digits, `-`, `_` or `.`",
-                    n.value
-                ),
-            );
-        }
+        d.check_name(n, "name");
     }
     let description = top
         .get("description")
