@@ -262,6 +262,20 @@ pub enum Event {
         /// When the breach was first seen in the API's answer.
         seen_at: Timestamp,
     },
+    /// The kill switch is on (`gameday halt`): the run aborts, or, before
+    /// injection, refuses.
+    Halted {
+        /// The operator's `--reason`.
+        reason: String,
+        /// Who halted (`user@host`).
+        by: String,
+        /// When the halt was put (`at` is the entry's own time).
+        halted_at: Timestamp,
+        /// The SSM parameter it was read from.
+        parameter: String,
+        /// When the run saw it.
+        seen_at: Timestamp,
+    },
     /// The run stopped injecting and began rolling back early.
     Abort {
         /// Why, in words.

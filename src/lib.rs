@@ -39,6 +39,7 @@ pub mod suite;
 
 pub(crate) mod environment;
 pub(crate) mod faults;
+pub(crate) mod halt;
 pub mod lease;
 pub(crate) mod lock;
 

@@ -5,6 +5,7 @@ mod support;
 
 mod completions;
 mod faults;
+mod halt;
 mod lifecycle;
 mod locks;
 mod observe;

@@ -75,6 +75,8 @@ pub struct Aws {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     /// DynamoDB: the lease table of the safety policy's `locks`.
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// SSM Parameter Store: the kill switch (`gameday halt`, the policy's `halt.parameter`).
+    pub ssm: aws_sdk_ssm::Client,
     /// The region in use, for the journal and messages.
     pub region: String,
     /// The endpoint override in use, if any (recorded in the journal).
@@ -128,6 +130,7 @@ impl Aws {
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
             region,
             endpoint,
         })

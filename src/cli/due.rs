@@ -20,7 +20,7 @@ use crate::output;
 use crate::policy;
 
 use super::run::{Shown, run_one};
-use super::shared::{connect, print_text};
+use super::shared::{connect, load_policy, print_text};
 use super::validate::experiment_files;
 use super::{AwsArgs, Error, Outcome, Output, SafetyArgs};
 
@@ -211,6 +211,24 @@ fn render(scheduled: &[Scheduled], unscheduled: &[String], now: Timestamp) -> St
 
 /// `gameday run-due`: runs every due slot once, in file order, one at a
 /// time; the outcome summarises the runs (see `exit::worst_of`).
+/// The kill switch in force for the experiment of `file` (its policy's
+/// `halt.parameter`); the clients are built once, when first needed.
+async fn halt_of(
+    file: &Path,
+    safety: &SafetyArgs,
+    aws_args: &AwsArgs,
+    aws: &mut Option<Aws>,
+) -> Result<Option<crate::halt::Halt>, Error> {
+    let parameter = load_policy(safety.policy.as_deref(), Some(file))?
+        .policy
+        .halt_parameter;
+    let aws = match aws {
+        Some(a) => a,
+        None => aws.insert(connect(aws_args).await?),
+    };
+    super::halt::in_force(aws, &parameter).await
+}
+
 pub(super) async fn run_due(
     paths: &[PathBuf],
     runs_dir: PathBuf,
@@ -225,6 +243,7 @@ pub(super) async fn run_due(
     let mut ran: Vec<Outcome> = Vec::new();
     let mut errors = 0;
     let (mut deferred, mut done, mut taken) = (0, 0, 0);
+    let mut halt_aws: Option<Aws> = None;
     for s in &scheduled {
         let Some(slot) = s.status.slot else {
             continue;
@@ -238,6 +257,24 @@ pub(super) async fn run_due(
             }
             State::Done | State::Waiting => {
                 done += 1;
+                continue;
+            }
+        }
+        // Halted (`gameday halt`): the slot is not claimed, so it is still
+        // due after `gameday resume`.
+        match halt_of(&s.file, safety, aws, &mut halt_aws).await {
+            Ok(None) => {}
+            Ok(Some(h)) => {
+                eprintln!("refused: {}: {}; the slot stays due", s.exp.name, h.describe());
+                ran.push(Outcome::Ran {
+                    verdict: Verdict::NotRun,
+                    refused: true,
+                });
+                continue;
+            }
+            Err(e) => {
+                errors += 1;
+                eprintln!("error: {}: {e}", s.exp.name);
                 continue;
             }
         }

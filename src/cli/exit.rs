@@ -95,6 +95,9 @@ fn for_outcome(outcome: Outcome) -> i32 {
                 run.unwrap_or(OK)
             }
         }
+        // `halt --status` while halted: new runs would be refused.
+        Outcome::Halt { on: true } => REFUSED,
+        Outcome::Halt { on: false } => OK,
         Outcome::Suite {
             interrupted: true, ..
         } => INTERRUPTED,
@@ -165,6 +168,7 @@ fn for_error(e: &Error) -> i32 {
         Error::RecoveryList(_) => ERROR,
         Error::Leftovers(_) => ERROR,
         Error::LeaseTable(_) => ERROR,
+        Error::Halt(_) => ERROR,
         Error::History(
             HistoryError::RunsDir { .. }
             | HistoryError::NoSuchRun(_)

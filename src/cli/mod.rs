@@ -10,6 +10,7 @@ mod cleanup;
 mod completions;
 mod due;
 pub mod exit;
+mod halt;
 mod history;
 mod locks;
 mod outcome;
@@ -42,7 +43,8 @@ Exit codes:
   4    aborted: a guardrail tripped (everything rolled back)
   5    not-run: a precondition did not hold (nothing injected)
   6    error: the runner could not do its job (see the journal; `gameday recover`)
-  7    refused by the safety policy, or approval missing or stale (nothing touched)
+  7    refused by the safety policy, or approval missing or stale, or halted
+       (`gameday halt`; nothing touched)
   8    suite run: NO-GO (a blocking experiment did not pass, or the readiness
        score is below the suite's min_score; see the scorecard)
   130  interrupted by SIGINT/SIGTERM (everything rolled back)
@@ -386,6 +388,48 @@ enum Command {
         #[arg(value_enum, value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+    /// The kill switch: abort every run in this account and region, and
+    /// refuse new ones, until `gameday resume`.
+    ///
+    /// Puts the SSM parameter of the policy's `halt.parameter` (default
+    /// /gameday/halt) with the reason, who and when. Every running gameday
+    /// reads it with its probes at each `timing.interval` tick, and aborts
+    /// and rolls back when it is there (verdict aborted, exit 4); a run that
+    /// starts while it is there is refused before anything is touched (exit
+    /// 7), and so are `run-due` and `suite run`. `--status` shows it (exit 0:
+    /// not halted, 7: halted). Needs ssm:PutParameter (status: ssm:GetParameter).
+    #[command(
+        after_help = "Examples:\n  gameday halt --reason \"incident 4711: checkout errors\"\n  gameday halt --status\n  gameday resume\n\nThe switch is per account and region: pass --region (or --profile) for each one to halt."
+    )]
+    Halt {
+        /// Why: shown by every run it aborts and journaled there.
+        #[arg(
+            long,
+            value_name = "TEXT",
+            required_unless_present = "status",
+            conflicts_with = "status"
+        )]
+        reason: Option<String>,
+        /// Show whether runs are halted, change nothing.
+        #[arg(long)]
+        status: bool,
+        /// The safety policy whose `halt.parameter` names the switch (default:
+        /// ./safety/policy.yaml, else the built-in default: /gameday/halt).
+        #[arg(long, value_name = "FILE", env = "GAMEDAY_POLICY")]
+        policy: Option<PathBuf>,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Lift `gameday halt`: runs may start again (deletes the parameter).
+    ///
+    /// Runs the halt aborted are not restarted. Needs ssm:DeleteParameter.
+    Resume {
+        /// The safety policy whose `halt.parameter` names the switch.
+        #[arg(long, value_name = "FILE", env = "GAMEDAY_POLICY")]
+        policy: Option<PathBuf>,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -695,6 +739,13 @@ impl Command {
                 with_runtime(due::catalog(&paths, &runs_dir, &safety))
             }
             Command::Completions { shell } => completions::print(shell),
+            Command::Halt {
+                reason,
+                status: _,
+                policy,
+                aws,
+            } => with_runtime(halt::halt(reason.as_deref(), policy.as_deref(), &aws)),
+            Command::Resume { policy, aws } => with_runtime(halt::resume(policy.as_deref(), &aws)),
         }
     }
 }

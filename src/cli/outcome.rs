@@ -43,6 +43,11 @@ pub enum Outcome {
         /// A slot could not be claimed, or a run could not start.
         errors: bool,
     },
+    /// `halt`, `resume`: whether the kill switch is on now.
+    Halt {
+        /// Runs are halted.
+        on: bool,
+    },
     /// `suite run`: the scorecard is written; GO or NO-GO.
     Suite {
         /// Every blocking experiment passed (and the score is high enough).
@@ -153,6 +158,10 @@ pub enum Error {
     /// `cleanup`: the leftovers could not be looked up.
     #[error(transparent)]
     Leftovers(AwsError),
+    /// `halt`, `resume`, and `run-due` or `suite run` checking it: the kill
+    /// switch could not be read or changed.
+    #[error("the kill switch: {0}")]
+    Halt(AwsError),
     /// `locks create-table`: the lease table could not be created.
     #[error(transparent)]
     LeaseTable(AwsError),

@@ -29,6 +29,7 @@ use jiff::Timestamp;
 use super::End;
 use super::signals::{Escalation, Received};
 use crate::faults::{Call, Undo};
+use crate::halt::Halt;
 use crate::journal::{Event, Phase, Verdict};
 use crate::observe::Breach;
 
@@ -78,6 +79,8 @@ pub(crate) enum Input {
     Reading {
         /// The first breach in the reading.
         breach: Option<Breach>,
+        /// The kill switch, when it is on: it wins over a breach.
+        halt: Option<Halt>,
         /// When the answers arrived: when a breach became visible to us.
         seen_at: Timestamp,
     },
@@ -187,6 +190,7 @@ struct FaultRun {
 enum EndReason {
     Completed,
     Breach(Breach),
+    Halted(Halt),
     Signal(&'static str),
     MaxDuration,
     InjectError(String),
@@ -246,9 +250,22 @@ impl Dispatcher {
             return out;
         }
         match input {
-            Input::Reading { breach, seen_at } => {
+            Input::Reading {
+                breach,
+                halt,
+                seen_at,
+            } => {
                 self.watch_failures = 0;
-                if let (true, Some(b)) = (self.watching(), breach) {
+                if let (true, Some(h)) = (self.watching(), halt) {
+                    out.push(Command::Journal(Box::new(Event::Halted {
+                        reason: h.reason.clone(),
+                        by: h.by.clone(),
+                        halted_at: h.at,
+                        parameter: h.parameter.clone(),
+                        seen_at,
+                    })));
+                    self.end(EndReason::Halted(h), seen_at, &mut out);
+                } else if let (true, Some(b)) = (self.watching(), breach) {
                     out.push(Command::Journal(Box::new(Event::GuardrailBreached {
                         guardrail: b.guardrail.clone(),
                         detail: b.detail.clone(),
@@ -504,6 +521,7 @@ impl Dispatcher {
         let text = match &reason {
             EndReason::Completed => return,
             EndReason::Breach(b) => format!("guardrail `{}` tripped: {}", b.guardrail, b.detail),
+            EndReason::Halted(h) => h.describe(),
             EndReason::Signal(s) => format!("{s} received"),
             EndReason::MaxDuration => format!(
                 "timing.max_duration ({}) reached",
@@ -576,6 +594,10 @@ impl Dispatcher {
                     "guardrail `{}` tripped ({}); every fault was rolled back",
                     b.guardrail, b.detail
                 ),
+            ),
+            Some(EndReason::Halted(h)) => (
+                Verdict::Aborted,
+                format!("{}; every fault was rolled back", h.describe()),
             ),
             Some(EndReason::Signal(s)) => (
                 Verdict::Interrupted,
@@ -816,6 +838,7 @@ mod tests {
                 3,
                 Input::Reading {
                     breach: Some(breach),
+                    halt: None,
                     seen_at: at(3).wall
                 }
             ),
@@ -837,6 +860,47 @@ mod tests {
         f.feed(5, rolled_back(0));
         assert_eq!(injects(&f.log), ["inject 0"]);
         assert_eq!(f.end().verdict, Verdict::Aborted);
+    }
+
+    #[test]
+    fn a_halt_aborts_like_a_breach_wins_over_one_and_is_named_in_the_verdict() {
+        let (mut f, _) = Fake::new(vec![spec("stop", &[], Some(5 * MIN))], 30 * MIN);
+        f.feed(1, intent(0, 1, "i-1"));
+        f.feed(2, done(0));
+        let halt = Halt {
+            reason: "incident 42".into(),
+            by: "ops@desk".into(),
+            at: at(2).wall,
+            parameter: "/gameday/halt".into(),
+        };
+        let breach = Breach {
+            guardrail: "alarm `errors`".into(),
+            detail: "ALARM".into(),
+        };
+        assert_eq!(
+            f.feed(
+                3,
+                Input::Reading {
+                    breach: Some(breach),
+                    halt: Some(halt),
+                    seen_at: at(3).wall
+                }
+            ),
+            [
+                "journal halted",
+                "journal abort",
+                "journal phase",
+                "journal rollback_started",
+                "rollback 0 [1]"
+            ]
+        );
+        f.feed(4, rolled_back(0));
+        let end = f.end();
+        assert_eq!(end.verdict, Verdict::Aborted);
+        assert_eq!(
+            end.reason,
+            "halted by ops@desk (/gameday/halt): incident 42; every fault was rolled back"
+        );
     }
 
     #[test]
@@ -1007,6 +1071,7 @@ mod tests {
             4,
             Input::Reading {
                 breach: None,
+                halt: None,
                 seen_at: at(4).wall,
             },
         );

@@ -118,7 +118,10 @@ pub(crate) async fn fault_phase(
                     let seen_at = reading.at;
                     let phase = if watching { Phase::Inject } else { Phase::Rollback };
                     let judged = record(ctx, obs, &reading, phase);
-                    vec![Input::Reading { breach: judged.breaches.into_iter().next(), seen_at }]
+                    if watching && reading.halt.is_some() {
+                        obs.halted_at = obs.halted_at.or(Some(seen_at));
+                    }
+                    vec![Input::Reading { breach: judged.breaches.into_iter().next(), halt: reading.halt, seen_at }]
                 }
                 Some(Err(e)) => vec![Input::WatchFailed { error: e.to_string() }],
                 None => {

@@ -38,6 +38,7 @@ use crate::faults::{
     StepContext, StopLoad, Undo,
 };
 use crate::gate::{self, Admission};
+use crate::halt::{self, Halt};
 use crate::journal::{self, ActionKind, Event, Journal, JournalError, Phase, Remote, Verdict};
 use crate::lease;
 use crate::lock;
@@ -341,6 +342,8 @@ struct Ready {
     cx: StepContext,
     /// When preparation began: Auto Scaling activities from then on are journaled.
     started: Timestamp,
+    /// The kill switch's SSM parameter, read with every tick's probes.
+    halt_parameter: String,
 }
 
 /// Baseline, fault phase, recovery and the hypothesis's verdict; every
@@ -360,9 +363,16 @@ async fn observe_and_inject(
         &ready.run_vars,
         &ready.source_vars,
         parallel,
-    ));
+    ))
+    .with_halt(&ready.halt_parameter);
     ctx.emit_best_effort(Event::Probes { probes: obs.infos() });
-    let end = match baseline(ctx, exp, &mut obs, sigs).await {
+    // The kill switch once more right before injecting: setting up the
+    // copies may have taken minutes since preflight.
+    let ready_to_inject = match baseline(ctx, exp, &mut obs, sigs).await {
+        Ok(()) => check_halt(ctx, &ready.halt_parameter).await,
+        Err(end) => Err(end),
+    };
+    let end = match ready_to_inject {
         Err(end) => end,
         Ok(()) => {
             // The tolerances fixed by the baseline are what reports draw.
@@ -485,6 +495,9 @@ async fn baseline(ctx: &Ctx, exp: &Experiment, obs: &mut Observer, sigs: &mut Si
         .await?;
         let judged =
             checked.map_err(|e| error_before_injection(format!("the probes cannot be read: {e}")))?;
+        if let Some(h) = judged.as_ref().and_then(|j| j.halt.as_ref()) {
+            return Err(halted_before_injection(ctx, h));
+        }
         let bad: Vec<String> = judged
             .iter()
             .flat_map(|j| &j.results)
@@ -561,15 +574,20 @@ async fn conclude(
     } = end;
     let mut failures = Vec::new();
     if let Some(rolled_back) = obs.rolled_back_at {
+        let halted_before = obs.halted_at.is_some();
         match recovery(ctx, exp, obs, rolled_back, withdrawal, sigs).await {
             Ok(Some(why)) => failures.push(why),
             Ok(None) => {}
-            Err(sig) => {
-                return End::new(
-                    Verdict::Interrupted,
-                    format!("stopped by {sig} during recovery; every fault was rolled back"),
-                );
+            // A run the kill switch aborted keeps that verdict's reason.
+            Err(stop) if stop.verdict == Verdict::Aborted && halted_before => {
+                return End {
+                    verdict,
+                    reason,
+                    unfinished,
+                    refused: false,
+                };
             }
+            Err(stop) => return stop,
         }
     }
     for (e, _) in obs.detections(Timestamp::now()) {
@@ -659,7 +677,7 @@ async fn recovery(
     rolled_back: Timestamp,
     withdrawal: &Withdrawal<'_>,
     sigs: &mut Signals,
-) -> Result<Option<String>, &'static str> {
+) -> Result<Option<String>, End> {
     ctx.emit_best_effort(Event::Phase {
         phase: Phase::Recovery,
     });
@@ -693,12 +711,35 @@ async fn recovery(
     loop {
         let checked = tokio::select! {
             // The first signal stops recovery: every fault is rolled back already.
-            sig = sigs.next(ctx) => return Err(sig.name),
+            sig = sigs.next(ctx) => return Err(End::new(
+                Verdict::Interrupted,
+                format!("stopped by {} during recovery; every fault was rolled back", sig.name),
+            )),
             r = async { tick.tick().await; check_once(ctx, &queries, obs, Phase::Recovery, &mut failures).await } => r,
         };
-        if let Err(e) = checked {
-            left = vec![format!("the probes cannot be read: {e}")];
-            break;
+        let judged = match checked {
+            Ok(j) => j,
+            Err(e) => {
+                left = vec![format!("the probes cannot be read: {e}")];
+                break;
+            }
+        };
+        // The kill switch ends recovery too: every fault is rolled back
+        // already, and teardown follows at once.
+        if let Some(h) = judged.and_then(|j| j.halt) {
+            if obs.halted_at.is_none() {
+                ctx.emit_best_effort(Event::Halted {
+                    reason: h.reason.clone(),
+                    by: h.by.clone(),
+                    halted_at: h.at,
+                    parameter: h.parameter.clone(),
+                    seen_at: Timestamp::now(),
+                });
+            }
+            return Err(End::new(
+                Verdict::Aborted,
+                format!("{} (during recovery); every fault was rolled back", h.describe()),
+            ));
         }
         withdrawal.apply(ctx, obs);
         let now = Instant::now();
@@ -784,6 +825,7 @@ async fn prepare(
         ..Vars::default()
     };
     let mut vars = source_vars.clone();
+    or_signal(ctx, sigs, check_halt(ctx, &safety.policy.policy.halt_parameter)).await??;
     let (plan, in_place_steps) = or_signal(ctx, sigs, admit(ctx, exp, &vars, seed, safety)).await??;
     let protected = &safety.policy.policy.protected_tags;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -974,11 +1016,46 @@ async fn prepare(
         source_vars,
         cx,
         started,
+        halt_parameter: safety.policy.policy.halt_parameter.clone(),
     })
 }
 
 fn not_run(reason: String) -> End {
     End::new(Verdict::NotRun, reason)
+}
+
+/// The kill switch is on before any fault was injected: journaled, and the
+/// run is refused (exit code as a policy refusal).
+fn halted_before_injection(ctx: &Ctx, h: &Halt) -> End {
+    ctx.emit_best_effort(Event::Halted {
+        reason: h.reason.clone(),
+        by: h.by.clone(),
+        halted_at: h.at,
+        parameter: h.parameter.clone(),
+        seen_at: Timestamp::now(),
+    });
+    End {
+        refused: true,
+        ..not_run(format!(
+            "{}; nothing was injected (`gameday resume` lifts the halt)",
+            h.describe()
+        ))
+    }
+}
+
+/// Preflight: refuses the run while the kill switch is on, or when it
+/// cannot be read (a run that could not be halted must not start).
+async fn check_halt(ctx: &Ctx, parameter: &str) -> Result<(), End> {
+    match halt::read(&ctx.aws, parameter).await {
+        Ok(None) => Ok(()),
+        Ok(Some(h)) => Err(halted_before_injection(ctx, &h)),
+        Err(e) => Err(End {
+            refused: true,
+            ..not_run(format!(
+                "the kill switch {parameter} cannot be read ({e}), so this run could not be halted; nothing was touched (allow ssm:GetParameter on it)"
+            ))
+        }),
+    }
 }
 
 fn error_before_injection(e: impl std::fmt::Display) -> End {

@@ -26,6 +26,7 @@ use crate::experiment::{
     CapacityBound, Compare, During, Expect, Experiment, InsufficientData, MetricQuery, MetricSpec, Missing,
     Probe, ProbeKind, Tolerance, TreatMissing,
 };
+use crate::halt::{self, Halt};
 use crate::journal::{Event, GuardrailCheck, Phase, Point, ProbeInfo, ProbeResult, ProbeRole, SeriesOf};
 use crate::model::Vars;
 use crate::util::{ms_text, value_text};
@@ -362,6 +363,8 @@ pub struct Reading {
     metrics: HashMap<String, Vec<(i64, f64)>>,
     alarms: HashMap<String, AlarmInfo>,
     groups: HashMap<String, Capacity>,
+    /// The kill switch, when it is on (`gameday halt`).
+    pub halt: Option<Halt>,
 }
 
 /// The calls every tick makes, built once per run.
@@ -374,6 +377,8 @@ pub struct Queries {
     groups: Vec<String>,
     lookback: Duration,
     align: i64,
+    /// The kill switch's SSM parameter, read once per tick; `None`: not read.
+    halt: Option<String>,
 }
 
 impl Queries {
@@ -386,6 +391,7 @@ impl Queries {
             groups: Vec::new(),
             lookback: Duration::from_secs(60),
             align: 1,
+            halt: None,
         };
         for (i, w) in watched.iter().enumerate() {
             let mut ids = (None, None);
@@ -422,18 +428,27 @@ impl Queries {
         Arc::new(q)
     }
 
-    /// Reads every metric, alarm and group once, concurrently.
+    /// Reads every metric, alarm and group, and the kill switch, once,
+    /// concurrently. A kill switch that cannot be read fails the reading,
+    /// as a probe that cannot be read does.
     pub async fn read(&self, aws: &Aws) -> Result<Reading, AwsError> {
-        let (metrics, alarms, groups) = tokio::try_join!(
+        let (metrics, alarms, groups, halt) = tokio::try_join!(
             self.read_metrics(aws),
             describe_alarms(aws, &self.alarms),
-            group_capacity(aws, &self.groups)
+            group_capacity(aws, &self.groups),
+            async {
+                match &self.halt {
+                    Some(p) => halt::read(aws, p).await,
+                    None => Ok(None),
+                }
+            }
         )?;
         Ok(Reading {
             at: Timestamp::now(),
             metrics,
             alarms,
             groups,
+            halt,
         })
     }
 
@@ -614,6 +629,8 @@ pub struct Judged {
     pub breaches: Vec<Breach>,
     /// Deviations (on the change) and alarm state changes, for the journal.
     pub events: Vec<Event>,
+    /// The kill switch, when it is on.
+    pub halt: Option<Halt>,
 }
 
 #[derive(Debug, Default)]
@@ -651,6 +668,8 @@ pub struct Observer {
     pub injected_at: Option<Timestamp>,
     /// When the last fault was rolled back (recovery and clear windows start here).
     pub rolled_back_at: Option<Timestamp>,
+    /// When the fault phase saw the kill switch on (its `halted` event is journaled).
+    pub halted_at: Option<Timestamp>,
 }
 
 impl Observer {
@@ -679,7 +698,17 @@ impl Observer {
             watching_since: None,
             injected_at: None,
             rolled_back_at: None,
+            halted_at: None,
         }
+    }
+
+    /// Reads the kill switch `parameter` (the policy's `halt.parameter`)
+    /// with every tick's probes.
+    pub fn with_halt(mut self, parameter: &str) -> Observer {
+        let mut q = (*self.queries).clone();
+        q.halt = Some(parameter.to_string());
+        self.queries = Arc::new(q);
+        self
     }
 
     /// The calls a tick makes (shared with the watcher task).
@@ -718,7 +747,10 @@ impl Observer {
 
     /// Judges one reading taken during `phase`.
     pub fn judge(&mut self, r: &Reading, phase: Phase) -> Judged {
-        let mut out = Judged::default();
+        let mut out = Judged {
+            halt: r.halt.clone(),
+            ..Judged::default()
+        };
         let mut names: Vec<&String> = r.alarms.keys().collect();
         names.sort();
         for name in names {
@@ -1755,6 +1787,7 @@ mod tests {
             metrics: HashMap::from([("p0e".to_string(), points.to_vec())]),
             alarms: HashMap::new(),
             groups: HashMap::new(),
+            halt: None,
         }
     }
 
@@ -1853,6 +1886,7 @@ mod tests {
                         desired: 2,
                     },
                 )]),
+                halt: None,
             },
             Phase::Recovery,
         );
@@ -2028,6 +2062,7 @@ mod tests {
             metrics: HashMap::from([("p0e".to_string(), e.to_vec()), ("p0c".to_string(), c.to_vec())]),
             alarms: HashMap::new(),
             groups: HashMap::new(),
+            halt: None,
         }
     }
 

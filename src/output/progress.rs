@@ -230,7 +230,10 @@ impl Reporter for Progress {
                     .apply(&entry.event);
                 if let Some(text) = text::describe(&entry.event, Voice::Live) {
                     // The moment a guardrail trips must not scroll by unnoticed.
-                    let loud = matches!(entry.event, Event::GuardrailBreached { .. } | Event::Abort { .. });
+                    let loud = matches!(
+                        entry.event,
+                        Event::GuardrailBreached { .. } | Event::Abort { .. } | Event::Halted { .. }
+                    );
                     live.bar.println(if loud {
                         format!("\x1b[1;31m{text}\x1b[0m")
                     } else {

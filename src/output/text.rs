@@ -382,6 +382,16 @@ pub fn describe(event: &Event, voice: Voice) -> Option<String> {
             (true, _) => format!("received {signal} again: skipping waits; rollback calls still run"),
             (false, _) => format!("{signal} received (#{count})"),
         },
+        Event::Halted {
+            reason,
+            by,
+            halted_at,
+            parameter,
+            ..
+        } => format!(
+            "HALTED by {by} at {} ({parameter}): {reason}",
+            halted_at.strftime("%H:%M:%SZ")
+        ),
         Event::Warning { message } => format!("warning: {message}"),
         Event::Recovery { pending } if !live => {
             format!("`gameday recover` took over: {pending} call(s) to undo")

@@ -60,7 +60,12 @@ pub struct Policy {
     pub max_experiment_duration: Duration,
     /// Leases in a DynamoDB table; `None`: best-effort lock tags only.
     pub locks: Option<Locks>,
+    /// `halt.parameter`: the SSM parameter of the kill switch (`gameday halt`).
+    pub halt_parameter: String,
 }
+
+/// `halt.parameter` when the policy does not say.
+pub const DEFAULT_HALT_PARAMETER: &str = "/gameday/halt";
 
 /// `locks`: where runs take their leases.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,7 +281,9 @@ const TOP_KEYS: &[&str] = &[
     "require_guardrails",
     "max_experiment_duration",
     "locks",
+    "halt",
 ];
+const HALT_KEYS: &[&str] = &["parameter"];
 const LOCKS_KEYS: &[&str] = &["table", "ttl"];
 const BLAST_KEYS: &[&str] = &["max_instances_per_fault", "max_percent_of_group"];
 const IN_PLACE_KEYS: &[&str] = &["allowed", "requires_approval", "allow_terminate"];
@@ -376,6 +383,10 @@ fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
         Some(n) => decode_locks(d, n).map(Some),
         None => Some(None),
     };
+    let halt_parameter = match top.get("halt") {
+        Some(n) => decode_halt(d, n),
+        None => Some(DEFAULT_HALT_PARAMETER.to_string()),
+    };
     Some(Policy {
         regions: regions?,
         accounts: accounts?,
@@ -390,7 +401,40 @@ fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
         require_guardrails: require_guardrails?,
         max_experiment_duration: max_experiment_duration?,
         locks: locks?,
+        halt_parameter: halt_parameter?,
     })
+}
+
+/// `halt: { parameter: /gameday/halt }`: the kill switch's SSM parameter name.
+fn decode_halt(d: &mut Decoder, node: &Node) -> Option<String> {
+    let m = d.map(node, "halt", HALT_KEYS)?;
+    let name = d
+        .required(&m, "parameter", "halt")
+        .and_then(|n| d.string(n, "halt.parameter"))?;
+    let ok = (1..=1011).contains(&name.value.len())
+        && name
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+        && !name
+            .value
+            .to_ascii_lowercase()
+            .trim_start_matches('/')
+            .starts_with("aws")
+        && !name
+            .value
+            .to_ascii_lowercase()
+            .trim_start_matches('/')
+            .starts_with("ssm");
+    if !ok {
+        d.error_help(
+            name.loc,
+            format!("halt.parameter: `{}` is not an SSM parameter name", name.value),
+            "letters, digits, `_`, `-`, `.` and `/` (e.g. /gameday/halt); it may not begin with aws or ssm",
+        );
+        return None;
+    }
+    Some(name.value)
 }
 
 /// `locks: { table: NAME, ttl: 2m }`.

@@ -55,6 +55,26 @@ pub(in crate::cli) async fn run(
             });
         }
     };
+    // Halted (`gameday halt`): no experiment of the suite starts.
+    let mut parameters: Vec<&str> = sp
+        .members
+        .iter()
+        .map(|m| m.loaded.policy.policy.halt_parameter.as_str())
+        .collect();
+    parameters.sort();
+    parameters.dedup();
+    for parameter in parameters {
+        if let Some(h) = crate::cli::halt::in_force(&sp.aws, parameter).await? {
+            eprintln!(
+                "error: the suite is refused, nothing was touched: {}; `gameday resume` lifts it",
+                h.describe()
+            );
+            return Ok(Outcome::Ran {
+                verdict: Verdict::NotRun,
+                refused: true,
+            });
+        }
+    }
     let id = format!("suite-{}", engine::new_run_id());
     let dir = runs_dir.join(&id);
     std::fs::create_dir_all(&dir).map_err(|source| Error::SuiteRecords {

@@ -294,7 +294,7 @@ fn category(event: &Event) -> (&'static str, bool) {
         Event::FaultActive { .. } => ("inject", false),
         Event::FaultRolledBack { .. } | Event::RollbackStarted { .. } => ("rollback", false),
         Event::GuardrailBreached { .. } => ("guardrail", true),
-        Event::Abort { .. } => ("abort", true),
+        Event::Abort { .. } | Event::Halted { .. } => ("abort", true),
         Event::Deviation { .. } => ("deviation", true),
         Event::BaselineMeasured { .. } | Event::ProbeDataBack { .. } | Event::ProbeNotJudged { .. } => {
             ("probe", false)
