@@ -825,8 +825,10 @@ async fn prepare(
         ..Vars::default()
     };
     let mut vars = source_vars.clone();
-    or_signal(ctx, sigs, check_halt(ctx, &safety.policy.policy.halt_parameter)).await??;
     let (plan, in_place_steps) = or_signal(ctx, sigs, admit(ctx, exp, &vars, seed, safety)).await??;
+    // The kill switch, before anything is created or locked (the plan's
+    // calls are read-only).
+    or_signal(ctx, sigs, check_halt(ctx, &safety.policy.policy.halt_parameter)).await??;
     let protected = &safety.policy.policy.protected_tags;
     let mut rng = StdRng::seed_from_u64(seed);
     let plans = match env.mode {
@@ -1049,12 +1051,18 @@ async fn check_halt(ctx: &Ctx, parameter: &str) -> Result<(), End> {
     match halt::read(&ctx.aws, parameter).await {
         Ok(None) => Ok(()),
         Ok(Some(h)) => Err(halted_before_injection(ctx, &h)),
-        Err(e) => Err(End {
+        // Denied (or any answer that will not change): refused, as a run
+        // that could not be halted must not start.
+        Err(e) if e.kind() == crate::aws::ErrorKind::Permanent => Err(End {
             refused: true,
             ..not_run(format!(
                 "the kill switch {parameter} cannot be read ({e}), so this run could not be halted; nothing was touched (allow ssm:GetParameter on it)"
             ))
         }),
+        // Throttled, unreachable: the runner could not do its job.
+        Err(e) => Err(End::error(format!(
+            "the kill switch {parameter} cannot be read ({e}); nothing was touched"
+        ))),
     }
 }
 
