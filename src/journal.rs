@@ -276,6 +276,25 @@ pub enum Event {
         /// When the run saw it.
         seen_at: Timestamp,
     },
+    /// The run's AWS identity, when the experiment (or its suite entry)
+    /// names a role to assume: `recover` assumes the same role again.
+    Connected {
+        /// The account of the assumed identity (sts:GetCallerIdentity).
+        account: String,
+        /// The region the run acts in.
+        region: String,
+        /// The role assumed.
+        role_arn: String,
+        /// The external id given to AssumeRole, if any (AWS does not treat
+        /// it as a secret; `recover` needs it to assume the role again).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_id: Option<String>,
+        /// The role session name, `gameday-<run id>`: CloudTrail's
+        /// `userIdentity` of every call the run makes.
+        session: String,
+        /// The assumed identity's ARN.
+        arn: String,
+    },
     /// The run stopped injecting and began rolling back early.
     Abort {
         /// Why, in words.

@@ -352,6 +352,147 @@ impl RuleResult {
     }
 }
 
+/// `aws:` of an experiment or a suite entry: the role a run assumes and the
+/// region it acts in. Unset keys come from the command line and the
+/// standard chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct AwsTarget {
+    /// `aws.role_arn`: the IAM role to assume (sts:AssumeRole).
+    pub role_arn: Option<String>,
+    /// `aws.external_id`: the external id the role's trust policy requires.
+    pub external_id: Option<String>,
+    /// `aws.region`: the region the run acts in (wins over `--region`).
+    pub region: Option<String>,
+}
+
+/// The keys of an `aws:` block.
+pub const AWS_TARGET_KEYS: &[&str] = &["role_arn", "external_id", "region"];
+
+impl AwsTarget {
+    /// Nothing set: the standard chain as it is.
+    pub fn is_empty(&self) -> bool {
+        self.role_arn.is_none() && self.region.is_none()
+    }
+
+    /// `self` (a suite entry's) over `base` (the experiment's): a role
+    /// named here comes with its own external id; the region key by key.
+    pub fn over(&self, base: &AwsTarget) -> AwsTarget {
+        let (role_arn, external_id) = match &self.role_arn {
+            Some(r) => (Some(r.clone()), self.external_id.clone()),
+            None => (base.role_arn.clone(), base.external_id.clone()),
+        };
+        AwsTarget {
+            role_arn,
+            external_id,
+            region: self.region.clone().or_else(|| base.region.clone()),
+        }
+    }
+
+    /// The account of `role_arn` (its fifth field), for messages.
+    pub fn role_account(&self) -> Option<&str> {
+        self.role_arn.as_deref().and_then(|r| r.split(':').nth(4))
+    }
+
+    /// Decodes an `aws:` block (`what` is its path, e.g. `aws` or
+    /// `experiments[1].aws`), reporting every problem at its node.
+    pub fn decode(d: &mut Decoder, node: &marked_yaml::Node, what: &str) -> Option<AwsTarget> {
+        let m = d.map(node, what, AWS_TARGET_KEYS)?;
+        let mut ok = true;
+        let mut field = |d: &mut Decoder, key: &str, valid: fn(&str) -> bool, help: &str| {
+            let n = m.get(key)?;
+            let s = d.string(n, &format!("{what}.{key}"))?;
+            if valid(&s.value) {
+                Some(s)
+            } else {
+                d.error_help(s.loc, format!("{what}.{key}: `{}` is not valid", s.value), help);
+                ok = false;
+                None
+            }
+        };
+        let role_arn = field(
+            d,
+            "role_arn",
+            valid_role_arn,
+            "expected an IAM role ARN such as arn:aws:iam::123456789012:role/gameday",
+        );
+        let external_id = field(
+            d,
+            "external_id",
+            valid_external_id,
+            "2 to 1224 characters: letters, digits and + = , . @ : / -",
+        );
+        let region = field(
+            d,
+            "region",
+            valid_region,
+            "expected a region name such as eu-west-1",
+        );
+        if let (Some(e), None) = (&external_id, &role_arn)
+            && ok
+        {
+            d.error_help(
+                e.loc,
+                format!("{what}.external_id is set without {what}.role_arn"),
+                "the external id is given when assuming a role: add role_arn, or remove external_id",
+            );
+            return None;
+        }
+        ok.then(|| AwsTarget {
+            role_arn: role_arn.map(|s| s.value),
+            external_id: external_id.map(|s| s.value),
+            region: region.map(|s| s.value),
+        })
+    }
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
+fn valid_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(
+        parts.as_slice(),
+        ["arn", partition, "iam", "", account, resource]
+            if partition.starts_with("aws")
+                && account.len() == 12
+                && account.chars().all(|c| c.is_ascii_digit())
+                && resource.strip_prefix("role/").is_some_and(|n| !n.is_empty())
+    )
+}
+
+fn valid_external_id(id: &str) -> bool {
+    (2..=1224).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c))
+}
+
+/// `eu-west-1`, `us-gov-east-1`, `ap-southeast-3`: lowercase words and a number.
+fn valid_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+/// The role session name of run `run_id`: `gameday-<run id>`, in the
+/// characters STS allows (letters, digits, `+=,.@_-`), at most 64 of them.
+pub fn session_name(run_id: &str) -> String {
+    let mut name: String = format!("gameday-{run_id}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name.truncate(64);
+    name
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,5 +530,36 @@ mod tests {
         assert_eq!(Owner::Environment.name(), "environment");
         assert_eq!(Owner::of("stop-third"), Owner::Fault("stop-third"));
         assert_eq!(Owner::of("stop-third").to_string(), "stop-third");
+    }
+
+    #[test]
+    fn a_session_name_is_gameday_and_the_run_id_within_stss_limits() {
+        assert_eq!(
+            session_name("20261202-103213-5c57"),
+            "gameday-20261202-103213-5c57"
+        );
+        assert_eq!(session_name("a b/c"), "gameday-a-b-c");
+        assert_eq!(session_name(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn an_entrys_role_comes_with_its_own_external_id_and_the_region_is_key_by_key() {
+        let exp = AwsTarget {
+            role_arn: Some("arn:aws:iam::111111111111:role/a".into()),
+            external_id: Some("x1".into()),
+            region: Some("eu-west-1".into()),
+        };
+        let entry = AwsTarget {
+            role_arn: Some("arn:aws:iam::222222222222:role/b".into()),
+            ..AwsTarget::default()
+        };
+        let both = entry.over(&exp);
+        assert_eq!(both.external_id, None);
+        assert_eq!(both.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(both.role_account(), Some("222222222222"));
+        assert_eq!(AwsTarget::default().over(&exp), exp);
+        assert!(valid_role_arn("arn:aws:iam::123456789012:role/path/gameday"));
+        assert!(!valid_role_arn("arn:aws:iam::12345:role/x"));
+        assert!(valid_region("us-gov-east-1") && !valid_region("EU-west-1") && !valid_region("eu-west"));
     }
 }

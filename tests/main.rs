@@ -10,6 +10,7 @@ mod lifecycle;
 mod locks;
 mod observe;
 mod report;
+mod roles;
 mod run;
 mod safety;
 mod sandbox;

@@ -21,6 +21,7 @@
 //! [`reads`] holds the describe calls that more than one layer needs (a
 //! group, alarms, instance states), so that none of them reaches into another.
 
+mod assume;
 mod reads;
 pub mod s3;
 
@@ -31,6 +32,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
+pub use assume::{AssumeError, Assumed};
 pub use reads::{AlarmInfo, AlarmKind, describe_alarms, describe_group, instance_states};
 
 /// Attempts per API call in the SDK's standard retry mode (the first and 4 retries).
@@ -94,6 +96,13 @@ pub enum ConnectError {
 impl Aws {
     /// Loads the configuration chain and builds the clients. Makes no API call.
     pub async fn connect(opts: &ConnectOptions) -> Result<Aws, ConnectError> {
+        let (config, endpoint) = Aws::load(opts).await;
+        Aws::from_config(&config, endpoint)
+    }
+
+    /// The configuration chain with the command line's overrides, and the
+    /// endpoint override in use (for the journal). Makes no API call.
+    async fn load(opts: &ConnectOptions) -> (aws_config::SdkConfig, Option<String>) {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         // Standard mode: backoff with jitter on throttling and 5xx, shared by
         // all calls; AWS_MAX_ATTEMPTS / AWS_RETRY_MODE still win when set.
@@ -114,7 +123,7 @@ impl Aws {
             .endpoint_url
             .clone()
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok().filter(|s| !s.is_empty()));
-        Aws::from_config(&config, endpoint)
+        (config, endpoint)
     }
 
     /// Every client from one loaded configuration (its region is required);

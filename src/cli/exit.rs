@@ -169,6 +169,12 @@ fn for_error(e: &Error) -> i32 {
         Error::Leftovers(_) => ERROR,
         Error::LeaseTable(_) => ERROR,
         Error::Halt(_) => ERROR,
+        // No region at all is the command line's to fix; a role that cannot
+        // be assumed (trust policy, external id, permission) is an error.
+        Error::Assume(e) => match **e {
+            crate::aws::AssumeError::Connect(_) => USAGE,
+            crate::aws::AssumeError::Assume { .. } => ERROR,
+        },
         Error::History(
             HistoryError::RunsDir { .. }
             | HistoryError::NoSuchRun(_)

@@ -162,6 +162,10 @@ pub enum Error {
     /// switch could not be read or changed.
     #[error("the kill switch: {0}")]
     Halt(AwsError),
+    /// The role of an experiment's (or a suite entry's) `aws.role_arn`
+    /// could not be assumed; nothing was touched.
+    #[error("{0}; nothing was touched")]
+    Assume(Box<crate::aws::AssumeError>),
     /// `locks create-table`: the lease table could not be created.
     #[error(transparent)]
     LeaseTable(AwsError),

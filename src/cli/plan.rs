@@ -29,7 +29,7 @@ pub(super) async fn plan(
     safety_args: &SafetyArgs,
     aws_args: &AwsArgs,
 ) -> Result<Outcome, Error> {
-    let p = prepare(file, safety_args, aws_args).await?;
+    let p = prepare(file, safety_args, aws_args, &super::shared::plan_session()).await?;
     let seed = seed.unwrap_or_else(random_seed);
     let plan = build_plan(&p, seed).await?;
     let adm = Admission {

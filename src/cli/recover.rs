@@ -7,6 +7,9 @@ use crate::store::Runs;
 
 use super::shared::connect;
 use super::{AwsArgs, Error, Outcome};
+use crate::aws::Aws;
+use crate::journal::Event;
+use crate::model::AwsTarget;
 
 /// Without `run_id`, lists the runs that need recovery; with it, recovers
 /// that run. Unfinished when something is still to undo.
@@ -23,7 +26,6 @@ pub(super) async fn recover(
     };
     // Refused before anything else: a run id that is a path, or a symlink out of the runs folder.
     let dir = crate::journal::run_dir(&runs.local, &run_id).map_err(crate::recover::RecoverError::from)?;
-    let aws = connect(aws_args).await?;
     if !runs.pull(&run_id).await? {
         return Err(crate::recover::RecoverError::NoSuchRun {
             run_id,
@@ -31,6 +33,7 @@ pub(super) async fn recover(
         }
         .into());
     }
+    let aws = connect_as_run(&dir, aws_args).await?;
     let r = crate::recover::recover(
         &aws,
         &runs.local,
@@ -63,6 +66,48 @@ pub(super) async fn recover(
         }
         println!("fix the cause (see the errors above) and run `gameday recover {run_id}` again");
         Ok(Outcome::Unfinished)
+    }
+}
+
+/// The clients the run used: when it assumed a role (its journal's
+/// `connected`), the same role in the same region, under the same session
+/// name; else the command line's.
+async fn connect_as_run(dir: &Path, aws_args: &AwsArgs) -> Result<Aws, Error> {
+    let connected = crate::journal::read_events(dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .find_map(|e| match e.event {
+            Event::Connected {
+                region,
+                role_arn,
+                external_id,
+                session,
+                ..
+            } => Some((
+                AwsTarget {
+                    role_arn: Some(role_arn),
+                    external_id,
+                    region: Some(region),
+                },
+                session,
+            )),
+            _ => None,
+        });
+    match connected {
+        Some((target, session)) => {
+            let (aws, assumed) = Aws::connect_to(&aws_args.options(), &target, &session)
+                .await
+                .map_err(|e| Error::Assume(Box::new(e)))?;
+            if let Some(a) = assumed {
+                eprintln!(
+                    "recover: assumed {} again as session {} (account {}, region {})",
+                    a.role_arn, a.session, a.account, a.region
+                );
+            }
+            Ok(aws)
+        }
+        None => connect(aws_args).await,
     }
 }
 

@@ -61,7 +61,9 @@ pub(super) async fn run_one(
         publish_metrics,
         interactive,
     } = shown;
-    let p = prepare(file, safety_args, aws_args).await?;
+    // Chosen before connecting: an assumed role's session is named after it.
+    let run_id = engine::new_run_id();
+    let p = prepare(file, safety_args, aws_args, &crate::model::session_name(&run_id)).await?;
     let runs = crate::store::Runs::open(&runs_dir, &aws_args.options()).await?;
     // Chosen here so that the plan confirmed on a terminal is the run's plan.
     let seed = seed.unwrap_or_else(random_seed);
@@ -78,6 +80,7 @@ pub(super) async fn run_one(
         policy,
         account,
         aws,
+        assumed,
     } = p;
     let safety = Admission {
         policy,
@@ -97,6 +100,8 @@ pub(super) async fn run_one(
         signals: SignalHandling::Standard,
         progress: Box::new(progress),
         safety,
+        run_id: Some(run_id),
+        assumed,
     };
     let outcome = engine::run(&exp, &aws, opts).await?;
     crate::output::write_run_records(&outcome.dir);

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use crate::aws::Aws;
+use crate::aws::{Assumed, Aws};
 use crate::experiment::{self, Experiment, LoadError};
+use crate::model::AwsTarget;
 use crate::model::Vars;
 use crate::plan::{self, Plan, PlanError};
 use crate::policy::account::{self, Account};
@@ -16,6 +17,42 @@ use super::{AwsArgs, Error, SafetyArgs};
 /// The AWS clients of the standard chain, with the command line's overrides.
 pub(super) async fn connect(args: &AwsArgs) -> Result<Aws, Error> {
     Ok(Aws::connect(&args.options()).await?)
+}
+
+/// The clients for `target` (an experiment's or a suite entry's `aws:`):
+/// its region over the command line's, its role assumed under `session`.
+pub(super) async fn connect_to(
+    args: &AwsArgs,
+    target: &AwsTarget,
+    session: &str,
+) -> Result<(Aws, Option<Assumed>), Error> {
+    if target.is_empty() {
+        return Ok((connect(args).await?, None));
+    }
+    Aws::connect_to(&args.options(), target, session)
+        .await
+        .map_err(|e| Error::Assume(Box::new(e)))
+}
+
+/// The account the policy's `accounts` rule checks: the assumed identity's
+/// when a role was assumed, else what is known without an AWS call.
+pub(super) fn account_of(
+    assumed: Option<&Assumed>,
+    safety_args: &SafetyArgs,
+    aws_args: &AwsArgs,
+) -> Option<Account> {
+    match assumed {
+        Some(a) => Some(Account {
+            id: a.account.clone(),
+            source: format!("assumed role {}, sts:GetCallerIdentity", a.role_arn),
+        }),
+        None => account::detect(safety_args.account.as_deref(), aws_args.profile.as_deref()),
+    }
+}
+
+/// The session name of a plan's assumed role (`gameday-plan-<id>`): a plan is no run.
+pub(super) fn plan_session() -> String {
+    crate::model::session_name(&format!("plan-{}", crate::engine::new_run_id()))
 }
 
 /// The experiment of `file`: unreadable is a usage error, invalid an input error.
@@ -45,24 +82,29 @@ pub(super) struct Prepared {
     pub(super) policy: LoadedPolicy,
     pub(super) account: Option<Account>,
     pub(super) aws: Aws,
+    /// The role assumed for the experiment's `aws.role_arn`, if any.
+    pub(super) assumed: Option<Assumed>,
 }
 
 /// Builds [`Prepared`] from the command line, in the order a user fixes
-/// things: the experiment, then the policy, then the AWS settings.
+/// things: the experiment, then the policy, then the AWS settings (the
+/// experiment's role assumed under `session`).
 pub(super) async fn prepare(
     file: &Path,
     safety_args: &SafetyArgs,
     aws_args: &AwsArgs,
+    session: &str,
 ) -> Result<Prepared, Error> {
     let exp = load_experiment(file)?;
     let policy = load_policy(safety_args.policy.as_deref(), Some(file))?;
-    let aws = connect(aws_args).await?;
-    let account = account::detect(safety_args.account.as_deref(), aws_args.profile.as_deref());
+    let (aws, assumed) = connect_to(aws_args, &exp.aws, session).await?;
+    let account = account_of(assumed.as_ref(), safety_args, aws_args);
     Ok(Prepared {
         exp,
         policy,
         account,
         aws,
+        assumed,
     })
 }
 

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::s3::S3Store;
-use crate::aws::{Aws, AwsError, describe_group};
+use crate::aws::{Assumed, Aws, AwsError, describe_group};
 use crate::environment::{self, EnvError, traffic};
 use crate::experiment::{Experiment, Traffic};
 use crate::faults::{
@@ -76,6 +76,11 @@ pub struct RunOptions {
     pub progress: Box<dyn Reporter>,
     /// The safety policy, the clock and the operator's approval, for the gate.
     pub safety: Admission,
+    /// The run's id, when the caller chose it (to name an assumed role's
+    /// session after it); `None`: a new one.
+    pub run_id: Option<String>,
+    /// The role the clients assumed (`aws.role_arn`), journaled as `connected`.
+    pub assumed: Option<Assumed>,
 }
 
 /// What a finished run reports.
@@ -139,7 +144,7 @@ impl Ctx {
 
 /// Runs `exp` to its verdict. Errors only when nothing could be recorded.
 pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcome, RunError> {
-    let run_id = new_run_id();
+    let run_id = opts.run_id.clone().unwrap_or_else(new_run_id);
     let dir = opts.runs_dir.join(&run_id);
     let seed = opts.seed.unwrap_or_else(|| rand::make_rng::<StdRng>().next_u64());
     let ctx = Arc::new(Ctx {
@@ -188,6 +193,16 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
         },
         policy_sha256: opts.safety.policy.sha256.clone(),
     })?;
+    if let Some(a) = &opts.assumed {
+        ctx.emit(Event::Connected {
+            account: a.account.clone(),
+            region: a.region.clone(),
+            role_arn: a.role_arn.clone(),
+            external_id: a.external_id.clone(),
+            session: a.session.clone(),
+            arn: a.arn.clone(),
+        })?;
+    }
 
     let end = match sigs {
         Ok(sigs) => lifecycle(&ctx, exp, &run_id, seed, expires_at, &opts.safety, sigs).await,
@@ -2046,6 +2061,8 @@ timing: { interval: 500ms, max_duration: 5m }
                 now: None,
                 approval: gate::Approval::Missing,
             },
+            run_id: None,
+            assumed: None,
         };
         let outcome = run(&exp, &aws(&endpoint).await, opts)
             .await

@@ -48,6 +48,9 @@ pub struct Experiment {
     pub timing: Timing,
     /// When `gameday run-due` runs it (`schedule:`); `None`: only by hand.
     pub schedule: Option<crate::schedule::Schedule>,
+    /// `aws:`: the role to assume and the region to act in; empty: the
+    /// standard chain and the command line.
+    pub aws: crate::model::AwsTarget,
 }
 
 /// The `environment` section.

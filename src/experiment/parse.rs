@@ -40,6 +40,7 @@ const TOP_KEYS: &[&str] = &[
     "faults",
     "timing",
     "schedule",
+    "aws",
 ];
 const ENV_KEYS: &[&str] = &[
     "mode",
@@ -164,6 +165,11 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
         None => Some(None),
     };
 
+    let aws = match top.get("aws") {
+        Some(n) => crate::model::AwsTarget::decode(d, n, "aws"),
+        None => Some(crate::model::AwsTarget::default()),
+    };
+
     let steady_state = match top.get("steady_state") {
         Some(n) => decode_probes(d, n, ProbeSection::SteadyState),
         None => Some(Vec::new()),
@@ -235,6 +241,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Exper
         faults: faults?,
         timing: timing?,
         schedule: schedule?,
+        aws: aws?,
     })
 }
 

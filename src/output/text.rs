@@ -392,6 +392,13 @@ pub fn describe(event: &Event, voice: Voice) -> Option<String> {
             "HALTED by {by} at {} ({parameter}): {reason}",
             halted_at.strftime("%H:%M:%SZ")
         ),
+        Event::Connected {
+            account,
+            region,
+            role_arn,
+            session,
+            ..
+        } => format!("assumed {role_arn} as session {session}: account {account}, region {region}"),
         Event::Warning { message } => format!("warning: {message}"),
         Event::Recovery { pending } if !live => {
             format!("`gameday recover` took over: {pending} call(s) to undo")

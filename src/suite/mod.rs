@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 pub use parse::{LoadError, SUITE_KEYS, load, load_str};
 
+pub use crate::model::AwsTarget;
 use crate::yaml::{Loc, Spanned};
 
 /// The only suite format version this runner reads.
@@ -56,6 +57,7 @@ impl Suite {
                 e.files.iter().map(|f| Member {
                     file: f.clone(),
                     role: e.role,
+                    aws: e.aws.clone(),
                 })
             })
             .collect()
@@ -69,6 +71,8 @@ pub struct Member {
     pub file: PathBuf,
     /// Whether it gates the launch.
     pub role: Role,
+    /// The entry's `aws:` (role and region), over the experiment's own.
+    pub aws: AwsTarget,
 }
 
 /// One item of the `experiments` list.
@@ -82,6 +86,8 @@ pub struct Entry {
     pub files: Vec<PathBuf>,
     /// Where the entry starts.
     pub loc: Loc,
+    /// `aws:`: the role to assume and the region, for each of its files.
+    pub aws: AwsTarget,
 }
 
 /// Whether an experiment gates the launch.

@@ -39,7 +39,7 @@ pub const SUITE_KEYS: &[&str] = &[
     "stop_on",
     "go_no_go",
 ];
-const ENTRY_KEYS: &[&str] = &["path", "role"];
+const ENTRY_KEYS: &[&str] = &["path", "role", "aws"];
 const GO_KEYS: &[&str] = &["min_score"];
 const ROLES: [&str; 2] = ["blocking", "advisory"];
 const STOP_ON: [&str; 3] = ["abort", "failure", "never"];
@@ -140,13 +140,17 @@ fn decode_entries(d: &mut Decoder, node: &Node, base: &Path, suite_file: &Path) 
         return None;
     }
     let me = glob::normalize(suite_file);
-    let mut seen: HashMap<PathBuf, usize> = HashMap::new();
+    let mut seen: HashMap<(PathBuf, AwsTarget), usize> = HashMap::new();
     let mut out = Vec::new();
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
         let what = format!("experiments[{}]", i + 1);
-        let (path, role) = match item {
-            Node::Scalar(_) => (d.string(item, &format!("{what}.path")), Some(Role::Blocking)),
+        let (path, role, aws) = match item {
+            Node::Scalar(_) => (
+                d.string(item, &format!("{what}.path")),
+                Some(Role::Blocking),
+                Some(AwsTarget::default()),
+            ),
             _ => match d.map(item, &what, ENTRY_KEYS) {
                 Some(m) => {
                     let path = d
@@ -159,9 +163,13 @@ fn decode_entries(d: &mut Decoder, node: &Node, base: &Path, suite_file: &Path) 
                         }),
                         None => Some(Role::Blocking),
                     };
-                    (path, role)
+                    let aws = match m.get("aws") {
+                        Some(n) => AwsTarget::decode(d, n, &format!("{what}.aws")),
+                        None => Some(AwsTarget::default()),
+                    };
+                    (path, role, aws)
                 }
-                None => (None, None),
+                None => (None, None, None),
             },
         };
         // The path is looked up even when the role is wrong: every problem at once.
@@ -190,8 +198,10 @@ fn decode_entries(d: &mut Decoder, node: &Node, base: &Path, suite_file: &Path) 
             ok = false;
             continue;
         }
+        // The same file may run again elsewhere (another `aws:` role or region).
+        let here = aws.clone().unwrap_or_default();
         for f in &files {
-            if let Some(line) = seen.get(f) {
+            if let Some(line) = seen.get(&(f.clone(), here.clone())) {
                 d.error_help(
                     path.loc,
                     format!(
@@ -199,14 +209,14 @@ fn decode_entries(d: &mut Decoder, node: &Node, base: &Path, suite_file: &Path) 
                         path.value,
                         f.display()
                     ),
-                    format!("it was listed on line {line}; an experiment runs once per suite"),
+                    format!("it was listed on line {line}; an experiment runs once per suite and place (give each its own `aws:` role or region to run it in several)"),
                 );
                 ok = false;
             } else {
-                seen.insert(f.clone(), path.loc.line);
+                seen.insert((f.clone(), here.clone()), path.loc.line);
             }
         }
-        let Some(role) = role else {
+        let (Some(role), Some(aws)) = (role, aws) else {
             ok = false;
             continue;
         };
@@ -215,6 +225,7 @@ fn decode_entries(d: &mut Decoder, node: &Node, base: &Path, suite_file: &Path) 
             path,
             role,
             files,
+            aws,
         });
     }
     ok.then_some(out)

@@ -165,7 +165,7 @@ pub async fn fleet_in(c: &Clients, n: i32, zones: &[&str]) -> Fleet {
             .create_subnet()
             .vpc_id(&vpc_id)
             .cidr_block(format!("10.0.{}.0/24", i + 1))
-            .availability_zone(format!("{REGION}{z}"))
+            .availability_zone(format!("{}{z}", c.aws.region))
             .send()
             .await
             .expect("CreateSubnet");

@@ -24,7 +24,9 @@ use crate::policy::LoadedPolicy;
 use crate::policy::account::{self, Account};
 use crate::suite::{self, Member, Suite};
 
-use super::shared::{Prepared, build_plan, connect, load_experiment, load_policy};
+use super::shared::{
+    Prepared, account_of, build_plan, connect, connect_to, load_experiment, load_policy, plan_session,
+};
 use super::{AwsArgs, Error, PlanVerdict, SafetyArgs};
 
 pub(super) use plan::plan;
@@ -94,19 +96,25 @@ fn errors_only(e: &Error) -> String {
 /// Every experiment's plan, checked against its policy as a dry run.
 pub(super) struct Planned {
     pub(super) loaded: Loaded,
+    /// Where it acts: the entry's `aws:` over the experiment's.
+    pub(super) target: crate::model::AwsTarget,
+    /// Its clients (the target's region and role, for the plan).
+    pub(super) aws: crate::aws::Aws,
     pub(super) plan: Plan,
     pub(super) rules: Vec<RuleResult>,
     pub(super) verdict: PlanVerdict,
+    /// The account the policy's rule checks for it (its assumed role's, when it has one).
+    pub(super) account: Option<Account>,
 }
 
 /// The suite, its experiments and their plans.
 pub(super) struct SuitePlan {
     pub(super) suite: Suite,
     pub(super) members: Vec<Planned>,
-    pub(super) account: Option<Account>,
-    pub(super) aws: crate::aws::Aws,
     /// The suite's approval hash (see the module docs).
     pub(super) hash: String,
+    /// The command line's AWS settings: runs whose entry names a role assume it from them.
+    pub(super) connect: crate::aws::ConnectOptions,
     pub(super) seed: u64,
 }
 
@@ -124,11 +132,29 @@ pub(super) async fn build(
     let account = account::detect(safety.account.as_deref(), aws_args.profile.as_deref());
     let mut members = Vec::new();
     for l in loaded {
+        // Each experiment where its entry (or its file) says: a role and a region.
+        let target = l.member.aws.over(&l.exp.aws);
+        let (member_aws, assumed) = if target.is_empty() {
+            (aws.clone(), None)
+        } else {
+            connect_to(aws_args, &target, &plan_session())
+                .await
+                .map_err(|e| Error::SuiteMember {
+                    file: l.member.file.clone(),
+                    source: Box::new(e),
+                })?
+        };
+        let account = if assumed.is_some() {
+            account_of(assumed.as_ref(), safety, aws_args)
+        } else {
+            account.clone()
+        };
         let p = Prepared {
             exp: l.exp,
             policy: l.policy,
             account: account.clone(),
-            aws: aws.clone(),
+            aws: member_aws.clone(),
+            assumed,
         };
         let plan = build_plan(&p, seed).await.map_err(|e| Error::SuiteMember {
             file: l.member.file.clone(),
@@ -148,6 +174,9 @@ pub(super) async fn build(
                 exp: p.exp,
                 policy: p.policy,
             },
+            target,
+            aws: member_aws,
+            account: account.clone(),
             plan,
             rules,
             verdict,
@@ -157,10 +186,9 @@ pub(super) async fn build(
     Ok(SuitePlan {
         suite,
         members,
-        account,
-        aws,
         hash,
         seed,
+        connect: aws_args.options(),
     })
 }
 

@@ -55,16 +55,10 @@ pub(in crate::cli) async fn run(
             });
         }
     };
-    // Halted (`gameday halt`): no experiment of the suite starts.
-    let mut parameters: Vec<&str> = sp
-        .members
-        .iter()
-        .map(|m| m.loaded.policy.policy.halt_parameter.as_str())
-        .collect();
-    parameters.sort();
-    parameters.dedup();
-    for parameter in parameters {
-        if let Some(h) = crate::cli::halt::in_force(&sp.aws, parameter).await? {
+    // Halted (`gameday halt`) where any experiment acts: none starts.
+    for m in &sp.members {
+        let parameter = &m.loaded.policy.policy.halt_parameter;
+        if let Some(h) = crate::cli::halt::in_force(&m.aws, parameter).await? {
             eprintln!(
                 "error: the suite is refused, nothing was touched: {}; `gameday resume` lifts it",
                 h.describe()
@@ -259,7 +253,7 @@ async fn schedule(
     let mut rows: Vec<Option<Row>> = vec![None; n];
     let mut pending: Vec<usize> = (0..n).collect();
     let mut running: BTreeSet<usize> = BTreeSet::new();
-    let mut tasks: JoinSet<(usize, Result<engine::Outcome, engine::RunError>)> = JoinSet::new();
+    let mut tasks: JoinSet<(usize, Result<engine::Outcome, String>)> = JoinSet::new();
     let mut ids: std::collections::HashMap<tokio::task::Id, usize> = std::collections::HashMap::new();
     let mut stopped: Option<String> = None;
     let concurrency = sp.suite.concurrency.max(1) as usize;
@@ -381,9 +375,13 @@ fn start(
     concurrency: usize,
     safety: &SafetyArgs,
     index: usize,
-) -> impl std::future::Future<Output = (usize, Result<engine::Outcome, engine::RunError>)> + use<> {
+) -> impl std::future::Future<Output = (usize, Result<engine::Outcome, String>)> + use<> {
     let exp = m.loaded.exp.clone();
-    let aws = sp.aws.clone();
+    let base = m.aws.clone();
+    let target = m.target.clone();
+    let connect = sp.connect.clone();
+    // Chosen here: an assumed role's session is named after the run.
+    let run_id = engine::new_run_id();
     // A live status per run would overwrite another's: concurrent runs print lines.
     let progress = if shown.quiet {
         Progress::Quiet
@@ -392,7 +390,7 @@ fn start(
     } else {
         Progress::auto(false)
     };
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         runs_dir: runs_dir.to_path_buf(),
         store: None,
         seed: Some(sp.seed),
@@ -400,13 +398,34 @@ fn start(
         progress: Box::new(progress),
         safety: Admission {
             policy: m.loaded.policy.clone(),
-            account: sp.account.clone(),
+            account: m.account.clone(),
             now: safety.now,
             approval,
         },
+        run_id: Some(run_id.clone()),
+        assumed: None,
     };
     async move {
-        let result = engine::run(&exp, &aws, opts).await;
+        let aws = if target.role_arn.is_some() {
+            match crate::aws::Aws::connect_to(&connect, &target, &crate::model::session_name(&run_id)).await {
+                Ok((aws, assumed)) => {
+                    if let Some(a) = &assumed {
+                        opts.safety.account = Some(crate::policy::account::Account {
+                            id: a.account.clone(),
+                            source: format!("assumed role {}, sts:GetCallerIdentity", a.role_arn),
+                        });
+                    }
+                    opts.assumed = assumed;
+                    aws
+                }
+                Err(e) => return (index, Err(format!("the run could not start: {e}"))),
+            }
+        } else {
+            base
+        };
+        let result = engine::run(&exp, &aws, opts)
+            .await
+            .map_err(|e| format!("the run could not start recording: {e}"));
         if let Ok(o) = &result {
             crate::output::write_run_records(&o.dir);
         }
@@ -415,18 +434,13 @@ fn start(
 }
 
 /// The scorecard row of a finished run, from its journal.
-fn finished(m: &Planned, result: Result<engine::Outcome, engine::RunError>) -> Row {
+fn finished(m: &Planned, result: Result<engine::Outcome, String>) -> Row {
     let (file, role) = (&m.loaded.member.file, m.loaded.member.role);
     let name = &m.loaded.exp.name;
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
-            let mut r = Row::not_started(
-                name,
-                file,
-                role,
-                &format!("the run could not start recording: {e}"),
-            );
+            let mut r = Row::not_started(name, file, role, &e);
             r.verdict = Some(Verdict::Error);
             return r;
         }

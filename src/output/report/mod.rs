@@ -283,7 +283,7 @@ fn category(event: &Event) -> (&'static str, bool) {
         Event::SafetyGate { admitted, .. } => ("safety", !admitted),
         Event::GuardrailPreflight { guardrails, .. } => ("guardrail", guardrails.iter().any(|g| !g.ok)),
         Event::TargetsResolved { .. } => ("targets", false),
-        Event::Environment { .. } => ("setup", false),
+        Event::Environment { .. } | Event::Connected { .. } => ("setup", false),
         Event::Intent { fault, kind, .. } => match (kind, Owner::of(fault)) {
             (ActionKind::Setup, _) => ("setup", false),
             (ActionKind::Inject, _) => ("inject", false),

@@ -49,7 +49,7 @@ pub fn render(c: &Scorecard) -> String {
     let _ = writeln!(o, "<h2>Experiments</h2>");
     let _ = writeln!(
         o,
-        "<table id=\"experiments\"><tr><th>experiment</th><th>role</th><th>verdict</th><th>time to detect</th><th>time to recover</th><th>abort reason</th><th>report</th></tr>"
+        "<table id=\"experiments\"><tr><th>experiment</th><th>role</th><th>where</th><th>verdict</th><th>time to detect</th><th>time to recover</th><th>abort reason</th><th>report</th></tr>"
     );
     for r in &c.rows {
         let outcome = r.outcome();
@@ -64,10 +64,11 @@ pub fn render(c: &Scorecard) -> String {
         };
         let _ = writeln!(
             o,
-            "<tr{alert}><td><code>{}</code><br><small>{}</small></td><td>{}</td><td class=\"{}\" title=\"{}\">{outcome}</td><td>{}</td><td>{}</td><td>{}</td><td>{report}</td></tr>",
+            "<tr{alert}><td><code>{}</code><br><small>{}</small></td><td>{}</td><td>{}</td><td class=\"{}\" title=\"{}\">{outcome}</td><td>{}</td><td>{}</td><td>{}</td><td>{report}</td></tr>",
             esc(&r.experiment),
             esc(&r.file.display().to_string()),
             r.role.as_str(),
+            esc(&r.place()),
             outcome.replace(' ', "-"),
             esc(&r.reason),
             ms_or_dash(r.time_to_detect_ms),

@@ -34,9 +34,9 @@ pub fn render(c: &Scorecard) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "| experiment | role | verdict | time to detect | time to recover | abort reason | report |"
+        "| experiment | role | where | verdict | time to detect | time to recover | abort reason | report |"
     );
-    let _ = writeln!(o, "| --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(o, "| --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in &c.rows {
         let report = match (&r.report, &r.run_id) {
             (Some(link), Some(id)) => format!("[{}]({})", cell(id), link.replace(' ', "%20")),
@@ -44,9 +44,10 @@ pub fn render(c: &Scorecard) -> String {
         };
         let _ = writeln!(
             o,
-            "| `{}` | {} | {} | {} | {} | {} | {report} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {report} |",
             cell(&r.experiment),
             r.role.as_str(),
+            cell(&r.place()),
             if r.passed() {
                 r.outcome().to_string()
             } else {

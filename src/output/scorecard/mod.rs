@@ -109,6 +109,12 @@ pub struct Row {
     /// Why the run stopped early, when it aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_reason: Option<String>,
+    /// The account its run acted in, when it assumed a role (`aws.role_arn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The region its run acted in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 impl Row {
@@ -133,6 +139,11 @@ impl Row {
             time_to_detect_ms: s.time_to_detect_ms,
             time_to_recover_ms: s.time_to_recover_ms,
             abort_reason: s.abort.as_ref().map(|a| a.reason.clone()),
+            account: s.events.iter().find_map(|e| match &e.event {
+                crate::journal::Event::Connected { account, .. } => Some(account.clone()),
+                _ => None,
+            }),
+            region: Some(s.region.clone()),
         }
     }
 
@@ -150,6 +161,18 @@ impl Row {
             time_to_detect_ms: None,
             time_to_recover_ms: None,
             abort_reason: None,
+            account: None,
+            region: None,
+        }
+    }
+
+    /// Where its run acted: `account / region`, what is known of it, or `-`.
+    pub fn place(&self) -> String {
+        match (&self.account, &self.region) {
+            (Some(a), Some(r)) => format!("{a} / {r}"),
+            (None, Some(r)) => r.clone(),
+            (Some(a), None) => a.clone(),
+            (None, None) => "-".to_string(),
         }
     }
 
