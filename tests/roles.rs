@@ -297,3 +297,26 @@ experiments:
     assert!(md.contains(&format!("{ACCOUNT} / {REGION}")), "{md}");
     assert!(md.contains("| us-west-2 |"), "{md}");
 }
+
+#[test]
+fn a_wrong_aws_block_is_named_at_its_line_and_column() {
+    let base = stop_experiment("web", "web-5xx", "{ count: 1 }", "1s");
+    let errors = |aws: &str| {
+        gameday::experiment::load_str(std::path::Path::new("exp.yaml"), &format!("{base}{aws}"))
+            .map(|_| ())
+            .expect_err("an invalid aws block")
+            .to_string()
+    };
+    let line = base.lines().count() + 1;
+    let e = errors("aws: { role_arn: \"arn:aws:iam::12:role/x\" }\n");
+    assert!(
+        e.contains(&format!(
+            "exp.yaml:{line}:18: error: aws.role_arn: `arn:aws:iam::12:role/x` is not valid"
+        )) && e.contains("expected an IAM role ARN"),
+        "{e}"
+    );
+    let e = errors("aws: { external_id: abc }\n");
+    assert!(e.contains("aws.external_id is set without aws.role_arn"), "{e}");
+    let e = errors("aws: { regoin: eu-west-1 }\n");
+    assert!(e.contains("did you mean `region`?"), "{e}");
+}
