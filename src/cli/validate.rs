@@ -15,7 +15,7 @@ pub(super) fn validate(paths: &[PathBuf]) -> Result<Outcome, Error> {
     let mut invalid = 0;
     let mut checked: Vec<PathBuf> = files.iter().map(|f| crate::suite::glob::normalize(f)).collect();
     for f in &files {
-        if is_suite(f) {
+        if crate::suite::is_suite_file(f) {
             match crate::suite::load(f) {
                 Ok(s) => {
                     let members = s.experiments();
@@ -64,19 +64,6 @@ pub(super) fn validate(paths: &[PathBuf]) -> Result<Outcome, Error> {
         })
     } else {
         Ok(Outcome::Done)
-    }
-}
-
-/// Whether `file` is a suite: a YAML mapping with an `experiments` key.
-/// Anything else (unreadable, not YAML) is checked as an experiment, whose
-/// decoder reports the problem with its position.
-fn is_suite(file: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return false;
-    };
-    match crate::yaml::parse(file, &text) {
-        Ok(marked_yaml::Node::Mapping(m)) => m.get_node("experiments").is_some(),
-        _ => false,
     }
 }
 
