@@ -284,9 +284,9 @@ enum Command {
         #[command(flatten)]
         runs: RunsArgs,
     },
-    /// List the scheduled experiments: what is due now and why.
+    /// List the scheduled experiments and suites: what is due now and why.
     ///
-    /// For every experiment file with a `schedule:` block: its latest slot
+    /// For every experiment or suite file with a `schedule:` block: its latest slot
     /// (the cron time in its time zone, plus its jitter), whether it is due
     /// (never run, or last run before the slot), deferred (the safety
     /// policy's windows or freezes refuse runs now: it runs on the first
@@ -300,8 +300,9 @@ enum Command {
         after_help = "Examples:\n  gameday due\n  gameday due experiments/shop-web-lose-a-third.yaml --output json"
     )]
     Due {
-        /// Experiment files, or folders searched for *.yaml and *.yml files.
-        #[arg(value_name = "PATH", default_value = "experiments")]
+        /// Experiment and suite files, or folders searched for *.yaml and
+        /// *.yml files (default: experiments/, and suites/ when it exists).
+        #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
@@ -313,7 +314,7 @@ enum Command {
         #[command(flatten)]
         aws: AwsArgs,
     },
-    /// Run every experiment whose scheduled slot is due, once per slot.
+    /// Run every experiment and suite whose scheduled slot is due, once per slot.
     ///
     /// Meant to be started often by the scheduler a team already runs
     /// (cron, a systemd timer, a Kubernetes CronJob, EventBridge Scheduler,
@@ -324,21 +325,24 @@ enum Command {
     /// exclusive file create in the runs folder (one machine, or a shared
     /// file system). The claim (who, when, the run id and verdict) stays in
     /// <runs>/.slots/; a slot's lease stays in the table until an hour
-    /// after the next slot is due. Due experiments run one after another, without
-    /// asking for approval (a run the policy wants approved is refused,
-    /// exit 7). A catalog in the runs folder is refreshed.
+    /// after the next slot is due. Due experiments and suites run one after
+    /// another, without asking for approval (a run the policy wants approved
+    /// is refused, exit 7); a due suite runs as `gameday suite run` runs it
+    /// and writes its scorecard. A catalog in the runs folder is refreshed.
     ///
     /// Exits with the most severe outcome: 130 if a run was interrupted
     /// (the rest wait), 6 if a run ended in error or a slot could not be
     /// claimed, 1 if a file is invalid (the valid ones still run), else the
-    /// exit code of the worst run (7 refused, 4 aborted, 3 failed, 5
-    /// not-run), 0 when every run passed or nothing was due.
+    /// exit code of the worst run (7 refused, 4 aborted, 3 failed or a
+    /// suite NO-GO, 5 not-run), 0 when every run passed (every suite GO) or
+    /// nothing was due.
     #[command(
         after_help = "Examples:\n  gameday run-due\n  gameday run-due experiments/ --runs-dir /var/lib/gameday/runs --quiet"
     )]
     RunDue {
-        /// Experiment files, or folders searched for *.yaml and *.yml files.
-        #[arg(value_name = "PATH", default_value = "experiments")]
+        /// Experiment and suite files, or folders searched for *.yaml and
+        /// *.yml files (default: experiments/, and suites/ when it exists).
+        #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// Folder for run records (one subfolder per run) and slot claims.
         #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
@@ -642,7 +646,10 @@ impl Command {
                 &file,
                 seed,
                 local_only(runs_dir, "suite run")?,
-                suite::Shown { quiet },
+                suite::Shown {
+                    quiet,
+                    interactive: true,
+                },
                 approve,
                 &safety,
                 &aws,

@@ -6,7 +6,8 @@
 //!
 //! - **Local** (no `locks` in the policy): an exclusive file create
 //!   (`O_EXCL`, [`std::fs::OpenOptions::create_new`]) of
-//!   `<runs>/.slots/<experiment>/<slot>.json`. The kernel lets exactly one
+//!   `<runs>/.slots/<experiment>/<slot>.json` (a suite's:
+//!   `<runs>/.slots/.suites/<suite>/<slot>.json`). The kernel lets exactly one
 //!   of two simultaneous creators succeed, on one machine or on a shared
 //!   file system that honours `O_EXCL` (local disks, NFSv3+, EFS).
 //! - **Leased** (the policy's `locks.table`): first a conditional write of
@@ -42,10 +43,15 @@ use crate::schedule::Slot;
 /// that history and recovery, which read run folders, pass it by).
 pub const SLOTS_DIR: &str = ".slots";
 
+/// The folder of [`SLOTS_DIR`] that holds the claims of suites
+/// (`.slots/.suites/<suite>/<slot>.json`).
+pub const SUITES_DIR: &str = ".suites";
+
 /// A claim on one slot of one experiment, and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
-    /// The experiment's (or suite's) name.
+    /// The experiment's name, or the suite's key (`suite:<name>`,
+    /// [`crate::due::suite_key`]).
     pub experiment: String,
     /// The slot's cron time.
     pub slot: Timestamp,
@@ -154,7 +160,8 @@ pub const LEASE_MARGIN: Duration = Duration::from_secs(3600);
 const NO_NEXT_SLOT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The key of `slot` of `experiment` in the lease table:
-/// `slot#<experiment>#<slot time, UTC>` (e.g. `slot#web#20261202T100000Z`).
+/// `slot#<experiment>#<slot time, UTC>` (e.g. `slot#web#20261202T100000Z`;
+/// a suite's: `slot#suite:<name>#<slot>`).
 pub fn lease_key(experiment: &str, slot: &Slot) -> String {
     format!("slot#{experiment}#{}", slot.key())
 }
@@ -371,8 +378,14 @@ pub struct LocalSlots {
 
 impl LocalSlots {
     fn path(&self, experiment: &str, slot_key: &str) -> PathBuf {
-        // Experiment names are tag-safe already; a suite's name may not be.
-        let safe: String = experiment
+        // A suite's claims (`suite:<name>`) have their own folder: a dot
+        // folder, which no experiment's can be (leading dots are cut below).
+        let (dir, name) = match experiment.strip_prefix(crate::due::SUITE_KEY_PREFIX) {
+            Some(suite) => (self.dir.join(SUITES_DIR), suite),
+            None => (self.dir.clone(), experiment),
+        };
+        // Names are tag-safe already; this keeps a damaged one inside the folder.
+        let safe: String = name
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || "-_.".contains(c) {
@@ -383,7 +396,7 @@ impl LocalSlots {
             })
             .collect();
         let safe = safe.trim_start_matches('.');
-        self.dir.join(safe).join(format!("{slot_key}.json"))
+        dir.join(safe).join(format!("{slot_key}.json"))
     }
 
     fn key(at: Timestamp) -> String {
@@ -514,6 +527,31 @@ mod tests {
             Claimed::Taken(t) => assert_eq!(t.run_id.as_deref(), Some("20261124-090100-abcd")),
             Claimed::Won => panic!("a recorded slot was claimed again"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_suite_and_an_experiment_of_one_name_claim_their_slots_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SlotStore::local(dir.path());
+        let now: Timestamp = "2026-11-24T09:01:00Z".parse().unwrap();
+        let key = crate::due::suite_key("ready");
+        for name in ["ready", key.as_str()] {
+            let won = store.claim(&Claim::new(name, &slot(), now), None, now).await;
+            assert_eq!(won.unwrap(), Claimed::Won, "{name}");
+        }
+        assert!(dir.path().join(".slots/ready/20261124T090000Z.json").is_file());
+        assert!(
+            dir.path()
+                .join(".slots/.suites/ready/20261124T090000Z.json")
+                .is_file()
+        );
+        let found = store
+            .find(&key, &slot())
+            .await
+            .unwrap()
+            .expect("the suite's claim");
+        assert_eq!(found.experiment, "suite:ready");
+        assert_eq!(lease_key(&key, &slot()), "slot#suite:ready#20261124T090000Z");
     }
 
     #[test]

@@ -31,6 +31,15 @@ use crate::suite::StopOn;
 /// What `suite run` shows.
 pub(in crate::cli) struct Shown {
     pub(in crate::cli) quiet: bool,
+    /// Whether a suite needing approval may ask on a terminal (`run-due` never asks).
+    pub(in crate::cli) interactive: bool,
+}
+
+/// A suite run that ended: its outcome for the exit code, and the id of its
+/// folder (`None`: refused before it had one).
+pub(in crate::cli) struct SuiteRan {
+    pub(in crate::cli) outcome: Outcome,
+    pub(in crate::cli) suite_run_id: Option<String>,
 }
 
 /// Runs the suite and writes its scorecard; the outcome is GO or NO-GO.
@@ -43,15 +52,34 @@ pub(in crate::cli) async fn run(
     safety: &SafetyArgs,
     aws: &AwsArgs,
 ) -> Result<Outcome, Error> {
+    run_recorded(file, seed, runs_dir, shown, approve, safety, aws)
+        .await
+        .map(|r| r.outcome)
+}
+
+/// Runs the suite, writes its scorecard, and refreshes the catalog of the
+/// runs folder when there is one; `run-due` runs a due suite through here.
+pub(in crate::cli) async fn run_recorded(
+    file: &Path,
+    seed: Option<u64>,
+    runs_dir: PathBuf,
+    shown: Shown,
+    approve: Option<String>,
+    safety: &SafetyArgs,
+    aws: &AwsArgs,
+) -> Result<SuiteRan, Error> {
     let seed = seed.unwrap_or_else(random_seed);
     let sp = build(file, seed, safety, aws).await?;
-    let approved = match approval(&sp, approve) {
+    let approved = match approval(&sp, approve, shown.interactive) {
         Ok(a) => a,
         Err(why) => {
             eprintln!("error: the suite is refused, nothing was touched: {why}");
-            return Ok(Outcome::Ran {
-                verdict: Verdict::NotRun,
-                refused: true,
+            return Ok(SuiteRan {
+                outcome: Outcome::Ran {
+                    verdict: Verdict::NotRun,
+                    refused: true,
+                },
+                suite_run_id: None,
             });
         }
     };
@@ -135,7 +163,13 @@ pub(in crate::cli) async fn run(
             );
         }
     }
-    Ok(Outcome::Suite { go, interrupted })
+    if let Err(e) = crate::output::catalog::refresh(&runs_dir, safety.policy.as_deref()).await {
+        eprintln!("warning: the catalog was not refreshed: {e}");
+    }
+    Ok(SuiteRan {
+        outcome: Outcome::Suite { go, interrupted },
+        suite_run_id: Some(id),
+    })
 }
 
 /// Each experiment's approval, or why the suite is refused. Approval is
@@ -143,7 +177,7 @@ pub(in crate::cli) async fn run(
 /// suite's hash on the command line, or the suite's name typed on a
 /// terminal; a hash given for another plan is refused as stale, as `run`
 /// refuses a stale one.
-fn approval(sp: &SuitePlan, given: Option<String>) -> Result<Vec<Approval>, String> {
+fn approval(sp: &SuitePlan, given: Option<String>, interactive: bool) -> Result<Vec<Approval>, String> {
     let needed: Vec<String> = sp
         .members
         .iter()
@@ -169,7 +203,7 @@ fn approval(sp: &SuitePlan, given: Option<String>) -> Result<Vec<Approval>, Stri
             sp.hash
         )),
         None if needed.is_empty() => Ok(sp.members.iter().map(|_| Approval::Missing).collect()),
-        None if on_terminal() => {
+        None if interactive && on_terminal() => {
             eprint!("{}", super::plan::render(sp));
             eprintln!("\nThis suite needs approval: {}", needed.join("; "));
             eprint!(
