@@ -77,12 +77,14 @@ async fn run_due_started_twice_at_the_same_moment_runs_a_due_experiment_once() {
     // Two schedulers fire at the same moment. The barrier holds both until
     // each has judged the slot due, so they race on the claim itself.
     let barrier = format!("{}:2", s.path().join("barrier").display());
+    // Both commands are built before either starts (building one writes the policy file).
     let racer = || {
         let mut cmd = at(&s, SLOT_DAY, &["run-due", &file]);
         cmd.env("GAMEDAY_TEST_CLAIM_BARRIER", &barrier);
-        cmd.spawn().expect("spawn")
+        cmd
     };
-    let (a, b) = (racer(), racer());
+    let (mut a, mut b) = (racer(), racer());
+    let (a, b) = (a.spawn().expect("spawn"), b.spawn().expect("spawn"));
     let (a, b) = tokio::join!(
         finish(a, Duration::from_secs(120)),
         finish(b, Duration::from_secs(120))
@@ -482,13 +484,16 @@ async fn run_due_started_twice_at_the_same_moment_runs_a_due_suite_once_with_one
     );
 
     // Two schedulers fire at the same moment, held until both judged the slot due.
+    // Both commands are built before either starts: building one writes the
+    // permissive policy file, which the other must not be reading then.
     let barrier = format!("{}:2", s.path().join("barrier").display());
     let racer = || {
         let mut cmd = at(&s, SLOT_DAY, &["run-due"]);
         cmd.env("GAMEDAY_TEST_CLAIM_BARRIER", &barrier);
-        cmd.spawn().expect("spawn")
+        cmd
     };
-    let (a, b) = (racer(), racer());
+    let (mut a, mut b) = (racer(), racer());
+    let (a, b) = (a.spawn().expect("spawn"), b.spawn().expect("spawn"));
     let (a, b) = tokio::join!(
         finish(a, Duration::from_secs(180)),
         finish(b, Duration::from_secs(180))

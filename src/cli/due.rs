@@ -14,6 +14,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::aws::Aws;
+use crate::aws::s3::S3Store;
 use crate::due::claim::{Claim, Claimed, SlotStore};
 use crate::due::{self, State, Status};
 use crate::experiment;
@@ -21,6 +22,7 @@ use crate::journal::Verdict;
 use crate::output;
 use crate::policy;
 use crate::schedule::Schedule;
+use crate::store::Runs;
 use crate::suite;
 
 use super::run::{Shown, run_one};
@@ -76,6 +78,8 @@ impl Scheduled {
 /// first policy needs them.
 struct Stores<'a> {
     runs_dir: &'a Path,
+    /// The runs store in S3, if any: claims are recorded (and decided) there too.
+    remote: Option<S3Store>,
     aws_args: &'a AwsArgs,
     aws: Option<Aws>,
 }
@@ -83,7 +87,7 @@ struct Stores<'a> {
 impl Stores<'_> {
     async fn for_policy(&mut self, locks: Option<&policy::Locks>) -> Result<SlotStore, Error> {
         let Some(locks) = locks else {
-            return Ok(SlotStore::local(self.runs_dir));
+            return Ok(SlotStore::shared(self.runs_dir, self.remote.clone()));
         };
         let aws = match &self.aws {
             Some(a) => a.clone(),
@@ -93,7 +97,12 @@ impl Stores<'_> {
                 a
             }
         };
-        Ok(SlotStore::leased(self.runs_dir, aws, &locks.table))
+        Ok(SlotStore::leased(
+            self.runs_dir,
+            self.remote.clone(),
+            aws,
+            &locks.table,
+        ))
     }
 }
 
@@ -113,13 +122,17 @@ fn sources(paths: &[PathBuf]) -> Vec<PathBuf> {
 async fn survey(
     paths: &[PathBuf],
     safety: &SafetyArgs,
-    runs_dir: &Path,
+    runs: &Runs,
     aws_args: &AwsArgs,
     now: Timestamp,
 ) -> Result<(Vec<Scheduled>, Vec<String>, usize), Error> {
     let files = experiment_files(&sources(paths))?;
+    // Every run's record, from the store when it is in S3.
+    runs.pull_all().await?;
+    let runs_dir = runs.local.as_path();
     let mut stores = Stores {
         runs_dir,
+        remote: runs.remote.clone(),
         aws_args,
         aws: None,
     };
@@ -270,7 +283,8 @@ pub(super) async fn due(
     aws: &AwsArgs,
 ) -> Result<Outcome, Error> {
     let now = now_of(safety);
-    let (scheduled, unscheduled, invalid) = survey(paths, safety, runs_dir, aws, now).await?;
+    let runs = Runs::open(runs_dir, &aws.options()).await?;
+    let (scheduled, unscheduled, invalid) = survey(paths, safety, &runs, aws, now).await?;
     match output {
         Output::Json => {
             let items: Vec<serde_json::Value> = scheduled
@@ -361,7 +375,8 @@ pub(super) async fn run_due(
     aws: &AwsArgs,
 ) -> Result<Outcome, Error> {
     let now = now_of(safety);
-    let (scheduled, _, invalid) = survey(paths, safety, &runs_dir, aws, now).await?;
+    let runs = Runs::open(&runs_dir, &aws.options()).await?;
+    let (scheduled, _, invalid) = survey(paths, safety, &runs, aws, now).await?;
     test_barrier();
     let mut ran: Vec<Outcome> = Vec::new();
     let mut errors = 0;
@@ -484,9 +499,7 @@ pub(super) async fn run_due(
         ));
     }
     println!("{summary}");
-    if let Err(e) = output::catalog::refresh(&runs_dir, safety.policy.as_deref()).await {
-        eprintln!("warning: the catalog was not refreshed: {e}");
-    }
+    super::shared::refresh_catalog(&runs, safety.policy.as_deref()).await;
     Ok(Outcome::RanDue {
         worst: super::exit::worst_run(&ran),
         invalid: invalid > 0,
@@ -537,6 +550,10 @@ pub(super) async fn catalog(
     runs_dir: &Path,
     safety: &SafetyArgs,
 ) -> Result<Outcome, Error> {
+    // With an S3 store: every run's record first, and the catalog put back after.
+    let runs = Runs::open(runs_dir, &crate::aws::ConnectOptions::default()).await?;
+    runs.pull_all().await?;
+    let runs_dir = runs.local.as_path();
     let sources = if paths.is_empty() {
         output::catalog::default_sources()
     } else {
@@ -545,8 +562,17 @@ pub(super) async fn catalog(
     let written = output::catalog::write(&sources, runs_dir, safety.policy.as_deref(), now_of(safety))
         .await
         .map_err(Error::Catalog)?;
+    let names = [
+        output::catalog::HTML_FILE,
+        output::catalog::MARKDOWN_FILE,
+        output::catalog::JSON_FILE,
+    ];
+    runs.push_top(&names).await?;
     for p in written {
-        println!("wrote {}", p.display());
+        match &runs.remote {
+            Some(_) => println!("wrote {} (uploaded to {})", p.display(), runs.describe()),
+            None => println!("wrote {}", p.display()),
+        }
     }
     Ok(Outcome::Done)
 }

@@ -344,8 +344,17 @@ enum Command {
         /// *.yml files (default: experiments/, and suites/ when it exists).
         #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
-        /// Folder for run records (one subfolder per run) and slot claims.
-        #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+        /// Folder for run records (one subfolder per run) and slot claims, or
+        /// a shared runs store in S3, s3://BUCKET/PREFIX: then a slot is
+        /// claimed by a conditional put in the bucket (one run per slot across
+        /// machines that share only the bucket), and the runs are recorded there.
+        #[arg(
+            long,
+            alias = "runs",
+            value_name = "DIR|S3_URL",
+            default_value = "runs",
+            env = "GAMEDAY_RUNS_DIR"
+        )]
         runs_dir: PathBuf,
         /// Print only the verdicts, the summary and errors.
         #[arg(long, short)]
@@ -457,8 +466,16 @@ enum SuiteCommand {
         /// Seed for random target selection (the same for every experiment).
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
-        /// Folder for run records (one subfolder per run, one per suite run).
-        #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+        /// Folder for run records (one subfolder per run, one per suite run),
+        /// or a shared runs store in S3, s3://BUCKET/PREFIX (each run and the
+        /// scorecard are written there, as `run` writes a run).
+        #[arg(
+            long,
+            alias = "runs",
+            value_name = "DIR|S3_URL",
+            default_value = "runs",
+            env = "GAMEDAY_RUNS_DIR"
+        )]
         runs_dir: PathBuf,
         /// Print only the scorecard's lines and errors (no progress on stderr).
         #[arg(long, short)]
@@ -645,7 +662,7 @@ impl Command {
             } => with_runtime(suite::run(
                 &file,
                 seed,
-                local_only(runs_dir, "suite run")?,
+                runs_dir,
                 suite::Shown {
                     quiet,
                     interactive: true,
@@ -678,10 +695,7 @@ impl Command {
                 safety,
                 runs,
                 aws,
-            } => {
-                let runs_dir = local_runs(&runs.runs_dir, None)?;
-                with_runtime(due::due(&paths, output, &safety, &runs_dir, &aws))
-            }
+            } => with_runtime(due::due(&paths, output, &safety, &runs.runs_dir, &aws)),
             Command::RunDue {
                 paths,
                 runs_dir,
@@ -691,15 +705,14 @@ impl Command {
                 aws,
             } => with_runtime(due::run_due(
                 &paths,
-                local_only(runs_dir, "run-due")?,
+                runs_dir,
                 quiet,
                 publish_metrics,
                 &safety,
                 &aws,
             )),
             Command::Catalog { paths, safety, runs } => {
-                let runs_dir = local_runs(&runs.runs_dir, None)?;
-                with_runtime(due::catalog(&paths, &runs_dir, &safety))
+                with_runtime(due::catalog(&paths, &runs.runs_dir, &safety))
             }
             Command::Completions { shell } => completions::print(shell),
         }
@@ -723,18 +736,6 @@ fn local_runs(runs_dir: &Path, run: Option<&str>) -> Result<PathBuf, Error> {
         }
         Ok(runs.local)
     })
-}
-
-/// `runs_dir` for the commands that do not use a shared runs store yet.
-fn local_only(runs_dir: PathBuf, command: &str) -> Result<PathBuf, Error> {
-    if crate::store::Runs::is_remote(&runs_dir) {
-        return Err(crate::store::StoreError::Url(format!(
-            "`gameday {command}` keeps its records in a local folder only (a shared runs store in S3 is \
-             supported by run, recover, report, history, due, catalog and cleanup): pass a folder"
-        ))
-        .into());
-    }
-    Ok(runs_dir)
 }
 
 /// Runs an async command on [`runtime`].

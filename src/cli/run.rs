@@ -109,12 +109,7 @@ pub(super) async fn run_one(
             outcome.dir.display()
         );
     }
-    // A local runs folder only: a catalog over a shared store is not kept yet (README).
-    if runs.remote.is_none()
-        && let Err(e) = crate::output::catalog::refresh(&runs.local, safety_args.policy.as_deref()).await
-    {
-        eprintln!("warning: the catalog was not refreshed: {e}");
-    }
+    super::shared::refresh_catalog(&runs, safety_args.policy.as_deref()).await;
     if publish_metrics {
         let published = match crate::output::load(&outcome.dir) {
             Ok(summary) => crate::output::publish::publish(&aws, &summary)

@@ -25,6 +25,12 @@
 //! catalog read it back. A slot claimed in the table by another machine has
 //! no file here; [`SlotStore::find`] reads the lease instead.
 //!
+//! With a runs store in S3 (`--runs-dir s3://bucket/prefix`), the claim
+//! files live under the store's prefix too (`<prefix>/.slots/...`), and
+//! without a lease table the claim is a conditional put of that object
+//! (`If-None-Match: *`, [`S3Store::put_new`]): exactly one of any number of
+//! machines sharing the bucket creates it. The scratch folder keeps a copy.
+//!
 //! The store is an enum rather than a trait object so that each backend's
 //! calls can be `async` and every `match` stays exhaustive.
 
@@ -35,7 +41,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::Aws;
+use crate::aws::s3::{PutError, S3Store};
+use crate::aws::{Aws, AwsError};
 use crate::lease::{self, Holder, Lease, LeaseError};
 use crate::schedule::Slot;
 
@@ -212,6 +219,17 @@ pub enum ClaimError {
         /// What is wrong.
         message: String,
     },
+    /// The runs store in S3 failed the claim, the read or the record
+    /// (another runner's object is not an error: that is [`Claimed::Taken`]).
+    #[error("cannot claim, read or record the slot s3://{bucket}/{key}: {source}")]
+    Store {
+        /// The bucket.
+        bucket: String,
+        /// The object's key.
+        key: String,
+        /// What S3 said.
+        source: Box<AwsError>,
+    },
     /// The lease table refused or failed the claim or the read (another
     /// holder is not an error: that is [`Claimed::Taken`]).
     #[error("cannot claim or read the slot lease {key}: {source}")]
@@ -226,8 +244,9 @@ pub enum ClaimError {
 /// Where claims are kept.
 #[derive(Debug, Clone)]
 pub enum SlotStore {
-    /// Files in the runs folder, created exclusively.
-    Local(LocalSlots),
+    /// Files in the runs folder, created exclusively (with an S3 runs
+    /// store: objects under its prefix, put only if absent).
+    Local(Records),
     /// A lease in the policy's lease table, and the file as the record.
     Leased(LeasedSlots),
 }
@@ -235,18 +254,20 @@ pub enum SlotStore {
 impl SlotStore {
     /// The store for a runs folder alone (one machine, or a shared file system).
     pub fn local(runs_dir: &Path) -> SlotStore {
-        SlotStore::Local(LocalSlots {
-            dir: runs_dir.join(SLOTS_DIR),
-        })
+        SlotStore::Local(Records::new(runs_dir, None))
+    }
+
+    /// The store for a runs store in S3, `remote`, whose scratch folder is
+    /// `runs_dir`: claims are objects under its prefix, put only if absent.
+    pub fn shared(runs_dir: &Path, remote: Option<S3Store>) -> SlotStore {
+        SlotStore::Local(Records::new(runs_dir, remote))
     }
 
     /// The store that claims in the lease table `table` (the policy's
     /// `locks.table`) and records in the runs folder.
-    pub fn leased(runs_dir: &Path, aws: Aws, table: &str) -> SlotStore {
+    pub fn leased(runs_dir: &Path, remote: Option<S3Store>, aws: Aws, table: &str) -> SlotStore {
         SlotStore::Leased(LeasedSlots {
-            local: LocalSlots {
-                dir: runs_dir.join(SLOTS_DIR),
-            },
+            local: Records::new(runs_dir, remote),
             aws,
             table: table.to_string(),
         })
@@ -263,7 +284,7 @@ impl SlotStore {
         now: Timestamp,
     ) -> Result<Claimed, ClaimError> {
         match self {
-            SlotStore::Local(l) => l.claim(claim),
+            SlotStore::Local(l) => l.create(claim).await,
             SlotStore::Leased(l) => l.claim(claim, lease_lifetime(next, now)).await,
         }
     }
@@ -272,11 +293,15 @@ impl SlotStore {
     /// verdict), in the claim file (a lease is left as it was claimed).
     pub async fn record(&self, claim: &Claim) -> Result<(), ClaimError> {
         match self {
-            SlotStore::Local(l) => l.record(claim),
-            SlotStore::Leased(l) => l.local.record(&Claim {
-                lease_table: Some(l.table.clone()),
-                ..claim.clone()
-            }),
+            SlotStore::Local(l) => l.record(claim).await,
+            SlotStore::Leased(l) => {
+                l.local
+                    .record(&Claim {
+                        lease_table: Some(l.table.clone()),
+                        ..claim.clone()
+                    })
+                    .await
+            }
         }
     }
 
@@ -284,7 +309,7 @@ impl SlotStore {
     /// (leased) an unexpired lease another machine took.
     pub async fn find(&self, experiment: &str, slot: &Slot) -> Result<Option<Claim>, ClaimError> {
         match self {
-            SlotStore::Local(l) => l.find(experiment, slot),
+            SlotStore::Local(l) => l.find(experiment, slot).await,
             SlotStore::Leased(l) => l.find(experiment, slot).await,
         }
     }
@@ -293,8 +318,8 @@ impl SlotStore {
 /// Claims as leases in a DynamoDB lease table, recorded as files.
 #[derive(Debug, Clone)]
 pub struct LeasedSlots {
-    /// The record of the claims this machine won.
-    local: LocalSlots,
+    /// The record of the claims won.
+    local: Records,
     /// The clients (DynamoDB).
     aws: Aws,
     /// The lease table.
@@ -340,7 +365,7 @@ impl LeasedSlots {
         // Won in the table: the file is the record history and `due` read.
         let mut record = claim.clone();
         record.lease_table = Some(self.table.clone());
-        match self.local.claim(&record) {
+        match self.local.create(&record).await {
             Ok(c) => Ok(c),
             Err(e) => {
                 // No record, no run: give the slot back so that another runner can take it.
@@ -351,7 +376,7 @@ impl LeasedSlots {
     }
 
     async fn find(&self, experiment: &str, slot: &Slot) -> Result<Option<Claim>, ClaimError> {
-        if let Some(c) = self.local.find(experiment, slot)? {
+        if let Some(c) = self.local.find(experiment, slot).await? {
             return Ok(Some(c));
         }
         let key = lease_key(experiment, slot);
@@ -370,6 +395,102 @@ impl LeasedSlots {
     }
 }
 
+/// The claim files: in the runs folder, and with an S3 runs store the same
+/// objects under its prefix, which then decide who claimed first.
+#[derive(Debug, Clone)]
+pub struct Records {
+    local: LocalSlots,
+    remote: Option<S3Store>,
+}
+
+impl Records {
+    fn new(runs_dir: &Path, remote: Option<S3Store>) -> Records {
+        Records {
+            local: LocalSlots {
+                dir: runs_dir.join(SLOTS_DIR),
+            },
+            remote,
+        }
+    }
+
+    fn store_error(store: &S3Store, rel: &str, source: AwsError) -> ClaimError {
+        ClaimError::Store {
+            bucket: store.url.bucket.clone(),
+            key: store.url.key(rel),
+            source: Box::new(source),
+        }
+    }
+
+    /// Creates the claim's record only if there is none: [`Claimed::Won`]
+    /// for exactly one creator.
+    async fn create(&self, claim: &Claim) -> Result<Claimed, ClaimError> {
+        let Some(store) = &self.remote else {
+            return self.local.claim(claim);
+        };
+        let rel = self.local.rel(&claim.experiment, &LocalSlots::key(claim.slot));
+        let mut text = serde_json::to_string_pretty(claim).unwrap_or_default();
+        text.push('\n');
+        match store.put_new(&rel, text.into_bytes()).await {
+            Ok(()) => {
+                // The scratch folder's copy, for this machine's readers.
+                self.local.record(claim)?;
+                Ok(Claimed::Won)
+            }
+            Err(PutError::Exists { .. }) => {
+                let found = self.remote_read(store, &rel).await.ok().flatten();
+                let found = found.unwrap_or_else(|| Claim {
+                    host: "another runner (claim not readable)".into(),
+                    pid: 0,
+                    ..claim.clone()
+                });
+                Ok(Claimed::Taken(Box::new(found)))
+            }
+            Err(PutError::Api(e)) => Err(Self::store_error(store, &rel, e)),
+        }
+    }
+
+    async fn record(&self, claim: &Claim) -> Result<(), ClaimError> {
+        self.local.record(claim)?;
+        if let Some(store) = &self.remote {
+            let rel = self.local.rel(&claim.experiment, &LocalSlots::key(claim.slot));
+            let mut text = serde_json::to_string_pretty(claim).unwrap_or_default();
+            text.push('\n');
+            store
+                .put(&rel, text.into_bytes())
+                .await
+                .map_err(|e| Self::store_error(store, &rel, e))?;
+        }
+        Ok(())
+    }
+
+    async fn find(&self, experiment: &str, slot: &Slot) -> Result<Option<Claim>, ClaimError> {
+        match &self.remote {
+            // The store is the truth: another machine's claims are there only.
+            Some(store) => {
+                let rel = self.local.rel(experiment, &slot.key());
+                self.remote_read(store, &rel).await
+            }
+            None => self.local.find(experiment, slot),
+        }
+    }
+
+    async fn remote_read(&self, store: &S3Store, rel: &str) -> Result<Option<Claim>, ClaimError> {
+        let Some(body) = store
+            .get(rel)
+            .await
+            .map_err(|e| Self::store_error(store, rel, e))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| ClaimError::Invalid {
+                path: PathBuf::from(store.url.key(rel)),
+                message: e.to_string(),
+            })
+    }
+}
+
 /// Claims as files: `<runs>/.slots/<experiment>/<slot>.json`.
 #[derive(Debug, Clone)]
 pub struct LocalSlots {
@@ -377,6 +498,16 @@ pub struct LocalSlots {
 }
 
 impl LocalSlots {
+    /// The claim's path relative to the runs folder (and to an S3 store's prefix).
+    fn rel(&self, experiment: &str, slot_key: &str) -> String {
+        let path = self.path(experiment, slot_key);
+        let top = self.dir.parent().unwrap_or(Path::new(""));
+        path.strip_prefix(top)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/")
+    }
+
     fn path(&self, experiment: &str, slot_key: &str) -> PathBuf {
         // A suite's claims (`suite:<name>`) have their own folder: a dot
         // folder, which no experiment's can be (leading dots are cut below).
@@ -448,6 +579,13 @@ impl LocalSlots {
 
     fn record(&self, claim: &Claim) -> Result<(), ClaimError> {
         let path = self.path(&claim.experiment, &Self::key(claim.slot));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| ClaimError::Io {
+                what: "create the folder of",
+                path: path.clone(),
+                source,
+            })?;
+        }
         let mut text = serde_json::to_string_pretty(claim).unwrap_or_default();
         text.push('\n');
         crate::util::write_replacing(&path, text.as_bytes()).map_err(|source| ClaimError::Io {
@@ -505,7 +643,7 @@ mod tests {
                         let SlotStore::Local(l) = &store else {
                             unreachable!("a local store")
                         };
-                        l.claim(&Claim::new("exp", &slot(), now)).unwrap() == Claimed::Won
+                        l.local.claim(&Claim::new("exp", &slot(), now)).unwrap() == Claimed::Won
                     })
                 })
                 .collect();

@@ -26,6 +26,7 @@ use crate::gate::{self, Admission, Approval};
 use crate::journal::Verdict;
 use crate::output::progress::Progress;
 use crate::output::scorecard::{self, FORMULA, Row, Scorecard};
+use crate::store::Runs;
 use crate::suite::StopOn;
 
 /// What `suite run` shows.
@@ -70,6 +71,9 @@ pub(in crate::cli) async fn run_recorded(
 ) -> Result<SuiteRan, Error> {
     let seed = seed.unwrap_or_else(random_seed);
     let sp = build(file, seed, safety, aws).await?;
+    // A folder, or an S3 store through its scratch folder (each run pushed as it ends).
+    let runs = Runs::open(&runs_dir, &aws.options()).await?;
+    let runs_dir = runs.local.clone();
     let approved = match approval(&sp, approve, shown.interactive) {
         Ok(a) => a,
         Err(why) => {
@@ -100,7 +104,7 @@ pub(in crate::cli) async fn run_recorded(
             dir.display()
         );
     }
-    let (rows, stopped, interrupted) = schedule(&sp, approved, &runs_dir, &shown, safety).await;
+    let (rows, stopped, interrupted) = schedule(&sp, approved, &runs, &shown, safety).await;
     let score = scorecard::score(&rows);
     let (go, because) = scorecard::decide(&rows, score, sp.suite.go_no_go.min_score);
     let card = Scorecard {
@@ -123,6 +127,13 @@ pub(in crate::cli) async fn run_recorded(
         stopped,
     };
     scorecard::write_all(&dir, &card).map_err(Error::Report)?;
+    if let Err(e) = runs.push(&id).await {
+        eprintln!(
+            "warning: the scorecard was not uploaded to {} ({e}); it is in {}",
+            runs.describe(),
+            dir.display()
+        );
+    }
     println!(
         "suite: {} (readiness {}/100{})",
         card.decision(),
@@ -163,9 +174,7 @@ pub(in crate::cli) async fn run_recorded(
             );
         }
     }
-    if let Err(e) = crate::output::catalog::refresh(&runs_dir, safety.policy.as_deref()).await {
-        eprintln!("warning: the catalog was not refreshed: {e}");
-    }
+    crate::cli::shared::refresh_catalog(&runs, safety.policy.as_deref()).await;
     Ok(SuiteRan {
         outcome: Outcome::Suite { go, interrupted },
         suite_run_id: Some(id),
@@ -258,7 +267,7 @@ fn stops(rule: StopOn, row: &Row) -> Option<String> {
 async fn schedule(
     sp: &SuitePlan,
     approvals: Vec<Approval>,
-    runs_dir: &Path,
+    runs: &Runs,
     shown: &Shown,
     safety: &SafetyArgs,
 ) -> (Vec<Row>, Option<String>, bool) {
@@ -304,7 +313,7 @@ async fn schedule(
                     sp,
                     m,
                     approvals[i].clone(),
-                    runs_dir,
+                    runs,
                     shown,
                     concurrency,
                     safety,
@@ -390,7 +399,7 @@ fn start(
     sp: &SuitePlan,
     m: &Planned,
     approval: Approval,
-    runs_dir: &Path,
+    runs: &Runs,
     shown: &Shown,
     concurrency: usize,
     safety: &SafetyArgs,
@@ -407,8 +416,8 @@ fn start(
         Progress::auto(false)
     };
     let opts = RunOptions {
-        runs_dir: runs_dir.to_path_buf(),
-        store: None,
+        runs_dir: runs.local.clone(),
+        store: runs.remote.clone(),
         seed: Some(sp.seed),
         signals: SignalHandling::Standard,
         progress: Box::new(progress),
@@ -419,10 +428,20 @@ fn start(
             approval,
         },
     };
+    let runs = runs.clone();
     async move {
         let result = engine::run(&exp, &aws, opts).await;
         if let Ok(o) = &result {
             crate::output::write_run_records(&o.dir);
+            // The write-ahead chunks are there already; this adds the whole log and the records.
+            if let Err(e) = runs.push(&o.run_id).await {
+                eprintln!(
+                    "warning: the records of {} were not uploaded to {} ({e}); they are in {}",
+                    o.run_id,
+                    runs.describe(),
+                    o.dir.display()
+                );
+            }
         }
         (index, result)
     }
