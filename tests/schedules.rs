@@ -594,6 +594,43 @@ async fn run_due_started_twice_at_the_same_moment_runs_a_due_suite_once_with_one
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_suite_that_ends_no_go_makes_run_due_exit_as_a_failure() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    // The member's guardrail is in ALARM: it ends not-run, nothing injected,
+    // and the suite (one blocking experiment) is NO-GO.
+    set_alarm(&c, &fleet.alarm, "ALARM").await;
+    let s = Scratch::new();
+    scheduled_suite(&s, &fleet.group, &fleet.alarm, TUESDAYS);
+    let out = output(&mut at(&s, SLOT_DAY, &["run-due"])).await;
+    assert_eq!(
+        out.code, 3,
+        "a NO-GO suite counts as failed in run-due's exit code\n{}{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stdout.contains("suite: NO-GO")
+            && out.stdout.contains("1 ran,")
+            && out.stdout.contains("1 suite(s): 0 GO, 1 NO-GO"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let cards = suite_runs(&s);
+    assert_eq!(cards.len(), 1, "the NO-GO suite has its scorecard");
+    let claim: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.runs().join(".slots/.suites/ready/20261124T090000Z.json"))
+            .expect("the claim"),
+    )
+    .expect("a claim is JSON");
+    assert_eq!(claim["verdict"], "NO-GO");
+    assert!(
+        states(&c, &fleet.instances).await.iter().all(|s| s == "running"),
+        "nothing was stopped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_freeze_day_defers_a_due_suite() {
     let s = Scratch::new();
     let file = scheduled_suite(&s, "g", "a", TUESDAYS);
