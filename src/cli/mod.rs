@@ -370,12 +370,16 @@ enum Command {
     /// Write the catalog: every experiment and suite on one page.
     ///
     /// Writes catalog.html (one self-contained page), catalog.md and
-    /// catalog.json into the runs folder: for each experiment (and each suite
-    /// file under suites/) its hypothesis, owner, faults, guardrails,
-    /// schedule and next slot, last verdict with its date, the trend of its
-    /// last 10 verdicts and links to its last 3 reports. Once written, every
-    /// `gameday run` and `gameday run-due` into that runs folder writes it
-    /// again. No AWS call.
+    /// catalog.json into the runs folder: for each experiment its hypothesis,
+    /// owner, faults, guardrails, schedule and next slot, last verdict with
+    /// its date, the trend of its last 10 verdicts and links to its last 3
+    /// reports; for each suite (a file whose top level has `experiments`,
+    /// read with the suite decoder) its experiments, schedule and next slot,
+    /// last GO/NO-GO, trend and links to its last 3 scorecards. An invalid
+    /// file is listed with its problems. Once written, every `gameday run`,
+    /// `gameday suite run` and `gameday run-due` into that runs folder (or S3
+    /// store, where the catalog is put too) writes it again. No AWS call
+    /// besides the S3 store's.
     #[command(
         after_help = "Examples:\n  gameday catalog\n  gameday catalog experiments/ suites/ --runs-dir /mnt/gameday/runs"
     )]
