@@ -401,7 +401,20 @@ async fn a_scheduled_suite_runs_once_from_two_machines_that_share_only_the_s3_st
         "every instance runs again"
     );
 
-    // A third machine reads the standing from the store alone.
+    // A third machine reads the standing, claims included, from the store alone.
+    let cat = finish(
+        machine(c_dir.path(), &["catalog", "suites"])
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(cat.code, 0, "{}{}", cat.stdout, cat.stderr);
+    let md = text_of(&s3, &bucket, "team/catalog.md").await;
+    assert!(
+        md.contains("- now: **done**: slot Tue 2026-11-24 10:00 Europe/Paris claimed by"),
+        "the claim is read from the bucket: {md}"
+    );
     let due = finish(
         machine(c_dir.path(), &["due", "suites"]).spawn().expect("spawn"),
         Duration::from_secs(120),

@@ -559,9 +559,16 @@ pub(super) async fn catalog(
     } else {
         paths.to_vec()
     };
-    let written = output::catalog::write(&sources, runs_dir, safety.policy.as_deref(), now_of(safety))
-        .await
-        .map_err(Error::Catalog)?;
+    let claims = SlotStore::shared(runs_dir, runs.remote.clone());
+    let written = output::catalog::write(
+        &sources,
+        runs_dir,
+        &claims,
+        safety.policy.as_deref(),
+        now_of(safety),
+    )
+    .await
+    .map_err(Error::Catalog)?;
     let names = [
         output::catalog::HTML_FILE,
         output::catalog::MARKDOWN_FILE,

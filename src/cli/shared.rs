@@ -106,7 +106,8 @@ pub(super) async fn refresh_catalog(runs: &crate::store::Runs, policy: Option<&P
             }
             runs.pull_all().await.map_err(|e| e.to_string())?;
         }
-        if catalog::refresh(&runs.local, policy)
+        let claims = crate::due::claim::SlotStore::shared(&runs.local, runs.remote.clone());
+        if catalog::refresh(&runs.local, &claims, policy)
             .await
             .map_err(|e| e.to_string())?
         {

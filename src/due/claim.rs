@@ -252,13 +252,9 @@ pub enum SlotStore {
 }
 
 impl SlotStore {
-    /// The store for a runs folder alone (one machine, or a shared file system).
-    pub fn local(runs_dir: &Path) -> SlotStore {
-        SlotStore::Local(Records::new(runs_dir, None))
-    }
-
-    /// The store for a runs store in S3, `remote`, whose scratch folder is
-    /// `runs_dir`: claims are objects under its prefix, put only if absent.
+    /// The store for a runs folder `runs_dir` (one machine, or a shared file
+    /// system) or, with `remote`, for a runs store in S3 whose scratch folder
+    /// is `runs_dir`: claims are then objects under its prefix, put only if absent.
     pub fn shared(runs_dir: &Path, remote: Option<S3Store>) -> SlotStore {
         SlotStore::Local(Records::new(runs_dir, remote))
     }
@@ -632,7 +628,7 @@ mod tests {
     #[tokio::test]
     async fn of_many_claims_on_one_slot_exactly_one_wins_and_the_record_is_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SlotStore::local(dir.path());
+        let store = SlotStore::shared(dir.path(), None);
         let now: Timestamp = "2026-11-24T09:01:00Z".parse().unwrap();
         // Threads racing on the same file: the kernel's O_EXCL decides.
         let winners: usize = std::thread::scope(|s| {
@@ -670,7 +666,7 @@ mod tests {
     #[tokio::test]
     async fn a_suite_and_an_experiment_of_one_name_claim_their_slots_apart() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SlotStore::local(dir.path());
+        let store = SlotStore::shared(dir.path(), None);
         let now: Timestamp = "2026-11-24T09:01:00Z".parse().unwrap();
         let key = crate::due::suite_key("ready");
         for name in ["ready", key.as_str()] {

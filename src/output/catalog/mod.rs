@@ -110,14 +110,16 @@ struct Sources {
 }
 
 /// Writes the catalog of `sources` (files or folders of experiments and
-/// suites) into `runs_dir`; returns the files written.
+/// suites) into `runs_dir`, reading slot claims from `claims` (the runs
+/// folder's, or an S3 store's); returns the files written.
 pub async fn write(
     sources: &[PathBuf],
     runs_dir: &Path,
+    claims: &SlotStore,
     policy: Option<&Path>,
     now: Timestamp,
 ) -> Result<Vec<PathBuf>, CatalogError> {
-    let entries = entries(sources, runs_dir, policy, now).await?;
+    let entries = entries(sources, runs_dir, claims, policy, now).await?;
     std::fs::create_dir_all(runs_dir).map_err(|source| CatalogError::Write {
         path: runs_dir.to_path_buf(),
         source,
@@ -149,7 +151,11 @@ pub async fn write(
 /// Writes the catalog of `runs_dir` again, from the sources it was made
 /// from, when it exists; nothing when it does not. `policy` (the run's
 /// `--policy`) wins over the one recorded.
-pub async fn refresh(runs_dir: &Path, policy: Option<&Path>) -> Result<bool, CatalogError> {
+pub async fn refresh(
+    runs_dir: &Path,
+    claims: &SlotStore,
+    policy: Option<&Path>,
+) -> Result<bool, CatalogError> {
     let Ok(text) = std::fs::read_to_string(runs_dir.join(JSON_FILE)) else {
         return Ok(false);
     };
@@ -163,7 +169,7 @@ pub async fn refresh(runs_dir: &Path, policy: Option<&Path>) -> Result<bool, Cat
         return Ok(false);
     }
     let policy = policy.map(Path::to_path_buf).or(sources.policy);
-    write(&kept, runs_dir, policy.as_deref(), Timestamp::now()).await?;
+    write(&kept, runs_dir, claims, policy.as_deref(), Timestamp::now()).await?;
     Ok(true)
 }
 
@@ -180,12 +186,12 @@ pub fn default_sources() -> Vec<PathBuf> {
 pub async fn entries(
     sources: &[PathBuf],
     runs_dir: &Path,
+    store: &SlotStore,
     policy: Option<&Path>,
     now: Timestamp,
 ) -> Result<Vec<Entry>, CatalogError> {
     let rows = status::runs(runs_dir);
     let suite_runs = scorecard::runs(runs_dir);
-    let store = SlotStore::local(runs_dir);
     let mut out = Vec::new();
     for source in sources {
         let mut files = Vec::new();
@@ -205,7 +211,7 @@ pub async fn entries(
             } else {
                 experiment_entry(&file)
             };
-            out.push(with_history(entry, windows.as_ref(), &rows, &suite_runs, &store, now).await);
+            out.push(with_history(entry, windows.as_ref(), &rows, &suite_runs, store, now).await);
         }
     }
     Ok(out)
