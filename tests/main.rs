@@ -4,6 +4,7 @@
 mod support;
 
 mod completions;
+mod deploy;
 mod faults;
 mod lifecycle;
 mod locks;

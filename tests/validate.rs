@@ -424,3 +424,26 @@ faults:
         errors(&both)
     );
 }
+
+/// A folder mounted from a Kubernetes ConfigMap (deploy/kubernetes): each
+/// file at the top is a link into `..data`, a link to a `..<timestamp>`
+/// folder holding the files. Every experiment is read once, not three times.
+#[test]
+fn an_experiments_folder_mounted_from_a_configmap_is_read_once() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("experiments");
+    let stamped = dir.join("..2026_12_02_10_00_00.000000001");
+    std::fs::create_dir_all(&stamped).expect("folder");
+    std::fs::write(stamped.join("web.yaml"), VALID).expect("write");
+    std::os::unix::fs::symlink("..2026_12_02_10_00_00.000000001", dir.join("..data")).expect("link");
+    std::os::unix::fs::symlink("..data/web.yaml", dir.join("web.yaml")).expect("link");
+
+    let (code, stdout, stderr) = validate(&[dir.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let ok: Vec<&str> = stdout.lines().filter(|l| l.starts_with("ok: ")).collect();
+    assert_eq!(ok.len(), 1, "read once: {stdout}");
+    assert!(
+        ok[0].starts_with(&format!("ok: {}/web.yaml ", dir.display())),
+        "{stdout}"
+    );
+}
