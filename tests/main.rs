@@ -7,6 +7,7 @@ mod completions;
 mod faults;
 mod lifecycle;
 mod locks;
+mod notify;
 mod observe;
 mod report;
 mod run;
