@@ -427,3 +427,45 @@ async fn a_destination_that_is_not_one_is_a_usage_error_before_anything_runs() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("not an SNS topic ARN"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suite_run_notifies_each_experiments_start_and_end() {
+    let c = clients().await;
+    let fleet = fleet(&c, 3).await;
+    let i = inbox().await;
+    let s = Scratch::new();
+    for name in ["first", "second"] {
+        s.write(
+            &format!("{name}.yaml"),
+            &in_place_experiment(&fleet, "1s", "5m").replace("name: test-stop", &format!("name: {name}")),
+        );
+    }
+    let suite = s.write(
+        "suite.yaml",
+        "version: 1\nname: ready\nexperiments: [first.yaml, second.yaml]\n",
+    );
+    let out = finish(
+        gameday(&s)
+            .args(["suite", "run"])
+            .arg(&suite)
+            .arg("--runs-dir")
+            .arg(s.runs())
+            .args(["--notify-sns", &i.topic, "--notify-event-bus", &i.bus])
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_eq!(out.code, 0, "GO\n{}{}", out.stdout, out.stderr);
+    let d = delivered(&i, 4).await;
+    for name in ["first", "second"] {
+        let of: Vec<&Value> = d.iter().filter(|d| d["experiment"] == name).collect();
+        let seen: Vec<(&str, u64)> = of
+            .iter()
+            .map(|d| (d["kind"].as_str().expect("kind"), d["seq"].as_u64().expect("seq")))
+            .collect();
+        assert_eq!(seen, [("started", 1), ("ended", 2)], "{name}: {d:#?}");
+        assert_eq!(of[0]["run_id"], of[1]["run_id"]);
+        assert_eq!(of[1]["verdict"], "passed");
+    }
+}
