@@ -8,6 +8,7 @@ mod deploy;
 mod faults;
 mod lifecycle;
 mod locks;
+mod notify;
 mod observe;
 mod report;
 mod run;

@@ -22,7 +22,7 @@ use crate::policy;
 use super::run::{Shown, run_one};
 use super::shared::{connect, print_text};
 use super::validate::experiment_files;
-use super::{AwsArgs, Error, Outcome, Output, SafetyArgs};
+use super::{AwsArgs, Error, NotifyArgs, Outcome, Output, SafetyArgs};
 
 /// A scheduled experiment and where it stands.
 struct Scheduled {
@@ -218,6 +218,7 @@ pub(super) async fn run_due(
     publish_metrics: bool,
     safety: &SafetyArgs,
     aws: &AwsArgs,
+    notify: &NotifyArgs,
 ) -> Result<Outcome, Error> {
     let now = now_of(safety);
     let (scheduled, _, invalid) = survey(paths, safety, &runs_dir, aws, now).await?;
@@ -269,6 +270,7 @@ pub(super) async fn run_due(
             output: Output::Text,
             publish_metrics,
             interactive: false,
+            notify: notify.clone(),
         };
         match run_one(&s.file, None, runs_dir.clone(), shown, None, safety, aws).await {
             Ok(r) => {

@@ -153,6 +153,8 @@ enum Command {
         safety: SafetyArgs,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// Finish what a run left behind, from its journal.
     ///
@@ -353,6 +355,8 @@ enum Command {
         safety: SafetyArgs,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// Write the catalog: every experiment and suite on one page.
     ///
@@ -468,6 +472,8 @@ enum SuiteCommand {
         safety: SafetyArgs,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
 }
 
@@ -528,6 +534,41 @@ struct RunsArgs {
     runs_dir: PathBuf,
 }
 
+/// Where a run's notifications go (start, abort, end, an unfinished
+/// rollback; see the README's "Notifications"): each flag overrides the
+/// policy's `notifications` key of the same channel.
+#[derive(Debug, Clone, Default, Args)]
+struct NotifyArgs {
+    /// Notify this SNS topic (ARN) instead of the policy's
+    /// `notifications.sns_topic`. Needs sns:Publish; a failed send is a
+    /// warning, never a reason to skip a rollback.
+    #[arg(long, value_name = "ARN", env = "GAMEDAY_NOTIFY_SNS", value_parser = parse_sns_topic)]
+    notify_sns: Option<String>,
+    /// Put the run's events on this EventBridge bus (name or ARN) instead of
+    /// the policy's `notifications.event_bus`; source `gameday`. Needs
+    /// events:PutEvents; a failed send is a warning.
+    #[arg(long, value_name = "NAME|ARN", env = "GAMEDAY_NOTIFY_EVENT_BUS", value_parser = parse_event_bus)]
+    notify_event_bus: Option<String>,
+}
+
+impl NotifyArgs {
+    /// The destinations in force: these flags over the policy's.
+    fn over(&self, policy: &crate::policy::Notifications) -> crate::policy::Notifications {
+        crate::policy::Notifications {
+            sns_topic: self.notify_sns.clone().or_else(|| policy.sns_topic.clone()),
+            event_bus: self.notify_event_bus.clone().or_else(|| policy.event_bus.clone()),
+        }
+    }
+}
+
+fn parse_sns_topic(text: &str) -> Result<String, String> {
+    crate::policy::check_sns_topic(text).map(|()| text.to_string())
+}
+
+fn parse_event_bus(text: &str) -> Result<String, String> {
+    crate::policy::check_event_bus(text).map(|()| text.to_string())
+}
+
 /// Connection flags shared by every command that talks to AWS.
 #[derive(Debug, Args)]
 struct AwsArgs {
@@ -585,12 +626,14 @@ impl Command {
                 approve,
                 safety,
                 aws,
+                notify,
             } => {
                 let shown = run::Shown {
                     quiet,
                     output,
                     publish_metrics,
                     interactive: true,
+                    notify,
                 };
                 with_runtime(run::run(&file, seed, runs_dir, shown, approve, &safety, &aws))
             }
@@ -637,12 +680,13 @@ impl Command {
                         approve,
                         safety,
                         aws,
+                        notify,
                     },
             } => with_runtime(suite::run(
                 &file,
                 seed,
                 local_only(runs_dir, "suite run")?,
-                suite::Shown { quiet },
+                suite::Shown { quiet, notify },
                 approve,
                 &safety,
                 &aws,
@@ -682,6 +726,7 @@ impl Command {
                 publish_metrics,
                 safety,
                 aws,
+                notify,
             } => with_runtime(due::run_due(
                 &paths,
                 local_only(runs_dir, "run-due")?,
@@ -689,6 +734,7 @@ impl Command {
                 publish_metrics,
                 &safety,
                 &aws,
+                &notify,
             )),
             Command::Catalog { paths, safety, runs } => {
                 let runs_dir = local_runs(&runs.runs_dir, None)?;

@@ -20,17 +20,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Planned, SuitePlan, build, lock_keys};
 use crate::cli::shared::random_seed;
-use crate::cli::{AwsArgs, Error, Outcome, SafetyArgs};
-use crate::engine::{self, RunOptions, SignalHandling};
+use crate::cli::{AwsArgs, Error, NotifyArgs, Outcome, SafetyArgs};
+use crate::engine::{self, Reporter, RunOptions, SignalHandling};
 use crate::gate::{self, Admission, Approval};
 use crate::journal::Verdict;
+use crate::output::notify::{self, Notifier, Notifying};
 use crate::output::progress::Progress;
 use crate::output::scorecard::{self, FORMULA, Row, Scorecard};
 use crate::suite::StopOn;
 
-/// What `suite run` shows.
+/// What `suite run` shows, and where each run's notifications go.
 pub(in crate::cli) struct Shown {
     pub(in crate::cli) quiet: bool,
+    /// Over each experiment's policy's `notifications`.
+    pub(in crate::cli) notify: NotifyArgs,
 }
 
 /// Runs the suite and writes its scorecard; the outcome is GO or NO-GO.
@@ -372,12 +375,24 @@ fn start(
     } else {
         Progress::auto(false)
     };
+    let progress: std::sync::Arc<dyn Reporter> = std::sync::Arc::new(progress);
+    let notifier = Notifier::start(
+        &aws,
+        shown.notify.over(&m.loaded.policy.policy.notifications),
+        notify::Context::of(
+            &exp,
+            sp.account.as_ref().map(|a| a.id.clone()),
+            runs_dir.to_path_buf(),
+            &runs_dir.to_string_lossy(),
+        ),
+        progress.clone(),
+    );
     let opts = RunOptions {
         runs_dir: runs_dir.to_path_buf(),
         store: None,
         seed: Some(sp.seed),
         signals: SignalHandling::Standard,
-        progress: Box::new(progress),
+        progress: Box::new(Notifying::new(progress, notifier.clone())),
         safety: Admission {
             policy: m.loaded.policy.clone(),
             account: sp.account.clone(),
@@ -389,6 +404,9 @@ fn start(
         let result = engine::run(&exp, &aws, opts).await;
         if let Ok(o) = &result {
             crate::output::write_run_records(&o.dir);
+        }
+        if let Some(n) = &notifier {
+            n.close(notify::DRAIN_LIMIT).await;
         }
         (index, result)
     }
