@@ -4,6 +4,7 @@
 mod support;
 
 mod completions;
+mod coordination;
 mod faults;
 mod lifecycle;
 mod locks;
