@@ -4,6 +4,7 @@
 mod support;
 
 mod completions;
+mod coordination;
 mod deploy;
 mod faults;
 mod lifecycle;
