@@ -447,3 +447,45 @@ fn an_experiments_folder_mounted_from_a_configmap_is_read_once() {
         "{stdout}"
     );
 }
+
+/// `gameday schema`: what an editor is pointed at. The printed schema and
+/// the files `--write` makes are the checked-in ones (schema/); without a
+/// format or `--write` it is a usage error.
+#[test]
+fn the_schema_command_prints_and_writes_the_checked_in_schemas() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gameday"))
+            .arg("schema")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .expect("run gameday")
+    };
+    let out = schema(&["experiment"]);
+    assert_eq!(out.status.code(), Some(0));
+    let checked_in = std::fs::read_to_string(root.join("schema/experiment.schema.json")).expect("checked in");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), checked_in);
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(printed["properties"]["faults"].is_object(), "{printed}");
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let out = schema(&["--write", dir.path().to_str().expect("utf-8")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["experiment", "policy", "suite"] {
+        let file = format!("{name}.schema.json");
+        let written = std::fs::read_to_string(dir.path().join(&file)).expect("written");
+        let checked_in = std::fs::read_to_string(root.join("schema").join(&file)).expect("checked in");
+        assert!(
+            written == checked_in,
+            "{file}: regenerate with `cargo run -- schema --write schema/`"
+        );
+    }
+
+    assert_eq!(schema(&[]).status.code(), Some(2));
+}

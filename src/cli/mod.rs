@@ -18,6 +18,7 @@ mod policy;
 mod recover;
 mod report;
 mod run;
+mod schema;
 mod shared;
 mod suite;
 mod validate;
@@ -390,6 +391,25 @@ enum Command {
         #[arg(value_enum, value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of a file format, for editors.
+    ///
+    /// yaml-language-server (VS Code's YAML extension, Neovim, Helix, ...)
+    /// completes keys, shows their documentation and flags mistakes as you
+    /// type when a file starts with
+    /// `# yaml-language-server: $schema=../schema/experiment.schema.json`.
+    /// The schemas are built from the decoders' own key tables; `gameday
+    /// validate` still checks what a schema cannot (fault names in
+    /// start_after, time zones, cycles).
+    #[command(after_help = schema::AFTER_HELP)]
+    Schema {
+        /// The format: experiment, policy or suite (all three with --write).
+        #[arg(value_enum, value_name = "FORMAT", required_unless_present = "write")]
+        format: Option<schema::Format>,
+        /// Write FORMAT.schema.json into this folder instead of printing
+        /// (every format's when FORMAT is left out).
+        #[arg(long, value_name = "DIR")]
+        write: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -741,6 +761,7 @@ impl Command {
                 with_runtime(due::catalog(&paths, &runs_dir, &safety))
             }
             Command::Completions { shell } => completions::print(shell),
+            Command::Schema { format, write } => schema::schema(format, write.as_deref()),
         }
     }
 }

@@ -9,6 +9,8 @@
 //! the enforced one cannot drift apart.
 
 pub mod account;
+mod schema;
+pub(crate) use schema::document as schema;
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;

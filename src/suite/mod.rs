@@ -14,6 +14,7 @@ mod parse;
 
 use std::path::PathBuf;
 
+pub(crate) use parse::document as schema;
 pub use parse::{LoadError, SUITE_KEYS, load, load_str};
 
 use crate::yaml::{Loc, Spanned};
