@@ -46,6 +46,7 @@ pub mod aws;
 
 pub(crate) mod model;
 
+pub(crate) mod schema;
 pub(crate) mod util;
 pub(crate) mod yaml;
 

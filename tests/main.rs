@@ -4,9 +4,12 @@
 mod support;
 
 mod completions;
+mod coordination;
+mod deploy;
 mod faults;
 mod lifecycle;
 mod locks;
+mod notify;
 mod observe;
 mod report;
 mod run;

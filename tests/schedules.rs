@@ -732,7 +732,8 @@ async fn a_suites_schedule_mistakes_are_reported_with_file_line_and_column() {
 
 /// The recipes in deploy/: each parses, its schedule is a valid cron
 /// expression (read by the same parser as `schedule.cron`), and the command
-/// it runs is a valid `gameday` command line.
+/// it runs is a valid `gameday` command line. (The Kubernetes CronJob and the
+/// CloudFormation template are checked in tests/deploy.rs.)
 #[test]
 fn every_scheduler_recipe_parses_and_runs_a_valid_gameday_command() {
     use clap::Parser;
@@ -774,9 +775,6 @@ fn every_scheduler_recipe_parses_and_runs_a_valid_gameday_command() {
         n
     };
     let text_of = |n: &marked_yaml::Node| n.as_scalar().expect("a value").as_str().to_string();
-    let list_of = |n: &marked_yaml::Node| -> Vec<String> {
-        n.as_sequence().expect("a list").iter().map(text_of).collect()
-    };
 
     // crontab: five cron fields, then the command.
     let crontab = read("crontab");
@@ -814,53 +812,6 @@ fn every_scheduler_recipe_parses_and_runs_a_valid_gameday_command() {
     let mut args = words(exec);
     args[0] = args[0].rsplit('/').next().unwrap_or_default().to_string();
     valid("systemd service", &args);
-
-    // Kubernetes CronJob.
-    let job = yaml("kubernetes/cronjob.yaml");
-    assert_eq!(text_of(&find(&job, &["kind"])), "CronJob");
-    let schedule = text_of(&find(&job, &["spec", "schedule"]));
-    gameday::schedule::parse_cron(&schedule).unwrap_or_else(|e| panic!("CronJob schedule `{schedule}`: {e}"));
-    assert_eq!(text_of(&find(&job, &["spec", "concurrencyPolicy"])), "Forbid");
-    let container = find(
-        &job,
-        &[
-            "spec",
-            "jobTemplate",
-            "spec",
-            "template",
-            "spec",
-            "containers",
-            "0",
-        ],
-    );
-    let args = list_of(&find(&container, &["command"]));
-    valid("Kubernetes CronJob", &args);
-
-    // EventBridge Scheduler starting an ECS task (CloudFormation).
-    let cfn = yaml("eventbridge/scheduler.yaml");
-    let schedule = find(&cfn, &["Resources", "GameDaySchedule"]);
-    assert_eq!(text_of(&find(&schedule, &["Type"])), "AWS::Scheduler::Schedule");
-    let expr = text_of(&find(&schedule, &["Properties", "ScheduleExpression"]));
-    assert!(expr.starts_with("rate(") || expr.starts_with("cron("), "{expr}");
-    assert!(
-        find(&schedule, &["Properties", "Target", "EcsParameters"])
-            .as_mapping()
-            .is_some()
-    );
-    let task = find(
-        &cfn,
-        &[
-            "Resources",
-            "GameDayTask",
-            "Properties",
-            "ContainerDefinitions",
-            "0",
-        ],
-    );
-    let args = list_of(&find(&task, &["Command"]));
-    let mut args = args;
-    args.insert(0, "gameday".to_string());
-    valid("ECS task of the EventBridge schedule", &args);
 
     // GitHub Actions.
     let ci = yaml("github/gameday-schedule.yml");

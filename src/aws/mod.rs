@@ -75,6 +75,10 @@ pub struct Aws {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     /// DynamoDB: the lease table of the safety policy's `locks`.
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// SNS: the policy's notification topic.
+    pub sns: aws_sdk_sns::Client,
+    /// EventBridge: the policy's notification bus.
+    pub eventbridge: aws_sdk_eventbridge::Client,
     /// The region in use, for the journal and messages.
     pub region: String,
     /// The endpoint override in use, if any (recorded in the journal).
@@ -128,6 +132,8 @@ impl Aws {
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            eventbridge: aws_sdk_eventbridge::Client::new(config),
             region,
             endpoint,
         })

@@ -29,7 +29,7 @@ use super::run::{Shown, run_one};
 use super::shared::{connect, print_text};
 use super::suite as suite_cmd;
 use super::validate::experiment_files;
-use super::{AwsArgs, Error, Outcome, Output, SafetyArgs};
+use super::{AwsArgs, Error, NotifyArgs, Outcome, Output, SafetyArgs};
 
 /// What a scheduled file holds.
 enum Kind {
@@ -373,6 +373,7 @@ pub(super) async fn run_due(
     publish_metrics: bool,
     safety: &SafetyArgs,
     aws: &AwsArgs,
+    notify: &NotifyArgs,
 ) -> Result<Outcome, Error> {
     let now = now_of(safety);
     let runs = Runs::open(&runs_dir, &aws.options()).await?;
@@ -428,6 +429,7 @@ pub(super) async fn run_due(
                     output: Output::Text,
                     publish_metrics,
                     interactive: false,
+                    notify: notify.clone(),
                 };
                 run_one(&s.file, None, runs_dir.clone(), shown, None, safety, aws)
                     .await
@@ -437,6 +439,7 @@ pub(super) async fn run_due(
                 let shown = suite_cmd::Shown {
                     quiet,
                     interactive: false,
+                    notify: notify.clone(),
                 };
                 suite_cmd::run_recorded(&s.file, None, runs_dir.clone(), shown, None, safety, aws)
                     .await

@@ -186,6 +186,7 @@ fn for_error(e: &Error) -> i32 {
         Error::Claim(_) => ERROR,
         Error::Catalog(crate::output::catalog::CatalogError::Missing(_)) => USAGE,
         Error::Catalog(crate::output::catalog::CatalogError::Write { .. }) => ERROR,
+        Error::SchemaWrite { .. } => ERROR,
     }
 }
 

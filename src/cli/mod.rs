@@ -18,6 +18,7 @@ mod policy;
 mod recover;
 mod report;
 mod run;
+mod schema;
 mod shared;
 mod suite;
 mod validate;
@@ -153,6 +154,8 @@ enum Command {
         safety: SafetyArgs,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// Finish what a run left behind, from its journal.
     ///
@@ -366,6 +369,8 @@ enum Command {
         safety: SafetyArgs,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// Write the catalog: every experiment and suite on one page.
     ///
@@ -402,6 +407,25 @@ enum Command {
         /// The shell to complete in.
         #[arg(value_enum, value_name = "SHELL")]
         shell: clap_complete::Shell,
+    },
+    /// Print the JSON Schema of a file format, for editors.
+    ///
+    /// yaml-language-server (VS Code's YAML extension, Neovim, Helix, ...)
+    /// completes keys, shows their documentation and flags mistakes as you
+    /// type when a file starts with
+    /// `# yaml-language-server: $schema=../schema/experiment.schema.json`.
+    /// The schemas are built from the decoders' own key tables; `gameday
+    /// validate` still checks what a schema cannot (fault names in
+    /// start_after, time zones, cycles).
+    #[command(after_help = schema::AFTER_HELP)]
+    Schema {
+        /// The format: experiment, policy or suite (all three with --write).
+        #[arg(value_enum, value_name = "FORMAT", required_unless_present = "write")]
+        format: Option<schema::Format>,
+        /// Write FORMAT.schema.json into this folder instead of printing
+        /// (every format's when FORMAT is left out).
+        #[arg(long, value_name = "DIR")]
+        write: Option<PathBuf>,
     },
 }
 
@@ -493,6 +517,8 @@ enum SuiteCommand {
         safety: SafetyArgs,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
 }
 
@@ -553,6 +579,41 @@ struct RunsArgs {
     runs_dir: PathBuf,
 }
 
+/// Where a run's notifications go (start, abort, end, an unfinished
+/// rollback; see the README's "Notifications"): each flag overrides the
+/// policy's `notifications` key of the same channel.
+#[derive(Debug, Clone, Default, Args)]
+struct NotifyArgs {
+    /// Notify this SNS topic (ARN) instead of the policy's
+    /// `notifications.sns_topic`. Needs sns:Publish; a failed send is a
+    /// warning, never a reason to skip a rollback.
+    #[arg(long, value_name = "ARN", env = "GAMEDAY_NOTIFY_SNS", value_parser = parse_sns_topic)]
+    notify_sns: Option<String>,
+    /// Put the run's events on this EventBridge bus (name or ARN) instead of
+    /// the policy's `notifications.event_bus`; source `gameday`. Needs
+    /// events:PutEvents; a failed send is a warning.
+    #[arg(long, value_name = "NAME|ARN", env = "GAMEDAY_NOTIFY_EVENT_BUS", value_parser = parse_event_bus)]
+    notify_event_bus: Option<String>,
+}
+
+impl NotifyArgs {
+    /// The destinations in force: these flags over the policy's.
+    fn over(&self, policy: &crate::policy::Notifications) -> crate::policy::Notifications {
+        crate::policy::Notifications {
+            sns_topic: self.notify_sns.clone().or_else(|| policy.sns_topic.clone()),
+            event_bus: self.notify_event_bus.clone().or_else(|| policy.event_bus.clone()),
+        }
+    }
+}
+
+fn parse_sns_topic(text: &str) -> Result<String, String> {
+    crate::policy::check_sns_topic(text).map(|()| text.to_string())
+}
+
+fn parse_event_bus(text: &str) -> Result<String, String> {
+    crate::policy::check_event_bus(text).map(|()| text.to_string())
+}
+
 /// Connection flags shared by every command that talks to AWS.
 #[derive(Debug, Args)]
 struct AwsArgs {
@@ -610,12 +671,14 @@ impl Command {
                 approve,
                 safety,
                 aws,
+                notify,
             } => {
                 let shown = run::Shown {
                     quiet,
                     output,
                     publish_metrics,
                     interactive: true,
+                    notify,
                 };
                 with_runtime(run::run(&file, seed, runs_dir, shown, approve, &safety, &aws))
             }
@@ -662,6 +725,7 @@ impl Command {
                         approve,
                         safety,
                         aws,
+                        notify,
                     },
             } => with_runtime(suite::run(
                 &file,
@@ -670,6 +734,7 @@ impl Command {
                 suite::Shown {
                     quiet,
                     interactive: true,
+                    notify,
                 },
                 approve,
                 &safety,
@@ -707,6 +772,7 @@ impl Command {
                 publish_metrics,
                 safety,
                 aws,
+                notify,
             } => with_runtime(due::run_due(
                 &paths,
                 runs_dir,
@@ -714,11 +780,13 @@ impl Command {
                 publish_metrics,
                 &safety,
                 &aws,
+                &notify,
             )),
             Command::Catalog { paths, safety, runs } => {
                 with_runtime(due::catalog(&paths, &runs.runs_dir, &safety))
             }
             Command::Completions { shell } => completions::print(shell),
+            Command::Schema { format, write } => schema::schema(format, write.as_deref()),
         }
     }
 }

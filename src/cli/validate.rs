@@ -94,7 +94,7 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
     entries.sort();
-    for p in entries {
+    for p in entries.into_iter().filter(|p| !crate::util::is_hidden(p)) {
         if p.is_dir() {
             collect_yaml(&p, out)?;
         } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {

@@ -15,6 +15,7 @@ mod parse;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use parse::document as schema;
 pub use parse::{LoadError, SUITE_KEYS, load, load_str};
 
 use crate::schedule::Schedule;

@@ -12,6 +12,9 @@ use marked_yaml::Node;
 use super::*;
 use crate::yaml::{self, Decoder, FileErrors};
 
+mod schema;
+pub(crate) use self::schema::document;
+
 /// Why a suite file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -20,20 +20,23 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Planned, SuitePlan, build, lock_keys};
 use crate::cli::shared::random_seed;
-use crate::cli::{AwsArgs, Error, Outcome, SafetyArgs};
-use crate::engine::{self, RunOptions, SignalHandling};
+use crate::cli::{AwsArgs, Error, NotifyArgs, Outcome, SafetyArgs};
+use crate::engine::{self, Reporter, RunOptions, SignalHandling};
 use crate::gate::{self, Admission, Approval};
 use crate::journal::Verdict;
+use crate::output::notify::{self, Notifier, Notifying};
 use crate::output::progress::Progress;
 use crate::output::scorecard::{self, FORMULA, Row, Scorecard};
 use crate::store::Runs;
 use crate::suite::StopOn;
 
-/// What `suite run` shows.
+/// What `suite run` shows, and where each run's notifications go.
 pub(in crate::cli) struct Shown {
     pub(in crate::cli) quiet: bool,
     /// Whether a suite needing approval may ask on a terminal (`run-due` never asks).
     pub(in crate::cli) interactive: bool,
+    /// Over each experiment's policy's `notifications`.
+    pub(in crate::cli) notify: NotifyArgs,
 }
 
 /// A suite run that ended: its outcome for the exit code, and the id of its
@@ -415,12 +418,24 @@ fn start(
     } else {
         Progress::auto(false)
     };
+    let progress: std::sync::Arc<dyn Reporter> = std::sync::Arc::new(progress);
+    let notifier = Notifier::start(
+        &aws,
+        shown.notify.over(&m.loaded.policy.policy.notifications),
+        notify::Context::of(
+            &exp,
+            sp.account.as_ref().map(|a| a.id.clone()),
+            runs.local.clone(),
+            &runs.describe(),
+        ),
+        progress.clone(),
+    );
     let opts = RunOptions {
         runs_dir: runs.local.clone(),
         store: runs.remote.clone(),
         seed: Some(sp.seed),
         signals: SignalHandling::Standard,
-        progress: Box::new(progress),
+        progress: Box::new(Notifying::new(progress, notifier.clone())),
         safety: Admission {
             policy: m.loaded.policy.clone(),
             account: sp.account.clone(),
@@ -442,6 +457,9 @@ fn start(
                     o.dir.display()
                 );
             }
+        }
+        if let Some(n) = &notifier {
+            n.close(notify::DRAIN_LIMIT).await;
         }
         (index, result)
     }

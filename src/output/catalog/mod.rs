@@ -223,7 +223,7 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
     };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
-    for p in paths {
+    for p in paths.into_iter().filter(|p| !crate::util::is_hidden(p)) {
         if p.is_dir() {
             collect_yaml(&p, out);
         } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
