@@ -47,6 +47,7 @@ pub mod aws;
 
 pub(crate) mod model;
 
+pub(crate) mod schema;
 pub(crate) mod util;
 pub(crate) mod yaml;
 

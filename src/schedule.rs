@@ -27,6 +27,9 @@ use marked_yaml::Node;
 use crate::util::sha256_hex;
 use crate::yaml::{self, Decoder, Loc, Spanned};
 
+mod schema;
+pub(crate) use schema::block as schema;
+
 /// The keys of a `schedule:` block.
 pub const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "time_zone", "jitter", "not_before", "until"];
 

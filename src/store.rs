@@ -6,7 +6,8 @@
 //! the journal sends its write-ahead chunks to S3 as it goes ([`journal::Remote`]),
 //! [`Runs::push`] uploads a run's files once they are written, and
 //! [`Runs::pull`] / [`Runs::pull_all`] fetch runs into the scratch folder for
-//! the commands that read them (`report`, `history`, `recover`).
+//! the commands that read them (`report`, `history`, `recover`, `due`), and
+//! [`Runs::pull_top`] / [`Runs::push_top`] the catalog's files at the top.
 //!
 //! Layout under the prefix, one folder per run, as in a local runs folder:
 //!
@@ -14,6 +15,9 @@
 //! <run-id>/events/<seq>.jsonl   write-ahead chunks (seq: last event's, 10 digits), put only if absent
 //! <run-id>/events.jsonl         the whole log, uploaded when the run (or a recover) ends
 //! <run-id>/journal.json, report.html, report.md, junit.xml
+//! suite-<id>/suite.json, scorecard.html, scorecard.md, junit.xml   a suite run
+//! .slots/<experiment>/<slot>.json, .slots/.suites/<suite>/<slot>.json   slot claims (run-due)
+//! catalog.html, catalog.md, catalog.json
 //! ```
 //!
 //! A run's events are the union of `events.jsonl` and the chunks, by `seq`.
@@ -178,6 +182,45 @@ impl Runs {
                     self.pull(&id).await?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Fetches the file `name` at the top of the store (the catalog's) into
+    /// the scratch folder; whether there is one. A local folder has what it has.
+    pub async fn pull_top(&self, name: &str) -> Result<bool, StoreError> {
+        let Some(store) = &self.remote else {
+            return Ok(self.local.join(name).is_file());
+        };
+        let got = store.get(name).await.map_err(|source| StoreError::S3 {
+            url: store.url.to_string(),
+            source: Box::new(source),
+        })?;
+        match got {
+            Some(body) => {
+                write(&self.local.join(name), &body)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Uploads the files `names` at the top of the scratch folder (the
+    /// catalog's), replacing older copies. Nothing to do for a local folder.
+    pub async fn push_top(&self, names: &[&str]) -> Result<(), StoreError> {
+        let Some(store) = &self.remote else {
+            return Ok(());
+        };
+        for name in names {
+            let path = self.local.join(name);
+            let body = std::fs::read(&path).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            store.put(name, body).await.map_err(|source| StoreError::S3 {
+                url: store.url.to_string(),
+                source: Box::new(source),
+            })?;
         }
         Ok(())
     }

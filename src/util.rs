@@ -94,6 +94,15 @@ pub fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Whether a folder search skips `path`: a name starting with `.` (version
+/// control, editors' files, and a Kubernetes ConfigMap volume's `..data` link
+/// and `..<timestamp>` folder, which hold the very files the volume's top level
+/// links to: read them, and every experiment is found three times).
+pub fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+}
+
 /// `text` with AWS credentials replaced by `** redacted **`: the values in
 /// `known` (those of the environment, 8 characters or more so that a
 /// placeholder such as `test` is left alone), anything shaped like an access

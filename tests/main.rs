@@ -4,10 +4,13 @@
 mod support;
 
 mod completions;
+mod coordination;
+mod deploy;
 mod faults;
 mod halt;
 mod lifecycle;
 mod locks;
+mod notify;
 mod observe;
 mod report;
 mod roles;

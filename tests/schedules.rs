@@ -77,12 +77,14 @@ async fn run_due_started_twice_at_the_same_moment_runs_a_due_experiment_once() {
     // Two schedulers fire at the same moment. The barrier holds both until
     // each has judged the slot due, so they race on the claim itself.
     let barrier = format!("{}:2", s.path().join("barrier").display());
+    // Both commands are built before either starts (building one writes the policy file).
     let racer = || {
         let mut cmd = at(&s, SLOT_DAY, &["run-due", &file]);
         cmd.env("GAMEDAY_TEST_CLAIM_BARRIER", &barrier);
-        cmd.spawn().expect("spawn")
+        cmd
     };
-    let (a, b) = (racer(), racer());
+    let (mut a, mut b) = (racer(), racer());
+    let (a, b) = (a.spawn().expect("spawn"), b.spawn().expect("spawn"));
     let (a, b) = tokio::join!(
         finish(a, Duration::from_secs(120)),
         finish(b, Duration::from_secs(120))
@@ -429,9 +431,309 @@ async fn schedule_mistakes_are_reported_with_file_line_and_column() {
     assert!(runs(&s).is_empty());
 }
 
+/// A scratch folder laid out as a team's repository: `experiments/member.yaml`
+/// (the tests' stop experiment on `group`, named `suite-member`, unscheduled)
+/// and `suites/ready.yaml` listing it, with `schedule` (a whole `schedule:`
+/// block, or nothing). Returns the suite file.
+fn scheduled_suite(s: &Scratch, group: &str, alarm: &str, schedule: &str) -> PathBuf {
+    std::fs::create_dir_all(s.path().join("experiments")).expect("experiments folder");
+    std::fs::create_dir_all(s.path().join("suites")).expect("suites folder");
+    s.write(
+        "experiments/member.yaml",
+        &stop_experiment(group, alarm, "{ count: 1 }", "1s").replace("name: test-stop", "name: suite-member"),
+    );
+    s.write(
+        "suites/ready.yaml",
+        &format!(
+            "version: 1\nname: ready\nowner: team-launch\nexperiments:\n  - ../experiments/member.yaml\n{schedule}"
+        ),
+    )
+}
+
+/// The suite run folders of the scratch folder.
+fn suite_runs(s: &Scratch) -> Vec<PathBuf> {
+    runs(s)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("suite-"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_due_started_twice_at_the_same_moment_runs_a_due_suite_once_with_one_scorecard() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let s = Scratch::new();
+    scheduled_suite(&s, &fleet.group, &fleet.alarm, TUESDAYS);
+
+    // With no path, `due` looks in experiments/ and suites/.
+    let due = output(&mut at(&s, SLOT_DAY, &["due"])).await;
+    assert_eq!(due.code, 0, "{}{}", due.stdout, due.stderr);
+    assert!(
+        due.stdout.contains("DUE       suite ready  (suites/ready.yaml)"),
+        "{}",
+        due.stdout
+    );
+    assert!(due.stdout.contains("never run"), "{}", due.stdout);
+    assert!(
+        due.stdout.contains("not scheduled (run by hand): suite-member"),
+        "{}",
+        due.stdout
+    );
+
+    // Two schedulers fire at the same moment, held until both judged the slot due.
+    // Both commands are built before either starts: building one writes the
+    // permissive policy file, which the other must not be reading then.
+    let barrier = format!("{}:2", s.path().join("barrier").display());
+    let racer = || {
+        let mut cmd = at(&s, SLOT_DAY, &["run-due"]);
+        cmd.env("GAMEDAY_TEST_CLAIM_BARRIER", &barrier);
+        cmd
+    };
+    let (mut a, mut b) = (racer(), racer());
+    let (a, b) = (a.spawn().expect("spawn"), b.spawn().expect("spawn"));
+    let (a, b) = tokio::join!(
+        finish(a, Duration::from_secs(180)),
+        finish(b, Duration::from_secs(180))
+    );
+    let said = format!("{}{}\n{}{}", a.stdout, a.stderr, b.stdout, b.stderr);
+    for out in [&a, &b] {
+        assert_eq!(out.code, 0, "a GO suite and a skipped slot both exit 0\n{said}");
+    }
+    let cards = suite_runs(&s);
+    assert_eq!(cards.len(), 1, "one suite run for the slot: {cards:?}\n{said}");
+    let suite_run_id = cards[0].file_name().expect("name").to_string_lossy().into_owned();
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cards[0].join("suite.json")).expect("suite.json"))
+            .expect("suite.json is JSON");
+    assert_eq!(card["suite"], "ready");
+    assert_eq!(card["go"], true, "{card:#}");
+    assert!(cards[0].join("scorecard.html").is_file(), "one scorecard");
+    assert_eq!(
+        runs(&s).len(),
+        2,
+        "the suite's one experiment ran once: one run folder beside the suite's"
+    );
+    assert!(
+        said.contains("1 ran,") && said.contains("1 suite(s): 1 GO, 0 NO-GO"),
+        "{said}"
+    );
+    assert!(
+        said.contains("0 ran, 1 skipped")
+            && said.contains("skipped: suite ready: slot 20261124T090000Z already claimed by"),
+        "the other skipped the claimed slot: {said}"
+    );
+    assert!(
+        states(&c, &fleet.instances).await.iter().all(|s| s == "running"),
+        "every instance runs again"
+    );
+
+    // The suite's claim is apart from any experiment's, and records its run.
+    let claim: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.runs().join(".slots/.suites/ready/20261124T090000Z.json"))
+            .expect("the claim"),
+    )
+    .expect("a claim is JSON");
+    assert_eq!(claim["experiment"], "suite:ready");
+    assert_eq!(claim["run_id"], suite_run_id.as_str());
+    assert_eq!(claim["verdict"], "GO");
+    assert_eq!(claim["owner"], "team-launch");
+
+    // Later, for the same slot: done, and `due` names the claim's run.
+    let due = output(&mut at(&s, "2026-11-24T11:00:00Z", &["due", "suites"])).await;
+    assert_eq!(due.code, 0, "{}", due.stderr);
+    assert!(due.stdout.contains("DONE      suite ready"), "{}", due.stdout);
+    assert!(due.stdout.contains(&suite_run_id), "{}", due.stdout);
+    // A slot after that run: due again, and the last run (GO) is named.
+    let due = output(&mut at(
+        &s,
+        "2099-01-06T10:00:00Z",
+        &["due", "suites", "--output", "json"],
+    ))
+    .await;
+    let doc: serde_json::Value = serde_json::from_str(&due.stdout).expect("JSON");
+    let item = &doc["scheduled"][0];
+    assert_eq!(item["kind"], "suite", "{doc:#}");
+    assert_eq!(item["suite"], "ready", "{doc:#}");
+    assert_eq!(item["state"], "due", "{doc:#}");
+    assert_eq!(item["last_run"]["run_id"], suite_run_id.as_str(), "{doc:#}");
+    assert_eq!(item["last_run"]["verdict"], "GO", "{doc:#}");
+
+    // The catalog reads the suite through its decoder: schedule, last GO, the scorecard.
+    let cat = output(&mut at(&s, "2026-11-24T11:00:00Z", &["catalog"])).await;
+    assert_eq!(cat.code, 0, "{}{}", cat.stdout, cat.stderr);
+    let md = std::fs::read_to_string(s.runs().join("catalog.md")).expect("catalog.md");
+    assert!(
+        md.contains(
+            "| ready | team-launch | `0 10 * * TUE (Europe/Paris)` | Tue 2026-12-01 10:00 Europe/Paris | GO ("
+        ),
+        "{md}"
+    );
+    assert!(md.contains("## suite `ready`"), "{md}");
+    assert!(
+        md.contains("- experiments: experiments/member.yaml (blocking)"),
+        "{md}"
+    );
+    assert!(md.contains("- now: **done**"), "{md}");
+    assert!(
+        md.contains("- last verdict: **GO** on") && md.contains(&format!("({suite_run_id}/scorecard.html)")),
+        "{md}"
+    );
+    let page = std::fs::read_to_string(s.runs().join("catalog.html")).expect("catalog.html");
+    assert!(page.contains("id=\"suite-ready\""), "the suite's entry");
+    assert!(
+        page.contains("<span class=\"v go\">GO</span>"),
+        "its last verdict"
+    );
+    assert!(
+        page.contains(&format!("href=\"{suite_run_id}/scorecard.html\"")),
+        "a link to its scorecard"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_suite_that_ends_no_go_makes_run_due_exit_as_a_failure() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    // The member's guardrail is in ALARM: it ends not-run, nothing injected,
+    // and the suite (one blocking experiment) is NO-GO.
+    set_alarm(&c, &fleet.alarm, "ALARM").await;
+    let s = Scratch::new();
+    scheduled_suite(&s, &fleet.group, &fleet.alarm, TUESDAYS);
+    let out = output(&mut at(&s, SLOT_DAY, &["run-due"])).await;
+    assert_eq!(
+        out.code, 3,
+        "a NO-GO suite counts as failed in run-due's exit code\n{}{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stdout.contains("suite: NO-GO")
+            && out.stdout.contains("1 ran,")
+            && out.stdout.contains("1 suite(s): 0 GO, 1 NO-GO"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let cards = suite_runs(&s);
+    assert_eq!(cards.len(), 1, "the NO-GO suite has its scorecard");
+    let claim: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.runs().join(".slots/.suites/ready/20261124T090000Z.json"))
+            .expect("the claim"),
+    )
+    .expect("a claim is JSON");
+    assert_eq!(claim["verdict"], "NO-GO");
+    assert!(
+        states(&c, &fleet.instances).await.iter().all(|s| s == "running"),
+        "nothing was stopped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_day_defers_a_due_suite() {
+    let s = Scratch::new();
+    let file = scheduled_suite(&s, "g", "a", TUESDAYS);
+    let file = file.to_string_lossy().into_owned();
+    let policy = s.write(
+        "frozen-policy.yaml",
+        &format!("{PERMISSIVE_POLICY}windows:\n  freeze: [{{ from: 2026-11-24, to: 2026-11-24, reason: launch day }}]\n"),
+    );
+    let policy = policy.to_string_lossy().into_owned();
+    let due = output(&mut at(&s, SLOT_DAY, &["due", &file, "--policy", &policy])).await;
+    assert_eq!(due.code, 0, "{}", due.stderr);
+    assert!(due.stdout.contains("DEFERRED  suite ready"), "{}", due.stdout);
+    assert!(
+        due.stdout.contains("windows.freeze") && due.stdout.contains("launch day"),
+        "{}",
+        due.stdout
+    );
+    let frozen = output(&mut at(&s, SLOT_DAY, &["run-due", &file, "--policy", &policy])).await;
+    assert_eq!(frozen.code, 0, "{}{}", frozen.stdout, frozen.stderr);
+    assert!(
+        frozen.stdout.contains("0 ran,") && frozen.stdout.contains("1 deferred"),
+        "{}",
+        frozen.stdout
+    );
+    assert!(
+        frozen.stderr.contains("deferred: suite ready:"),
+        "{}",
+        frozen.stderr
+    );
+    assert!(
+        suite_runs(&s).is_empty() && runs(&s).is_empty(),
+        "nothing runs on a freeze day"
+    );
+    assert!(
+        !s.runs().join(".slots/.suites/ready").exists(),
+        "a deferred slot is not claimed"
+    );
+    // The day after, the same slot is due.
+    let due = output(&mut at(
+        &s,
+        "2026-11-25T10:00:00Z",
+        &["due", &file, "--policy", &policy],
+    ))
+    .await;
+    assert!(due.stdout.contains("DUE       suite ready"), "{}", due.stdout);
+    assert!(
+        due.stdout
+            .contains("slot Tue 2026-11-24 10:00 Europe/Paris: never run"),
+        "{}",
+        due.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suites_schedule_mistakes_are_reported_with_file_line_and_column() {
+    let s = Scratch::new();
+    let file = scheduled_suite(
+        &s,
+        "g",
+        "a",
+        "schedule:\n  cron: \"0 10 * * TUES\"\n  timezone: Europe/Pari\n  jitter: soon\n",
+    );
+    let name = file.display().to_string();
+    let expected = [
+        format!("{name}:7:9: error: schedule.cron: invalid cron expression `0 10 * * TUES`"),
+        format!("{name}:8:13: error: schedule.timezone: unknown time zone `Europe/Pari`"),
+        format!("{name}:9:11: error: schedule.jitter: malformed duration `soon`"),
+    ];
+    let out = output(gameday(&s).arg("validate").arg(&file)).await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    for e in &expected {
+        assert!(
+            out.stderr.contains(e.as_str()),
+            "missing {e:?} in:\n{}",
+            out.stderr
+        );
+    }
+    // `due` and `run-due` refuse it the same way, and run nothing.
+    for verb in ["due", "run-due"] {
+        let out = output(&mut at(&s, SLOT_DAY, &[verb, &name])).await;
+        assert_eq!(out.code, 1, "{verb}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains(expected[0].as_str()),
+            "{verb}: {}",
+            out.stderr
+        );
+    }
+    assert!(runs(&s).is_empty());
+    // The catalog lists the suite with its problems, as it lists an invalid experiment.
+    let cat = output(&mut at(&s, SLOT_DAY, &["catalog", "suites"])).await;
+    assert_eq!(cat.code, 0, "{}{}", cat.stdout, cat.stderr);
+    let md = std::fs::read_to_string(s.runs().join("catalog.md")).expect("catalog.md");
+    assert!(
+        md.contains("## suite `ready`") && md.contains("**Problem:** invalid suite:"),
+        "{md}"
+    );
+    assert!(md.contains("schedule.cron: invalid cron expression"), "{md}");
+}
+
 /// The recipes in deploy/: each parses, its schedule is a valid cron
 /// expression (read by the same parser as `schedule.cron`), and the command
-/// it runs is a valid `gameday` command line.
+/// it runs is a valid `gameday` command line. (The Kubernetes CronJob and the
+/// CloudFormation template are checked in tests/deploy.rs.)
 #[test]
 fn every_scheduler_recipe_parses_and_runs_a_valid_gameday_command() {
     use clap::Parser;
@@ -473,9 +775,6 @@ fn every_scheduler_recipe_parses_and_runs_a_valid_gameday_command() {
         n
     };
     let text_of = |n: &marked_yaml::Node| n.as_scalar().expect("a value").as_str().to_string();
-    let list_of = |n: &marked_yaml::Node| -> Vec<String> {
-        n.as_sequence().expect("a list").iter().map(text_of).collect()
-    };
 
     // crontab: five cron fields, then the command.
     let crontab = read("crontab");
@@ -513,53 +812,6 @@ fn every_scheduler_recipe_parses_and_runs_a_valid_gameday_command() {
     let mut args = words(exec);
     args[0] = args[0].rsplit('/').next().unwrap_or_default().to_string();
     valid("systemd service", &args);
-
-    // Kubernetes CronJob.
-    let job = yaml("kubernetes/cronjob.yaml");
-    assert_eq!(text_of(&find(&job, &["kind"])), "CronJob");
-    let schedule = text_of(&find(&job, &["spec", "schedule"]));
-    gameday::schedule::parse_cron(&schedule).unwrap_or_else(|e| panic!("CronJob schedule `{schedule}`: {e}"));
-    assert_eq!(text_of(&find(&job, &["spec", "concurrencyPolicy"])), "Forbid");
-    let container = find(
-        &job,
-        &[
-            "spec",
-            "jobTemplate",
-            "spec",
-            "template",
-            "spec",
-            "containers",
-            "0",
-        ],
-    );
-    let args = list_of(&find(&container, &["command"]));
-    valid("Kubernetes CronJob", &args);
-
-    // EventBridge Scheduler starting an ECS task (CloudFormation).
-    let cfn = yaml("eventbridge/scheduler.yaml");
-    let schedule = find(&cfn, &["Resources", "GameDaySchedule"]);
-    assert_eq!(text_of(&find(&schedule, &["Type"])), "AWS::Scheduler::Schedule");
-    let expr = text_of(&find(&schedule, &["Properties", "ScheduleExpression"]));
-    assert!(expr.starts_with("rate(") || expr.starts_with("cron("), "{expr}");
-    assert!(
-        find(&schedule, &["Properties", "Target", "EcsParameters"])
-            .as_mapping()
-            .is_some()
-    );
-    let task = find(
-        &cfn,
-        &[
-            "Resources",
-            "GameDayTask",
-            "Properties",
-            "ContainerDefinitions",
-            "0",
-        ],
-    );
-    let args = list_of(&find(&task, &["Command"]));
-    let mut args = args;
-    args.insert(0, "gameday".to_string());
-    valid("ECS task of the EventBridge schedule", &args);
 
     // GitHub Actions.
     let ci = yaml("github/gameday-schedule.yml");

@@ -290,3 +290,140 @@ async fn of_two_writers_of_one_key_only_the_first_succeeds() {
     let kept = store.get("run-1/events/0000000001.jsonl").await.expect("get");
     assert_eq!(kept.as_deref(), Some(&b"first"[..]), "the first write is kept");
 }
+
+/// The text of one object.
+async fn text_of(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    let o = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GetObject {key}: {e}"));
+    String::from_utf8(o.body.collect().await.expect("body").into_bytes().to_vec()).expect("UTF-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_suite_runs_once_from_two_machines_that_share_only_the_s3_store() {
+    let c = clients().await;
+    let fleet = fleet(&c, 2).await;
+    let (s3, bucket) = bucket().await;
+    let url = format!("s3://{bucket}/team");
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("experiments")).expect("experiments folder");
+    std::fs::create_dir_all(s.path().join("suites")).expect("suites folder");
+    s.write(
+        "experiments/member.yaml",
+        &stop_experiment(&fleet.group, &fleet.alarm, "{ count: 1 }", "1s")
+            .replace("name: test-stop", "name: suite-member"),
+    );
+    s.write(
+        "suites/ready.yaml",
+        "version: 1\nname: ready\nexperiments: [../experiments/member.yaml]\nschedule: { cron: \"0 10 * * TUE\", timezone: Europe/Paris }\n",
+    );
+    let slot_day = "2026-11-24T09:30:00Z";
+    let machine = |scratch: &Path, args: &[&str]| {
+        let mut cmd = with_store(&s, &url, scratch);
+        cmd.args(args).env("GAMEDAY_NOW", slot_day);
+        cmd
+    };
+    let (a_dir, b_dir, c_dir) = (
+        tempfile::tempdir().expect("scratch a"),
+        tempfile::tempdir().expect("scratch b"),
+        tempfile::tempdir().expect("scratch c"),
+    );
+
+    // A catalog in the store, so that run-due keeps it there.
+    let cat = finish(
+        machine(a_dir.path(), &["catalog"]).spawn().expect("spawn"),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(cat.code, 0, "{}{}", cat.stdout, cat.stderr);
+    assert!(
+        keys(&s3, &bucket, "team/")
+            .await
+            .contains(&"team/catalog.html".to_string())
+    );
+
+    // Two machines (two scratch folders, one bucket) fire at the same moment,
+    // held until both judged the slot due: the store's conditional put decides.
+    let barrier = format!("{}:2", s.path().join("barrier").display());
+    // Both commands are built before either starts (building one writes the policy file).
+    let racer = |scratch: &Path| {
+        let mut cmd = machine(scratch, &["run-due"]);
+        cmd.env("GAMEDAY_TEST_CLAIM_BARRIER", &barrier);
+        cmd
+    };
+    let (mut a, mut b) = (racer(a_dir.path()), racer(b_dir.path()));
+    let (a, b) = (a.spawn().expect("spawn"), b.spawn().expect("spawn"));
+    let (a, b) = tokio::join!(
+        finish(a, Duration::from_secs(180)),
+        finish(b, Duration::from_secs(180))
+    );
+    let said = format!("{}{}\n{}{}", a.stdout, a.stderr, b.stdout, b.stderr);
+    assert_eq!((a.code, b.code), (0, 0), "{said}");
+    assert!(
+        said.contains("1 ran,") && said.contains("0 ran, 1 skipped"),
+        "{said}"
+    );
+    assert!(said.contains("1 suite(s): 1 GO, 0 NO-GO"), "{said}");
+
+    // In the store: one suite run with its scorecard, its experiment's run, the claim, the catalog.
+    let all = keys(&s3, &bucket, "team/").await;
+    let suite_runs: Vec<&String> = all.iter().filter(|k| k.ends_with("/suite.json")).collect();
+    assert_eq!(suite_runs.len(), 1, "one suite run: {all:?}");
+    let suite_run_id = suite_runs[0]
+        .trim_start_matches("team/")
+        .trim_end_matches("/suite.json")
+        .to_string();
+    assert!(
+        all.contains(&format!("team/{suite_run_id}/scorecard.html")),
+        "{all:?}"
+    );
+    assert_eq!(
+        all.iter().filter(|k| k.ends_with("/journal.json")).count(),
+        1,
+        "the suite's experiment ran once: {all:?}"
+    );
+    let claim = object(&s3, &bucket, "team/.slots/.suites/ready/20261124T090000Z.json").await;
+    assert_eq!(claim["run_id"], suite_run_id.as_str());
+    assert_eq!(claim["verdict"], "GO");
+    let md = text_of(&s3, &bucket, "team/catalog.md").await;
+    assert!(
+        md.contains("| ready |")
+            && md.contains("GO (")
+            && md.contains(&format!("({suite_run_id}/scorecard.html)")),
+        "run-due refreshed the catalog in the store: {md}"
+    );
+    assert!(
+        states(&c, &fleet.instances).await.iter().all(|s| s == "running"),
+        "every instance runs again"
+    );
+
+    // A third machine reads the standing, claims included, from the store alone.
+    let cat = finish(
+        machine(c_dir.path(), &["catalog", "suites"])
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(cat.code, 0, "{}{}", cat.stdout, cat.stderr);
+    let md = text_of(&s3, &bucket, "team/catalog.md").await;
+    assert!(
+        md.contains("- now: **done**: slot Tue 2026-11-24 10:00 Europe/Paris claimed by"),
+        "the claim is read from the bucket: {md}"
+    );
+    let due = finish(
+        machine(c_dir.path(), &["due", "suites"]).spawn().expect("spawn"),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(due.code, 0, "{}", due.stderr);
+    assert!(
+        due.stdout.contains("DONE      suite ready") && due.stdout.contains(&suite_run_id),
+        "{}",
+        due.stdout
+    );
+}

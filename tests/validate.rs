@@ -424,3 +424,68 @@ faults:
         errors(&both)
     );
 }
+
+/// A folder mounted from a Kubernetes ConfigMap (deploy/kubernetes): each
+/// file at the top is a link into `..data`, a link to a `..<timestamp>`
+/// folder holding the files. Every experiment is read once, not three times.
+#[test]
+fn an_experiments_folder_mounted_from_a_configmap_is_read_once() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("experiments");
+    let stamped = dir.join("..2026_12_02_10_00_00.000000001");
+    std::fs::create_dir_all(&stamped).expect("folder");
+    std::fs::write(stamped.join("web.yaml"), VALID).expect("write");
+    std::os::unix::fs::symlink("..2026_12_02_10_00_00.000000001", dir.join("..data")).expect("link");
+    std::os::unix::fs::symlink("..data/web.yaml", dir.join("web.yaml")).expect("link");
+
+    let (code, stdout, stderr) = validate(&[dir.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let ok: Vec<&str> = stdout.lines().filter(|l| l.starts_with("ok: ")).collect();
+    assert_eq!(ok.len(), 1, "read once: {stdout}");
+    assert!(
+        ok[0].starts_with(&format!("ok: {}/web.yaml ", dir.display())),
+        "{stdout}"
+    );
+}
+
+/// `gameday schema`: what an editor is pointed at. The printed schema and
+/// the files `--write` makes are the checked-in ones (schema/); without a
+/// format or `--write` it is a usage error.
+#[test]
+fn the_schema_command_prints_and_writes_the_checked_in_schemas() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gameday"))
+            .arg("schema")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .expect("run gameday")
+    };
+    let out = schema(&["experiment"]);
+    assert_eq!(out.status.code(), Some(0));
+    let checked_in = std::fs::read_to_string(root.join("schema/experiment.schema.json")).expect("checked in");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), checked_in);
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(printed["properties"]["faults"].is_object(), "{printed}");
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let out = schema(&["--write", dir.path().to_str().expect("utf-8")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["experiment", "policy", "suite"] {
+        let file = format!("{name}.schema.json");
+        let written = std::fs::read_to_string(dir.path().join(&file)).expect("written");
+        let checked_in = std::fs::read_to_string(root.join("schema").join(&file)).expect("checked in");
+        assert!(
+            written == checked_in,
+            "{file}: regenerate with `cargo run -- schema --write schema/`"
+        );
+    }
+
+    assert_eq!(schema(&[]).status.code(), Some(2));
+}

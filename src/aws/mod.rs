@@ -79,6 +79,10 @@ pub struct Aws {
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// SSM Parameter Store: the kill switch (`gameday halt`, the policy's `halt.parameter`).
     pub ssm: aws_sdk_ssm::Client,
+    /// SNS: the policy's notification topic.
+    pub sns: aws_sdk_sns::Client,
+    /// EventBridge: the policy's notification bus.
+    pub eventbridge: aws_sdk_eventbridge::Client,
     /// The region in use, for the journal and messages.
     pub region: String,
     /// The endpoint override in use, if any (recorded in the journal).
@@ -140,6 +144,8 @@ impl Aws {
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            eventbridge: aws_sdk_eventbridge::Client::new(config),
             region,
             endpoint,
         })

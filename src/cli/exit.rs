@@ -120,12 +120,20 @@ fn severity(verdict: Verdict, refused: bool) -> u8 {
     }
 }
 
-/// The most severe of the runs `run-due` started, for its exit code.
+/// The most severe of the runs `run-due` started, for its exit code. A
+/// suite counts as the run of its outcome: GO as `passed`, NO-GO as
+/// `failed` (exit 3: the readiness gate did not hold, as a failed
+/// hypothesis), an interrupted suite as `interrupted`.
 pub fn worst_run(outcomes: &[Outcome]) -> Option<(Verdict, bool)> {
     outcomes
         .iter()
         .filter_map(|o| match o {
             Outcome::Ran { verdict, refused } => Some((*verdict, *refused)),
+            Outcome::Suite {
+                interrupted: true, ..
+            } => Some((Verdict::Interrupted, false)),
+            Outcome::Suite { go: true, .. } => Some((Verdict::Passed, false)),
+            Outcome::Suite { go: false, .. } => Some((Verdict::Failed, false)),
             _ => None,
         })
         .max_by_key(|(v, r)| severity(*v, *r))
@@ -188,6 +196,7 @@ fn for_error(e: &Error) -> i32 {
         Error::Claim(_) => ERROR,
         Error::Catalog(crate::output::catalog::CatalogError::Missing(_)) => USAGE,
         Error::Catalog(crate::output::catalog::CatalogError::Write { .. }) => ERROR,
+        Error::SchemaWrite { .. } => ERROR,
     }
 }
 
@@ -238,6 +247,21 @@ mod tests {
         assert_eq!(due(&[ran(Verdict::Failed, false)], true, false), INVALID_INPUT);
         assert_eq!(due(&[ran(Verdict::Passed, false)], true, true), ERROR);
         assert_eq!(due(&[ran(Verdict::Interrupted, false)], true, true), INTERRUPTED);
+        // A due suite: GO as passed, NO-GO as failed, whatever else ran.
+        let suite = |go, interrupted| Outcome::Suite { go, interrupted };
+        assert_eq!(
+            due(&[suite(true, false), ran(Verdict::Passed, false)], false, false),
+            OK
+        );
+        assert_eq!(
+            due(&[suite(false, false), ran(Verdict::Passed, false)], false, false),
+            FAILED
+        );
+        assert_eq!(
+            due(&[suite(false, false), ran(Verdict::Aborted, false)], false, false),
+            ABORTED
+        );
+        assert_eq!(due(&[suite(false, true)], false, false), INTERRUPTED);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod policy;
 mod recover;
 mod report;
 mod run;
+mod schema;
 mod shared;
 mod suite;
 mod validate;
@@ -155,6 +156,8 @@ enum Command {
         safety: SafetyArgs,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// Finish what a run left behind, from its journal.
     ///
@@ -286,9 +289,9 @@ enum Command {
         #[command(flatten)]
         runs: RunsArgs,
     },
-    /// List the scheduled experiments: what is due now and why.
+    /// List the scheduled experiments and suites: what is due now and why.
     ///
-    /// For every experiment file with a `schedule:` block: its latest slot
+    /// For every experiment or suite file with a `schedule:` block: its latest slot
     /// (the cron time in its time zone, plus its jitter), whether it is due
     /// (never run, or last run before the slot), deferred (the safety
     /// policy's windows or freezes refuse runs now: it runs on the first
@@ -302,8 +305,9 @@ enum Command {
         after_help = "Examples:\n  gameday due\n  gameday due experiments/shop-web-lose-a-third.yaml --output json"
     )]
     Due {
-        /// Experiment files, or folders searched for *.yaml and *.yml files.
-        #[arg(value_name = "PATH", default_value = "experiments")]
+        /// Experiment and suite files, or folders searched for *.yaml and
+        /// *.yml files (default: experiments/, and suites/ when it exists).
+        #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
@@ -315,7 +319,7 @@ enum Command {
         #[command(flatten)]
         aws: AwsArgs,
     },
-    /// Run every experiment whose scheduled slot is due, once per slot.
+    /// Run every experiment and suite whose scheduled slot is due, once per slot.
     ///
     /// Meant to be started often by the scheduler a team already runs
     /// (cron, a systemd timer, a Kubernetes CronJob, EventBridge Scheduler,
@@ -326,24 +330,36 @@ enum Command {
     /// exclusive file create in the runs folder (one machine, or a shared
     /// file system). The claim (who, when, the run id and verdict) stays in
     /// <runs>/.slots/; a slot's lease stays in the table until an hour
-    /// after the next slot is due. Due experiments run one after another, without
-    /// asking for approval (a run the policy wants approved is refused,
-    /// exit 7). A catalog in the runs folder is refreshed.
+    /// after the next slot is due. Due experiments and suites run one after
+    /// another, without asking for approval (a run the policy wants approved
+    /// is refused, exit 7); a due suite runs as `gameday suite run` runs it
+    /// and writes its scorecard. A catalog in the runs folder is refreshed.
     ///
     /// Exits with the most severe outcome: 130 if a run was interrupted
     /// (the rest wait), 6 if a run ended in error or a slot could not be
     /// claimed, 1 if a file is invalid (the valid ones still run), else the
-    /// exit code of the worst run (7 refused, 4 aborted, 3 failed, 5
-    /// not-run), 0 when every run passed or nothing was due.
+    /// exit code of the worst run (7 refused, 4 aborted, 3 failed or a
+    /// suite NO-GO, 5 not-run), 0 when every run passed (every suite GO) or
+    /// nothing was due.
     #[command(
         after_help = "Examples:\n  gameday run-due\n  gameday run-due experiments/ --runs-dir /var/lib/gameday/runs --quiet"
     )]
     RunDue {
-        /// Experiment files, or folders searched for *.yaml and *.yml files.
-        #[arg(value_name = "PATH", default_value = "experiments")]
+        /// Experiment and suite files, or folders searched for *.yaml and
+        /// *.yml files (default: experiments/, and suites/ when it exists).
+        #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
-        /// Folder for run records (one subfolder per run) and slot claims.
-        #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+        /// Folder for run records (one subfolder per run) and slot claims, or
+        /// a shared runs store in S3, s3://BUCKET/PREFIX: then a slot is
+        /// claimed by a conditional put in the bucket (one run per slot across
+        /// machines that share only the bucket), and the runs are recorded there.
+        #[arg(
+            long,
+            alias = "runs",
+            value_name = "DIR|S3_URL",
+            default_value = "runs",
+            env = "GAMEDAY_RUNS_DIR"
+        )]
         runs_dir: PathBuf,
         /// Print only the verdicts, the summary and errors.
         #[arg(long, short)]
@@ -355,16 +371,22 @@ enum Command {
         safety: SafetyArgs,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// Write the catalog: every experiment and suite on one page.
     ///
     /// Writes catalog.html (one self-contained page), catalog.md and
-    /// catalog.json into the runs folder: for each experiment (and each suite
-    /// file under suites/) its hypothesis, owner, faults, guardrails,
-    /// schedule and next slot, last verdict with its date, the trend of its
-    /// last 10 verdicts and links to its last 3 reports. Once written, every
-    /// `gameday run` and `gameday run-due` into that runs folder writes it
-    /// again. No AWS call.
+    /// catalog.json into the runs folder: for each experiment its hypothesis,
+    /// owner, faults, guardrails, schedule and next slot, last verdict with
+    /// its date, the trend of its last 10 verdicts and links to its last 3
+    /// reports; for each suite (a file whose top level has `experiments`,
+    /// read with the suite decoder) its experiments, schedule and next slot,
+    /// last GO/NO-GO, trend and links to its last 3 scorecards. An invalid
+    /// file is listed with its problems. Once written, every `gameday run`,
+    /// `gameday suite run` and `gameday run-due` into that runs folder (or S3
+    /// store, where the catalog is put too) writes it again. No AWS call
+    /// besides the S3 store's.
     #[command(
         after_help = "Examples:\n  gameday catalog\n  gameday catalog experiments/ suites/ --runs-dir /mnt/gameday/runs"
     )]
@@ -429,6 +451,25 @@ enum Command {
         policy: Option<PathBuf>,
         #[command(flatten)]
         aws: AwsArgs,
+    },
+    /// Print the JSON Schema of a file format, for editors.
+    ///
+    /// yaml-language-server (VS Code's YAML extension, Neovim, Helix, ...)
+    /// completes keys, shows their documentation and flags mistakes as you
+    /// type when a file starts with
+    /// `# yaml-language-server: $schema=../schema/experiment.schema.json`.
+    /// The schemas are built from the decoders' own key tables; `gameday
+    /// validate` still checks what a schema cannot (fault names in
+    /// start_after, time zones, cycles).
+    #[command(after_help = schema::AFTER_HELP)]
+    Schema {
+        /// The format: experiment, policy or suite (all three with --write).
+        #[arg(value_enum, value_name = "FORMAT", required_unless_present = "write")]
+        format: Option<schema::Format>,
+        /// Write FORMAT.schema.json into this folder instead of printing
+        /// (every format's when FORMAT is left out).
+        #[arg(long, value_name = "DIR")]
+        write: Option<PathBuf>,
     },
 }
 
@@ -497,8 +538,16 @@ enum SuiteCommand {
         /// Seed for random target selection (the same for every experiment).
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
-        /// Folder for run records (one subfolder per run, one per suite run).
-        #[arg(long, value_name = "DIR", default_value = "runs", env = "GAMEDAY_RUNS_DIR")]
+        /// Folder for run records (one subfolder per run, one per suite run),
+        /// or a shared runs store in S3, s3://BUCKET/PREFIX (each run and the
+        /// scorecard are written there, as `run` writes a run).
+        #[arg(
+            long,
+            alias = "runs",
+            value_name = "DIR|S3_URL",
+            default_value = "runs",
+            env = "GAMEDAY_RUNS_DIR"
+        )]
         runs_dir: PathBuf,
         /// Print only the scorecard's lines and errors (no progress on stderr).
         #[arg(long, short)]
@@ -512,6 +561,8 @@ enum SuiteCommand {
         safety: SafetyArgs,
         #[command(flatten)]
         aws: AwsArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
 }
 
@@ -572,6 +623,41 @@ struct RunsArgs {
     runs_dir: PathBuf,
 }
 
+/// Where a run's notifications go (start, abort, end, an unfinished
+/// rollback; see the README's "Notifications"): each flag overrides the
+/// policy's `notifications` key of the same channel.
+#[derive(Debug, Clone, Default, Args)]
+struct NotifyArgs {
+    /// Notify this SNS topic (ARN) instead of the policy's
+    /// `notifications.sns_topic`. Needs sns:Publish; a failed send is a
+    /// warning, never a reason to skip a rollback.
+    #[arg(long, value_name = "ARN", env = "GAMEDAY_NOTIFY_SNS", value_parser = parse_sns_topic)]
+    notify_sns: Option<String>,
+    /// Put the run's events on this EventBridge bus (name or ARN) instead of
+    /// the policy's `notifications.event_bus`; source `gameday`. Needs
+    /// events:PutEvents; a failed send is a warning.
+    #[arg(long, value_name = "NAME|ARN", env = "GAMEDAY_NOTIFY_EVENT_BUS", value_parser = parse_event_bus)]
+    notify_event_bus: Option<String>,
+}
+
+impl NotifyArgs {
+    /// The destinations in force: these flags over the policy's.
+    fn over(&self, policy: &crate::policy::Notifications) -> crate::policy::Notifications {
+        crate::policy::Notifications {
+            sns_topic: self.notify_sns.clone().or_else(|| policy.sns_topic.clone()),
+            event_bus: self.notify_event_bus.clone().or_else(|| policy.event_bus.clone()),
+        }
+    }
+}
+
+fn parse_sns_topic(text: &str) -> Result<String, String> {
+    crate::policy::check_sns_topic(text).map(|()| text.to_string())
+}
+
+fn parse_event_bus(text: &str) -> Result<String, String> {
+    crate::policy::check_event_bus(text).map(|()| text.to_string())
+}
+
 /// Connection flags shared by every command that talks to AWS.
 #[derive(Debug, Args)]
 struct AwsArgs {
@@ -629,12 +715,14 @@ impl Command {
                 approve,
                 safety,
                 aws,
+                notify,
             } => {
                 let shown = run::Shown {
                     quiet,
                     output,
                     publish_metrics,
                     interactive: true,
+                    notify,
                 };
                 with_runtime(run::run(&file, seed, runs_dir, shown, approve, &safety, &aws))
             }
@@ -681,12 +769,17 @@ impl Command {
                         approve,
                         safety,
                         aws,
+                        notify,
                     },
             } => with_runtime(suite::run(
                 &file,
                 seed,
-                local_only(runs_dir, "suite run")?,
-                suite::Shown { quiet },
+                runs_dir,
+                suite::Shown {
+                    quiet,
+                    interactive: true,
+                    notify,
+                },
                 approve,
                 &safety,
                 &aws,
@@ -715,10 +808,7 @@ impl Command {
                 safety,
                 runs,
                 aws,
-            } => {
-                let runs_dir = local_runs(&runs.runs_dir, None)?;
-                with_runtime(due::due(&paths, output, &safety, &runs_dir, &aws))
-            }
+            } => with_runtime(due::due(&paths, output, &safety, &runs.runs_dir, &aws)),
             Command::RunDue {
                 paths,
                 runs_dir,
@@ -726,17 +816,18 @@ impl Command {
                 publish_metrics,
                 safety,
                 aws,
+                notify,
             } => with_runtime(due::run_due(
                 &paths,
-                local_only(runs_dir, "run-due")?,
+                runs_dir,
                 quiet,
                 publish_metrics,
                 &safety,
                 &aws,
+                &notify,
             )),
             Command::Catalog { paths, safety, runs } => {
-                let runs_dir = local_runs(&runs.runs_dir, None)?;
-                with_runtime(due::catalog(&paths, &runs_dir, &safety))
+                with_runtime(due::catalog(&paths, &runs.runs_dir, &safety))
             }
             Command::Completions { shell } => completions::print(shell),
             Command::Halt {
@@ -746,6 +837,7 @@ impl Command {
                 aws,
             } => with_runtime(halt::halt(reason.as_deref(), policy.as_deref(), &aws)),
             Command::Resume { policy, aws } => with_runtime(halt::resume(policy.as_deref(), &aws)),
+            Command::Schema { format, write } => schema::schema(format, write.as_deref()),
         }
     }
 }
@@ -767,18 +859,6 @@ fn local_runs(runs_dir: &Path, run: Option<&str>) -> Result<PathBuf, Error> {
         }
         Ok(runs.local)
     })
-}
-
-/// `runs_dir` for the commands that do not use a shared runs store yet.
-fn local_only(runs_dir: PathBuf, command: &str) -> Result<PathBuf, Error> {
-    if crate::store::Runs::is_remote(&runs_dir) {
-        return Err(crate::store::StoreError::Url(format!(
-            "`gameday {command}` keeps its records in a local folder only (a shared runs store in S3 is \
-             supported by run, recover, report, history, due, catalog and cleanup): pass a folder"
-        ))
-        .into());
-    }
-    Ok(runs_dir)
 }
 
 /// Runs an async command on [`runtime`].

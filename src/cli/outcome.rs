@@ -195,6 +195,14 @@ pub enum Error {
         /// Its experiment.
         experiment_b: String,
     },
+    /// `schema --write`: a schema file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    SchemaWrite {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 impl Error {

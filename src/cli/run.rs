@@ -1,17 +1,19 @@
 //! `gameday run FILE`: a game day, start to finish, then its verdict.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::engine::{self, RunOptions, SignalHandling};
+use crate::engine::{self, Reporter, RunOptions, SignalHandling};
 use crate::gate::{self, Admission, Approval};
 use crate::journal::Verdict;
+use crate::output::notify::{self, Notifier, Notifying};
 use crate::output::progress::Progress;
 
 use super::plan::render_plan;
 use super::shared::{Prepared, build_plan, prepare, random_seed};
-use super::{AwsArgs, Error, Outcome, Output, SafetyArgs};
+use super::{AwsArgs, Error, NotifyArgs, Outcome, Output, SafetyArgs};
 
 /// What `run` shows, and where its outcome goes besides the run folder.
 pub(super) struct Shown {
@@ -20,6 +22,8 @@ pub(super) struct Shown {
     pub(super) publish_metrics: bool,
     /// Whether a run needing approval may ask on a terminal (`run-due` never asks).
     pub(super) interactive: bool,
+    /// Where notifications go, over the policy's.
+    pub(super) notify: NotifyArgs,
 }
 
 /// A run that ended: its outcome for the exit code, and its id.
@@ -60,6 +64,7 @@ pub(super) async fn run_one(
         output,
         publish_metrics,
         interactive,
+        notify,
     } = shown;
     // Chosen before connecting: an assumed role's session is named after it.
     let run_id = engine::new_run_id();
@@ -82,6 +87,13 @@ pub(super) async fn run_one(
         aws,
         assumed,
     } = p;
+    let destinations = notify.over(&policy.policy.notifications);
+    let context = notify::Context::of(
+        &exp,
+        account.as_ref().map(|a| a.id.clone()),
+        runs.local.clone(),
+        &runs_dir.to_string_lossy(),
+    );
     let safety = Admission {
         policy,
         account,
@@ -93,12 +105,14 @@ pub(super) async fn run_one(
     } else {
         Progress::auto(quiet)
     };
+    let progress: Arc<dyn Reporter> = Arc::new(progress);
+    let notifier = Notifier::start(&aws, destinations, context, progress.clone());
     let opts = RunOptions {
         runs_dir: runs.local.clone(),
         store: runs.remote.clone(),
         seed: Some(seed),
         signals: SignalHandling::Standard,
-        progress: Box::new(progress),
+        progress: Box::new(Notifying::new(progress, notifier.clone())),
         safety,
         run_id: Some(run_id),
         assumed,
@@ -114,12 +128,7 @@ pub(super) async fn run_one(
             outcome.dir.display()
         );
     }
-    // A local runs folder only: a catalog over a shared store is not kept yet (README).
-    if runs.remote.is_none()
-        && let Err(e) = crate::output::catalog::refresh(&runs.local, safety_args.policy.as_deref()).await
-    {
-        eprintln!("warning: the catalog was not refreshed: {e}");
-    }
+    super::shared::refresh_catalog(&runs, safety_args.policy.as_deref()).await;
     if publish_metrics {
         let published = match crate::output::load(&outcome.dir) {
             Ok(summary) => crate::output::publish::publish(&aws, &summary)
@@ -135,6 +144,10 @@ pub(super) async fn run_one(
             Ok(_) => {}
             Err(e) => eprintln!("warning: the run's metrics were not published: {e}"),
         }
+    }
+    // Last, so that the end message's links lead to records that exist.
+    if let Some(n) = &notifier {
+        n.close(notify::DRAIN_LIMIT).await;
     }
     let dir = &outcome.dir;
     match output {

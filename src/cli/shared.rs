@@ -130,3 +130,36 @@ pub(super) fn print_text(text: &str) {
     use std::io::Write;
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
+
+/// Writes the catalog of the runs store again after runs, when it has one
+/// (`output::catalog::refresh`): with an S3 store, its `catalog.json` and
+/// every run's record are fetched first and the catalog's files put back.
+/// A failure is a warning: it never changes a verdict.
+pub(super) async fn refresh_catalog(runs: &crate::store::Runs, policy: Option<&Path>) {
+    use crate::output::catalog;
+    let refreshed = async {
+        if runs.remote.is_some() {
+            if !runs
+                .pull_top(catalog::JSON_FILE)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Ok(());
+            }
+            runs.pull_all().await.map_err(|e| e.to_string())?;
+        }
+        let claims = crate::due::claim::SlotStore::shared(&runs.local, runs.remote.clone());
+        if catalog::refresh(&runs.local, &claims, policy)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            runs.push_top(&[catalog::HTML_FILE, catalog::MARKDOWN_FILE, catalog::JSON_FILE])
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok::<(), String>(())
+    };
+    if let Err(e) = refreshed.await {
+        eprintln!("warning: the catalog was not refreshed: {e}");
+    }
+}

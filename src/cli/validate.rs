@@ -15,7 +15,7 @@ pub(super) fn validate(paths: &[PathBuf]) -> Result<Outcome, Error> {
     let mut invalid = 0;
     let mut checked: Vec<PathBuf> = files.iter().map(|f| crate::suite::glob::normalize(f)).collect();
     for f in &files {
-        if is_suite(f) {
+        if crate::suite::is_suite_file(f) {
             match crate::suite::load(f) {
                 Ok(s) => {
                     let members = s.experiments();
@@ -67,19 +67,6 @@ pub(super) fn validate(paths: &[PathBuf]) -> Result<Outcome, Error> {
     }
 }
 
-/// Whether `file` is a suite: a YAML mapping with an `experiments` key.
-/// Anything else (unreadable, not YAML) is checked as an experiment, whose
-/// decoder reports the problem with its position.
-fn is_suite(file: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return false;
-    };
-    match crate::yaml::parse(file, &text) {
-        Ok(marked_yaml::Node::Mapping(m)) => m.get_node("experiments").is_some(),
-        _ => false,
-    }
-}
-
 /// Every experiment file named by `paths` (folders are searched recursively).
 pub(super) fn experiment_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PathError> {
     let mut out = Vec::new();
@@ -107,7 +94,7 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
     entries.sort();
-    for p in entries {
+    for p in entries.into_iter().filter(|p| !crate::util::is_hidden(p)) {
         if p.is_dir() {
             collect_yaml(&p, out)?;
         } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {

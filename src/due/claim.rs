@@ -6,7 +6,8 @@
 //!
 //! - **Local** (no `locks` in the policy): an exclusive file create
 //!   (`O_EXCL`, [`std::fs::OpenOptions::create_new`]) of
-//!   `<runs>/.slots/<experiment>/<slot>.json`. The kernel lets exactly one
+//!   `<runs>/.slots/<experiment>/<slot>.json` (a suite's:
+//!   `<runs>/.slots/.suites/<suite>/<slot>.json`). The kernel lets exactly one
 //!   of two simultaneous creators succeed, on one machine or on a shared
 //!   file system that honours `O_EXCL` (local disks, NFSv3+, EFS).
 //! - **Leased** (the policy's `locks.table`): first a conditional write of
@@ -24,6 +25,12 @@
 //! catalog read it back. A slot claimed in the table by another machine has
 //! no file here; [`SlotStore::find`] reads the lease instead.
 //!
+//! With a runs store in S3 (`--runs-dir s3://bucket/prefix`), the claim
+//! files live under the store's prefix too (`<prefix>/.slots/...`), and
+//! without a lease table the claim is a conditional put of that object
+//! (`If-None-Match: *`, [`S3Store::put_new`]): exactly one of any number of
+//! machines sharing the bucket creates it. The scratch folder keeps a copy.
+//!
 //! The store is an enum rather than a trait object so that each backend's
 //! calls can be `async` and every `match` stays exhaustive.
 
@@ -34,7 +41,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::Aws;
+use crate::aws::s3::{PutError, S3Store};
+use crate::aws::{Aws, AwsError};
 use crate::lease::{self, Holder, Lease, LeaseError};
 use crate::schedule::Slot;
 
@@ -42,10 +50,15 @@ use crate::schedule::Slot;
 /// that history and recovery, which read run folders, pass it by).
 pub const SLOTS_DIR: &str = ".slots";
 
+/// The folder of [`SLOTS_DIR`] that holds the claims of suites
+/// (`.slots/.suites/<suite>/<slot>.json`).
+pub const SUITES_DIR: &str = ".suites";
+
 /// A claim on one slot of one experiment, and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
-    /// The experiment's (or suite's) name.
+    /// The experiment's name, or the suite's key (`suite:<name>`,
+    /// [`crate::due::suite_key`]).
     pub experiment: String,
     /// The slot's cron time.
     pub slot: Timestamp,
@@ -154,7 +167,8 @@ pub const LEASE_MARGIN: Duration = Duration::from_secs(3600);
 const NO_NEXT_SLOT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The key of `slot` of `experiment` in the lease table:
-/// `slot#<experiment>#<slot time, UTC>` (e.g. `slot#web#20261202T100000Z`).
+/// `slot#<experiment>#<slot time, UTC>` (e.g. `slot#web#20261202T100000Z`;
+/// a suite's: `slot#suite:<name>#<slot>`).
 pub fn lease_key(experiment: &str, slot: &Slot) -> String {
     format!("slot#{experiment}#{}", slot.key())
 }
@@ -205,6 +219,17 @@ pub enum ClaimError {
         /// What is wrong.
         message: String,
     },
+    /// The runs store in S3 failed the claim, the read or the record
+    /// (another runner's object is not an error: that is [`Claimed::Taken`]).
+    #[error("cannot claim, read or record the slot s3://{bucket}/{key}: {source}")]
+    Store {
+        /// The bucket.
+        bucket: String,
+        /// The object's key.
+        key: String,
+        /// What S3 said.
+        source: Box<AwsError>,
+    },
     /// The lease table refused or failed the claim or the read (another
     /// holder is not an error: that is [`Claimed::Taken`]).
     #[error("cannot claim or read the slot lease {key}: {source}")]
@@ -219,27 +244,26 @@ pub enum ClaimError {
 /// Where claims are kept.
 #[derive(Debug, Clone)]
 pub enum SlotStore {
-    /// Files in the runs folder, created exclusively.
-    Local(LocalSlots),
+    /// Files in the runs folder, created exclusively (with an S3 runs
+    /// store: objects under its prefix, put only if absent).
+    Local(Records),
     /// A lease in the policy's lease table, and the file as the record.
     Leased(LeasedSlots),
 }
 
 impl SlotStore {
-    /// The store for a runs folder alone (one machine, or a shared file system).
-    pub fn local(runs_dir: &Path) -> SlotStore {
-        SlotStore::Local(LocalSlots {
-            dir: runs_dir.join(SLOTS_DIR),
-        })
+    /// The store for a runs folder `runs_dir` (one machine, or a shared file
+    /// system) or, with `remote`, for a runs store in S3 whose scratch folder
+    /// is `runs_dir`: claims are then objects under its prefix, put only if absent.
+    pub fn shared(runs_dir: &Path, remote: Option<S3Store>) -> SlotStore {
+        SlotStore::Local(Records::new(runs_dir, remote))
     }
 
     /// The store that claims in the lease table `table` (the policy's
     /// `locks.table`) and records in the runs folder.
-    pub fn leased(runs_dir: &Path, aws: Aws, table: &str) -> SlotStore {
+    pub fn leased(runs_dir: &Path, remote: Option<S3Store>, aws: Aws, table: &str) -> SlotStore {
         SlotStore::Leased(LeasedSlots {
-            local: LocalSlots {
-                dir: runs_dir.join(SLOTS_DIR),
-            },
+            local: Records::new(runs_dir, remote),
             aws,
             table: table.to_string(),
         })
@@ -256,7 +280,7 @@ impl SlotStore {
         now: Timestamp,
     ) -> Result<Claimed, ClaimError> {
         match self {
-            SlotStore::Local(l) => l.claim(claim),
+            SlotStore::Local(l) => l.create(claim).await,
             SlotStore::Leased(l) => l.claim(claim, lease_lifetime(next, now)).await,
         }
     }
@@ -265,11 +289,15 @@ impl SlotStore {
     /// verdict), in the claim file (a lease is left as it was claimed).
     pub async fn record(&self, claim: &Claim) -> Result<(), ClaimError> {
         match self {
-            SlotStore::Local(l) => l.record(claim),
-            SlotStore::Leased(l) => l.local.record(&Claim {
-                lease_table: Some(l.table.clone()),
-                ..claim.clone()
-            }),
+            SlotStore::Local(l) => l.record(claim).await,
+            SlotStore::Leased(l) => {
+                l.local
+                    .record(&Claim {
+                        lease_table: Some(l.table.clone()),
+                        ..claim.clone()
+                    })
+                    .await
+            }
         }
     }
 
@@ -277,7 +305,7 @@ impl SlotStore {
     /// (leased) an unexpired lease another machine took.
     pub async fn find(&self, experiment: &str, slot: &Slot) -> Result<Option<Claim>, ClaimError> {
         match self {
-            SlotStore::Local(l) => l.find(experiment, slot),
+            SlotStore::Local(l) => l.find(experiment, slot).await,
             SlotStore::Leased(l) => l.find(experiment, slot).await,
         }
     }
@@ -286,8 +314,8 @@ impl SlotStore {
 /// Claims as leases in a DynamoDB lease table, recorded as files.
 #[derive(Debug, Clone)]
 pub struct LeasedSlots {
-    /// The record of the claims this machine won.
-    local: LocalSlots,
+    /// The record of the claims won.
+    local: Records,
     /// The clients (DynamoDB).
     aws: Aws,
     /// The lease table.
@@ -333,7 +361,7 @@ impl LeasedSlots {
         // Won in the table: the file is the record history and `due` read.
         let mut record = claim.clone();
         record.lease_table = Some(self.table.clone());
-        match self.local.claim(&record) {
+        match self.local.create(&record).await {
             Ok(c) => Ok(c),
             Err(e) => {
                 // No record, no run: give the slot back so that another runner can take it.
@@ -344,7 +372,7 @@ impl LeasedSlots {
     }
 
     async fn find(&self, experiment: &str, slot: &Slot) -> Result<Option<Claim>, ClaimError> {
-        if let Some(c) = self.local.find(experiment, slot)? {
+        if let Some(c) = self.local.find(experiment, slot).await? {
             return Ok(Some(c));
         }
         let key = lease_key(experiment, slot);
@@ -363,6 +391,102 @@ impl LeasedSlots {
     }
 }
 
+/// The claim files: in the runs folder, and with an S3 runs store the same
+/// objects under its prefix, which then decide who claimed first.
+#[derive(Debug, Clone)]
+pub struct Records {
+    local: LocalSlots,
+    remote: Option<S3Store>,
+}
+
+impl Records {
+    fn new(runs_dir: &Path, remote: Option<S3Store>) -> Records {
+        Records {
+            local: LocalSlots {
+                dir: runs_dir.join(SLOTS_DIR),
+            },
+            remote,
+        }
+    }
+
+    fn store_error(store: &S3Store, rel: &str, source: AwsError) -> ClaimError {
+        ClaimError::Store {
+            bucket: store.url.bucket.clone(),
+            key: store.url.key(rel),
+            source: Box::new(source),
+        }
+    }
+
+    /// Creates the claim's record only if there is none: [`Claimed::Won`]
+    /// for exactly one creator.
+    async fn create(&self, claim: &Claim) -> Result<Claimed, ClaimError> {
+        let Some(store) = &self.remote else {
+            return self.local.claim(claim);
+        };
+        let rel = self.local.rel(&claim.experiment, &LocalSlots::key(claim.slot));
+        let mut text = serde_json::to_string_pretty(claim).unwrap_or_default();
+        text.push('\n');
+        match store.put_new(&rel, text.into_bytes()).await {
+            Ok(()) => {
+                // The scratch folder's copy, for this machine's readers.
+                self.local.record(claim)?;
+                Ok(Claimed::Won)
+            }
+            Err(PutError::Exists { .. }) => {
+                let found = self.remote_read(store, &rel).await.ok().flatten();
+                let found = found.unwrap_or_else(|| Claim {
+                    host: "another runner (claim not readable)".into(),
+                    pid: 0,
+                    ..claim.clone()
+                });
+                Ok(Claimed::Taken(Box::new(found)))
+            }
+            Err(PutError::Api(e)) => Err(Self::store_error(store, &rel, e)),
+        }
+    }
+
+    async fn record(&self, claim: &Claim) -> Result<(), ClaimError> {
+        self.local.record(claim)?;
+        if let Some(store) = &self.remote {
+            let rel = self.local.rel(&claim.experiment, &LocalSlots::key(claim.slot));
+            let mut text = serde_json::to_string_pretty(claim).unwrap_or_default();
+            text.push('\n');
+            store
+                .put(&rel, text.into_bytes())
+                .await
+                .map_err(|e| Self::store_error(store, &rel, e))?;
+        }
+        Ok(())
+    }
+
+    async fn find(&self, experiment: &str, slot: &Slot) -> Result<Option<Claim>, ClaimError> {
+        match &self.remote {
+            // The store is the truth: another machine's claims are there only.
+            Some(store) => {
+                let rel = self.local.rel(experiment, &slot.key());
+                self.remote_read(store, &rel).await
+            }
+            None => self.local.find(experiment, slot),
+        }
+    }
+
+    async fn remote_read(&self, store: &S3Store, rel: &str) -> Result<Option<Claim>, ClaimError> {
+        let Some(body) = store
+            .get(rel)
+            .await
+            .map_err(|e| Self::store_error(store, rel, e))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| ClaimError::Invalid {
+                path: PathBuf::from(store.url.key(rel)),
+                message: e.to_string(),
+            })
+    }
+}
+
 /// Claims as files: `<runs>/.slots/<experiment>/<slot>.json`.
 #[derive(Debug, Clone)]
 pub struct LocalSlots {
@@ -370,9 +494,25 @@ pub struct LocalSlots {
 }
 
 impl LocalSlots {
+    /// The claim's path relative to the runs folder (and to an S3 store's prefix).
+    fn rel(&self, experiment: &str, slot_key: &str) -> String {
+        let path = self.path(experiment, slot_key);
+        let top = self.dir.parent().unwrap_or(Path::new(""));
+        path.strip_prefix(top)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/")
+    }
+
     fn path(&self, experiment: &str, slot_key: &str) -> PathBuf {
-        // Experiment names are tag-safe already; a suite's name may not be.
-        let safe: String = experiment
+        // A suite's claims (`suite:<name>`) have their own folder: a dot
+        // folder, which no experiment's can be (leading dots are cut below).
+        let (dir, name) = match experiment.strip_prefix(crate::due::SUITE_KEY_PREFIX) {
+            Some(suite) => (self.dir.join(SUITES_DIR), suite),
+            None => (self.dir.clone(), experiment),
+        };
+        // Names are tag-safe already; this keeps a damaged one inside the folder.
+        let safe: String = name
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || "-_.".contains(c) {
@@ -383,7 +523,7 @@ impl LocalSlots {
             })
             .collect();
         let safe = safe.trim_start_matches('.');
-        self.dir.join(safe).join(format!("{slot_key}.json"))
+        dir.join(safe).join(format!("{slot_key}.json"))
     }
 
     fn key(at: Timestamp) -> String {
@@ -435,6 +575,13 @@ impl LocalSlots {
 
     fn record(&self, claim: &Claim) -> Result<(), ClaimError> {
         let path = self.path(&claim.experiment, &Self::key(claim.slot));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| ClaimError::Io {
+                what: "create the folder of",
+                path: path.clone(),
+                source,
+            })?;
+        }
         let mut text = serde_json::to_string_pretty(claim).unwrap_or_default();
         text.push('\n');
         crate::util::write_replacing(&path, text.as_bytes()).map_err(|source| ClaimError::Io {
@@ -481,7 +628,7 @@ mod tests {
     #[tokio::test]
     async fn of_many_claims_on_one_slot_exactly_one_wins_and_the_record_is_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SlotStore::local(dir.path());
+        let store = SlotStore::shared(dir.path(), None);
         let now: Timestamp = "2026-11-24T09:01:00Z".parse().unwrap();
         // Threads racing on the same file: the kernel's O_EXCL decides.
         let winners: usize = std::thread::scope(|s| {
@@ -492,7 +639,7 @@ mod tests {
                         let SlotStore::Local(l) = &store else {
                             unreachable!("a local store")
                         };
-                        l.claim(&Claim::new("exp", &slot(), now)).unwrap() == Claimed::Won
+                        l.local.claim(&Claim::new("exp", &slot(), now)).unwrap() == Claimed::Won
                     })
                 })
                 .collect();
@@ -514,6 +661,31 @@ mod tests {
             Claimed::Taken(t) => assert_eq!(t.run_id.as_deref(), Some("20261124-090100-abcd")),
             Claimed::Won => panic!("a recorded slot was claimed again"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_suite_and_an_experiment_of_one_name_claim_their_slots_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SlotStore::shared(dir.path(), None);
+        let now: Timestamp = "2026-11-24T09:01:00Z".parse().unwrap();
+        let key = crate::due::suite_key("ready");
+        for name in ["ready", key.as_str()] {
+            let won = store.claim(&Claim::new(name, &slot(), now), None, now).await;
+            assert_eq!(won.unwrap(), Claimed::Won, "{name}");
+        }
+        assert!(dir.path().join(".slots/ready/20261124T090000Z.json").is_file());
+        assert!(
+            dir.path()
+                .join(".slots/.suites/ready/20261124T090000Z.json")
+                .is_file()
+        );
+        let found = store
+            .find(&key, &slot())
+            .await
+            .unwrap()
+            .expect("the suite's claim");
+        assert_eq!(found.experiment, "suite:ready");
+        assert_eq!(lease_key(&key, &slot()), "slot#suite:ready#20261124T090000Z");
     }
 
     #[test]

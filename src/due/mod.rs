@@ -12,6 +12,10 @@
 //! trigger after the freeze. Missed slots do not pile up: only the latest
 //! one is ever run, as Kubernetes CronJobs and anacron do.
 //!
+//! A suite's schedule follows the same rule under the key `suite:<name>`
+//! ([`suite_key`]): its jitter, its claims and its leases go by that key, so
+//! a suite and an experiment that share a name never share a slot.
+//!
 //! Everything here is pure: the caller reads the history and the claims and
 //! passes the clock.
 
@@ -26,7 +30,17 @@ use crate::gate;
 use crate::policy::Windows;
 use crate::schedule::{Schedule, Slot};
 
-/// The latest run of an experiment, from the runs folder's history.
+/// How the key of a suite's slots starts (experiment and suite names hold
+/// no `:`, so no experiment's key does).
+pub const SUITE_KEY_PREFIX: &str = "suite:";
+
+/// The key a suite's schedule goes by (its jitter, its claims, its slot
+/// leases): `suite:<name>`. An experiment's key is its name.
+pub fn suite_key(name: &str) -> String {
+    format!("{SUITE_KEY_PREFIX}{name}")
+}
+
+/// The latest run of an experiment (or a suite), from the runs folder's history.
 #[derive(Debug, Clone, Serialize)]
 pub struct LastRun {
     /// The run's id.

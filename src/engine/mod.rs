@@ -118,6 +118,47 @@ pub fn new_run_id() -> String {
     )
 }
 
+/// Draws for a run id whose folder is taken, at most: ids have one second's
+/// resolution and a 16-bit suffix, so of runners started in the same second
+/// against one runs store (20 at once: about 1 in 350), two may draw the same.
+const RUN_ID_DRAWS: u32 = 5;
+
+/// Creates the run's folder and journal and writes `run_started`, under a
+/// fresh run id from `next_id`. An id whose folder exists (locally, or in the shared store:
+/// its first chunk is put only if absent, so another runner's run is never
+/// written into) is drawn again.
+fn open_journal(
+    runs_dir: &std::path::Path,
+    store: Option<&S3Store>,
+    mut next_id: impl FnMut() -> String,
+    started: impl Fn(&str) -> Event,
+) -> Result<(String, PathBuf, Journal, journal::Entry), RunError> {
+    let mut draw = 1;
+    loop {
+        let run_id = next_id();
+        let dir = runs_dir.join(&run_id);
+        let remote = store.map(|store| Remote {
+            store: store.clone(),
+            run_id: run_id.clone(),
+        });
+        match Journal::create_with(&dir, remote) {
+            Ok(journal) => match journal.append(started(&run_id)) {
+                Ok(first) => return Ok((run_id, dir, journal, first)),
+                Err(JournalError::Store { taken: true, .. }) if draw < RUN_ID_DRAWS => {
+                    // Our own folder, just made: only its events file is in it.
+                    drop(journal);
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                Err(e) => return Err(e.into()),
+            },
+            Err(JournalError::Write { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists && draw < RUN_ID_DRAWS => {}
+            Err(e) => return Err(e.into()),
+        }
+        draw += 1;
+    }
+}
+
 /// Shared by the dispatcher and its tasks.
 pub(crate) struct Ctx {
     pub(crate) aws: Aws,
@@ -144,20 +185,7 @@ impl Ctx {
 
 /// Runs `exp` to its verdict. Errors only when nothing could be recorded.
 pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcome, RunError> {
-    let run_id = opts.run_id.clone().unwrap_or_else(new_run_id);
-    let dir = opts.runs_dir.join(&run_id);
     let seed = opts.seed.unwrap_or_else(|| rand::make_rng::<StdRng>().next_u64());
-    let ctx = Arc::new(Ctx {
-        aws: aws.clone(),
-        journal: Journal::create_with(
-            &dir,
-            opts.store.map(|store| Remote {
-                store,
-                run_id: run_id.clone(),
-            }),
-        )?,
-        progress: opts.progress,
-    });
 
     // Handlers go in before the first mutating call can happen; without them
     // the run refuses (below), as an operator's Ctrl-C could not roll back.
@@ -171,8 +199,13 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
     let expires_at = Timestamp::now()
         .checked_add(exp.timing.max_duration + margin)
         .unwrap_or(Timestamp::MAX);
-    ctx.emit(Event::RunStarted {
-        run_id: run_id.clone(),
+    // An id chosen by the caller (the role session is named after it) is
+    // tried first; only if its folder is taken is another drawn, and the
+    // `connected` event then still names the session it was given.
+    let mut preset = opts.run_id.clone();
+    let next_id = move || preset.take().unwrap_or_else(new_run_id);
+    let started = |run_id: &str| Event::RunStarted {
+        run_id: run_id.to_string(),
         gameday_version: env!("CARGO_PKG_VERSION").to_string(),
         journal_version: journal::JOURNAL_VERSION,
         experiment: exp.name.clone(),
@@ -192,7 +225,14 @@ pub async fn run(exp: &Experiment, aws: &Aws, opts: RunOptions) -> Result<Outcom
             PolicySource::BuiltIn => None,
         },
         policy_sha256: opts.safety.policy.sha256.clone(),
-    })?;
+    };
+    let (run_id, dir, journal, first) = open_journal(&opts.runs_dir, opts.store.as_ref(), next_id, started)?;
+    let ctx = Arc::new(Ctx {
+        aws: aws.clone(),
+        journal,
+        progress: opts.progress,
+    });
+    ctx.progress.event(&first);
     if let Some(a) = &opts.assumed {
         ctx.emit(Event::Connected {
             account: a.account.clone(),
@@ -1909,6 +1949,34 @@ mod tests {
             baseline_next(bad, SECOND, length),
             BaselineNext::NotRun(_)
         ));
+    }
+
+    #[test]
+    fn a_run_id_whose_folder_is_taken_is_drawn_again() {
+        let runs = tempfile::tempdir().expect("a temp dir");
+        let other = runs.path().join("20261202-100000-0001");
+        std::fs::create_dir_all(&other).expect("another run's folder");
+        std::fs::write(other.join(journal::EVENTS_FILE), "theirs\n").expect("its events");
+        let mut ids = ["20261202-100000-0001", "20261202-100000-0002"].into_iter();
+        let warning = |id: &str| Event::Warning {
+            message: format!("started {id}"),
+        };
+        let (id, dir, _journal, first) = open_journal(
+            runs.path(),
+            None,
+            || ids.next().expect("a third draw was not needed").to_string(),
+            warning,
+        )
+        .expect("a free id");
+        assert_eq!(id, "20261202-100000-0002");
+        assert_eq!(dir, runs.path().join(&id));
+        assert!(matches!(first.event, Event::Warning { ref message } if message.ends_with(&id)));
+        let theirs = std::fs::read_to_string(other.join(journal::EVENTS_FILE)).expect("theirs");
+        assert_eq!(theirs, "theirs\n", "the other run's journal is untouched");
+
+        // Always the same id: the draws end, with the error.
+        let same = || "20261202-100000-0001".to_string();
+        assert!(open_journal(runs.path(), None, same, warning).is_err());
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ pub mod tolerance;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub(crate) use parse::document as schema;
 pub use parse::{LoadError, load, load_str};
 pub use tolerance::{Expect, Tolerance};
 

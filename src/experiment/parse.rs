@@ -12,6 +12,9 @@ use crate::faults;
 use crate::model::{Owner, check_variables};
 use crate::yaml::{self, Decoder, FileErrors};
 
+mod schema;
+pub(crate) use self::schema::document;
+
 /// Why an experiment file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -100,6 +103,8 @@ const METRIC_KEYS: &[&str] = &["namespace", "name", "dimensions", "stat", "perio
 const MATH_KEYS: &[&str] = &["expression", "metrics", "period"];
 const COMPARE_KEYS: &[&str] = &["max_increase", "max_decrease", "significance"];
 const ALARM_FIRES_KEYS: &[&str] = &["alarm", "within", "clears_within"];
+const ASG_HEALTHY_KEYS: &[&str] = &["at_least", "percent", "group"];
+const SELECT_KEYS: &[&str] = &["count", "percent"];
 
 /// Reads and validates an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, LoadError> {
@@ -672,11 +677,7 @@ fn decode_probe(
         }
         _ => {
             let node = m.get("asg_healthy")?;
-            let hm = d.map(
-                node,
-                &format!("{what}.asg_healthy"),
-                &["at_least", "percent", "group"],
-            )?;
+            let hm = d.map(node, &format!("{what}.asg_healthy"), ASG_HEALTHY_KEYS)?;
             let bound = match (hm.get("at_least"), hm.get("percent")) {
                 (Some(n), None) => d
                     .integer(n, &format!("{what}.asg_healthy.at_least"), 0, 100_000)
@@ -1265,7 +1266,7 @@ fn decode_selection(d: &mut Decoder, node: &Node, what: &str) -> Option<Selectio
         );
         return None;
     }
-    let m = d.map(node, what, &["count", "percent"])?;
+    let m = d.map(node, what, SELECT_KEYS)?;
     match (m.get("count"), m.get("percent")) {
         (Some(n), None) => d
             .integer(n, &format!("{what}.count"), 1, 100_000)

@@ -16,11 +16,13 @@ use super::{
     StepContext, UndoReport,
 };
 use crate::aws::{Aws, AwsError, api};
+use crate::schema;
 use crate::yaml::Decoder;
 
 pub(super) const DEF: ActionDef = ActionDef {
     name: "autoscaling:capacity-drop",
     build,
+    params,
 };
 
 /// How far the capacity drops.
@@ -43,6 +45,20 @@ impl Drop {
     }
 }
 
+/// The keys of `params`.
+const PARAMS: &[&str] = &["to", "by_percent"];
+
+fn params() -> serde_json::Value {
+    schema::object("autoscaling:capacity-drop params", PARAMS)
+        .key("to", schema::integer(0, 100_000, "the new desired capacity"))
+        .key(
+            "by_percent",
+            schema::integer(1, 100, "lower the desired capacity by this percent"),
+        )
+        .with("oneOf", schema::exactly_one_of(PARAMS))
+        .build("exactly one of `to: N` or `by_percent: P`")
+}
+
 fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: crate::yaml::Loc) -> Option<On> {
     let Some(p) = params else {
         d.error(
@@ -51,7 +67,7 @@ fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: crate::yaml::Lo
         );
         return None;
     };
-    let m = d.map(p, what, &["to", "by_percent"])?;
+    let m = d.map(p, what, PARAMS)?;
     let drop = match (m.get("to"), m.get("by_percent")) {
         (Some(n), None) => Drop::To(d.integer(n, &format!("{what}.to"), 0, 100_000)?.value as u32),
         (None, Some(n)) => Drop::ByPercent(d.integer(n, &format!("{what}.by_percent"), 1, 100)?.value as u32),

@@ -17,6 +17,7 @@ use crate::yaml::Decoder;
 pub(super) const DEF: ActionDef = ActionDef {
     name: "autoscaling:set-unhealthy",
     build,
+    params: super::no_params_schema,
 };
 
 /// Running instances of an Auto Scaling group: health is the group's.

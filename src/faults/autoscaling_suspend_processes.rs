@@ -15,6 +15,7 @@ use super::{
     StepContext, UndoReport,
 };
 use crate::aws::{Aws, AwsError, api};
+use crate::schema;
 use crate::yaml::{self, Decoder};
 
 /// Every process EC2 Auto Scaling can suspend.
@@ -33,14 +34,27 @@ pub const PROCESSES: &[&str] = &[
 pub(super) const DEF: ActionDef = ActionDef {
     name: "autoscaling:suspend-processes",
     build,
+    params,
 };
+
+/// The keys of `params`.
+const PARAMS: &[&str] = &["processes"];
+
+fn params() -> serde_json::Value {
+    let process = schema::word(PROCESSES, "an Auto Scaling process");
+    let mut processes = schema::list(process, "the processes to suspend; default: all of them");
+    processes["minItems"] = 1.into();
+    schema::object("autoscaling:suspend-processes params", PARAMS)
+        .key("processes", processes)
+        .build("optional: `processes`")
+}
 
 fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<On> {
     // Without `processes`, all of them: what SuspendProcesses itself does
     // without ScalingProcesses, and the plan lists them.
     let mut processes: Vec<String> = PROCESSES.iter().map(|p| p.to_string()).collect();
     if let Some(p) = params {
-        let m = d.map(p, what, &["processes"])?;
+        let m = d.map(p, what, PARAMS)?;
         if let Some(n) = m.get("processes") {
             let list = d.string_list(n, &format!("{what}.processes"))?;
             if list.is_empty() {

@@ -19,15 +19,31 @@ use super::{
     StepContext, UndoReport,
 };
 use crate::aws::{Aws, AwsError, api};
+use crate::schema;
 use crate::yaml::{self, Decoder, Loc};
 
 pub(super) const DEF: ActionDef = ActionDef {
     name: "cloudwatch:force-alarm",
     build,
+    params,
 };
 
 /// The states SetAlarmState accepts.
 const STATES: &[&str] = &["ALARM", "OK", "INSUFFICIENT_DATA"];
+
+/// The keys of `params`.
+const PARAMS: &[&str] = &["alarm", "state"];
+
+fn params() -> serde_json::Value {
+    schema::object("cloudwatch:force-alarm params", PARAMS)
+        .key(
+            "alarm",
+            schema::text("the alarm whose alerting path the game day tests"),
+        )
+        .key("state", schema::word(STATES, "the state to set; default ALARM"))
+        .required(&["alarm"])
+        .build("`alarm: NAME`, optionally `state`")
+}
 
 fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: Loc) -> Option<On> {
     let Some(p) = params else {
@@ -38,7 +54,7 @@ fn build(d: &mut Decoder, params: Option<&Node>, what: &str, at: Loc) -> Option<
         );
         return None;
     };
-    let m = d.map(p, what, &["alarm", "state"])?;
+    let m = d.map(p, what, PARAMS)?;
     let alarm = d
         .required(&m, "alarm", what)
         .and_then(|n| d.string(n, &format!("{what}.alarm")));

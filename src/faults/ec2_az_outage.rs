@@ -24,6 +24,7 @@ use super::{
 };
 use crate::aws::{Aws, AwsError, Refusal, api};
 use crate::model::Instance;
+use crate::schema;
 use crate::yaml::Decoder;
 
 const BATCH: usize = 100;
@@ -31,6 +32,7 @@ const BATCH: usize = 100;
 pub(super) const DEF: ActionDef = ActionDef {
     name: "ec2:az-outage",
     build,
+    params,
 };
 
 /// Running instances of an Auto Scaling group: the zone leaves the group.
@@ -39,10 +41,24 @@ const TARGETING: Targeting = Targeting {
     needs_group: true,
 };
 
+/// The keys of `params`.
+const PARAMS: &[&str] = &["az"];
+
+fn params() -> serde_json::Value {
+    schema::object("ec2:az-outage params", PARAMS)
+        .key(
+            "az",
+            schema::text(
+                "the Availability Zone to take out; default: one of the group's, chosen with the run's seed",
+            ),
+        )
+        .build("optional: `az`")
+}
+
 fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<On> {
     let mut az = None;
     if let Some(p) = params {
-        let m = d.map(p, what, &["az"])?;
+        let m = d.map(p, what, PARAMS)?;
         if let Some(n) = m.get("az") {
             az = Some(d.string(n, &format!("{what}.az"))?.value);
         }

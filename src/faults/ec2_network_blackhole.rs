@@ -46,6 +46,7 @@ pub const BLACKHOLE_TAG: &str = "gameday:blackhole";
 pub(super) const DEF: ActionDef = ActionDef {
     name: "ec2:network-blackhole",
     build,
+    params: super::no_params_schema,
 };
 
 fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<On> {

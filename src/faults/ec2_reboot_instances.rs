@@ -18,6 +18,7 @@ const BATCH: usize = 100;
 pub(super) const DEF: ActionDef = ActionDef {
     name: "ec2:reboot-instances",
     build,
+    params: super::no_params_schema,
 };
 
 fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<On> {

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::aws::{Aws, AwsError, api, instance_states};
 use crate::model::Instance;
+use crate::schema;
 use crate::yaml::Decoder;
 
 /// StopInstances and StartInstances accept many ids; we keep calls small so a
@@ -25,12 +26,27 @@ const START_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub(super) const DEF: ActionDef = ActionDef {
     name: "ec2:stop-instances",
     build,
+    params,
 };
+
+/// The keys of `params`.
+const PARAMS: &[&str] = &["force"];
+
+fn params() -> serde_json::Value {
+    schema::object("ec2:stop-instances params", PARAMS)
+        .key(
+            "force",
+            schema::boolean(
+                "a forced stop (no clean OS shutdown), as after a hardware failure; default false",
+            ),
+        )
+        .build("optional: `force`")
+}
 
 fn build(d: &mut Decoder, params: Option<&Node>, what: &str, _at: crate::yaml::Loc) -> Option<On> {
     let mut force = false;
     if let Some(p) = params {
-        let m = d.map(p, what, &["force"])?;
+        let m = d.map(p, what, PARAMS)?;
         if let Some(n) = m.get("force") {
             force = d.boolean(n, &format!("{what}.force"))?;
         }

@@ -20,6 +20,7 @@ const BATCH: usize = 100;
 pub(super) const DEF: ActionDef = ActionDef {
     name: "ec2:terminate-instances",
     build,
+    params: super::no_params_schema,
 };
 
 /// A stopped or starting instance can be terminated too.

@@ -175,6 +175,10 @@ pub struct ActionDef {
     /// Decodes `params` (absent when `None`), recording problems in the
     /// decoder; the location is the fault's, for a missing required param.
     pub build: fn(&mut Decoder, Option<&Node>, &str, Loc) -> Option<On>,
+    /// The JSON Schema of `params`, built from the key table `build` passes
+    /// to `Decoder::map` (see `crate::schema`). When it requires a key, the
+    /// fault requires `params`.
+    pub params: fn() -> serde_json::Value,
 }
 
 impl ActionDef {
@@ -567,9 +571,17 @@ pub trait Revert {
 /// For actions without parameters: rejects a `params` mapping with any key.
 pub(crate) fn no_params(d: &mut Decoder, params: Option<&Node>, what: &str) -> Option<()> {
     if let Some(p) = params {
-        d.map(p, what, &[])?;
+        d.map(p, what, NO_PARAMS)?;
     }
     Some(())
+}
+
+/// The keys of `params` of an action without parameters.
+const NO_PARAMS: &[&str] = &[];
+
+/// The `params` schema of an action without parameters (an empty mapping at most).
+pub(crate) fn no_params_schema() -> serde_json::Value {
+    crate::schema::object("params", NO_PARAMS).build("this action takes no params")
 }
 
 /// One step per batch of target ids, each made by `step` of its batch: the

@@ -9,6 +9,8 @@
 //! the enforced one cannot drift apart.
 
 pub mod account;
+mod schema;
+pub(crate) use schema::document as schema;
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -62,6 +64,26 @@ pub struct Policy {
     pub locks: Option<Locks>,
     /// `halt.parameter`: the SSM parameter of the kill switch (`gameday halt`).
     pub halt_parameter: String,
+    /// Where runs tell people what they do (`notifications`); empty: nowhere.
+    pub notifications: Notifications,
+}
+
+/// `notifications`: an SNS topic and an EventBridge bus that hear a run's
+/// start, abort, end and an unfinished rollback (see `output::notify`).
+/// The command line's `--notify-sns` / `--notify-event-bus` override each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notifications {
+    /// The SNS topic's ARN.
+    pub sns_topic: Option<String>,
+    /// The EventBridge bus: its name or ARN.
+    pub event_bus: Option<String>,
+}
+
+impl Notifications {
+    /// Whether there is anywhere to send to.
+    pub fn is_empty(&self) -> bool {
+        self.sns_topic.is_none() && self.event_bus.is_none()
+    }
 }
 
 /// `halt.parameter` when the policy does not say.
@@ -282,8 +304,10 @@ const TOP_KEYS: &[&str] = &[
     "max_experiment_duration",
     "locks",
     "halt",
+    "notifications",
 ];
 const HALT_KEYS: &[&str] = &["parameter"];
+const NOTIFICATIONS_KEYS: &[&str] = &["sns_topic", "event_bus"];
 const LOCKS_KEYS: &[&str] = &["table", "ttl"];
 const BLAST_KEYS: &[&str] = &["max_instances_per_fault", "max_percent_of_group"];
 const IN_PLACE_KEYS: &[&str] = &["allowed", "requires_approval", "allow_terminate"];
@@ -387,6 +411,10 @@ fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
         Some(n) => decode_halt(d, n),
         None => Some(DEFAULT_HALT_PARAMETER.to_string()),
     };
+    let notifications = match top.get("notifications") {
+        Some(n) => decode_notifications(d, n),
+        None => Some(Notifications::default()),
+    };
     Some(Policy {
         regions: regions?,
         accounts: accounts?,
@@ -402,7 +430,88 @@ fn decode(d: &mut Decoder, root: &Node) -> Option<Policy> {
         max_experiment_duration: max_experiment_duration?,
         locks: locks?,
         halt_parameter: halt_parameter?,
+        notifications: notifications?,
     })
+}
+
+/// `notifications: { sns_topic: ARN, event_bus: NAME }`, either or both.
+fn decode_notifications(d: &mut Decoder, node: &Node) -> Option<Notifications> {
+    let m = d.map(node, "notifications", NOTIFICATIONS_KEYS)?;
+    let mut ok = true;
+    let sns_topic = m
+        .get("sns_topic")
+        .and_then(|n| d.string(n, "notifications.sns_topic"));
+    if let Some(t) = &sns_topic
+        && let Err(why) = check_sns_topic(&t.value)
+    {
+        d.error_help(
+            t.loc,
+            format!("notifications.sns_topic: {why}"),
+            "e.g. `arn:aws:sns:us-east-1:123456789012:gameday`",
+        );
+        ok = false;
+    }
+    let event_bus = m
+        .get("event_bus")
+        .and_then(|n| d.string(n, "notifications.event_bus"));
+    if let Some(b) = &event_bus
+        && let Err(why) = check_event_bus(&b.value)
+    {
+        d.error_help(
+            b.loc,
+            format!("notifications.event_bus: {why}"),
+            "a bus name such as `default` or `ops-events`, or its ARN",
+        );
+        ok = false;
+    }
+    if sns_topic.is_none() && event_bus.is_none() && ok {
+        d.error_help(
+            m.loc(),
+            "notifications: names no destination",
+            "give `sns_topic: ARN`, `event_bus: NAME`, or both; or remove the block",
+        );
+        return None;
+    }
+    ok.then(|| Notifications {
+        sns_topic: sns_topic.map(|s| s.value),
+        event_bus: event_bus.map(|s| s.value),
+    })
+}
+
+/// Why `arn` is not an SNS topic's ARN (`arn:PARTITION:sns:REGION:ACCOUNT:NAME`).
+pub fn check_sns_topic(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && parts.iter().all(|p| !p.is_empty()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{arn}` is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)"
+        ))
+    }
+}
+
+/// Why `bus` is neither an EventBridge bus name nor a bus ARN.
+pub fn check_event_bus(bus: &str) -> Result<(), String> {
+    if bus.starts_with("arn:") {
+        return if bus.contains(":events:") && bus.contains(":event-bus/") {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{bus}` is not an event bus ARN (arn:aws:events:REGION:ACCOUNT:event-bus/NAME)"
+            ))
+        };
+    }
+    let ok = (1..=256).contains(&bus.len())
+        && bus
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{bus}` is not an event bus name (1 to 256 letters, digits, `.`, `-`, `_`, `/`)"
+        ))
+    }
 }
 
 /// `halt: { parameter: /gameday/halt }`: the kill switch's SSM parameter name.
@@ -806,6 +915,42 @@ mod tests {
             ("locks: { table: a b }", 17, "not a DynamoDB table name"),
             ("locks: { table: abc, ttl: 2s }", 27, "locks.ttl: out of range"),
             ("locks: { ttl: 1m }", 8, "`table`"),
+        ] {
+            let e = errors(&format!("{base}{bad}\n"));
+            assert!(e.contains(&format!("policy.yaml:{line}:{col}")), "{bad}: {e}");
+            assert!(e.contains(what), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn notifications_name_a_topic_or_a_bus_with_positions_on_every_mistake() {
+        let base = DEFAULT_POLICY.to_string();
+        assert!(
+            built_in().policy.notifications.is_empty(),
+            "the default sends nothing"
+        );
+        let p = load_str(
+            Path::new("policy.yaml"),
+            &format!("{base}notifications:\n  sns_topic: arn:aws:sns:eu-west-1:123456789012:gameday\n  event_bus: ops\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            p.notifications,
+            Notifications {
+                sns_topic: Some("arn:aws:sns:eu-west-1:123456789012:gameday".into()),
+                event_bus: Some("ops".into()),
+            }
+        );
+        let line = base.lines().count() + 1;
+        for (bad, col, what) in [
+            ("notifications: { sns: x }", 18, "unknown key `sns`"),
+            (
+                "notifications: { sns_topic: gameday }",
+                29,
+                "not an SNS topic ARN",
+            ),
+            ("notifications: { event_bus: a b }", 29, "not an event bus name"),
+            ("notifications: {}", 16, "names no destination"),
         ] {
             let e = errors(&format!("{base}{bad}\n"));
             assert!(e.contains(&format!("policy.yaml:{line}:{col}")), "{bad}: {e}");

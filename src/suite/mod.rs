@@ -6,21 +6,38 @@
 //! A suite says which experiments run (paths or glob patterns relative to the
 //! suite file), whether each one gates the launch (`blocking`) or only informs
 //! (`advisory`), how many may run at once (`concurrency`), when to stop
-//! starting new ones (`stop_on`) and what GO means (`go_no_go`). The keys are
-//! the public interface, documented in the README ("Suites").
+//! starting new ones (`stop_on`), what GO means (`go_no_go`) and when
+//! `gameday run-due` runs it (`schedule`, the same block as an experiment's).
+//! The keys are the public interface, documented in the README ("Suites").
 
 pub mod glob;
 mod parse;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+pub(crate) use parse::document as schema;
 pub use parse::{LoadError, SUITE_KEYS, load, load_str};
 
 pub use crate::model::AwsTarget;
+use crate::schedule::Schedule;
 use crate::yaml::{Loc, Spanned};
 
 /// The only suite format version this runner reads.
 pub const FORMAT_VERSION: u64 = 1;
+
+/// Whether `file` is a suite rather than an experiment: a YAML mapping with
+/// an `experiments` key (an experiment may not have that key). Anything else
+/// (unreadable, not YAML) is taken for an experiment, whose decoder reports
+/// the problem with its position.
+pub fn is_suite_file(file: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return false;
+    };
+    match crate::yaml::parse(file, &text) {
+        Ok(marked_yaml::Node::Mapping(m)) => m.get_node("experiments").is_some(),
+        _ => false,
+    }
+}
 
 /// A decoded, validated suite.
 #[derive(Debug, Clone)]
@@ -44,6 +61,8 @@ pub struct Suite {
     pub stop_on: StopOn,
     /// What GO means besides every blocking experiment passing.
     pub go_no_go: GoNoGo,
+    /// When `gameday run-due` runs the suite (`None`: by hand only).
+    pub schedule: Option<Schedule>,
 }
 
 impl Suite {

@@ -12,6 +12,9 @@ use marked_yaml::Node;
 use super::*;
 use crate::yaml::{self, Decoder, FileErrors};
 
+mod schema;
+pub(crate) use self::schema::document;
+
 /// Why a suite file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -38,6 +41,7 @@ pub const SUITE_KEYS: &[&str] = &[
     "concurrency",
     "stop_on",
     "go_no_go",
+    "schedule",
 ];
 const ENTRY_KEYS: &[&str] = &["path", "role", "aws"];
 const GO_KEYS: &[&str] = &["min_score"];
@@ -116,6 +120,11 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Suite
         }),
         None => Some(GoNoGo::default()),
     };
+    // The block means what it means in an experiment: one decoder for both.
+    let schedule = match top.get("schedule") {
+        Some(n) => crate::schedule::decode_schedule(d, n).map(Some),
+        None => Some(None),
+    };
     Some(Suite {
         file: path.to_path_buf(),
         source: text.to_string(),
@@ -126,6 +135,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path, text: &str) -> Option<Suite
         concurrency: concurrency?,
         stop_on: stop_on?,
         go_no_go: go_no_go?,
+        schedule: schedule?,
     })
 }
 
@@ -323,6 +333,33 @@ mod tests {
             "s.yaml:9:10: error: stop_on: unknown value `abrt`\n  help: did you mean `abort`?",
             "s.yaml:10:24: error: go_no_go.min_score: 101 is out of range",
             "unknown key `max` in go_no_go",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn a_schedule_decodes_as_in_an_experiment_and_its_mistakes_have_positions() {
+        let dir = folder();
+        let file = dir.path().join("suites/s.yaml");
+        let s = load_str(
+            &file,
+            "version: 1\nname: ready\nexperiments: [../experiments/a.yaml]\nschedule: { cron: \"0 10 * * TUE\", timezone: Europe/Paris }\n",
+        )
+        .expect("valid");
+        let sch = s.schedule.expect("a schedule");
+        assert_eq!(sch.describe(), "0 10 * * TUE (Europe/Paris)");
+        assert_eq!(sch.loc.line, 4);
+        let e = load_str(
+            &file,
+            "version: 1\nname: ready\nexperiments: [../experiments/a.yaml]\nschedule:\n  cron: \"0 10 * * TUES\"\n  timezone: Europe/Pari\n  every: 1d\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "s.yaml:5:9: error: schedule.cron: invalid cron expression `0 10 * * TUES`",
+            "s.yaml:6:13: error: schedule.timezone: unknown time zone `Europe/Pari`",
+            "s.yaml:7:3: error: unknown key `every` in schedule",
         ] {
             assert!(e.contains(want), "missing {want:?} in:\n{e}");
         }

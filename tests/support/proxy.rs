@@ -22,7 +22,7 @@ pub struct FailingProxy {
     /// The endpoint to give the runner.
     pub endpoint: String,
     failing: Arc<AtomicBool>,
-    /// Requests seen, per AWS operation (`Action=` of the Query protocol):
+    /// Requests seen, per AWS operation (see [`operation`]):
     /// how many, and the milliseconds moto took to answer them in all.
     counts: Arc<Mutex<BTreeMap<String, (u64, f64)>>>,
     /// The storm in progress, if any, and every request's answer.
@@ -300,6 +300,45 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> 
     Ok(Some(buf))
 }
 
+/// The AWS operation of a request: `Action=` of the Query protocol (EC2,
+/// Auto Scaling, CloudWatch, ...), the `X-Amz-Target` header of the JSON
+/// protocol (DynamoDB: `TransactWriteItems`), or for S3 (a REST API: the
+/// signature's credential scope names the service) the operation the method
+/// and query make (`PutObject`, `GetObject`, `ListObjectsV2`, ...).
+fn operation(text: &str) -> Option<String> {
+    let head = &text[..text.find("\r\n\r\n").unwrap_or(text.len())];
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    };
+    if let Some(target) = header("x-amz-target") {
+        return Some(target.rsplit('.').next().unwrap_or(target).to_string());
+    }
+    if header("authorization").is_some_and(|a| a.contains("/s3/aws4_request")) {
+        let mut line = head.lines().next().unwrap_or_default().split_whitespace();
+        let (method, target) = (line.next().unwrap_or_default(), line.next().unwrap_or_default());
+        let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        let op = match method {
+            "PUT" => "PutObject",
+            "HEAD" => "HeadObject",
+            "DELETE" => "DeleteObject",
+            "GET" if query.contains("list-type=2") => "ListObjectsV2",
+            "GET" if query.contains("prefix") || query.contains("delimiter") => "ListObjects",
+            "GET" => "GetObject",
+            _ => "S3Other",
+        };
+        return Some(op.to_string());
+    }
+    text.find("Action=").map(|at| {
+        text[at + 7..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect()
+    })
+}
+
 async fn serve(
     mut conn: TcpStream,
     upstream: &str,
@@ -310,12 +349,7 @@ async fn serve(
 ) -> std::io::Result<()> {
     while let Some(request) = read_request(&mut conn).await? {
         let text = String::from_utf8_lossy(&request);
-        let op: Option<String> = text.find("Action=").map(|at| {
-            text[at + 7..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric())
-                .collect()
-        });
+        let op = operation(&text);
         if let (Some(op), Ok(mut c)) = (&op, counts.lock()) {
             c.entry(op.clone()).or_default().0 += 1;
         }

@@ -30,7 +30,7 @@ use super::shared::{
 use super::{AwsArgs, Error, PlanVerdict, SafetyArgs};
 
 pub(super) use plan::plan;
-pub(super) use run::{Shown, run};
+pub(super) use run::{Shown, run, run_recorded};
 
 /// How many hex digits of the SHA-256 make the suite's plan hash.
 const HASH_LEN: usize = 16;

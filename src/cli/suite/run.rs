@@ -20,17 +20,30 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Planned, SuitePlan, build, lock_keys};
 use crate::cli::shared::random_seed;
-use crate::cli::{AwsArgs, Error, Outcome, SafetyArgs};
-use crate::engine::{self, RunOptions, SignalHandling};
+use crate::cli::{AwsArgs, Error, NotifyArgs, Outcome, SafetyArgs};
+use crate::engine::{self, Reporter, RunOptions, SignalHandling};
 use crate::gate::{self, Admission, Approval};
 use crate::journal::Verdict;
+use crate::output::notify::{self, Notifier, Notifying};
 use crate::output::progress::Progress;
 use crate::output::scorecard::{self, FORMULA, Row, Scorecard};
+use crate::store::Runs;
 use crate::suite::StopOn;
 
-/// What `suite run` shows.
+/// What `suite run` shows, and where each run's notifications go.
 pub(in crate::cli) struct Shown {
     pub(in crate::cli) quiet: bool,
+    /// Whether a suite needing approval may ask on a terminal (`run-due` never asks).
+    pub(in crate::cli) interactive: bool,
+    /// Over each experiment's policy's `notifications`.
+    pub(in crate::cli) notify: NotifyArgs,
+}
+
+/// A suite run that ended: its outcome for the exit code, and the id of its
+/// folder (`None`: refused before it had one).
+pub(in crate::cli) struct SuiteRan {
+    pub(in crate::cli) outcome: Outcome,
+    pub(in crate::cli) suite_run_id: Option<String>,
 }
 
 /// Runs the suite and writes its scorecard; the outcome is GO or NO-GO.
@@ -43,15 +56,37 @@ pub(in crate::cli) async fn run(
     safety: &SafetyArgs,
     aws: &AwsArgs,
 ) -> Result<Outcome, Error> {
+    run_recorded(file, seed, runs_dir, shown, approve, safety, aws)
+        .await
+        .map(|r| r.outcome)
+}
+
+/// Runs the suite, writes its scorecard, and refreshes the catalog of the
+/// runs folder when there is one; `run-due` runs a due suite through here.
+pub(in crate::cli) async fn run_recorded(
+    file: &Path,
+    seed: Option<u64>,
+    runs_dir: PathBuf,
+    shown: Shown,
+    approve: Option<String>,
+    safety: &SafetyArgs,
+    aws: &AwsArgs,
+) -> Result<SuiteRan, Error> {
     let seed = seed.unwrap_or_else(random_seed);
     let sp = build(file, seed, safety, aws).await?;
-    let approved = match approval(&sp, approve) {
+    // A folder, or an S3 store through its scratch folder (each run pushed as it ends).
+    let runs = Runs::open(&runs_dir, &aws.options()).await?;
+    let runs_dir = runs.local.clone();
+    let approved = match approval(&sp, approve, shown.interactive) {
         Ok(a) => a,
         Err(why) => {
             eprintln!("error: the suite is refused, nothing was touched: {why}");
-            return Ok(Outcome::Ran {
-                verdict: Verdict::NotRun,
-                refused: true,
+            return Ok(SuiteRan {
+                outcome: Outcome::Ran {
+                    verdict: Verdict::NotRun,
+                    refused: true,
+                },
+                suite_run_id: None,
             });
         }
     };
@@ -63,9 +98,12 @@ pub(in crate::cli) async fn run(
                 "error: the suite is refused, nothing was touched: {}; `gameday resume` lifts it",
                 h.describe()
             );
-            return Ok(Outcome::Ran {
-                verdict: Verdict::NotRun,
-                refused: true,
+            return Ok(SuiteRan {
+                outcome: Outcome::Ran {
+                    verdict: Verdict::NotRun,
+                    refused: true,
+                },
+                suite_run_id: None,
             });
         }
     }
@@ -86,7 +124,7 @@ pub(in crate::cli) async fn run(
             dir.display()
         );
     }
-    let (rows, stopped, interrupted) = schedule(&sp, approved, &runs_dir, &shown, safety).await;
+    let (rows, stopped, interrupted) = schedule(&sp, approved, &runs, &shown, safety).await;
     let score = scorecard::score(&rows);
     let (go, because) = scorecard::decide(&rows, score, sp.suite.go_no_go.min_score);
     let card = Scorecard {
@@ -109,6 +147,13 @@ pub(in crate::cli) async fn run(
         stopped,
     };
     scorecard::write_all(&dir, &card).map_err(Error::Report)?;
+    if let Err(e) = runs.push(&id).await {
+        eprintln!(
+            "warning: the scorecard was not uploaded to {} ({e}); it is in {}",
+            runs.describe(),
+            dir.display()
+        );
+    }
     println!(
         "suite: {} (readiness {}/100{})",
         card.decision(),
@@ -149,7 +194,11 @@ pub(in crate::cli) async fn run(
             );
         }
     }
-    Ok(Outcome::Suite { go, interrupted })
+    crate::cli::shared::refresh_catalog(&runs, safety.policy.as_deref()).await;
+    Ok(SuiteRan {
+        outcome: Outcome::Suite { go, interrupted },
+        suite_run_id: Some(id),
+    })
 }
 
 /// Each experiment's approval, or why the suite is refused. Approval is
@@ -157,7 +206,7 @@ pub(in crate::cli) async fn run(
 /// suite's hash on the command line, or the suite's name typed on a
 /// terminal; a hash given for another plan is refused as stale, as `run`
 /// refuses a stale one.
-fn approval(sp: &SuitePlan, given: Option<String>) -> Result<Vec<Approval>, String> {
+fn approval(sp: &SuitePlan, given: Option<String>, interactive: bool) -> Result<Vec<Approval>, String> {
     let needed: Vec<String> = sp
         .members
         .iter()
@@ -183,7 +232,7 @@ fn approval(sp: &SuitePlan, given: Option<String>) -> Result<Vec<Approval>, Stri
             sp.hash
         )),
         None if needed.is_empty() => Ok(sp.members.iter().map(|_| Approval::Missing).collect()),
-        None if on_terminal() => {
+        None if interactive && on_terminal() => {
             eprint!("{}", super::plan::render(sp));
             eprintln!("\nThis suite needs approval: {}", needed.join("; "));
             eprint!(
@@ -238,7 +287,7 @@ fn stops(rule: StopOn, row: &Row) -> Option<String> {
 async fn schedule(
     sp: &SuitePlan,
     approvals: Vec<Approval>,
-    runs_dir: &Path,
+    runs: &Runs,
     shown: &Shown,
     safety: &SafetyArgs,
 ) -> (Vec<Row>, Option<String>, bool) {
@@ -284,7 +333,7 @@ async fn schedule(
                     sp,
                     m,
                     approvals[i].clone(),
-                    runs_dir,
+                    runs,
                     shown,
                     concurrency,
                     safety,
@@ -370,7 +419,7 @@ fn start(
     sp: &SuitePlan,
     m: &Planned,
     approval: Approval,
-    runs_dir: &Path,
+    runs: &Runs,
     shown: &Shown,
     concurrency: usize,
     safety: &SafetyArgs,
@@ -390,12 +439,26 @@ fn start(
     } else {
         Progress::auto(false)
     };
+    let progress: std::sync::Arc<dyn Reporter> = std::sync::Arc::new(progress);
+    // Notifications go out with the runner's own credentials (the topic and
+    // bus are the platform team's), whatever role the run itself assumes.
+    let notifier = Notifier::start(
+        &base,
+        shown.notify.over(&m.loaded.policy.policy.notifications),
+        notify::Context::of(
+            &exp,
+            m.account.as_ref().map(|a| a.id.clone()),
+            runs.local.clone(),
+            &runs.describe(),
+        ),
+        progress.clone(),
+    );
     let mut opts = RunOptions {
-        runs_dir: runs_dir.to_path_buf(),
-        store: None,
+        runs_dir: runs.local.clone(),
+        store: runs.remote.clone(),
         seed: Some(sp.seed),
         signals: SignalHandling::Standard,
-        progress: Box::new(progress),
+        progress: Box::new(Notifying::new(progress, notifier.clone())),
         safety: Admission {
             policy: m.loaded.policy.clone(),
             account: m.account.clone(),
@@ -405,6 +468,7 @@ fn start(
         run_id: Some(run_id.clone()),
         assumed: None,
     };
+    let runs = runs.clone();
     async move {
         let aws = if target.role_arn.is_some() {
             match crate::aws::Aws::connect_to(&connect, &target, &crate::model::session_name(&run_id)).await {
@@ -428,6 +492,18 @@ fn start(
             .map_err(|e| format!("the run could not start recording: {e}"));
         if let Ok(o) = &result {
             crate::output::write_run_records(&o.dir);
+            // The write-ahead chunks are there already; this adds the whole log and the records.
+            if let Err(e) = runs.push(&o.run_id).await {
+                eprintln!(
+                    "warning: the records of {} were not uploaded to {} ({e}); they are in {}",
+                    o.run_id,
+                    runs.describe(),
+                    o.dir.display()
+                );
+            }
+        }
+        if let Some(n) = &notifier {
+            n.close(notify::DRAIN_LIMIT).await;
         }
         (index, result)
     }

@@ -5,9 +5,9 @@ use std::fmt::Write;
 
 use jiff::Timestamp;
 
-use super::{Entry, REPORT_LINKS, verdict_word};
+use super::{Entry, REPORT_LINKS};
+use crate::output::report::escape_markup as esc;
 use crate::output::report::html::page_start;
-use crate::output::report::{HTML_FILE, escape_markup as esc};
 
 const STYLE: &str = "
 body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 0; color: #1d1d1f; background: #f6f7f9; }
@@ -27,10 +27,12 @@ code { font-family: ui-monospace, 'SFMono-Regular', Menlo, monospace; font-size:
 .v { display: inline-block; padding: 1px 7px; border-radius: 4px; color: #fff; font-size: 0.85em; font-weight: 600; }
 .v.passed { background: #1e8e3e; } .v.failed, .v.aborted { background: #c5221f; }
 .v.not-run, .v.interrupted, .v.unfinished { background: #b06000; } .v.error { background: #7b1fa2; }
+.v.go { background: #1e8e3e; } .v.no-go { background: #c5221f; }
 .trend { display: inline-flex; gap: 3px; vertical-align: middle; }
 .trend span { width: 14px; height: 14px; border-radius: 3px; display: inline-block; }
 .trend .passed { background: #1e8e3e; } .trend .failed, .trend .aborted { background: #c5221f; }
 .trend .not-run, .trend .interrupted, .trend .unfinished { background: #b06000; } .trend .error { background: #7b1fa2; }
+.trend .go { background: #1e8e3e; } .trend .no-go { background: #c5221f; }
 .due { font-weight: 600; } .due.due-due { color: #c5221f; } .due.due-deferred { color: #b06000; } .due.due-done { color: #1e8e3e; }
 .problem { color: #c5221f; white-space: pre-wrap; }
 ";
@@ -58,11 +60,12 @@ pub fn render(entries: &[Entry], now: Timestamp) -> String {
         "<table class=\"index\" id=\"index\">\n<tr><th>name</th><th>owner</th><th>schedule</th><th>next slot</th><th>last verdict</th><th>trend</th></tr>"
     );
     for e in entries {
-        let last = match e.runs.first() {
+        let last = match e.past().first() {
             Some(r) => format!(
-                "<span class=\"v {w}\">{w}</span> {}",
-                esc(&date(r.started_at)),
-                w = verdict_word(r)
+                "<span class=\"v {}\">{}</span> {}",
+                r.class,
+                r.word,
+                esc(&date(r.started_at))
             ),
             None => "never run".to_string(),
         };
@@ -90,14 +93,15 @@ pub fn render(entries: &[Entry], now: Timestamp) -> String {
 
 fn trend(e: &Entry) -> String {
     let cells: String = e
-        .runs
+        .past()
         .iter()
         .rev()
         .map(|r| {
-            let w = verdict_word(r);
             format!(
-                "<span class=\"{w}\" title=\"{} {w}\"></span>",
-                esc(&date(r.started_at))
+                "<span class=\"{}\" title=\"{} {}\"></span>",
+                r.class,
+                esc(&date(r.started_at)),
+                r.word
             )
         })
         .collect();
@@ -161,35 +165,36 @@ fn entry(o: &mut String, e: &Entry) {
         );
     }
     row("next slot", esc(e.next_slot.as_deref().unwrap_or("-")));
+    let past = e.past();
     row(
         "last verdict",
-        match e.runs.first() {
+        match past.first() {
             Some(r) => format!(
-                "<span class=\"v {w}\">{w}</span> on {} (run <code>{}</code>)",
+                "<span class=\"v {}\">{}</span> on {} (run <code>{}</code>)",
+                r.class,
+                r.word,
                 esc(&date(r.started_at)),
-                esc(&r.run_id),
-                w = verdict_word(r)
+                esc(r.id)
             ),
             None => "never run".into(),
         },
     );
-    if !e.runs.is_empty() {
-        let words: Vec<&str> = e.runs.iter().rev().map(verdict_word).collect();
+    if !past.is_empty() {
+        let words: Vec<&str> = past.iter().rev().map(|r| r.word).collect();
         row("trend", format!("{} {}", trend(e), esc(&words.join(" → "))));
-        let links: Vec<String> = e
-            .runs
+        let links: Vec<String> = past
             .iter()
             .take(REPORT_LINKS)
             .map(|r| {
                 format!(
-                    "<a href=\"{}/{HTML_FILE}\">{}</a> ({})",
-                    esc(&r.run_id),
+                    "<a href=\"{}\">{}</a> ({})",
+                    esc(&r.link),
                     esc(&date(r.started_at)),
-                    verdict_word(r)
+                    r.word
                 )
             })
             .collect();
-        row("reports", links.join("<br>"));
+        row(e.links_word(), links.join("<br>"));
     }
     let _ = writeln!(o, "</dl>\n</article>");
 }

@@ -5,8 +5,7 @@ use std::fmt::Write;
 
 use jiff::Timestamp;
 
-use super::{Entry, REPORT_LINKS, verdict_word};
-use crate::output::report::HTML_FILE;
+use super::{Entry, REPORT_LINKS};
 use crate::output::report::markdown::esc;
 
 fn cell(text: &str) -> String {
@@ -33,12 +32,12 @@ pub fn render(entries: &[Entry], now: Timestamp) -> String {
     );
     let _ = writeln!(o, "| --- | --- | --- | --- | --- | --- |");
     for e in entries {
-        let last = e
-            .runs
+        let past = e.past();
+        let last = past
             .first()
-            .map(|r| format!("{} ({})", verdict_word(r), date(r.started_at)))
+            .map(|r| format!("{} ({})", r.word, date(r.started_at)))
             .unwrap_or_else(|| "never run".into());
-        let trend: Vec<&str> = e.runs.iter().rev().map(verdict_word).collect();
+        let trend: Vec<&str> = past.iter().rev().map(|r| r.word).collect();
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} |",
@@ -95,31 +94,24 @@ pub fn render(entries: &[Entry], now: Timestamp) -> String {
             let _ = writeln!(o, "- now: **{}**: {}", st.state.as_str(), esc(&st.why));
         }
         let _ = writeln!(o, "- next slot: {}", esc(e.next_slot.as_deref().unwrap_or("-")));
-        match e.runs.first() {
+        let past = e.past();
+        match past.first() {
             Some(r) => {
                 let _ = writeln!(
                     o,
                     "- last verdict: **{}** on {} (run `{}`)",
-                    verdict_word(r),
+                    r.word,
                     date(r.started_at),
-                    esc(&r.run_id)
+                    esc(r.id)
                 );
-                let trend: Vec<&str> = e.runs.iter().rev().map(verdict_word).collect();
+                let trend: Vec<&str> = past.iter().rev().map(|r| r.word).collect();
                 let _ = writeln!(o, "- trend (oldest first): {}", trend.join(" → "));
-                let links: Vec<String> = e
-                    .runs
+                let links: Vec<String> = past
                     .iter()
                     .take(REPORT_LINKS)
-                    .map(|r| {
-                        format!(
-                            "[{} ({})]({}/{HTML_FILE})",
-                            date(r.started_at),
-                            verdict_word(r),
-                            esc(&r.run_id)
-                        )
-                    })
+                    .map(|r| format!("[{} ({})]({})", date(r.started_at), r.word, esc(&r.link)))
                     .collect();
-                let _ = writeln!(o, "- reports: {}", links.join(", "));
+                let _ = writeln!(o, "- {}: {}", e.links_word(), links.join(", "));
             }
             None => {
                 let _ = writeln!(o, "- last verdict: never run");

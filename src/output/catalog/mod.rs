@@ -10,9 +10,12 @@
 //! (absolute), so that `gameday run` and `gameday run-due` can write it
 //! again after every run ([`refresh`]) when, and only when, it exists.
 //!
-//! Suite files (`suites/*.yaml`) are read loosely here: their `name`,
-//! `description`, `owner`, `experiments` and `schedule`, without the full
-//! validation that `gameday suite` applies.
+//! A file whose top level has `experiments` is a suite
+//! ([`crate::suite::is_suite_file`]), read with the suite decoder: an invalid
+//! suite is listed with its problems, as an invalid experiment is. A suite's
+//! history is its runs' `suite.json` (GO or NO-GO), its links go to their
+//! scorecards, and its schedule is judged under the key `suite:<name>`, as
+//! `gameday due` judges it.
 
 pub mod html;
 pub mod markdown;
@@ -20,18 +23,18 @@ pub mod markdown;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use marked_yaml::Node;
 use serde::{Deserialize, Serialize};
 
 use super::due as status;
 use super::history::RunRow;
-use crate::due::Status;
+use super::scorecard::{self, SuiteRun};
 use crate::due::claim::SlotStore;
+use crate::due::{LastRun, Status};
 use crate::experiment::{self, Experiment};
 use crate::policy::{self, Windows};
-use crate::schedule::{self, Schedule};
+use crate::schedule::Schedule;
+use crate::suite::{self, Suite};
 use crate::util::format_duration;
-use crate::yaml::{self, Decoder};
 
 /// The page, inside the runs folder.
 pub const HTML_FILE: &str = "catalog.html";
@@ -85,8 +88,11 @@ pub struct Entry {
     pub due: Option<Status>,
     /// The next slot in the schedule's zone, for people.
     pub next_slot: Option<String>,
-    /// The runs of it, newest first (at most [`TREND`]).
+    /// The runs of it, newest first (at most [`TREND`]); none for a suite.
     pub runs: Vec<RunRow>,
+    /// A suite's runs, newest first (at most [`TREND`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suite_runs: Vec<SuiteRun>,
     /// Why the file could not be read fully (the entry then lists what could be).
     pub problem: Option<String>,
 }
@@ -104,14 +110,16 @@ struct Sources {
 }
 
 /// Writes the catalog of `sources` (files or folders of experiments and
-/// suites) into `runs_dir`; returns the files written.
+/// suites) into `runs_dir`, reading slot claims from `claims` (the runs
+/// folder's, or an S3 store's); returns the files written.
 pub async fn write(
     sources: &[PathBuf],
     runs_dir: &Path,
+    claims: &SlotStore,
     policy: Option<&Path>,
     now: Timestamp,
 ) -> Result<Vec<PathBuf>, CatalogError> {
-    let entries = entries(sources, runs_dir, policy, now).await?;
+    let entries = entries(sources, runs_dir, claims, policy, now).await?;
     std::fs::create_dir_all(runs_dir).map_err(|source| CatalogError::Write {
         path: runs_dir.to_path_buf(),
         source,
@@ -143,7 +151,11 @@ pub async fn write(
 /// Writes the catalog of `runs_dir` again, from the sources it was made
 /// from, when it exists; nothing when it does not. `policy` (the run's
 /// `--policy`) wins over the one recorded.
-pub async fn refresh(runs_dir: &Path, policy: Option<&Path>) -> Result<bool, CatalogError> {
+pub async fn refresh(
+    runs_dir: &Path,
+    claims: &SlotStore,
+    policy: Option<&Path>,
+) -> Result<bool, CatalogError> {
     let Ok(text) = std::fs::read_to_string(runs_dir.join(JSON_FILE)) else {
         return Ok(false);
     };
@@ -157,7 +169,7 @@ pub async fn refresh(runs_dir: &Path, policy: Option<&Path>) -> Result<bool, Cat
         return Ok(false);
     }
     let policy = policy.map(Path::to_path_buf).or(sources.policy);
-    write(&kept, runs_dir, policy.as_deref(), Timestamp::now()).await?;
+    write(&kept, runs_dir, claims, policy.as_deref(), Timestamp::now()).await?;
     Ok(true)
 }
 
@@ -174,11 +186,12 @@ pub fn default_sources() -> Vec<PathBuf> {
 pub async fn entries(
     sources: &[PathBuf],
     runs_dir: &Path,
+    store: &SlotStore,
     policy: Option<&Path>,
     now: Timestamp,
 ) -> Result<Vec<Entry>, CatalogError> {
     let rows = status::runs(runs_dir);
-    let store = SlotStore::local(runs_dir);
+    let suite_runs = scorecard::runs(runs_dir);
     let mut out = Vec::new();
     for source in sources {
         let mut files = Vec::new();
@@ -193,20 +206,15 @@ pub async fn entries(
             let windows = policy::find_and_load(policy, Some(&file))
                 .map(|p| p.policy.windows)
                 .ok();
-            let entry = if is_suite(&file) {
+            let entry = if suite::is_suite_file(&file) {
                 suite_entry(&file)
             } else {
                 experiment_entry(&file)
             };
-            out.push(with_history(entry, windows.as_ref(), &rows, &store, now).await);
+            out.push(with_history(entry, windows.as_ref(), &rows, &suite_runs, store, now).await);
         }
     }
     Ok(out)
-}
-
-/// A file under a folder named `suites`, or one with a top-level `experiments` list.
-fn is_suite(file: &Path) -> bool {
-    file.components().any(|c| c.as_os_str() == "suites")
 }
 
 fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -215,7 +223,7 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
     };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
-    for p in paths {
+    for p in paths.into_iter().filter(|p| !crate::util::is_hidden(p)) {
         if p.is_dir() {
             collect_yaml(&p, out);
         } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
@@ -251,6 +259,7 @@ fn blank(kind: &'static str, file: &Path) -> Entry {
         due: None,
         next_slot: None,
         runs: Vec::new(),
+        suite_runs: Vec::new(),
         problem: None,
     }
 }
@@ -298,57 +307,44 @@ fn from_experiment(exp: &Experiment) -> Pending {
     }
 }
 
-/// A suite, read loosely: its name, description, owner, experiments and schedule.
+/// A suite, through the suite decoder (its experiments' lengths from theirs).
 fn suite_entry(file: &Path) -> Pending {
-    let mut entry = blank("suite", file);
-    let mut schedule = None;
-    let read = std::fs::read(file)
-        .map_err(|e| e.to_string())
-        .and_then(|b| yaml::text(file, b).map_err(|e| e.to_string()))
-        .and_then(|t| yaml::parse(file, &t).map_err(|e| e.to_string()));
-    match read {
-        Err(e) => entry.problem = Some(format!("unreadable suite: {e}")),
-        Ok(root) => {
-            let text = |key: &str| match &root {
-                Node::Mapping(m) => m.get_scalar(key).map(|s| s.as_str().to_string()),
-                _ => None,
-            };
-            if let Some(n) = text("name") {
-                entry.name = n;
-            }
-            entry.description = text("description");
-            entry.owner = text("owner");
-            entry.hypothesis = text("hypothesis");
-            if let Node::Mapping(m) = &root {
-                if let Some(Node::Sequence(list)) = m.get_node("experiments") {
-                    entry.guardrails = list
-                        .iter()
-                        .filter_map(|item| match item {
-                            Node::Scalar(s) => Some(s.as_str().to_string()),
-                            Node::Mapping(i) => i
-                                .get_scalar("path")
-                                .or_else(|| i.get_scalar("experiment"))
-                                .or_else(|| i.get_scalar("file"))
-                                .map(|s| s.as_str().to_string()),
-                            _ => None,
-                        })
-                        .collect();
-                }
-                if let Some(node) = m.get_node("schedule") {
-                    let mut d = Decoder::new();
-                    schedule = schedule::decode_schedule(&mut d, node);
-                    if let Err(e) = d.finish(file) {
-                        entry.problem = Some(e.to_string());
-                    }
-                }
-            }
-            entry.schedule = schedule.as_ref().map(Schedule::describe);
-        }
+    match suite::load(file) {
+        Ok(s) => from_suite(&s),
+        Err(e) => Pending {
+            entry: Entry {
+                problem: Some(format!("invalid suite: {e}")),
+                ..blank("suite", file)
+            },
+            schedule: None,
+            max_duration: std::time::Duration::ZERO,
+        },
     }
+}
+
+fn from_suite(s: &Suite) -> Pending {
+    let members = s.experiments();
+    // A run must fit a window: the suite's length is its experiments' one
+    // after another, as `gameday due` takes it (an invalid one adds nothing).
+    let max_duration = members
+        .iter()
+        .filter_map(|m| experiment::load(&m.file).ok())
+        .map(|e| e.timing.max_duration)
+        .sum();
     Pending {
-        entry,
-        schedule,
-        max_duration: std::time::Duration::from_secs(30 * 60),
+        entry: Entry {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            owner: s.owner.clone(),
+            guardrails: members
+                .iter()
+                .map(|m| format!("{} ({})", m.file.display(), m.role.as_str()))
+                .collect(),
+            schedule: s.schedule.as_ref().map(Schedule::describe),
+            ..blank("suite", &s.file)
+        },
+        schedule: s.schedule.clone(),
+        max_duration,
     }
 }
 
@@ -356,18 +352,33 @@ async fn with_history(
     p: Pending,
     windows: Option<&Windows>,
     rows: &[RunRow],
+    suite_runs: &[SuiteRun],
     store: &SlotStore,
     now: Timestamp,
 ) -> Entry {
     let mut entry = p.entry;
-    entry.runs = rows
-        .iter()
-        .filter(|r| r.experiment == entry.name)
-        .take(TREND)
-        .cloned()
-        .collect();
+    let (key, last): (String, Option<LastRun>) = if entry.kind == "suite" {
+        entry.suite_runs = suite_runs
+            .iter()
+            .filter(|r| r.suite == entry.name)
+            .take(TREND)
+            .cloned()
+            .collect();
+        (
+            crate::due::suite_key(&entry.name),
+            status::last_suite_run(suite_runs, &entry.name),
+        )
+    } else {
+        entry.runs = rows
+            .iter()
+            .filter(|r| r.experiment == entry.name)
+            .take(TREND)
+            .cloned()
+            .collect();
+        (entry.name.clone(), status::last_run(rows, &entry.name))
+    };
     if let (Some(s), Some(w)) = (&p.schedule, windows)
-        && let Ok(st) = status::status(&entry.name, s, w, p.max_duration, rows, store, now).await
+        && let Ok(st) = status::judge(&key, s, w, p.max_duration, last, store, now).await
     {
         entry.next_slot = st.next.map(|n| s.local_text(n.due_at));
         entry.due = Some(st);
@@ -378,6 +389,60 @@ async fn with_history(
 /// A verdict's class and word for the catalog's trend.
 pub(crate) fn verdict_word(r: &RunRow) -> &'static str {
     r.verdict.map(|v| v.as_str()).unwrap_or("unfinished")
+}
+
+/// One past run of an entry as the page and the Markdown show it: an
+/// experiment's run with its verdict and report, or a suite's with GO or
+/// NO-GO and its scorecard.
+pub(crate) struct Past<'a> {
+    /// The run's (or suite run's) id.
+    pub(crate) id: &'a str,
+    /// When it started.
+    pub(crate) started_at: Timestamp,
+    /// Its verdict, or `GO` / `NO-GO`.
+    pub(crate) word: &'static str,
+    /// Its style class: the verdict, or `go` / `no-go`.
+    pub(crate) class: &'static str,
+    /// Its report or scorecard, relative to the runs folder.
+    pub(crate) link: String,
+}
+
+impl Entry {
+    /// Its past runs, newest first.
+    pub(crate) fn past(&self) -> Vec<Past<'_>> {
+        if self.kind == "suite" {
+            return self
+                .suite_runs
+                .iter()
+                .map(|r| Past {
+                    id: &r.suite_run_id,
+                    started_at: r.started_at,
+                    word: r.decision(),
+                    class: if r.go { "go" } else { "no-go" },
+                    link: format!("{}/{}", r.suite_run_id, scorecard::HTML_FILE),
+                })
+                .collect();
+        }
+        self.runs
+            .iter()
+            .map(|r| Past {
+                id: &r.run_id,
+                started_at: r.started_at,
+                word: verdict_word(r),
+                class: verdict_word(r),
+                link: format!("{}/{}", r.run_id, super::report::HTML_FILE),
+            })
+            .collect()
+    }
+
+    /// What its links lead to: `reports`, or a suite's `scorecards`.
+    pub(crate) fn links_word(&self) -> &'static str {
+        if self.kind == "suite" {
+            "scorecards"
+        } else {
+            "reports"
+        }
+    }
 }
 
 #[cfg(test)]

@@ -267,6 +267,68 @@ pub fn write_all(dir: &Path, card: &Scorecard) -> Result<Vec<PathBuf>, ReportErr
     Ok(out)
 }
 
+/// A past suite run, as `gameday due` and the catalog list it: what its
+/// `suite.json` says, without the rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SuiteRun {
+    /// The suite run's id (its folder's name, `suite-<id>`).
+    pub suite_run_id: String,
+    /// The suite's name.
+    pub suite: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// GO (true) or NO-GO.
+    pub go: bool,
+    /// Its readiness score.
+    pub score: u32,
+    /// The folder it was read from.
+    pub dir: PathBuf,
+}
+
+impl SuiteRun {
+    /// GO or NO-GO, in capitals.
+    pub fn decision(&self) -> &'static str {
+        if self.go { "GO" } else { "NO-GO" }
+    }
+}
+
+/// The prefix of a suite run's folder name (`suite-<run id>`).
+pub const RUN_PREFIX: &str = "suite-";
+
+/// Every suite run of `runs_dir` that wrote its `suite.json`, newest first.
+/// A suite run still going (or whose runner died) has no `suite.json` yet
+/// and is not listed; neither is a folder whose `suite.json` is unreadable.
+pub fn runs(runs_dir: &Path) -> Vec<SuiteRun> {
+    let Ok(entries) = std::fs::read_dir(runs_dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<SuiteRun> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(RUN_PREFIX))
+        })
+        .filter_map(|dir| {
+            let text = std::fs::read_to_string(dir.join(JSON_FILE)).ok()?;
+            let card: Scorecard = serde_json::from_str(&text).ok()?;
+            Some(SuiteRun {
+                suite_run_id: card.suite_run_id,
+                suite: card.suite,
+                started_at: card.started_at,
+                go: card.go,
+                score: card.score,
+                dir,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.started_at
+            .cmp(&a.started_at)
+            .then_with(|| b.suite_run_id.cmp(&a.suite_run_id))
+    });
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
