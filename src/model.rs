@@ -393,6 +393,37 @@ impl AwsTarget {
         self.role_arn.as_deref().and_then(|r| r.split(':').nth(4))
     }
 
+    /// The JSON Schema of an `aws:` block, from the same key table.
+    pub(crate) fn schema() -> serde_json::Value {
+        crate::schema::object("aws", AWS_TARGET_KEYS)
+            .key(
+                "role_arn",
+                crate::schema::text_matching(
+                    "^arn:aws[^:]*:iam::[0-9]{12}:role/.+$",
+                    "the IAM role the run assumes (session gameday-RUN_ID)",
+                ),
+            )
+            .key(
+                "external_id",
+                crate::schema::text_matching(
+                    "^[A-Za-z0-9+=,.@:/-]{2,1224}$",
+                    "the external id the role's trust policy requires (needs role_arn)",
+                ),
+            )
+            .key(
+                "region",
+                crate::schema::text_matching(
+                    "^[a-z]+(-[a-z]+)+-[0-9]+$",
+                    "the region the run acts in; wins over --region",
+                ),
+            )
+            .with(
+                "dependentRequired",
+                serde_json::json!({ "external_id": ["role_arn"] }),
+            )
+            .build("where the run acts: a role to assume and a region")
+    }
+
     /// Decodes an `aws:` block (`what` is its path, e.g. `aws` or
     /// `experiments[1].aws`), reporting every problem at its node.
     pub fn decode(d: &mut Decoder, node: &marked_yaml::Node, what: &str) -> Option<AwsTarget> {

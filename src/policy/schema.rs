@@ -62,6 +62,19 @@ pub(crate) fn document() -> Value {
         )
         .key("locks", locks())
         .key("notifications", notifications())
+        .key(
+            "halt",
+            object("halt", HALT_KEYS)
+                .key(
+                    "parameter",
+                    schema::text_matching(
+                        "^[A-Za-z0-9_./-]{1,1011}$",
+                        "the SSM parameter of the kill switch; default /gameday/halt; not beginning with aws or ssm",
+                    ),
+                )
+                .required(HALT_KEYS)
+                .build("the kill switch (`gameday halt`, `gameday resume`)"),
+        )
         .required(&[
             "version",
             "regions",
@@ -234,6 +247,7 @@ mod tests {
             ("", TOP_KEYS),
             ("/properties/locks", LOCKS_KEYS),
             ("/properties/notifications", NOTIFICATIONS_KEYS),
+            ("/properties/halt", HALT_KEYS),
             ("/properties/blast_radius", BLAST_KEYS),
             ("/properties/in_place", IN_PLACE_KEYS),
             ("/properties/parallel", PARALLEL_KEYS),

@@ -25,6 +25,7 @@ pub(crate) fn document() -> Value {
             schema::text("what should hold while the faults are active"),
         )
         .key("environment", environment())
+        .key("aws", crate::model::AwsTarget::schema())
         .key(
             "steady_state",
             schema::list(
@@ -378,6 +379,7 @@ mod tests {
         let probe = "/properties/steady_state/items/properties";
         let tables: &[(&str, &[&str])] = &[
             ("", TOP_KEYS),
+            ("/properties/aws", crate::model::AWS_TARGET_KEYS),
             ("/properties/environment", ENV_KEYS),
             ("/properties/environment/properties/traffic", TRAFFIC_KEYS),
             (

@@ -19,10 +19,11 @@ pub(crate) fn document() -> Value {
                 "blocking (default): must pass for GO; advisory: reported and scored only",
             ),
         )
+        .key("aws", crate::model::AwsTarget::schema())
         .required(&["path"])
-        .build("an experiment and its role");
+        .build("an experiment, its role, and where it acts");
     let mut experiments = schema::list(
-        schema::any_of(vec![path(), entry], "a path, or `{ path, role }`"),
+        schema::any_of(vec![path(), entry], "a path, or `{ path, role, aws }`"),
         "the experiments, in order",
     );
     experiments["minItems"] = 1.into();
@@ -85,6 +86,10 @@ mod tests {
         let tables: &[(&str, &[&str])] = &[
             ("", SUITE_KEYS),
             ("/properties/experiments/items/anyOf/1", ENTRY_KEYS),
+            (
+                "/properties/experiments/items/anyOf/1/properties/aws",
+                crate::model::AWS_TARGET_KEYS,
+            ),
             ("/properties/go_no_go", GO_KEYS),
         ];
         for (pointer, table) in tables {
