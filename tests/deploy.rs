@@ -8,9 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
-use aws_sdk_ec2::config::Credentials;
 use clap::Parser;
 use serde_json::Value;
 
@@ -442,12 +440,7 @@ async fn role_policies(iam: &aws_sdk_iam::Client, role: &str) -> BTreeMap<String
 /// Deleting the stack removes them.
 #[tokio::test]
 async fn the_cloudformation_template_deploys_the_scheduled_task_with_the_readme_permissions() {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await;
+    let config = test_config(REGION).await;
     let cfn = aws_sdk_cloudformation::Client::new(&config);
     let iam = aws_sdk_iam::Client::new(&config);
     let ecs = aws_sdk_ecs::Client::new(&config);

@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::config::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 
@@ -26,12 +24,7 @@ struct Inbox {
 }
 
 async fn config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await
+    test_config(REGION).await
 }
 
 /// A queue; returns its URL and ARN.

@@ -10,9 +10,6 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::config::Credentials;
-
 use crate::support::*;
 
 /// moto's default account: the one the test fleets live in.
@@ -20,23 +17,6 @@ const ACCOUNT: &str = "123456789012";
 
 fn role() -> String {
     format!("arn:aws:iam::{ACCOUNT}:role/{}", unique("gameday-runner"))
-}
-
-/// Test clients for `region` (the fleets of other tests are in us-east-1).
-async fn clients_in(region: &'static str) -> Clients {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new(region))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await;
-    Clients {
-        ec2: aws_sdk_ec2::Client::new(&config),
-        autoscaling: aws_sdk_autoscaling::Client::new(&config),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-        dynamodb: aws_sdk_dynamodb::Client::new(&config),
-        aws: gameday::aws::Aws::from_config(&config, Some(endpoint().to_string())).expect("a region"),
-    }
 }
 
 /// The run's events, from its write-ahead log.

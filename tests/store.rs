@@ -7,8 +7,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::config::Credentials;
 use gameday::aws::s3::{PutError, S3Store, S3Url};
 
 use crate::lifecycle::{assert_parallel_cleaned, clones_of, parallel_experiment, wait_for_clone_fault};
@@ -16,17 +14,7 @@ use crate::support::*;
 
 /// A new bucket on the test server, and an S3 client for checking it.
 async fn bucket() -> (aws_sdk_s3::Client, String) {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = crate::support::coordination::s3_client().await;
     let name = unique("runs").to_lowercase();
     s3.create_bucket()
         .bucket(&name)

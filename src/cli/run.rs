@@ -106,7 +106,13 @@ pub(super) async fn run_one(
         Progress::auto(quiet)
     };
     let progress: Arc<dyn Reporter> = Arc::new(progress);
-    let notifier = Notifier::start(&aws, destinations, context, progress.clone());
+    // Notifications go out with the runner's own credentials (the topic and
+    // bus are the platform team's), not the role the run assumes.
+    let own = match &assumed {
+        Some(_) if !destinations.is_empty() => super::shared::connect(aws_args).await?,
+        _ => aws.clone(),
+    };
+    let notifier = Notifier::start(&own, destinations, context, progress.clone());
     let opts = RunOptions {
         runs_dir: runs.local.clone(),
         store: runs.remote.clone(),

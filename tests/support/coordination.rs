@@ -17,9 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use aws_sdk_ec2::config::Credentials;
 use jiff::Timestamp;
 
 use super::proxy::FailingProxy;
@@ -212,12 +210,7 @@ async fn publish(c: &Clients, group: &str) {
 
 /// An S3 client on the test server (path-style, as the runner's).
 pub async fn s3_client() -> aws_sdk_s3::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await;
+    let config = test_config(REGION).await;
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(true)

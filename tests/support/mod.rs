@@ -100,14 +100,25 @@ pub struct Clients {
     pub aws: gameday::aws::Aws,
 }
 
-/// Clients for seeding and checking moto's state.
-pub async fn clients() -> Clients {
-    let config = aws_config::defaults(BehaviorVersion::latest())
+/// The SDK configuration of the test clients: the test server, `region`,
+/// and moto's dummy credentials.
+pub async fn test_config(region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint())
-        .region(Region::new(REGION))
+        .region(Region::new(region.to_string()))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .load()
-        .await;
+        .await
+}
+
+/// Clients for seeding and checking moto's state.
+pub async fn clients() -> Clients {
+    clients_in(REGION).await
+}
+
+/// Test clients for `region` (the fleets of most tests are in `REGION`).
+pub async fn clients_in(region: &str) -> Clients {
+    let config = test_config(region).await;
     Clients {
         ec2: aws_sdk_ec2::Client::new(&config),
         autoscaling: aws_sdk_autoscaling::Client::new(&config),
